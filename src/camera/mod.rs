@@ -1,0 +1,204 @@
+//! One camera: the capture thread, the frame ring, the encode thread and the pre-roll buffer,
+//! wired together, with start/stop/restart and a [`CameraInfo`] snapshot for the API.
+//!
+//! Stop order: stop capture, close the ring, let the encoder drain (EOS), join both threads.
+//! `start`/`stop` block while threads are joined: call them off the async runtime.
+
+pub mod status;
+
+use crate::capture::Capture;
+use crate::config::{CameraConfig, Config};
+use crate::encode::{Encoder, EncoderConfig};
+use crate::preroll::PreRoll;
+use crate::ring::FrameRing;
+use crate::shutdown::StopToken;
+use serde::Serialize;
+use status::{CameraState, CameraStatus};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A configured camera and its running stages.
+pub struct Camera {
+    cfg: CameraConfig,
+    auto_encoders: Vec<String>,
+    /// Shared status (HTTP, MQTT, watchdog read it).
+    pub status: Arc<CameraStatus>,
+    /// The encoded-frame buffer (clips and live views read it).
+    pub preroll: Arc<PreRoll>,
+    ring: Arc<FrameRing>,
+    run: Mutex<Option<Running>>,
+}
+
+struct Running {
+    stop: StopToken,
+    capture: JoinHandle<()>,
+    encode: JoinHandle<()>,
+}
+
+/// `/api/cameras` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraInfo {
+    /// Camera id.
+    pub id: String,
+    /// State now.
+    pub state: CameraState,
+    /// Source description.
+    pub source: String,
+    /// Encoder element in use (or configured, before the first build).
+    pub encoder: String,
+    /// Width the source delivers (configured until known).
+    pub width: u32,
+    /// Height the source delivers.
+    pub height: u32,
+    /// Frame rate the source delivers.
+    pub fps: u32,
+    /// Pixel format the source delivers (`MJPG`, `YUYV`, `NV12`, `YU12`), once known.
+    pub format: Option<String>,
+    /// Seconds of encoded video held in RAM.
+    pub buffered_s: f64,
+    /// Bytes of encoded video held in RAM.
+    pub buffered_bytes: usize,
+    /// Hard cap on `buffered_bytes`.
+    pub buffer_cap_bytes: usize,
+    /// Frames from the source.
+    pub frames_captured: u64,
+    /// Frames lost: skipped by the source plus dropped by the ring when the encoder lagged.
+    pub frames_dropped: u64,
+    /// Access units from the encoder.
+    pub frames_encoded: u64,
+    /// Seconds the camera keeps before a trigger.
+    pub pre_s: f64,
+    /// Most recent error, kept after recovery.
+    pub last_error: Option<String>,
+}
+
+impl Camera {
+    /// A camera from its config; nothing runs until [`start`](Self::start).
+    pub fn new(cfg: CameraConfig, config: &Config) -> Self {
+        let hold = Duration::from_secs_f64(cfg.pre_s + cfg.keyframe_interval_s);
+        let preroll = Arc::new(PreRoll::new(hold, cfg.preroll_cap_bytes()));
+        Camera {
+            ring: Arc::new(FrameRing::new(cfg.ring_frames)),
+            auto_encoders: config.auto_encoders.clone(),
+            status: Arc::new(CameraStatus::default()),
+            preroll,
+            cfg,
+            run: Mutex::new(None),
+        }
+    }
+
+    /// Camera id.
+    pub fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &CameraConfig {
+        &self.cfg
+    }
+
+    /// Start capture and encode threads (no-op if running).
+    pub fn start(&self) -> std::io::Result<()> {
+        let mut run = self.run.lock().unwrap_or_else(|p| p.into_inner());
+        if run.is_some() {
+            return Ok(());
+        }
+        self.status.set_started();
+        self.ring.reopen();
+        let stop = StopToken::new();
+        let capture = Capture::new(
+            &self.cfg.id,
+            self.cfg.source.clone(),
+            self.ring.clone(),
+            self.status.clone(),
+            stop.clone(),
+        )
+        .spawn()?;
+        let enc_cfg = EncoderConfig {
+            id: self.cfg.id.clone(),
+            encoder: self.cfg.encoder.clone(),
+            auto_encoders: self.auto_encoders.clone(),
+            bitrate_kbps: self.cfg.bitrate_kbps,
+            keyframe_interval_s: self.cfg.keyframe_interval_s,
+        };
+        let encode = Encoder::new(
+            enc_cfg,
+            self.ring.clone(),
+            self.preroll.clone(),
+            self.status.clone(),
+            stop.clone(),
+        )
+        .spawn()?;
+        *run = Some(Running {
+            stop,
+            capture,
+            encode,
+        });
+        Ok(())
+    }
+
+    /// Stop capture, drain the encoder (EOS), join both threads. Blocks.
+    pub fn stop(&self) {
+        let running = self.run.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(r) = running {
+            r.stop.stop();
+            let _ = r.capture.join();
+            self.ring.close();
+            let _ = r.encode.join();
+            self.ring.clear();
+        }
+        self.status.set_stopped();
+    }
+
+    /// Stop then start.
+    pub fn restart(&self) -> std::io::Result<()> {
+        self.stop();
+        self.start()
+    }
+
+    /// Ask the encoder for a keyframe on the next frame.
+    pub fn force_keyframe(&self) {
+        self.status.force_keyframe.store(true, Ordering::Relaxed);
+    }
+
+    /// Snapshot for the API.
+    pub fn info(&self) -> CameraInfo {
+        let s = &self.status;
+        let pre = self.preroll.stats();
+        let fmt = s.format();
+        let encoder = s.encoder();
+        CameraInfo {
+            id: self.cfg.id.clone(),
+            state: s.state(),
+            source: self.cfg.source.describe(),
+            encoder: if encoder.is_empty() {
+                self.cfg.encoder.clone()
+            } else {
+                encoder
+            },
+            width: fmt.map(|f| f.width).or(self.cfg.source.width).unwrap_or(0),
+            height: fmt
+                .map(|f| f.height)
+                .or(self.cfg.source.height)
+                .unwrap_or(0),
+            fps: fmt.map(|f| f.fps).or(self.cfg.source.fps).unwrap_or(0),
+            format: fmt.map(|f| f.pixel.to_string()),
+            buffered_s: (pre.buffered.as_secs_f64() * 1000.0).round() / 1000.0,
+            buffered_bytes: pre.bytes,
+            buffer_cap_bytes: self.cfg.preroll_cap_bytes(),
+            frames_captured: s.frames_captured.load(Ordering::Relaxed),
+            frames_dropped: s.frames_dropped_source.load(Ordering::Relaxed) + self.ring.dropped(),
+            frames_encoded: s.frames_encoded.load(Ordering::Relaxed),
+            pre_s: self.cfg.pre_s,
+            last_error: s.last_error(),
+        }
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

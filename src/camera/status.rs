@@ -1,0 +1,188 @@
+//! What a camera reports about itself: state, last error, negotiated format and counters.
+//!
+//! Written by the capture and encode threads (atomics, short locks), read by HTTP, MQTT and the
+//! systemd watchdog. Owns no thread.
+
+use crate::frame::{monotonic_now, VideoFormat};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A camera's state as shown on the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraState {
+    /// Opening the source or building the encoder; no encoded frame yet.
+    Starting,
+    /// Frames are captured and encoded.
+    Running,
+    /// The source or the encoder failed; retrying with back-off (see `last_error`).
+    Failed,
+    /// Stopped on request.
+    Stopped,
+}
+
+/// Shared, lock-light status of one camera.
+#[derive(Default)]
+pub struct CameraStatus {
+    /// Frames delivered by the source.
+    pub frames_captured: AtomicU64,
+    /// Frames the source itself skipped (V4L2 sequence gaps).
+    pub frames_dropped_source: AtomicU64,
+    /// Access units produced by the encoder.
+    pub frames_encoded: AtomicU64,
+    /// Monotonic ms of the last captured frame (0: never).
+    pub last_capture_ms: AtomicU64,
+    /// Monotonic ms of the last encoded frame (0: never).
+    pub last_encode_ms: AtomicU64,
+    /// Set by the API to request an IDR frame at the next opportunity.
+    pub force_keyframe: AtomicBool,
+    stopped: AtomicBool,
+    capture_ok: AtomicBool,
+    encode_ok: AtomicBool,
+    errors: Mutex<Errors>,
+    format: Mutex<Option<VideoFormat>>,
+    encoder: Mutex<String>,
+}
+
+#[derive(Default)]
+struct Errors {
+    capture: Option<String>,
+    encode: Option<String>,
+    last: Option<String>,
+}
+
+fn now_ms() -> u64 {
+    monotonic_now().as_millis() as u64
+}
+
+impl CameraStatus {
+    fn errors(&self) -> std::sync::MutexGuard<'_, Errors> {
+        self.errors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state now.
+    pub fn state(&self) -> CameraState {
+        if self.stopped.load(Ordering::SeqCst) {
+            return CameraState::Stopped;
+        }
+        let e = self.errors();
+        if e.capture.is_some() || e.encode.is_some() {
+            CameraState::Failed
+        } else if self.capture_ok.load(Ordering::SeqCst) && self.encode_ok.load(Ordering::SeqCst) {
+            CameraState::Running
+        } else {
+            CameraState::Starting
+        }
+    }
+
+    /// The most recent error (kept after recovery, for the operator).
+    pub fn last_error(&self) -> Option<String> {
+        self.errors().last.clone()
+    }
+
+    /// The source failed; it will be retried.
+    pub fn capture_failed(&self, err: &dyn std::error::Error) {
+        let msg = error_chain(err);
+        log::warn!("capture failed: {msg}");
+        self.capture_ok.store(false, Ordering::SeqCst);
+        let mut e = self.errors();
+        e.capture = Some(msg.clone());
+        e.last = Some(msg);
+    }
+
+    /// A frame was captured: the source works.
+    pub fn frame_captured(&self) {
+        self.frames_captured.fetch_add(1, Ordering::Relaxed);
+        self.last_capture_ms.store(now_ms(), Ordering::Relaxed);
+        if !self.capture_ok.load(Ordering::Relaxed) {
+            self.capture_ok.store(true, Ordering::SeqCst);
+            self.errors().capture = None;
+        }
+    }
+
+    /// The encoder failed; it will be rebuilt.
+    pub fn encode_failed(&self, err: &dyn std::error::Error) {
+        let msg = error_chain(err);
+        log::warn!("encoder failed: {msg}");
+        self.encode_ok.store(false, Ordering::SeqCst);
+        let mut e = self.errors();
+        e.encode = Some(msg.clone());
+        e.last = Some(msg);
+    }
+
+    /// An access unit came out of the encoder: it works.
+    pub fn frame_encoded(&self) {
+        self.frames_encoded.fetch_add(1, Ordering::Relaxed);
+        self.last_encode_ms.store(now_ms(), Ordering::Relaxed);
+        if !self.encode_ok.load(Ordering::Relaxed) {
+            self.encode_ok.store(true, Ordering::SeqCst);
+            self.errors().encode = None;
+        }
+    }
+
+    /// Mark started (after `start`/`restart`): clears the stage flags, keeps counters.
+    pub fn set_started(&self) {
+        self.stopped.store(false, Ordering::SeqCst);
+        self.capture_ok.store(false, Ordering::SeqCst);
+        self.encode_ok.store(false, Ordering::SeqCst);
+        let mut e = self.errors();
+        e.capture = None;
+        e.encode = None;
+    }
+
+    /// Mark stopped on request.
+    pub fn set_stopped(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.capture_ok.store(false, Ordering::SeqCst);
+        self.encode_ok.store(false, Ordering::SeqCst);
+    }
+
+    /// Record the format the source actually delivers.
+    pub fn set_format(&self, f: VideoFormat) {
+        *self.format.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
+    /// The format the source delivers, once known.
+    pub fn format(&self) -> Option<VideoFormat> {
+        *self.format.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Record the encoder element in use.
+    pub fn set_encoder(&self, name: &str) {
+        *self.encoder.lock().unwrap_or_else(|p| p.into_inner()) = name.to_string();
+    }
+
+    /// The encoder element in use (empty before the first build).
+    pub fn encoder(&self) -> String {
+        self.encoder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether both capture and encode produced a frame within `window` (systemd watchdog).
+    pub fn progressing(&self, window: Duration) -> bool {
+        let now = now_ms();
+        let w = window.as_millis() as u64;
+        let fresh = |t: u64| t != 0 && now.saturating_sub(t) <= w;
+        fresh(self.last_capture_ms.load(Ordering::Relaxed))
+            && fresh(self.last_encode_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// An error and all its causes, `outer: inner: innermost`.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(c) = cur {
+        let cs = c.to_string();
+        if !s.contains(&cs) {
+            s.push_str(": ");
+            s.push_str(&cs);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,191 @@
+//! The `gstreamer` source: any source pipeline description ending in raw or JPEG video
+//! (`libcamerasrc ! video/x-raw,...`, `rtspsrc ... ! rtph264depay ! ... ! jpegenc`, ...), pulled
+//! through an appsink.
+//!
+//! Frames wrap the GStreamer buffer's memory (`Bytes::from_owner` on a mapped buffer): no copy.
+//! Raw video with padded rows is repacked tightly (one copy) because downstream stages assume
+//! packed frames.
+
+use super::{CaptureError, Source};
+use crate::frame::{monotonic_now, Frame, PixelFormat, VideoFormat};
+use crate::pipeline::{GstError, Pipeline};
+use bytes::Bytes;
+use gst_video::prelude::*;
+use gstreamer as gst;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use std::time::Duration;
+
+/// Caps hindsight accepts from a source pipeline.
+const ACCEPT: &str = "video/x-raw,format={I420,NV12,YUY2};image/jpeg";
+
+/// A running source pipeline.
+pub struct GstSource {
+    pipeline: Pipeline,
+    sink: gst_app::AppSink,
+    format: VideoFormat,
+    first: Option<Frame>,
+    /// Monotonic time minus pipeline running time, fixed at the first frame.
+    offset: Option<Duration>,
+    seq: u64,
+    description: String,
+}
+
+impl GstSource {
+    /// Build and start `description ! appsink`, and wait for the first frame to learn the format.
+    pub fn open(description: &str) -> Result<Self, CaptureError> {
+        let full = format!("{description} ! appsink name=hindsight_sink caps=\"{ACCEPT}\" max-buffers=4 drop=true sync=false");
+        let pipeline = Pipeline::parse(&full)?;
+        let sink: gst_app::AppSink = pipeline.by_name("hindsight_sink")?;
+        pipeline.play()?;
+        let mut src = GstSource {
+            pipeline,
+            sink,
+            format: VideoFormat {
+                pixel: PixelFormat::I420,
+                width: 0,
+                height: 0,
+                fps: 0,
+            },
+            first: None,
+            offset: None,
+            seq: 0,
+            description: description.into(),
+        };
+        // Learn the negotiated format from the first sample (10 s covers slow camera start-up).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while src.first.is_none() {
+            if std::time::Instant::now() > deadline {
+                return Err(CaptureError::Stalled {
+                    device: description.into(),
+                    seconds: 10,
+                });
+            }
+            if let Some(f) = src.pull(Duration::from_millis(250))? {
+                src.format = f.format;
+                src.first = Some(f);
+            }
+        }
+        Ok(src)
+    }
+
+    fn pull(&mut self, wait: Duration) -> Result<Option<Frame>, CaptureError> {
+        if let Some(e) = self.pipeline.poll_error() {
+            return Err(e.into());
+        }
+        let Some(sample) = self
+            .sink
+            .try_pull_sample(gst::ClockTime::from_nseconds(wait.as_nanos() as u64))
+        else {
+            if self.sink.is_eos() {
+                return Err(GstError::Eos.into());
+            }
+            return Ok(None);
+        };
+        let caps = sample
+            .caps()
+            .ok_or_else(|| gst_err("sample without caps"))?;
+        let format = caps_to_format(caps)?;
+        let buffer = sample
+            .buffer_owned()
+            .ok_or_else(|| gst_err("sample without buffer"))?;
+        let rt = crate::pipeline::running_time(sample.segment(), buffer.pts());
+        let now = monotonic_now();
+        let captured = match rt {
+            Some(rt) => {
+                let rt = Duration::from_nanos(rt.nseconds());
+                let off = *self.offset.get_or_insert_with(|| now.saturating_sub(rt));
+                off + rt
+            }
+            None => now,
+        };
+        let data = match format.pixel.frame_size(format.width, format.height) {
+            Some(tight) if buffer.size() != tight => repack(&buffer, caps, tight)?,
+            _ => {
+                let mapped = buffer
+                    .into_mapped_buffer_readable()
+                    .map_err(|_| gst_err("buffer not readable"))?;
+                Bytes::from_owner(mapped)
+            }
+        };
+        let seq = self.seq;
+        self.seq += 1;
+        Ok(Some(Frame {
+            data,
+            format,
+            captured,
+            seq,
+        }))
+    }
+}
+
+fn gst_err(msg: &str) -> CaptureError {
+    CaptureError::Gst(GstError::Element {
+        element: "appsink".into(),
+        message: msg.into(),
+        debug: String::new(),
+    })
+}
+
+/// Negotiated caps → [`VideoFormat`].
+fn caps_to_format(caps: &gst::CapsRef) -> Result<VideoFormat, CaptureError> {
+    let s = caps.structure(0).ok_or_else(|| gst_err("empty caps"))?;
+    let width = s.get::<i32>("width").unwrap_or(0).max(0) as u32;
+    let height = s.get::<i32>("height").unwrap_or(0).max(0) as u32;
+    let fps = s
+        .get::<gst::Fraction>("framerate")
+        .ok()
+        .filter(|f| f.denom() > 0)
+        .map(|f| (f.numer() as f64 / f.denom() as f64).round() as u32)
+        .unwrap_or(0);
+    let pixel = if s.name() == "image/jpeg" {
+        PixelFormat::Mjpeg
+    } else {
+        let f = s.get::<&str>("format").unwrap_or("");
+        PixelFormat::from_gst_name(f)
+            .ok_or_else(|| gst_err(&format!("unsupported raw format {f}")))?
+    };
+    Ok(VideoFormat {
+        pixel,
+        width,
+        height,
+        fps,
+    })
+}
+
+/// Copy a padded raw frame into a tightly packed one.
+fn repack(buffer: &gst::Buffer, caps: &gst::CapsRef, tight: usize) -> Result<Bytes, CaptureError> {
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| gst_err(&e.to_string()))?;
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), &info)
+        .map_err(|_| gst_err("cannot map video frame"))?;
+    let mut out = Vec::with_capacity(tight);
+    for plane in 0..frame.n_planes() {
+        let stride = frame.plane_stride()[plane as usize] as usize;
+        let data = frame
+            .plane_data(plane)
+            .map_err(|e| gst_err(&e.to_string()))?;
+        let comp_h = frame.comp_height(plane) as usize;
+        let row = (frame.comp_width(plane) * frame.comp_pstride(plane) as u32) as usize;
+        for r in 0..comp_h {
+            out.extend_from_slice(&data[r * stride..r * stride + row]);
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+impl Source for GstSource {
+    fn format(&self) -> VideoFormat {
+        self.format
+    }
+
+    fn next_frame(&mut self, wait: Duration) -> Result<Option<Frame>, CaptureError> {
+        if let Some(f) = self.first.take() {
+            return Ok(Some(f));
+        }
+        self.pull(wait)
+    }
+
+    fn describe(&self) -> String {
+        format!("gstreamer `{}`", self.description)
+    }
+}

@@ -1,0 +1,216 @@
+//! Capture: one named thread per camera (`capture-{id}`) reading a [`Source`] and pushing
+//! [`Frame`]s into the [`FrameRing`].
+//!
+//! Sources: [`v4l2`] (the v4l crate, MMAP streaming), [`gst`] (any GStreamer source pipeline via
+//! appsink) and [`test_pattern`] (a moving pattern that carries its frame number). The loop
+//! rebases each source's sequence numbers onto one camera-wide counter, counts the frames the
+//! source skipped, and when the source fails (device unplugged, pipeline error) marks the camera
+//! failed and reopens it with back-off until it returns or the camera stops.
+//!
+//! Must never block on the encoder: the ring drops the oldest frame instead.
+
+pub mod check;
+pub mod gst;
+pub mod test_pattern;
+pub mod v4l2;
+
+use crate::camera::status::CameraStatus;
+use crate::config::{SourceConfig, SourceKind};
+use crate::frame::{Frame, VideoFormat};
+use crate::pipeline::GstError;
+use crate::ring::FrameRing;
+use crate::shutdown::{Backoff, StopToken};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a source could not deliver frames.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The device could not be opened (missing, busy, permissions).
+    #[error("cannot open {device}")]
+    Open {
+        /// Device path.
+        device: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The device offers nothing hindsight can use as configured.
+    #[error("{device}: {message}")]
+    Format {
+        /// Device path.
+        device: String,
+        /// What was asked and what the driver offers.
+        message: String,
+    },
+    /// Streaming I/O failed (e.g. the device vanished: ENODEV).
+    #[error("{device}: capture failed after frame {sequence}")]
+    Io {
+        /// Device path.
+        device: String,
+        /// The last good frame's sequence number.
+        sequence: u64,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No frame for too long.
+    #[error("{device}: no frame for {seconds} s")]
+    Stalled {
+        /// Device path or pipeline.
+        device: String,
+        /// How long.
+        seconds: u64,
+    },
+    /// A GStreamer source pipeline failed.
+    #[error("source pipeline failed")]
+    Gst(#[from] GstError),
+    /// A panic inside a driver binding was caught (the thread lives on).
+    #[error("{0}: capture thread panicked; reopening")]
+    Panicked(String),
+}
+
+/// A frame source. `next_frame` returns `Ok(None)` when nothing arrived within `wait`, so the
+/// caller can check for stop requests.
+pub trait Source: Send {
+    /// The format actually delivered.
+    fn format(&self) -> VideoFormat;
+    /// The next frame; `seq` is the source's own counter (gaps mean skipped frames).
+    fn next_frame(&mut self, wait: Duration) -> Result<Option<Frame>, CaptureError>;
+    /// Short description for logs.
+    fn describe(&self) -> String;
+}
+
+/// Open the source a camera is configured with.
+pub fn open(cfg: &SourceConfig) -> Result<Box<dyn Source>, CaptureError> {
+    let w = cfg.width.unwrap_or(1280);
+    let h = cfg.height.unwrap_or(720);
+    let fps = cfg.fps.unwrap_or(30);
+    Ok(match cfg.kind {
+        SourceKind::Test => Box::new(test_pattern::TestPattern::new(w, h, fps)),
+        SourceKind::Gstreamer => {
+            Box::new(gst::GstSource::open(cfg.pipeline.as_deref().unwrap_or(""))?)
+        }
+        SourceKind::V4l2 => Box::new(v4l2::V4l2Source::open(
+            cfg.device.as_deref().unwrap_or("/dev/video0"),
+            cfg.format.as_deref().unwrap_or("auto"),
+            w,
+            h,
+            fps,
+        )?),
+    })
+}
+
+/// How long a source may go without a frame before it is reopened.
+const STALL: Duration = Duration::from_secs(5);
+
+/// The capture stage of one camera.
+pub struct Capture {
+    id: String,
+    source: SourceConfig,
+    ring: Arc<FrameRing>,
+    status: Arc<CameraStatus>,
+    stop: StopToken,
+    next_seq: u64,
+}
+
+impl Capture {
+    /// A capture stage feeding `ring`; nothing runs until [`spawn`](Self::spawn).
+    pub fn new(
+        id: &str,
+        source: SourceConfig,
+        ring: Arc<FrameRing>,
+        status: Arc<CameraStatus>,
+        stop: StopToken,
+    ) -> Self {
+        Capture {
+            id: id.into(),
+            source,
+            ring,
+            status,
+            stop,
+            next_seq: 0,
+        }
+    }
+
+    /// Run on a thread named `capture-{id}`.
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(format!("capture-{}", self.id))
+            .spawn(move || self.run())
+    }
+
+    /// Retry [`run_once`](Self::run_once) with back-off until stopped.
+    pub fn run(mut self) {
+        let mut backoff = Backoff::default();
+        while !self.stop.is_stopped() {
+            let seq_before = self.next_seq;
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_once()))
+                .unwrap_or_else(|_| Err(CaptureError::Panicked(self.source.describe())));
+            if self.next_seq > seq_before {
+                backoff.reset();
+            }
+            match result {
+                Ok(()) => break,
+                Err(e) => {
+                    self.status.capture_failed(&e);
+                    let delay = backoff.next_delay();
+                    log::info!("camera {}: reopening source in {:?}", self.id, delay);
+                    self.stop.sleep(delay);
+                }
+            }
+        }
+        log::debug!("camera {}: capture stopped", self.id);
+    }
+
+    /// Open the source and pump frames until it fails (`Err`) or the camera stops (`Ok`).
+    fn run_once(&mut self) -> Result<(), CaptureError> {
+        let mut source = open(&self.source)?;
+        let format = source.format();
+        log::info!(
+            "camera {}: {} delivers {}x{} {} @ {} fps",
+            self.id,
+            source.describe(),
+            format.width,
+            format.height,
+            format.pixel,
+            format.fps
+        );
+        self.status.set_format(format);
+        let mut first_src_seq: Option<u64> = None;
+        let mut last_src_seq = 0u64;
+        let base = self.next_seq;
+        let mut idle = Duration::ZERO;
+        let wait = Duration::from_millis(250);
+        while !self.stop.is_stopped() {
+            let Some(mut frame) = source.next_frame(wait)? else {
+                idle += wait;
+                if idle >= STALL {
+                    return Err(CaptureError::Stalled {
+                        device: source.describe(),
+                        seconds: idle.as_secs(),
+                    });
+                }
+                continue;
+            };
+            idle = Duration::ZERO;
+            let src_seq = frame.seq;
+            let first = *first_src_seq.get_or_insert(src_seq);
+            if src_seq > last_src_seq + 1 && src_seq != first {
+                self.status
+                    .frames_dropped_source
+                    .fetch_add(src_seq - last_src_seq - 1, Ordering::Relaxed);
+            }
+            last_src_seq = src_seq;
+            frame.seq = base + src_seq.saturating_sub(first);
+            self.next_seq = frame.seq + 1;
+            if frame.format != format {
+                self.status.set_format(frame.format);
+            }
+            self.status.frame_captured();
+            self.ring.push(frame);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,286 @@
+//! Semantic checks on a parsed [`Config`]: every error names the file and the key path.
+
+use super::{CameraConfig, Config, ConfigError, SourceKind};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+/// Whether `id` is a valid camera id: `[a-z0-9_-]{1,32}`.
+pub fn valid_camera_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Whether `name` looks like a GStreamer element factory name.
+fn valid_element_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Every problem in `config`, each naming `file` and the key path. Empty means valid.
+pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
+    let mut errs = Vec::new();
+    let mut err = |key: String, message: String| {
+        errs.push(ConfigError {
+            file: file.to_string(),
+            key,
+            message,
+        });
+    };
+
+    if config.auto_encoders.is_empty() {
+        err(
+            "auto_encoders".into(),
+            "must list at least one encoder element".into(),
+        );
+    }
+    for (i, e) in config.auto_encoders.iter().enumerate() {
+        if !valid_element_name(e) {
+            err(
+                format!("auto_encoders[{i}]"),
+                format!("{e:?} is not a GStreamer element name"),
+            );
+        }
+    }
+
+    let s = &config.storage;
+    if s.path.as_os_str().is_empty() {
+        err("storage.path".into(), "must not be empty".into());
+    }
+    if s.max_bytes.0 < (16 << 20) {
+        err("storage.max_bytes".into(), "must be at least 16MiB".into());
+    }
+    if s.min_free_percent > 90 {
+        err("storage.min_free_percent".into(), "must be 0..=90".into());
+    }
+    if s.retention_days > 36500 {
+        err(
+            "storage.retention_days".into(),
+            "must be 0..=36500 (0 keeps clips forever)".into(),
+        );
+    }
+
+    if config.http.listen.parse::<SocketAddr>().is_err() {
+        err(
+            "http.listen".into(),
+            format!(
+                "{:?} is not an address:port such as \"0.0.0.0:8443\"",
+                config.http.listen
+            ),
+        );
+    }
+
+    let m = &config.mqtt;
+    if let Some(url) = &m.url {
+        let ok = ["mqtt://", "mqtts://", "tcp://", "ssl://"].iter().any(|p| {
+            url.strip_prefix(p)
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with(':'))
+        });
+        if !ok {
+            err(
+                "mqtt.url".into(),
+                format!("{url:?} must look like mqtt://host:1883 or mqtts://host:8883"),
+            );
+        } else if let Some(port) = url
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.rsplit_once(':'))
+            .map(|(_, p)| p)
+        {
+            if port.trim_end_matches('/').parse::<u16>().is_err() {
+                err(
+                    "mqtt.url".into(),
+                    format!("port {port:?} is not a number 1..=65535"),
+                );
+            }
+        }
+    }
+    if m.base_topic.is_empty()
+        || m.base_topic.contains(['#', '+'])
+        || m.base_topic.starts_with('/')
+        || m.base_topic.ends_with('/')
+    {
+        err(
+            "mqtt.base_topic".into(),
+            "must be a non-empty topic without wildcards (#, +) or leading/trailing '/'".into(),
+        );
+    }
+    if m.password.is_some() && m.username.is_none() {
+        err(
+            "mqtt.password".into(),
+            "is set but mqtt.username is not".into(),
+        );
+    }
+
+    if config.cameras.is_empty() {
+        err(
+            "camera".into(),
+            "at least one [[camera]] is required".into(),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, cam) in config.cameras.iter().enumerate() {
+        let k = |rest: &str| format!("camera[{i}].{rest}");
+        if !valid_camera_id(&cam.id) {
+            err(
+                k("id"),
+                format!("{:?} must match [a-z0-9_-]{{1,32}}", cam.id),
+            );
+        } else if !seen.insert(cam.id.clone()) {
+            err(k("id"), format!("{:?} is used by another camera", cam.id));
+        }
+        check_source(cam, &k, &mut err);
+        if cam.encoder != "auto" && !valid_element_name(&cam.encoder) {
+            err(
+                k("encoder"),
+                format!(
+                    "{:?} must be \"auto\" or a GStreamer element name",
+                    cam.encoder
+                ),
+            );
+        }
+        if !(100..=100_000).contains(&cam.bitrate_kbps) {
+            err(k("bitrate_kbps"), "must be 100..=100000".into());
+        }
+        if !(0.1..=10.0).contains(&cam.keyframe_interval_s) {
+            err(k("keyframe_interval_s"), "must be 0.1..=10".into());
+        }
+        if !(0.0..=300.0).contains(&cam.pre_s) {
+            err(k("pre_s"), "must be 0..=300".into());
+        }
+        if !(0.0..=300.0).contains(&cam.post_s) {
+            err(k("post_s"), "must be 0..=300".into());
+        }
+        if !(1.0..=3600.0).contains(&cam.max_clip_s) {
+            err(k("max_clip_s"), "must be 1..=3600".into());
+        } else if cam.max_clip_s < cam.pre_s + cam.post_s {
+            err(
+                k("max_clip_s"),
+                format!(
+                    "must be at least pre_s + post_s ({})",
+                    cam.pre_s + cam.post_s
+                ),
+            );
+        }
+        if let Some(b) = cam.preroll_max_bytes {
+            if b.0 < (1 << 20) {
+                err(k("preroll_max_bytes"), "must be at least 1MiB".into());
+            }
+        }
+        if !(2..=240).contains(&cam.ring_frames) {
+            err(k("ring_frames"), "must be 2..=240".into());
+        }
+    }
+    errs
+}
+
+fn check_source(
+    cam: &CameraConfig,
+    k: &dyn Fn(&str) -> String,
+    err: &mut dyn FnMut(String, String),
+) {
+    let s = &cam.source;
+    let not_for = |key: &str| format!("does not apply to kind = \"{}\" (remove `{key}`)", s.kind);
+    match s.kind {
+        SourceKind::V4l2 => {
+            match &s.device {
+                None => err(
+                    k("source.device"),
+                    "is required for kind = \"v4l2\" (e.g. /dev/video0)".into(),
+                ),
+                Some(d) if !d.starts_with("/dev/") => err(
+                    k("source.device"),
+                    format!("{d:?} must be a path under /dev/"),
+                ),
+                Some(_) => {}
+            }
+            if let Some(f) = &s.format {
+                if !["MJPG", "YUYV", "NV12", "auto"].contains(&f.as_str()) {
+                    err(
+                        k("source.format"),
+                        format!("{f:?} must be one of MJPG, YUYV, NV12, auto"),
+                    );
+                }
+            }
+            if s.pipeline.is_some() {
+                err(k("source.pipeline"), not_for("pipeline"));
+            }
+        }
+        SourceKind::Gstreamer => {
+            match &s.pipeline {
+                None => err(k("source.pipeline"), "is required for kind = \"gstreamer\"".into()),
+                Some(p) if p.trim().is_empty() => err(k("source.pipeline"), "must not be empty".into()),
+                Some(p) if p.contains("appsink") || p.trim_end().ends_with('!') => err(
+                    k("source.pipeline"),
+                    "must end in the source's caps, without a sink (hindsight adds its own appsink)".into(),
+                ),
+                Some(_) => {}
+            }
+            for (key, set) in [
+                ("device", s.device.is_some()),
+                ("format", s.format.is_some()),
+            ] {
+                if set {
+                    err(k(&format!("source.{key}")), not_for(key));
+                }
+            }
+        }
+        SourceKind::Test => {
+            for (key, set) in [
+                ("device", s.device.is_some()),
+                ("format", s.format.is_some()),
+                ("pipeline", s.pipeline.is_some()),
+            ] {
+                if set {
+                    err(k(&format!("source.{key}")), not_for(key));
+                }
+            }
+        }
+    }
+    if s.kind != SourceKind::Gstreamer {
+        match s.width {
+            Some(w) if !(16..=7680).contains(&w) || w % 2 != 0 => {
+                err(k("source.width"), "must be an even number 16..=7680".into())
+            }
+            _ => {}
+        }
+        match s.height {
+            Some(h) if !(16..=4320).contains(&h) || h % 2 != 0 => err(
+                k("source.height"),
+                "must be an even number 16..=4320".into(),
+            ),
+            _ => {}
+        }
+        match s.fps {
+            Some(f) if !(1..=120).contains(&f) => err(k("source.fps"), "must be 1..=120".into()),
+            _ => {}
+        }
+    } else {
+        for (key, set) in [
+            ("width", s.width.is_some()),
+            ("height", s.height.is_some()),
+            ("fps", s.fps.is_some()),
+        ] {
+            if set {
+                err(k(&format!("source.{key}")), "does not apply to kind = \"gstreamer\": put size and rate in the pipeline's caps".into());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn camera_ids() {
+        assert!(valid_camera_id("front_door-2"));
+        assert!(!valid_camera_id("Front"));
+        assert!(!valid_camera_id(""));
+        assert!(!valid_camera_id(&"a".repeat(33)));
+        assert!(!valid_camera_id("../x"));
+    }
+}

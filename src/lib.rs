@@ -1,0 +1,35 @@
+//! hindsight: a camera appliance that always remembers the last 30 seconds.
+//!
+//! The data flow, and the module that owns each step:
+//!
+//! ```text
+//! camera ──► capture ──► ring ──► encode ──► preroll ──► (clips, live view: later stages)
+//!  V4L2 /     capture/    ring.rs   encode/    preroll.rs
+//!  GStreamer /  v4l2.rs   (raw       chain.rs   (H.264 access units in RAM,
+//!  test         gst.rs     frames,   mod.rs      GOP-indexed, byte-capped)
+//!               test_pattern.rs drop-oldest)
+//! ```
+//!
+//! - [`capture`]: one thread per camera reads a source and pushes [`frame::Frame`]s.
+//! - [`ring`]: a few raw frames between capture and encoder; never blocks capture.
+//! - [`encode`]: appsrc → encoder (hardware on the board) → h264parse → appsink.
+//! - [`preroll`]: encoded frames held in RAM; readers snapshot or follow without copying.
+//! - [`camera`]: wires the stages of one camera, start/stop/restart, status and counters.
+//! - [`web`]: the HTTP API (warp). [`notify`]: systemd readiness and watchdog.
+//! - [`daemon`]: `hindsight run` — starts everything and drains on SIGTERM.
+//! - [`config`]: the TOML file, board defaults, validation. [`probe`]: `hindsight probe`.
+//! - [`pipeline`]: shared GStreamer plumbing; [`shutdown`]: stop tokens and back-off.
+
+pub mod camera;
+pub mod capture;
+pub mod config;
+pub mod daemon;
+pub mod encode;
+pub mod frame;
+pub mod notify;
+pub mod pipeline;
+pub mod preroll;
+pub mod probe;
+pub mod ring;
+pub mod shutdown;
+pub mod web;

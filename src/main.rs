@@ -1,0 +1,203 @@
+//! The `hindsight` command line: parses arguments and starts things; the work is in the library.
+
+use clap::{Parser, Subcommand};
+use hindsight::config::{self, Config, ConfigErrors};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// A camera appliance that always remembers the last 30 seconds.
+#[derive(Parser)]
+#[command(name = "hindsight", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        /// Config file (default: /etc/hindsight/hindsight.toml if present, else built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file and print the effective config.
+    CheckConfig {
+        /// The file to check.
+        path: PathBuf,
+    },
+    /// Print the commented default config, or a board's.
+    PrintConfig {
+        /// Board name (rpi4, rpi5, rpi-zero2w, jetson-nano, jetson-orin-nx, jetson-orin-nano, x86-dev).
+        #[arg(long)]
+        board: Option<String>,
+    },
+    /// List V4L2 devices and the encoders GStreamer offers; suggest a board config.
+    Probe {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Capture frames from a V4L2 device and check them (driver bring-up, CI).
+    #[command(hide = true)]
+    CaptureCheck {
+        #[arg(long, default_value = "/dev/video0")]
+        device: String,
+        #[arg(long, default_value = "YUYV")]
+        format: String,
+        #[arg(long, default_value_t = 640)]
+        width: u32,
+        #[arg(long, default_value_t = 480)]
+        height: u32,
+        #[arg(long, default_value_t = 30)]
+        fps: u32,
+        #[arg(long, default_value_t = 100)]
+        frames: u64,
+    },
+}
+
+/// Exit code for configuration errors (systemd: RestartPreventExitStatus=2).
+const EXIT_CONFIG: u8 = 2;
+
+fn init_logging() {
+    if std::env::var_os("JOURNAL_STREAM").is_some() && systemd::journal::JournalLog::init().is_ok()
+    {
+        let level = std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|l| l.parse::<log::LevelFilter>().ok())
+            .unwrap_or(log::LevelFilter::Info);
+        log::set_max_level(level);
+        return;
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+}
+
+fn config_errors(e: &ConfigErrors) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            init_logging();
+            let cfg = match config {
+                Some(p) => Config::load(&p),
+                None if Path::new(config::DEFAULT_CONFIG_PATH).exists() => {
+                    Config::load(Path::new(config::DEFAULT_CONFIG_PATH))
+                }
+                None => Ok(Config::builtin_default()),
+            };
+            let cfg = match cfg {
+                Ok(c) => c,
+                Err(e) => {
+                    log::error!("{e}");
+                    return config_errors(&e);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    log::error!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(hindsight::daemon::run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{}", hindsight::camera::status::error_chain(&e));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { path } => match Config::load(&path) {
+            Ok(c) => {
+                print!("{}", c.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_errors(&e),
+        },
+        Command::PrintConfig { board } => match board {
+            None => {
+                print!("{}", config::DEFAULT_CONFIG_TOML);
+                ExitCode::SUCCESS
+            }
+            Some(b) => match config::board_toml(&b) {
+                Some(t) => {
+                    print!("{t}");
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    let known: Vec<&str> = config::BOARDS.iter().map(|(n, _)| *n).collect();
+                    eprintln!("unknown board {b:?} (known: {})", known.join(", "));
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            },
+        },
+        Command::Probe { json } => {
+            let p = hindsight::probe::probe();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+            } else {
+                println!("V4L2 devices:");
+                if p.devices.is_empty() {
+                    println!("  (none)");
+                }
+                for d in &p.devices {
+                    println!("  {} — {} ({})", d.path, d.card, d.driver);
+                    for f in &d.formats {
+                        println!("      {f}");
+                    }
+                }
+                println!(
+                    "H.264 encoders: {}",
+                    if p.h264_encoders.is_empty() {
+                        "(none)".into()
+                    } else {
+                        p.h264_encoders.join(", ")
+                    }
+                );
+                println!(
+                    "JPEG encoders:  {}",
+                    if p.jpeg_encoders.is_empty() {
+                        "(none)".into()
+                    } else {
+                        p.jpeg_encoders.join(", ")
+                    }
+                );
+                if let Some(m) = &p.model {
+                    println!("Board model:    {m}");
+                }
+                println!(
+                    "Suggested:      board = \"{}\"   (hindsight print-config --board {})",
+                    p.suggested_board, p.suggested_board
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::CaptureCheck {
+            device,
+            format,
+            width,
+            height,
+            fps,
+            frames,
+        } => {
+            let r = hindsight::capture::check::run(&device, &format, width, height, fps, frames);
+            println!(
+                "CAPTURE-CHECK {}",
+                serde_json::to_string(&r).unwrap_or_default()
+            );
+            if r.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

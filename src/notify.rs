@@ -1,0 +1,105 @@
+//! systemd integration: `READY=1` once every camera runs and HTTP is bound, a one-line
+//! `STATUS=`, `WATCHDOG=1` only while the cameras make progress, `STOPPING=1` on drain.
+//!
+//! Harmless without systemd: with no `NOTIFY_SOCKET` every call is a no-op.
+//!
+//! Watchdog rule: a camera counts as healthy when capture and encode both produced a frame
+//! recently, or when it is `failed`/`stopped` (its retry loop is alive and the failure is
+//! reported; restarting the daemon would not bring back an unplugged camera). A camera whose
+//! threads hang — state `running` or `starting` with no progress — stops the pings, and systemd
+//! restarts the service.
+
+use crate::camera::status::CameraState;
+use crate::camera::Camera;
+use crate::shutdown::StopToken;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn send(pairs: &[(&str, String)]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(e) = systemd::daemon::notify(pairs.iter()) {
+        log::debug!("sd_notify failed: {e}");
+    }
+}
+
+/// One-line summary of the cameras, e.g. `cam0 running 30.2s; door failed`.
+pub fn summary(cameras: &[Arc<Camera>]) -> String {
+    cameras
+        .iter()
+        .map(|c| {
+            let i = c.info();
+            let state = serde_json::to_value(i.state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            format!("{} {} {:.1}s", i.id, state, i.buffered_s)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Tell systemd we are ready.
+pub fn ready(status: &str) {
+    send(&[("READY", "1".into()), ("STATUS", status.into())]);
+}
+
+/// Tell systemd we are draining.
+pub fn stopping() {
+    send(&[("STOPPING", "1".into()), ("STATUS", "draining".into())]);
+}
+
+/// Whether every camera is healthy for the watchdog (see the module docs).
+pub fn cameras_healthy(cameras: &[Arc<Camera>], window: Duration) -> bool {
+    cameras.iter().all(|c| match c.status.state() {
+        CameraState::Failed | CameraState::Stopped => true,
+        CameraState::Running | CameraState::Starting => c.status.progressing(window),
+    })
+}
+
+/// The watchdog period systemd asked for (`WATCHDOG_USEC`), if any.
+pub fn watchdog_interval() -> Option<Duration> {
+    match systemd::daemon::watchdog_enabled() {
+        Ok(usec) if usec > 0 => Some(Duration::from_micros(usec)),
+        _ => None,
+    }
+}
+
+/// Until `stop`: ping the watchdog at half its period while the cameras progress, and refresh
+/// `STATUS=` every few seconds.
+pub async fn watchdog_loop(cameras: Vec<Arc<Camera>>, stop: StopToken) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let wd = watchdog_interval();
+    let tick = wd
+        .map(|w| w / 2)
+        .unwrap_or(Duration::from_secs(10))
+        .max(Duration::from_millis(100));
+    // Progress window: generous next to a frame period, short next to the watchdog period.
+    let window = wd
+        .map(|w| w.max(Duration::from_secs(2)))
+        .unwrap_or(Duration::from_secs(10));
+    let mut was_healthy = true;
+    loop {
+        tokio::select! {
+            _ = stop.stopped() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let healthy = cameras_healthy(&cameras, window);
+        let mut pairs = vec![("STATUS", summary(&cameras))];
+        if wd.is_some() && healthy {
+            pairs.push(("WATCHDOG", "1".into()));
+        }
+        if healthy != was_healthy {
+            if healthy {
+                log::info!("cameras progressing again; watchdog pings resume");
+            } else {
+                log::warn!("a camera stopped making progress; watchdog pings withheld");
+            }
+            was_healthy = healthy;
+        }
+        send(&pairs);
+    }
+}

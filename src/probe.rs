@@ -1,0 +1,99 @@
+//! `hindsight probe`: what this machine offers — V4L2 devices with formats, sizes and rates,
+//! the H.264 and JPEG encoders GStreamer has — and which board config fits.
+//!
+//! Read-only: opens devices to query them, never streams.
+
+use crate::capture::v4l2::{probe_devices, DeviceInfo};
+use crate::pipeline::element_exists;
+use serde::Serialize;
+
+/// H.264 encoders hindsight knows, hardware first.
+pub const H264_ENCODERS: &[&str] = &[
+    "v4l2h264enc",
+    "nvv4l2h264enc",
+    "vah264enc",
+    "vaapih264enc",
+    "x264enc",
+    "openh264enc",
+];
+/// JPEG encoders for the live preview.
+pub const JPEG_ENCODERS: &[&str] = &["v4l2jpegenc", "nvjpegenc", "jpegenc"];
+
+/// What `probe` found.
+#[derive(Debug, Serialize)]
+pub struct Probe {
+    /// Capture devices.
+    pub devices: Vec<DeviceInfo>,
+    /// H.264 encoder elements present.
+    pub h264_encoders: Vec<String>,
+    /// JPEG encoder elements present.
+    pub jpeg_encoders: Vec<String>,
+    /// Board model from the device tree, if any.
+    pub model: Option<String>,
+    /// The board config that fits best.
+    pub suggested_board: String,
+}
+
+/// Suggest a board from the device-tree model and the encoders present.
+pub fn suggest_board(model: Option<&str>, h264: &[String]) -> &'static str {
+    let m = model.unwrap_or("");
+    let has = |e: &str| h264.iter().any(|x| x == e);
+    if m.contains("Raspberry Pi 5") {
+        "rpi5"
+    } else if m.contains("Raspberry Pi Zero 2") {
+        "rpi-zero2w"
+    } else if m.contains("Raspberry Pi") || has("v4l2h264enc") {
+        "rpi4"
+    } else if m.contains("Orin Nano") {
+        "jetson-orin-nano"
+    } else if m.contains("Orin") {
+        "jetson-orin-nx"
+    } else if m.contains("Jetson") || has("nvv4l2h264enc") {
+        "jetson-nano"
+    } else {
+        "x86-dev"
+    }
+}
+
+/// Look at this machine.
+pub fn probe() -> Probe {
+    let present = |list: &[&str]| {
+        list.iter()
+            .filter(|e| element_exists(e))
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    };
+    let h264_encoders = present(H264_ENCODERS);
+    let model = std::fs::read_to_string("/proc/device-tree/model")
+        .ok()
+        .map(|s| s.trim_end_matches('\0').trim().to_string());
+    Probe {
+        devices: probe_devices(),
+        jpeg_encoders: present(JPEG_ENCODERS),
+        suggested_board: suggest_board(model.as_deref(), &h264_encoders).into(),
+        h264_encoders,
+        model,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            suggest_board(Some("Raspberry Pi 5 Model B Rev 1.0"), &[]),
+            "rpi5"
+        );
+        assert_eq!(suggest_board(Some("Raspberry Pi 4 Model B"), &[]), "rpi4");
+        assert_eq!(
+            suggest_board(Some("NVIDIA Jetson Orin Nano Developer Kit"), &[]),
+            "jetson-orin-nano"
+        );
+        assert_eq!(
+            suggest_board(None, &["nvv4l2h264enc".into()]),
+            "jetson-nano"
+        );
+        assert_eq!(suggest_board(None, &["x264enc".into()]), "x86-dev");
+    }
+}

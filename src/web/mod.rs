@@ -1,0 +1,263 @@
+//! The HTTP API on warp: health, cameras and camera control (CONTRACT.md).
+//!
+//! Handlers only read shared state or hand blocking work (joining threads) to
+//! `spawn_blocking`; they never wait on a camera from the async runtime. Every error leaves as
+//! `{"error": "..."}` with a status from one place, [`ApiError::status`]: 4xx for the client's
+//! mistakes with a message that says what to fix, 5xx only for ours.
+
+use crate::camera::status::CameraState;
+use crate::camera::Camera;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+/// What the handlers share.
+pub struct AppState {
+    /// The cameras, in config order.
+    pub cameras: Vec<Arc<Camera>>,
+    /// Clip storage directory (for health's storage figures).
+    pub storage_path: PathBuf,
+}
+
+impl AppState {
+    fn camera(&self, id: &str) -> Result<Arc<Camera>, ApiError> {
+        self.cameras
+            .iter()
+            .find(|c| c.id() == id)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("no camera {id:?}")))
+    }
+}
+
+/// Errors a handler can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Unknown camera, clip or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Our fault.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    /// The one mapping from error kind to HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+fn json_error(status: StatusCode, msg: impl Into<String>) -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::json(&ErrorBody { error: msg.into() }), status)
+        .into_response()
+}
+
+/// Every rejection becomes a JSON error.
+async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let resp = if let Some(e) = r.find::<ApiError>() {
+        if e.status().is_server_error() {
+            log::error!("request failed: {e}");
+        }
+        json_error(e.status(), e.to_string())
+    } else if r.is_not_found() {
+        json_error(StatusCode::NOT_FOUND, "no such route")
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this route",
+        )
+    } else if let Some(e) = r.find::<warp::filters::body::BodyDeserializeError>() {
+        json_error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}"))
+    } else {
+        json_error(StatusCode::BAD_REQUEST, format!("{r:?}"))
+    };
+    Ok(resp)
+}
+
+/// Storage figures for health.
+#[derive(Debug, Serialize)]
+pub struct StorageHealth {
+    /// Storage directory.
+    pub path: String,
+    /// Whether the directory (or its nearest existing parent) can be examined.
+    pub ok: bool,
+    /// Bytes free on its filesystem.
+    pub free_bytes: u64,
+    /// Filesystem size.
+    pub total_bytes: u64,
+    /// Free space in percent.
+    pub free_percent: f64,
+}
+
+fn storage_health(path: &std::path::Path) -> StorageHealth {
+    // The directory is created lazily (nothing is written while idle): look at the nearest
+    // existing ancestor.
+    let mut p = path.to_path_buf();
+    while !p.exists() {
+        if !p.pop() {
+            p = PathBuf::from(".");
+            break;
+        }
+    }
+    if p.as_os_str().is_empty() {
+        p = PathBuf::from(".");
+    }
+    match nix::sys::statvfs::statvfs(&p) {
+        Ok(s) => {
+            let frag = s.fragment_size() as u64;
+            let total = s.blocks() as u64 * frag;
+            let free = s.blocks_available() as u64 * frag;
+            StorageHealth {
+                path: path.display().to_string(),
+                ok: true,
+                free_bytes: free,
+                total_bytes: total,
+                free_percent: if total > 0 {
+                    (free as f64 * 1000.0 / total as f64).round() / 10.0
+                } else {
+                    0.0
+                },
+            }
+        }
+        Err(_) => StorageHealth {
+            path: path.display().to_string(),
+            ok: false,
+            free_bytes: 0,
+            total_bytes: 0,
+            free_percent: 0.0,
+        },
+    }
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    cameras: serde_json::Map<String, serde_json::Value>,
+    storage: StorageHealth,
+}
+
+fn health(state: &AppState) -> Health {
+    let mut cameras = serde_json::Map::new();
+    let mut ok = true;
+    for c in &state.cameras {
+        let info = c.info();
+        ok &= info.state == CameraState::Running;
+        cameras.insert(
+            info.id.clone(),
+            serde_json::json!({"state": info.state, "buffered_s": info.buffered_s, "last_error": info.last_error}),
+        );
+    }
+    let storage = storage_health(&state.storage_path);
+    Health {
+        status: if ok && storage.ok { "ok" } else { "degraded" },
+        cameras,
+        storage,
+    }
+}
+
+/// Camera control verbs.
+#[derive(Debug, Clone, Copy)]
+enum Control {
+    Start,
+    Stop,
+    Restart,
+}
+
+async fn control(
+    state: Arc<AppState>,
+    id: String,
+    verb: Control,
+) -> Result<warp::reply::Response, Rejection> {
+    let cam = state.camera(&id)?;
+    let cam2 = cam.clone();
+    let res = tokio::task::spawn_blocking(move || match verb {
+        Control::Start => cam2.start(),
+        Control::Stop => {
+            cam2.stop();
+            Ok(())
+        }
+        Control::Restart => cam2.restart(),
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("control task failed: {e}")))?;
+    res.map_err(|e| ApiError::Internal(format!("cannot start camera {id}: {e}")))?;
+    Ok(warp::reply::json(&cam.info()).into_response())
+}
+
+/// All routes, with JSON errors.
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+    let st = warp::any().map(move || state.clone());
+
+    let health = warp::path!("api" / "health")
+        .and(warp::get())
+        .and(st.clone())
+        .map(|s: Arc<AppState>| warp::reply::json(&health(&s)).into_response());
+
+    let list = warp::path!("api" / "cameras")
+        .and(warp::get())
+        .and(st.clone())
+        .map(|s: Arc<AppState>| {
+            let v: Vec<_> = s.cameras.iter().map(|c| c.info()).collect();
+            warp::reply::json(&v).into_response()
+        });
+
+    let one = warp::path!("api" / "cameras" / String)
+        .and(warp::get())
+        .and(st.clone())
+        .and_then(|id: String, s: Arc<AppState>| async move {
+            let cam = s.camera(&id)?;
+            Ok::<_, Rejection>(warp::reply::json(&cam.info()).into_response())
+        });
+
+    let ctl = warp::path!("api" / "cameras" / String / String)
+        .and(warp::post())
+        .and(st.clone())
+        .and_then(|id: String, verb: String, s: Arc<AppState>| async move {
+            let verb = match verb.as_str() {
+                "start" => Control::Start,
+                "stop" => Control::Stop,
+                "restart" => Control::Restart,
+                _ => return Err(warp::reject::not_found()),
+            };
+            control(s, id, verb).await
+        });
+
+    health
+        .or(list)
+        .unify()
+        .or(one)
+        .unify()
+        .or(ctl)
+        .unify()
+        .recover(recover)
+        .unify()
+}
+
+/// Bind `addr` and serve until `shutdown` resolves; returns the bound address at once.
+pub fn serve(
+    state: Arc<AppState>,
+    addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), warp::Error> {
+    warp::serve(routes(state)).try_bind_with_graceful_shutdown(addr, shutdown)
+}
