@@ -1,0 +1,68 @@
+//! systemd readiness against a fake NOTIFY_SOCKET: the real binary sends READY=1 once the
+//! camera runs and HTTP is bound, then WATCHDOG=1 pings; SIGTERM drains (STOPPING=1) and exits 0.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn recv_until(sock: &UnixDatagram, what: &str, timeout: Duration, seen: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no {what} within {timeout:?}; got {seen:?}");
+        sock.set_read_timeout(Some(left)).unwrap();
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                seen.push(msg.clone());
+                if msg.lines().any(|l| l == what) {
+                    return msg;
+                }
+            }
+            Err(e) => panic!("no {what} within {timeout:?} ({e}); got {seen:?}"),
+        }
+    }
+}
+
+#[test]
+fn ready_then_watchdog_then_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let cfg = dir.path().join("h.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = \"{}/data\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[camera]]\nid = \"cam0\"\nencoder = \"x264enc\"\npre_s = 2\npost_s = 1\nsource = {{ kind = \"test\", width = 320, height = 240, fps = 15 }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hindsight"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .env_remove("WATCHDOG_PID")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let ready = recv_until(&sock, "READY=1", Duration::from_secs(60), &mut seen);
+    assert!(ready.contains("STATUS=cam0 running"), "{ready}");
+    assert!(!seen[..seen.len() - 1].iter().any(|m| m.contains("WATCHDOG=1")), "watchdog before ready: {seen:?}");
+    recv_until(&sock, "WATCHDOG=1", Duration::from_secs(10), &mut seen);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    recv_until(&sock, "STOPPING=1", Duration::from_secs(10), &mut seen);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "daemon did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "drain exits 0, got {status:?}");
+}
