@@ -103,3 +103,37 @@ pub async fn watchdog_loop(cameras: Vec<Arc<Camera>>, stop: StopToken) {
         send(&pairs);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CameraConfig, Config, SourceConfig};
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn stalled_camera_withholds_pings_failed_one_does_not() {
+        let cfg = Config::builtin_default();
+        let cam = Arc::new(Camera::new(
+            CameraConfig::new("a", SourceConfig::test(64, 64, 10)),
+            &cfg,
+        ));
+        let window = Duration::from_secs(5);
+        // Starting, nothing produced yet: not healthy.
+        assert!(!cameras_healthy(&[cam.clone()], window));
+        cam.status.frame_captured();
+        cam.status.frame_encoded();
+        assert_eq!(cam.status.state(), CameraState::Running);
+        assert!(cameras_healthy(&[cam.clone()], window));
+        // Encoder hung: capture fresh, last encode 10 s ago.
+        let now = crate::frame::monotonic_now().as_millis() as u64;
+        cam.status
+            .last_encode_ms
+            .store(now - 10_000, Ordering::Relaxed);
+        assert!(!cameras_healthy(&[cam.clone()], window));
+        // A reported failure is handled by the retry loop: pings continue.
+        cam.status
+            .capture_failed(&std::io::Error::other("unplugged"));
+        assert!(cameras_healthy(&[cam.clone()], window));
+        assert!(summary(&[cam]).starts_with("a failed"));
+    }
+}

@@ -206,7 +206,12 @@ fn default_base_topic() -> String {
 
 impl Default for MqttConfig {
     fn default() -> Self {
-        MqttConfig { url: None, base_topic: default_base_topic(), username: None, password: None }
+        MqttConfig {
+            url: None,
+            base_topic: default_base_topic(),
+            username: None,
+            password: None,
+        }
     }
 }
 

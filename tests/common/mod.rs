@@ -63,14 +63,19 @@ fn env_logger_init() -> Result<(), ()> {
 pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// GET `path` and parse JSON, returning (status, body).
 pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::get(format!("http://{addr}{path}")).await.expect("HTTP answers");
+    let r = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("HTTP answers");
     let status = r.status().as_u16();
     let body = r.json().await.expect("JSON body");
     (status, body)
@@ -78,7 +83,11 @@ pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_jso
 
 /// POST `path` (no body) and parse JSON.
 pub async fn post_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::new().post(format!("http://{addr}{path}")).send().await.expect("HTTP answers");
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .expect("HTTP answers");
     let status = r.status().as_u16();
     let body = r.json().await.expect("JSON body");
     (status, body)
@@ -96,8 +105,16 @@ pub fn decode(frames: &[EncodedFrame]) -> Vec<(Vec<u8>, usize, usize, usize)> {
     .downcast::<gst::Pipeline>()
     .unwrap();
     use gst::prelude::*;
-    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
-    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let base = frames.first().map(|f| f.pts).unwrap_or_default();
     let feeder = {
@@ -105,7 +122,9 @@ pub fn decode(frames: &[EncodedFrame]) -> Vec<(Vec<u8>, usize, usize, usize)> {
         std::thread::spawn(move || {
             for f in frames {
                 let mut b = gst::Buffer::from_slice(f.data.clone());
-                b.get_mut().unwrap().set_pts(gst::ClockTime::from_nseconds((f.pts - base).as_nanos() as u64));
+                b.get_mut().unwrap().set_pts(gst::ClockTime::from_nseconds(
+                    (f.pts - base).as_nanos() as u64,
+                ));
                 src.push_buffer(b).unwrap();
             }
             src.end_of_stream().unwrap();
