@@ -53,6 +53,9 @@ enum Command {
         fps: u32,
         #[arg(long, default_value_t = 100)]
         frames: u64,
+        /// Instead: run the capture stage and report the device vanishing and returning.
+        #[arg(long)]
+        unplug_drill: bool,
     },
 }
 
@@ -187,7 +190,20 @@ fn main() -> ExitCode {
             height,
             fps,
             frames,
+            unplug_drill,
         } => {
+            if unplug_drill {
+                init_logging();
+                let ok = hindsight::capture::check::unplug_drill(
+                    &device,
+                    &format,
+                    width,
+                    height,
+                    fps,
+                    std::time::Duration::from_secs(60),
+                );
+                return if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+            }
             let r = hindsight::capture::check::run(&device, &format, width, height, fps, frames);
             println!(
                 "CAPTURE-CHECK {}",

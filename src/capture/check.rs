@@ -27,7 +27,8 @@ pub struct CheckReport {
     pub sequence_regressions: u64,
     /// Timestamps that did not strictly increase.
     pub timestamp_regressions: u64,
-    /// Largest distance between a frame's timestamp and CLOCK_MONOTONIC at dequeue, ms.
+    /// Largest distance (either direction) between a frame's timestamp and CLOCK_MONOTONIC at
+    /// dequeue, ms: small only if the driver stamps on the monotonic clock.
     pub max_timestamp_lag_ms: f64,
     /// Mean frame interval, ms.
     pub mean_interval_ms: f64,
@@ -73,7 +74,7 @@ pub fn run(
                 if expected.is_some_and(|n| n != frame.data.len()) {
                     r.bad_sizes += 1;
                 }
-                let lag = monotonic_now().saturating_sub(frame.captured).as_secs_f64() * 1000.0;
+                let lag = (monotonic_now().as_secs_f64() - frame.captured.as_secs_f64()).abs() * 1000.0;
                 r.max_timestamp_lag_ms = r.max_timestamp_lag_ms.max((lag * 10.0).round() / 10.0);
                 if let Some((seq, ts)) = last {
                     if frame.seq <= seq {
@@ -116,4 +117,71 @@ pub fn run(
         && r.timestamp_regressions == 0
         && r.max_timestamp_lag_ms < 1000.0;
     r
+}
+
+/// Unplug drill: run the real capture stage ([`super::Capture`]) on `device`; print
+/// `UNPLUG-READY` once frames flow, `UNPLUG-FAILED <last_error>` when the device vanishes (the
+/// caller unbinds the driver), and `UNPLUG-RECOVERED` when frames flow again after the device
+/// returns. Returns whether all three happened within `timeout`.
+pub fn unplug_drill(device: &str, format: &str, width: u32, height: u32, fps: u32, timeout: Duration) -> bool {
+    use crate::camera::status::{CameraState, CameraStatus};
+    use crate::config::{SourceConfig, SourceKind};
+    use crate::ring::{FrameRing, Pop};
+    use crate::shutdown::StopToken;
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    let source = SourceConfig {
+        kind: SourceKind::V4l2,
+        device: Some(device.into()),
+        format: Some(format.into()),
+        pipeline: None,
+        width: Some(width),
+        height: Some(height),
+        fps: Some(fps),
+    };
+    let ring = Arc::new(FrameRing::new(8));
+    let status = Arc::new(CameraStatus::default());
+    let stop = StopToken::new();
+    let capture = super::Capture::new("drill", source, ring.clone(), status.clone(), stop.clone());
+    let Ok(handle) = capture.spawn() else { return false };
+    let drain = {
+        let ring = ring.clone();
+        std::thread::spawn(move || while !matches!(ring.pop(Duration::from_millis(200)), Pop::Closed) {})
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    let say = |s: String| {
+        println!("{s}");
+        let _ = std::io::stdout().flush();
+    };
+    let wait = |what: &str, cond: &dyn Fn() -> bool| -> bool {
+        while !cond() {
+            if std::time::Instant::now() > deadline {
+                say(format!("UNPLUG-TIMEOUT waiting for {what}"));
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    };
+    let captured = || status.frames_captured.load(Ordering::Relaxed);
+    let mut ok = wait("frames", &|| captured() >= 25);
+    if ok {
+        say(format!("UNPLUG-READY frames={}", captured()));
+        ok = wait("failure", &|| status.state() == CameraState::Failed);
+    }
+    if ok {
+        say(format!("UNPLUG-FAILED {}", status.last_error().unwrap_or_default()));
+        let at_failure = captured();
+        ok = wait("recovery", &|| captured() >= at_failure + 25 && status.state() != CameraState::Failed);
+    }
+    if ok {
+        say(format!("UNPLUG-RECOVERED frames={}", captured()));
+    }
+    stop.stop();
+    let _ = handle.join();
+    ring.close();
+    let _ = drain.join();
+    ok
 }
