@@ -27,6 +27,8 @@ pub struct GstSource {
     first: Option<Frame>,
     /// Monotonic time minus pipeline running time, fixed at the first frame.
     offset: Option<Duration>,
+    /// Running time of the previous frame, to spot frames the appsink dropped.
+    last_rt: Option<Duration>,
     seq: u64,
     description: String,
 }
@@ -49,6 +51,7 @@ impl GstSource {
             },
             first: None,
             offset: None,
+            last_rt: None,
             seq: 0,
             description: description.into(),
         };
@@ -94,6 +97,17 @@ impl GstSource {
         let captured = match rt {
             Some(rt) => {
                 let rt = Duration::from_nanos(rt.nseconds());
+                // A gap of more than 1.5 frame periods means frames were lost before us (the
+                // appsink drops when we fall behind; live sources drop when late): advance the
+                // sequence number so the capture loop counts them.
+                if let (Some(last), true) = (self.last_rt, format.fps > 0) {
+                    let period = Duration::from_secs(1) / format.fps;
+                    let gap = rt.saturating_sub(last);
+                    if gap > period * 3 / 2 {
+                        self.seq += (gap.as_secs_f64() / period.as_secs_f64()).round() as u64 - 1;
+                    }
+                }
+                self.last_rt = Some(rt);
                 let off = *self.offset.get_or_insert_with(|| now.saturating_sub(rt));
                 off + rt
             }
