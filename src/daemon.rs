@@ -6,7 +6,12 @@
 
 use crate::camera::status::CameraState;
 use crate::camera::Camera;
+use crate::clip::recorder::Recorder;
+use crate::clip::store::ClipStore;
+use crate::clip::ClipEvent;
 use crate::config::Config;
+use crate::storage::Storage;
+use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest, TriggerTarget};
 use crate::notify;
 use crate::shutdown::StopToken;
 use crate::web::{self, AppState};
@@ -49,6 +54,10 @@ pub struct Daemon {
     pub http_addr: SocketAddr,
     /// The cameras.
     pub cameras: Vec<Arc<Camera>>,
+    /// One recorder per camera.
+    pub recorders: Vec<Arc<Recorder>>,
+    /// Triggers from MQTT and HTTP land here.
+    pub hub: Arc<Hub>,
     stop: StopToken,
     server: tokio::task::JoinHandle<()>,
     watchdog: tokio::task::JoinHandle<()>,
@@ -70,8 +79,20 @@ impl Daemon {
             })?;
         }
         let stop = StopToken::new();
+        let store = Arc::new(ClipStore::new(Storage::new(&config.storage)));
+        let events = tokio::sync::broadcast::channel(256).0;
+        let recorders: Vec<Arc<Recorder>> =
+            cameras.iter().map(|c| Arc::new(Recorder::new(c.clone(), store.clone(), events.clone()))).collect();
+        // Open the index now so a crash's leftovers are reconciled before the first trigger.
+        let s2 = store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s2.index()).await {
+            log::error!("clip storage unavailable: {}; clips are refused until it is", crate::camera::status::error_chain(&e));
+        }
+        let hub = Arc::new(Hub { cameras: cameras.clone(), recorders: recorders.clone(), events });
         let state = Arc::new(AppState {
             cameras: cameras.clone(),
+            recorders: recorders.clone(),
+            store,
             storage_path: config.storage.path.clone(),
         });
         let addr: SocketAddr = config
@@ -91,6 +112,8 @@ impl Daemon {
         Ok(Daemon {
             http_addr,
             cameras,
+            recorders,
+            hub,
             stop,
             server,
             watchdog,
@@ -125,6 +148,11 @@ impl Daemon {
         self.stop.stop();
         let _ = self.server.await;
         let _ = self.watchdog.await;
+        // Cut open clips at now and wait for them to be saved, while frames still flow.
+        let recs: Vec<_> = self.recorders.iter().cloned().map(|r| tokio::task::spawn_blocking(move || r.shutdown())).collect();
+        for r in recs {
+            let _ = r.await;
+        }
         let cams = self.cameras.clone();
         let stops: Vec<_> = cams
             .into_iter()
@@ -169,4 +197,42 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     });
     daemon.shutdown().await;
     Ok(())
+}
+
+/// Routes triggers from MQTT and HTTP to the cameras' recorders.
+pub struct Hub {
+    cameras: Vec<Arc<Camera>>,
+    recorders: Vec<Arc<Recorder>>,
+    events: tokio::sync::broadcast::Sender<ClipEvent>,
+}
+
+impl TriggerTarget for Hub {
+    fn camera_ids(&self) -> Vec<String> {
+        self.cameras.iter().map(|c| c.id().to_string()).collect()
+    }
+
+    fn trigger(&self, camera: &str, req: TriggerRequest) -> Result<TriggerAccepted, TriggerRejected> {
+        match self.recorders.iter().find(|r| r.camera_id() == camera) {
+            Some(r) => r.trigger(&req),
+            None => Err(TriggerRejected {
+                code: RejectCode::UnknownCamera,
+                message: format!("no camera {camera:?}"),
+                trigger_id: req.id.clone(),
+            }),
+        }
+    }
+
+    fn camera_state(&self, camera: &str) -> Option<serde_json::Value> {
+        let c = self.cameras.iter().find(|c| c.id() == camera)?;
+        let recording = self.recorders.iter().find(|r| r.camera_id() == camera).is_some_and(|r| r.recording());
+        let mut v = serde_json::to_value(c.info()).ok()?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("recording".into(), recording.into());
+        }
+        Some(v)
+    }
+
+    fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<ClipEvent> {
+        self.events.subscribe()
+    }
 }

@@ -15,21 +15,27 @@
 //! - [`encode`]: appsrc → encoder (hardware on the board) → h264parse → appsink.
 //! - [`preroll`]: encoded frames held in RAM; readers snapshot or follow without copying.
 //! - [`camera`]: wires the stages of one camera, start/stop/restart, status and counters.
+//! - [`index`]: the sled clip index (all sled access). [`storage`]: clip paths, disk usage,
+//!   retention and the mount check.
 //! - [`web`]: the HTTP API (warp). [`notify`]: systemd readiness and watchdog.
 //! - [`daemon`]: `hindsight run` — starts everything and drains on SIGTERM.
 //! - [`config`]: the TOML file, board defaults, validation. [`probe`]: `hindsight probe`.
 //! - [`pipeline`]: shared GStreamer plumbing; [`shutdown`]: stop tokens and back-off.
 
 pub mod camera;
+pub mod clip;
 pub mod capture;
 pub mod config;
 pub mod daemon;
 pub mod encode;
 pub mod frame;
+pub mod index;
 pub mod notify;
 pub mod pipeline;
 pub mod preroll;
 pub mod probe;
 pub mod ring;
 pub mod shutdown;
+pub mod storage;
+pub mod trigger;
 pub mod web;

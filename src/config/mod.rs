@@ -10,7 +10,7 @@ mod bytesize;
 mod validate;
 
 pub use bytesize::ByteSize;
-pub use validate::validate;
+pub use validate::{valid_camera_id, validate};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -135,6 +135,10 @@ pub struct StorageConfig {
     /// Retention by age, in days (0 keeps clips forever).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// Refuse to write clips when `path` is not on its own mounted filesystem, so a missing USB
+    /// disk never fills the SD card.
+    #[serde(default)]
+    pub require_mount: bool,
 }
 
 fn default_storage_path() -> PathBuf {
@@ -157,6 +161,7 @@ impl Default for StorageConfig {
             max_bytes: default_max_bytes(),
             min_free_percent: default_min_free_percent(),
             retention_days: default_retention_days(),
+            require_mount: false,
         }
     }
 }
@@ -186,9 +191,13 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// Broker URL (`mqtt://host:1883`, `mqtts://host:8883`). Unset: embedded broker on 127.0.0.1:1883.
+    /// Broker URL (`mqtt://host:1883`, `mqtts://host:8883`). Unset: the embedded broker on
+    /// `listen` (or, if that port is taken, the broker already there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Address of the embedded broker when `url` is unset. Port 0 picks a free port.
+    #[serde(default = "default_mqtt_listen")]
+    pub listen: String,
     /// Topic prefix.
     #[serde(default = "default_base_topic")]
     pub base_topic: String,
@@ -203,11 +212,15 @@ pub struct MqttConfig {
 fn default_base_topic() -> String {
     "hindsight".into()
 }
+fn default_mqtt_listen() -> String {
+    "127.0.0.1:1883".into()
+}
 
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             url: None,
+            listen: default_mqtt_listen(),
             base_topic: default_base_topic(),
             username: None,
             password: None,

@@ -99,6 +99,15 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             }
         }
     }
+    if m.listen.parse::<SocketAddr>().is_err() {
+        err(
+            "mqtt.listen".into(),
+            format!(
+                "{:?} is not an address:port such as \"127.0.0.1:1883\"",
+                m.listen
+            ),
+        );
+    }
     if m.base_topic.is_empty()
         || m.base_topic.contains(['#', '+'])
         || m.base_topic.starts_with('/')

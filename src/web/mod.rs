@@ -5,8 +5,14 @@
 //! `{"error": "..."}` with a status from one place, [`ApiError::status`]: 4xx for the client's
 //! mistakes with a message that says what to fix, 5xx only for ours.
 
+pub mod clips;
+
 use crate::camera::status::CameraState;
 use crate::camera::Camera;
+use crate::clip::recorder::Recorder;
+use crate::clip::store::ClipStore;
+use crate::index::{Index, IndexError};
+use crate::storage::StorageError;
 use serde::Serialize;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,11 +25,28 @@ use warp::{Filter, Rejection, Reply};
 pub struct AppState {
     /// The cameras, in config order.
     pub cameras: Vec<Arc<Camera>>,
+    /// One recorder per camera, same order.
+    pub recorders: Vec<Arc<Recorder>>,
+    /// Clip files and index.
+    pub store: Arc<ClipStore>,
     /// Clip storage directory (for health's storage figures).
     pub storage_path: PathBuf,
 }
 
 impl AppState {
+    /// The clip index (opened on first use; a missing mount answers 507).
+    fn index(&self) -> Result<Index, ApiError> {
+        self.store.index().map_err(ApiError::from)
+    }
+
+    fn recorder(&self, id: &str) -> Result<Arc<Recorder>, ApiError> {
+        self.recorders
+            .iter()
+            .find(|r| r.camera_id() == id)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("no camera {id:?}")))
+    }
+
     fn camera(&self, id: &str) -> Result<Arc<Camera>, ApiError> {
         self.cameras
             .iter()
@@ -42,9 +65,37 @@ pub enum ApiError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// The request conflicts with the current state (camera stopped, already recording).
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage cannot take it (full and nothing to free, or the mount is missing).
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// A `Range` outside the file (the file's size).
+    #[error("requested range not satisfiable (file is {0} bytes)")]
+    RangeNotSatisfiable(u64),
     /// Our fault.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<IndexError> for ApiError {
+    fn from(e: IndexError) -> Self {
+        match e {
+            IndexError::BadQuery(m) => ApiError::BadRequest(m),
+            other => ApiError::Internal(format!("index: {other}")),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Full { .. } | StorageError::MountMissing(_) => ApiError::InsufficientStorage(e.to_string()),
+            StorageError::Index(i) => ApiError::from(i),
+            other => ApiError::Internal(crate::camera::status::error_chain(&other)),
+        }
+    }
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -55,6 +106,9 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,7 +130,15 @@ async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
         if e.status().is_server_error() {
             log::error!("request failed: {e}");
         }
-        json_error(e.status(), e.to_string())
+        let mut resp = json_error(e.status(), e.to_string());
+        if let ApiError::RangeNotSatisfiable(size) = e {
+            if let Ok(v) = warp::http::HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(warp::http::header::CONTENT_RANGE, v);
+            }
+        }
+        resp
+    } else if let Some(e) = r.find::<warp::reject::PayloadTooLarge>() {
+        json_error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
     } else if r.is_not_found() {
         json_error(StatusCode::NOT_FOUND, "no such route")
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {

@@ -1,0 +1,373 @@
+//! Fragmented MP4 (ISO BMFF, CMAF-style) writer for H.264 clips, with an edit list that trims
+//! the lead-in from the keyframe before T − pre to T − pre exactly, plus the recovery helpers
+//! ([`scan`], [`duration_patches`]) that make a crashed clip playable up to its last complete
+//! fragment.
+//!
+//! Layout written: `ftyp` + `moov` (init segment, durations 0), then one `moof` + `mdat` per
+//! call to [`FragmentedMp4::fragment`]. At the end (or at recovery) the caller applies
+//! [`duration_patches`] in place; every patched field is written 64-bit so no size changes.
+//!
+//! This module owns only bytes: it must never do file I/O, block, log, or decide what goes in
+//! a clip (the recorder does). Samples are Annex-B access units; SPS/PPS live in `avcC` only.
+
+mod boxes;
+mod scan;
+#[cfg(test)]
+mod tests;
+
+pub use scan::{duration_patches, scan, Scan};
+
+use boxes::Writer;
+
+/// Media timescale (`mdhd`, sample durations, `tfdt`, `elst.media_time`): 90 kHz, as RTP/MPEG.
+pub const TIMESCALE: u32 = 90_000;
+/// Movie timescale (`mvhd`, `tkhd`, `elst.segment_duration`): milliseconds.
+pub const MOVIE_TIMESCALE: u32 = 1_000;
+/// The only track's id.
+const TRACK_ID: u32 = 1;
+/// `trun` sample flags: a sync sample (depends on no other sample).
+const FLAGS_SYNC: u32 = 0x0200_0000;
+/// `trun` sample flags: depends on others, `sample_is_non_sync_sample`.
+const FLAGS_NON_SYNC: u32 = 0x0101_0000;
+
+/// One access unit to write.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    /// Annex-B access unit (start codes), as from `h264parse` `alignment=au`.
+    pub data: &'a [u8],
+    /// Duration in [`TIMESCALE`] units.
+    pub duration: u32,
+    /// Whether this AU is a keyframe (IDR): becomes a sync sample.
+    pub keyframe: bool,
+}
+
+/// Why an MP4 could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum Mp4Error {
+    /// The first keyframe carries no SPS (NAL 7) or no PPS (NAL 8), so no `avcC` can be built.
+    #[error("first keyframe has no SPS/PPS (set h264parse config-interval=-1)")]
+    NoParameterSets,
+    /// The bytes end inside something that must be complete.
+    #[error("truncated MP4: ends inside {0}")]
+    Truncated(&'static str),
+    /// The bytes do not start with an `ftyp` box.
+    #[error("not an MP4 file (no ftyp box at the start)")]
+    NotMp4,
+    /// A box the init segment needs is missing.
+    #[error("MP4 init segment lacks a `{0}` box")]
+    MissingBox(String),
+    /// A box or field holds a value this module never writes.
+    #[error("malformed MP4: {0}")]
+    Malformed(&'static str),
+}
+
+/// A fragmented MP4 writer for one H.264 track. Pure: returns bytes for the caller to write.
+#[derive(Debug, Clone)]
+pub struct FragmentedMp4 {
+    sps: Vec<Vec<u8>>,
+    pps: Vec<Vec<u8>>,
+    width: u32,
+    height: u32,
+    edit_media_time: u64,
+    /// `mfhd.sequence_number` of the next fragment (starts at 1).
+    next_sequence: u32,
+    /// Sum of the durations of the samples written so far (= next `tfdt`).
+    media_duration: u64,
+    samples: u64,
+}
+
+impl FragmentedMp4 {
+    /// `first_keyframe`: the clip's first AU (Annex-B); its SPS (NAL 7) and PPS (NAL 8) go into
+    /// `avcC`. `edit_media_time`: media time ([`TIMESCALE`]) of the first presented sample
+    /// relative to the first sample in the file.
+    pub fn new(
+        first_keyframe: &[u8],
+        width: u32,
+        height: u32,
+        edit_media_time: u64,
+    ) -> Result<Self, Mp4Error> {
+        let (mut sps, mut pps) = (Vec::<Vec<u8>>::new(), Vec::<Vec<u8>>::new());
+        for nal in nal_units(first_keyframe) {
+            let list = match nal_type(nal) {
+                7 => &mut sps,
+                8 => &mut pps,
+                _ => continue,
+            };
+            if !list.iter().any(|n| n == nal) {
+                list.push(nal.to_vec());
+            }
+        }
+        // avcC takes profile/compat/level from SPS bytes 1..4; lengths are 16-bit.
+        if sps.is_empty() || pps.is_empty() || sps[0].len() < 4 {
+            return Err(Mp4Error::NoParameterSets);
+        }
+        if sps.iter().chain(&pps).any(|n| n.len() > usize::from(u16::MAX)) {
+            return Err(Mp4Error::Malformed("parameter set longer than 65535 bytes"));
+        }
+        sps.truncate(31);
+        pps.truncate(255);
+        Ok(FragmentedMp4 {
+            sps,
+            pps,
+            width,
+            height,
+            edit_media_time,
+            next_sequence: 1,
+            media_duration: 0,
+            samples: 0,
+        })
+    }
+
+    /// `ftyp` + `moov` with all durations 0 (see [`duration_patches`]).
+    pub fn init_segment(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(1024);
+        let ftyp = w.open(b"ftyp");
+        w.bytes(b"isom");
+        w.u32(0x200);
+        for brand in [b"isom", b"iso6", b"iso2", b"avc1", b"mp41"] {
+            w.bytes(brand);
+        }
+        w.close(ftyp);
+
+        let moov = w.open(b"moov");
+        let mvhd = w.open_full(b"mvhd", 1, 0);
+        w.zeros(16); // creation, modification time
+        w.u32(MOVIE_TIMESCALE);
+        w.u64(0); // duration (patched)
+        w.u32(0x0001_0000); // rate 1.0
+        w.u16(0x0100); // volume 1.0
+        w.zeros(10);
+        w.unity_matrix();
+        w.zeros(24); // pre_defined
+        w.u32(TRACK_ID + 1); // next_track_ID
+        w.close(mvhd);
+
+        let trak = w.open(b"trak");
+        let tkhd = w.open_full(b"tkhd", 1, 3); // enabled | in_movie
+        w.zeros(16);
+        w.u32(TRACK_ID);
+        w.u32(0);
+        w.u64(0); // duration (patched)
+        w.zeros(8);
+        w.u16(0); // layer
+        w.u16(0); // alternate_group
+        w.u16(0); // volume: video
+        w.u16(0);
+        w.unity_matrix();
+        w.u32(self.width << 16);
+        w.u32(self.height << 16);
+        w.close(tkhd);
+
+        let edts = w.open(b"edts");
+        let elst = w.open_full(b"elst", 1, 0);
+        w.u32(1);
+        w.u64(0); // segment_duration (patched)
+        w.u64(self.edit_media_time);
+        w.u16(1); // media_rate_integer
+        w.u16(0);
+        w.close(elst);
+        w.close(edts);
+
+        let mdia = w.open(b"mdia");
+        let mdhd = w.open_full(b"mdhd", 1, 0);
+        w.zeros(16);
+        w.u32(TIMESCALE);
+        w.u64(0); // duration (patched)
+        w.u16(0x55c4); // language "und"
+        w.u16(0);
+        w.close(mdhd);
+        let hdlr = w.open_full(b"hdlr", 0, 0);
+        w.u32(0);
+        w.bytes(b"vide");
+        w.zeros(12);
+        w.bytes(b"VideoHandler\0");
+        w.close(hdlr);
+
+        let minf = w.open(b"minf");
+        let vmhd = w.open_full(b"vmhd", 0, 1);
+        w.zeros(8); // graphicsmode, opcolor
+        w.close(vmhd);
+        let dinf = w.open(b"dinf");
+        let dref = w.open_full(b"dref", 0, 0);
+        w.u32(1);
+        let url = w.open_full(b"url ", 0, 1); // self-contained
+        w.close(url);
+        w.close(dref);
+        w.close(dinf);
+
+        let stbl = w.open(b"stbl");
+        let stsd = w.open_full(b"stsd", 0, 0);
+        w.u32(1);
+        self.write_avc1(&mut w);
+        w.close(stsd);
+        for typ in [b"stts", b"stsc", b"stsz", b"stco"] {
+            let b = w.open_full(typ, 0, 0);
+            if typ == b"stsz" {
+                w.u32(0); // sample_size, then sample_count
+            }
+            w.u32(0); // entry_count
+            w.close(b);
+        }
+        w.close(stbl);
+        w.close(minf);
+        w.close(mdia);
+        w.close(trak);
+
+        let mvex = w.open(b"mvex");
+        let mehd = w.open_full(b"mehd", 1, 0);
+        w.u64(0); // fragment_duration (patched)
+        w.close(mehd);
+        let trex = w.open_full(b"trex", 0, 0);
+        w.u32(TRACK_ID);
+        w.u32(1); // default_sample_description_index
+        w.zeros(12); // default duration, size, flags
+        w.close(trex);
+        w.close(mvex);
+        w.close(moov);
+        w.buf
+    }
+
+    fn write_avc1(&self, w: &mut Writer) {
+        let avc1 = w.open(b"avc1");
+        w.zeros(6);
+        w.u16(1); // data_reference_index
+        w.zeros(16); // pre_defined, reserved
+        w.u16(self.width.min(0xffff) as u16);
+        w.u16(self.height.min(0xffff) as u16);
+        w.u32(0x0048_0000); // 72 dpi
+        w.u32(0x0048_0000);
+        w.u32(0);
+        w.u16(1); // frame_count
+        w.zeros(32); // compressorname
+        w.u16(0x0018); // depth
+        w.u16(0xffff); // pre_defined = -1
+        let avcc = w.open(b"avcC");
+        w.u8(1);
+        w.bytes(&self.sps[0][1..4]); // profile, constraint flags, level
+        w.u8(0xfc | 3); // lengthSizeMinusOne = 3
+        w.u8(0xe0 | self.sps.len() as u8);
+        for s in &self.sps {
+            w.u16(s.len() as u16);
+            w.bytes(s);
+        }
+        w.u8(self.pps.len() as u8);
+        for p in &self.pps {
+            w.u16(p.len() as u16);
+            w.bytes(p);
+        }
+        w.close(avcc);
+        w.close(avc1);
+    }
+
+    /// One `moof` + `mdat` holding `samples` (empty input: empty output, nothing counted).
+    /// NAL units become 4-byte length-prefixed; SPS, PPS and AUD NALs are dropped.
+    pub fn fragment(&mut self, samples: &[Sample]) -> Vec<u8> {
+        if samples.is_empty() {
+            return Vec::new();
+        }
+        let mut payload = Vec::with_capacity(samples.iter().map(|s| s.data.len()).sum());
+        let mut sizes = Vec::with_capacity(samples.len());
+        for s in samples {
+            let before = payload.len();
+            for nal in nal_units(s.data) {
+                if matches!(nal_type(nal), 7..=9) {
+                    continue;
+                }
+                payload.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                payload.extend_from_slice(nal);
+            }
+            sizes.push((payload.len() - before) as u32);
+        }
+        let mdat_header = if payload.len() as u64 + 8 > u64::from(u32::MAX) { 16 } else { 8 };
+
+        let mut w = Writer::with_capacity(payload.len() + 128 + 12 * samples.len());
+        let moof = w.open(b"moof");
+        let mfhd = w.open_full(b"mfhd", 0, 0);
+        w.u32(self.next_sequence);
+        w.close(mfhd);
+        let traf = w.open(b"traf");
+        let tfhd = w.open_full(b"tfhd", 0, 0x02_0000); // default-base-is-moof
+        w.u32(TRACK_ID);
+        w.close(tfhd);
+        let tfdt = w.open_full(b"tfdt", 1, 0);
+        w.u64(self.media_duration);
+        w.close(tfdt);
+        // data-offset | sample-duration | sample-size | sample-flags
+        let trun = w.open_full(b"trun", 0, 0x0001 | 0x0100 | 0x0200 | 0x0400);
+        w.u32(samples.len() as u32);
+        let data_offset_at = w.buf.len();
+        w.u32(0); // data_offset (set below)
+        for (s, size) in samples.iter().zip(&sizes) {
+            w.u32(s.duration);
+            w.u32(*size);
+            w.u32(if s.keyframe { FLAGS_SYNC } else { FLAGS_NON_SYNC });
+        }
+        w.close(trun);
+        w.close(traf);
+        w.close(moof);
+        let data_offset = (w.buf.len() - moof + mdat_header) as u32;
+        w.buf[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
+
+        if mdat_header == 16 {
+            w.u32(1);
+            w.bytes(b"mdat");
+            w.u64(payload.len() as u64 + 16);
+        } else {
+            w.u32(payload.len() as u32 + 8);
+            w.bytes(b"mdat");
+        }
+        w.bytes(&payload);
+
+        self.next_sequence = self.next_sequence.wrapping_add(1);
+        self.media_duration += samples.iter().map(|s| u64::from(s.duration)).sum::<u64>();
+        self.samples += samples.len() as u64;
+        w.buf
+    }
+
+    /// Total media duration written so far (sum of sample durations, [`TIMESCALE`]).
+    pub fn media_duration(&self) -> u64 {
+        self.media_duration
+    }
+
+    /// Samples written so far.
+    pub fn sample_count(&self) -> u64 {
+        self.samples
+    }
+}
+
+/// The NAL units of an Annex-B buffer (3- or 4-byte start codes), without start codes or
+/// trailing zero bytes. A buffer with no start code is taken as one NAL unit.
+pub(crate) fn nal_units(data: &[u8]) -> Vec<&[u8]> {
+    let mut codes = Vec::new(); // (start code offset, NAL offset)
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i + 2] > 1 {
+            i += 3;
+        } else if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            codes.push((i, i + 3));
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    if codes.is_empty() {
+        return if data.is_empty() { Vec::new() } else { vec![data] };
+    }
+    let mut out = Vec::with_capacity(codes.len());
+    for (k, &(_, from)) in codes.iter().enumerate() {
+        let to = codes.get(k + 1).map_or(data.len(), |c| c.0);
+        let mut nal = &data[from..to];
+        while let [rest @ .., 0] = nal {
+            nal = rest;
+        }
+        if !nal.is_empty() {
+            out.push(nal);
+        }
+    }
+    out
+}
+
+/// `nal_unit_type` of a NAL unit (its first byte's low 5 bits).
+pub(crate) fn nal_type(nal: &[u8]) -> u8 {
+    nal.first().map_or(0, |b| b & 0x1f)
+}

@@ -1,0 +1,495 @@
+//! The recorder of one camera: takes triggers and manual start/stop, drives the
+//! [`ClipMachine`], and runs one writer thread per open clip (`clip-{camera}`) that follows the
+//! pre-roll buffer from the keyframe at or before T − pre and writes a fragmented MP4 as frames
+//! arrive — one fragment per GOP, each `fdatasync`ed — then patches the durations, fsyncs the
+//! file, renames `{id}.mp4.part` to `{id}.mp4`, fsyncs the directory, writes the poster, and
+//! only then indexes the clip.
+//!
+//! A power cut leaves a `.part` file whose complete fragments [`super::recovery`] turns into a
+//! playable clip at the next start. Every call here may block (locks, file I/O): the async
+//! front-ends call it through `spawn_blocking`.
+
+use super::mp4::{self, FragmentedMp4, Sample, TIMESCALE};
+use super::state::{ClipMachine, Limits, ManualError, OpenClip, Outcome};
+use super::{new_clip_id, now_ms, rfc3339, ClipEvent, ClipMeta, ClipSource};
+use crate::camera::status::CameraState;
+use crate::camera::Camera;
+use crate::frame::{monotonic_now, EncodedFrame};
+use crate::preroll::Next;
+use crate::storage::Storage;
+use super::store::ClipStore;
+use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest};
+use serde::{Deserialize, Serialize};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// What is written beside a clip while it is recorded (`{id}.json`), so a crash loses no labels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sidecar {
+    /// Clip id.
+    pub id: String,
+    /// Camera id.
+    pub camera: String,
+    /// Trigger or manual.
+    pub source: ClipSource,
+    /// First trigger's label.
+    pub label: Option<String>,
+    /// Trigger ids known when the clip opened.
+    pub trigger_ids: Vec<String>,
+    /// Wall-clock ms of the first trigger.
+    pub trigger_ms: i64,
+    /// Wall-clock ms of the first presented frame.
+    pub start_ms: i64,
+    /// Seconds before the trigger.
+    pub pre_s_actual: f64,
+}
+
+/// Shared by the recorder and its writer threads.
+struct Shared {
+    camera: Arc<Camera>,
+    machine: Mutex<ClipMachine>,
+    store: Arc<ClipStore>,
+    events: broadcast::Sender<ClipEvent>,
+}
+
+/// One camera's recorder.
+pub struct Recorder {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<(String, JoinHandle<Result<ClipMeta, String>>)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Wall-clock milliseconds of a capture-clock instant.
+fn wall_ms(pts: Duration) -> i64 {
+    let now_mono = monotonic_now();
+    let now_wall = now_ms();
+    if pts <= now_mono {
+        now_wall - (now_mono - pts).as_millis() as i64
+    } else {
+        now_wall + (pts - now_mono).as_millis() as i64
+    }
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_nanos() * TIMESCALE as u128 / 1_000_000_000) as u64
+}
+
+impl Recorder {
+    /// A recorder for `camera`, writing to and indexing in `store`.
+    pub fn new(camera: Arc<Camera>, store: Arc<ClipStore>, events: broadcast::Sender<ClipEvent>) -> Self {
+        let c = camera.config();
+        let limits = Limits {
+            pre: Duration::from_secs_f64(c.pre_s),
+            post: Duration::from_secs_f64(c.post_s),
+            max_clip: Duration::from_secs_f64(c.max_clip_s),
+        };
+        Recorder {
+            shared: Arc::new(Shared { machine: Mutex::new(ClipMachine::new(limits)), camera, store, events }),
+            writer: Mutex::new(None),
+        }
+    }
+
+    /// Camera id.
+    pub fn camera_id(&self) -> &str {
+        self.shared.camera.id()
+    }
+
+    /// Whether a clip is being written.
+    pub fn recording(&self) -> bool {
+        lock(&self.shared.machine).open().is_some()
+    }
+
+    fn reject(code: RejectCode, msg: String, req: &TriggerRequest) -> TriggerRejected {
+        TriggerRejected { code, message: msg, trigger_id: req.id.clone() }
+    }
+
+    /// Make room for a new clip of about `secs` seconds, or refuse.
+    fn make_room(&self, secs: f64, req: &TriggerRequest) -> Result<(), TriggerRejected> {
+        let c = self.shared.camera.config();
+        let estimate = (c.bitrate_kbps as f64 * 1000.0 / 8.0 * secs * 1.3) as u64;
+        let store = &self.shared.store;
+        match store.index().and_then(|index| store.storage.make_room(&index, estimate, now_ms())) {
+            Ok(report) => {
+                if !report.deleted.is_empty() {
+                    log::info!("retention freed {} bytes ({} clips) for a new clip", report.freed_bytes, report.deleted.len());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("cannot save a clip: {}", crate::camera::status::error_chain(&e));
+                log::warn!("camera {}: {msg}", self.camera_id());
+                Err(Self::reject(RejectCode::StorageFull, msg, req))
+            }
+        }
+    }
+
+    /// A trigger at now.
+    pub fn trigger(&self, req: &TriggerRequest) -> Result<TriggerAccepted, TriggerRejected> {
+        let cam = &self.shared.camera;
+        if cam.status.state() == CameraState::Stopped {
+            return Err(Self::reject(RejectCode::CameraStopped, format!("camera {} is stopped", cam.id()), req));
+        }
+        let trigger_id = req.id.clone().unwrap_or_else(|| format!("t-{}", new_clip_id(now_ms())));
+        let opening = !self.recording();
+        if opening {
+            let c = cam.config();
+            self.make_room(req.pre_s.unwrap_or(c.pre_s).min(c.pre_s) + req.post_s.unwrap_or(c.post_s), req)?;
+        }
+        let now = monotonic_now();
+        let oldest = cam.preroll.lock().iter().next().map(|f| f.pts);
+        let outcome = lock(&self.shared.machine).trigger(now, req, &trigger_id, oldest, || new_clip_id(now_ms()));
+        let (clip_id, extended, pre, post) = match outcome {
+            Outcome::Opened { clip_id, pre_actual, post } => {
+                self.spawn_writer(&clip_id);
+                (clip_id, false, pre_actual, post)
+            }
+            Outcome::Extended { clip_id, pre_actual, post } => (clip_id, true, pre_actual, post),
+        };
+        cam.force_keyframe();
+        log::info!(
+            "camera {}: trigger {trigger_id} {} clip {clip_id} (pre {:.2} s, post {:.2} s)",
+            cam.id(),
+            if extended { "extends" } else { "opens" },
+            pre.as_secs_f64(),
+            post.as_secs_f64()
+        );
+        Ok(TriggerAccepted {
+            trigger_id,
+            clip_id,
+            camera: cam.id().into(),
+            extended,
+            pre_s_actual: (pre.as_secs_f64() * 1000.0).round() / 1000.0,
+            post_s: (post.as_secs_f64() * 1000.0).round() / 1000.0,
+        })
+    }
+
+    /// Start a manual recording; returns the clip id.
+    pub fn record_start(&self) -> Result<String, TriggerRejected> {
+        let req = TriggerRequest::default();
+        if self.shared.camera.status.state() == CameraState::Stopped {
+            return Err(Self::reject(RejectCode::CameraStopped, format!("camera {} is stopped", self.camera_id()), &req));
+        }
+        if !self.recording() {
+            self.make_room(self.shared.camera.config().max_clip_s, &req)?;
+        }
+        let now = monotonic_now();
+        let had_open = self.recording();
+        let id = lock(&self.shared.machine)
+            .start_manual(now, || new_clip_id(now_ms()))
+            .map_err(|e: ManualError| Self::reject(RejectCode::Conflict, e.to_string(), &req))?;
+        if !had_open {
+            self.spawn_writer(&id);
+        }
+        self.shared.camera.force_keyframe();
+        Ok(id)
+    }
+
+    /// Stop the manual recording and wait until its clip is saved.
+    pub fn record_stop(&self) -> Result<ClipMeta, TriggerRejected> {
+        let id = lock(&self.shared.machine)
+            .stop_manual(monotonic_now())
+            .map_err(|e| Self::reject(RejectCode::Conflict, e.to_string(), &TriggerRequest::default()))?;
+        self.wait_for(&id)
+            .map_err(|e| TriggerRejected::new(RejectCode::StorageFull, format!("clip {id} could not be saved: {e}")))
+    }
+
+    /// Wait for the writer of `clip_id` to finish.
+    fn wait_for(&self, clip_id: &str) -> Result<ClipMeta, String> {
+        let handle = {
+            let mut w = lock(&self.writer);
+            match w.take() {
+                Some((id, h)) if id == clip_id => h,
+                other => {
+                    *w = other;
+                    return Err("no writer for this clip".into());
+                }
+            }
+        };
+        handle.join().unwrap_or_else(|_| Err("clip writer panicked".into()))
+    }
+
+    /// Shutdown: cut the open clip at now and wait for it (bounded by the writer's timeouts).
+    pub fn shutdown(&self) {
+        let open = lock(&self.shared.machine).cut(monotonic_now());
+        if let Some(id) = open {
+            log::info!("camera {}: cutting clip {id} for shutdown", self.camera_id());
+            if let Err(e) = self.wait_for(&id) {
+                log::warn!("camera {}: clip {id}: {e}", self.camera_id());
+            }
+        }
+    }
+
+    fn spawn_writer(&self, clip_id: &str) {
+        // Reap a finished previous writer (it ended on its own).
+        if let Some((_, h)) = lock(&self.writer).take() {
+            let _ = h.join();
+        }
+        let shared = self.shared.clone();
+        let id = clip_id.to_string();
+        let name = format!("clip-{}", shared.camera.id());
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let r = write_clip(&shared, &id);
+            match &r {
+                Ok(meta) => {
+                    log::info!(
+                        "camera {}: clip {} saved: {:.2} s, {} bytes, {} frames",
+                        meta.camera,
+                        meta.id,
+                        meta.duration_s,
+                        meta.size_bytes,
+                        meta.frames
+                    );
+                    let _ = shared.events.send(ClipEvent::Saved(Box::new(meta.clone())));
+                }
+                Err(e) => {
+                    log::error!("camera {}: clip {id} failed: {e}", shared.camera.id());
+                    let _ = shared.events.send(ClipEvent::Failed { camera: shared.camera.id().into(), clip_id: id.clone(), error: e.clone() });
+                }
+            }
+            let _ = shared.events.send(ClipEvent::Recording { camera: shared.camera.id().into(), on: false });
+            r
+        });
+        match spawned {
+            Ok(h) => {
+                *lock(&self.writer) = Some((clip_id.to_string(), h));
+                let _ = self.shared.events.send(ClipEvent::Recording { camera: self.camera_id().into(), on: true });
+            }
+            Err(e) => {
+                log::error!("cannot spawn clip writer: {e}");
+                lock(&self.shared.machine).close_now();
+            }
+        }
+    }
+}
+
+/// Write clip `id` until the machine closes it. Runs on the writer thread.
+fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
+    let cam = &shared.camera;
+    let start = match lock(&shared.machine).open() {
+        Some(o) if o.clip_id == id => o.start,
+        _ => return Err("clip closed before it started".into()),
+    };
+    let mut follower = cam.preroll.follow_from_time(start);
+    let mut w: Option<Writer> = None;
+    let mut gop: Vec<EncodedFrame> = Vec::new();
+    let mut idle = Duration::ZERO;
+    let closed: OpenClip = loop {
+        match follower.next_blocking(Duration::from_millis(250)) {
+            Next::Frame(f) => {
+                idle = Duration::ZERO;
+                if gop.is_empty() && w.is_none() && !f.keyframe {
+                    continue;
+                }
+                let done = {
+                    let mut m = lock(&shared.machine);
+                    if m.open().is_some_and(|o| o.clip_id == id) { m.close_if_done(f.pts) } else { None }
+                };
+                if let Some(c) = done {
+                    flush(shared, id, &mut w, &mut gop, Some(f.pts), start)?;
+                    break c;
+                }
+                if f.keyframe && !gop.is_empty() {
+                    flush(shared, id, &mut w, &mut gop, Some(f.pts), start)?;
+                }
+                gop.push(f);
+            }
+            Next::Lagged { skipped } => {
+                log::warn!("camera {}: clip {id} writer fell behind, {skipped} frames lost", cam.id());
+                gop.clear();
+            }
+            Next::Timeout => {
+                idle += Duration::from_millis(250);
+                // No frames (camera failed or stopping): past the end, or stalled for 10 s, cut.
+                let mut m = lock(&shared.machine);
+                let past_end = m.open().is_some_and(|o| o.clip_id == id && monotonic_now() >= o.effective_end());
+                if past_end || idle >= Duration::from_secs(10) || cam.status.state() == CameraState::Stopped {
+                    match m.close_now() {
+                        Some(c) => {
+                            drop(m);
+                            flush(shared, id, &mut w, &mut gop, None, start)?;
+                            break c;
+                        }
+                        None => return Err("clip vanished".into()),
+                    }
+                }
+            }
+        }
+    };
+    let w = w.ok_or_else(|| "no frames were written (the buffer was empty)".to_string())?;
+    w.finish(shared, &closed)
+}
+
+/// Write the frames in `gop` as one fragment; `next_pts` gives the last frame's duration.
+fn flush(
+    shared: &Shared,
+    id: &str,
+    w: &mut Option<Writer>,
+    gop: &mut Vec<EncodedFrame>,
+    next_pts: Option<Duration>,
+    start: Duration,
+) -> Result<(), String> {
+    if gop.is_empty() {
+        return Ok(());
+    }
+    if w.is_none() {
+        *w = Some(Writer::create(shared, id, gop, start)?);
+    }
+    let Some(writer) = w.as_mut() else { return Ok(()) };
+    writer.write_fragment(gop, next_pts)?;
+    gop.clear();
+    Ok(())
+}
+
+/// An open `.part` file.
+struct Writer {
+    file: std::fs::File,
+    part: PathBuf,
+    rel: String,
+    mp4: FragmentedMp4,
+    first_pts: Duration,
+    presented_start: Duration,
+    poster: Vec<u8>,
+    sidecar: Sidecar,
+    last_end: Duration,
+}
+
+impl Writer {
+    fn create(shared: &Shared, id: &str, gop: &[EncodedFrame], start: Duration) -> Result<Self, String> {
+        let first = &gop[0];
+        // The first presented frame: the first at or after T − pre (start lies in this GOP).
+        let presented = gop.iter().find(|f| f.pts + f.duration / 2 >= start).map(|f| f.pts).unwrap_or(first.pts);
+        let fmt = shared.camera.status.format();
+        let (w, h) = fmt.map(|f| (f.width, f.height)).unwrap_or((0, 0));
+        let mp4 = FragmentedMp4::new(&first.data, w, h, ticks(presented - first.pts)).map_err(|e| e.to_string())?;
+        let (first_at, label, trigger_ids, source) = {
+            let m = lock(&shared.machine);
+            match m.open() {
+                Some(o) if o.clip_id == id => (
+                    o.first_at,
+                    o.triggers.first().and_then(|t| t.label.clone()),
+                    o.triggers.iter().map(|t| t.id.clone()).collect(),
+                    o.source,
+                ),
+                _ => (presented, None, Vec::new(), ClipSource::Trigger),
+            }
+        };
+        let start_ms = wall_ms(presented);
+        let rel = Storage::clip_rel_path(shared.camera.id(), id, start_ms);
+        let abs = shared.store.storage.abs(&rel).ok_or_else(|| format!("bad clip path {rel}"))?;
+        let dir = abs.parent().ok_or("clip path has no directory")?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let sidecar = Sidecar {
+            id: id.into(),
+            camera: shared.camera.id().into(),
+            source,
+            label,
+            trigger_ids,
+            trigger_ms: wall_ms(first_at),
+            start_ms,
+            pre_s_actual: first_at.saturating_sub(presented).as_secs_f64(),
+        };
+        let side = abs.with_extension("json");
+        if let Ok(json) = serde_json::to_vec(&sidecar) {
+            std::fs::write(&side, json).map_err(|e| format!("cannot write {}: {e}", side.display()))?;
+        }
+        let part = abs.with_extension("mp4.part");
+        let mut file = std::fs::File::create(&part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+        file.write_all(&mp4.init_segment()).map_err(|e| format!("write {}: {e}", part.display()))?;
+        fsync_dir(dir);
+        Ok(Writer {
+            file,
+            part,
+            rel,
+            mp4,
+            first_pts: first.pts,
+            presented_start: presented,
+            poster: first.data.to_vec(),
+            sidecar,
+            last_end: first.pts,
+        })
+    }
+
+    fn write_fragment(&mut self, gop: &[EncodedFrame], next_pts: Option<Duration>) -> Result<(), String> {
+        let samples: Vec<Sample> = gop
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let end = gop.get(i + 1).map(|n| n.pts).or(next_pts).unwrap_or(f.pts + f.duration);
+                Sample { data: &f.data, duration: ticks(end.saturating_sub(f.pts)).max(1) as u32, keyframe: f.keyframe }
+            })
+            .collect();
+        if let Some(last) = gop.last() {
+            self.last_end = next_pts.unwrap_or(last.pts + last.duration);
+        }
+        let frag = self.mp4.fragment(&samples);
+        self.file.write_all(&frag).map_err(|e| format!("write {}: {e}", self.part.display()))?;
+        self.file.sync_data().map_err(|e| format!("fsync {}: {e}", self.part.display()))?;
+        Ok(())
+    }
+
+    fn finish(mut self, shared: &Shared, closed: &OpenClip) -> Result<ClipMeta, String> {
+        let io = |e: std::io::Error| format!("finishing {}: {e}", self.part.display());
+        let init = self.mp4.init_segment();
+        for (off, bytes) in mp4::duration_patches(&init, self.mp4.media_duration()).map_err(|e| e.to_string())? {
+            self.file.seek(SeekFrom::Start(off)).map_err(io)?;
+            self.file.write_all(&bytes).map_err(io)?;
+        }
+        self.file.sync_all().map_err(io)?;
+        let size = self.file.metadata().map_err(io)?.len();
+        let final_path = self.part.with_extension("");
+        std::fs::rename(&self.part, &final_path).map_err(io)?;
+        if let Some(dir) = final_path.parent() {
+            fsync_dir(dir);
+        }
+        match super::poster::jpeg_from_keyframe(&self.poster) {
+            Ok(jpeg) => {
+                let _ = std::fs::write(final_path.with_extension("jpg"), jpeg);
+            }
+            Err(e) => log::warn!("clip {}: no poster: {e}", self.sidecar.id),
+        }
+        let _ = self.first_pts;
+        let presented = self.last_end.saturating_sub(self.presented_start);
+        let s = &self.sidecar;
+        let meta = ClipMeta {
+            id: s.id.clone(),
+            camera: s.camera.clone(),
+            label: s.label.clone(),
+            trigger_id: closed.triggers.first().map(|t| t.id.clone()),
+            trigger_ids: closed.triggers.iter().map(|t| t.id.clone()).collect(),
+            trigger_at: rfc3339(s.trigger_ms),
+            start_at: rfc3339(s.start_ms),
+            end_at: rfc3339(s.start_ms + presented.as_millis() as i64),
+            start_ms: s.start_ms,
+            duration_s: (presented.as_secs_f64() * 1000.0).round() / 1000.0,
+            pre_s_actual: (s.pre_s_actual * 1000.0).round() / 1000.0,
+            size_bytes: size,
+            frames: self.mp4.sample_count(),
+            source: closed.source,
+            path: self.rel.clone(),
+            pinned: false,
+            partial: false,
+        };
+        shared
+            .store
+            .index()
+            .map_err(|e| format!("index: {e}"))?
+            .insert(&meta)
+            .map_err(|e| format!("index: {e}"))?;
+        let _ = std::fs::remove_file(final_path.with_extension("json"));
+        Ok(meta)
+    }
+}
+
+/// fsync a directory so a rename or new file in it survives a power cut.
+pub fn fsync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}

@@ -1,0 +1,339 @@
+//! The clip state machine of one camera: pure, no clock, no I/O (times are passed in on the
+//! capture clock, CLOCK_MONOTONIC), so it is tested with simulated time.
+//!
+//! A trigger at T opens a clip covering T − pre … T + post. A trigger while a clip is open (at or
+//! before its end) extends the end to T + post, capped at start + `max_clip_s`, and is recorded
+//! on the same clip. Per-trigger `pre_s`/`post_s` are clamped to the camera's config and to what
+//! the buffer holds; the actual pre-roll is reported. A manual recording is open-ended until
+//! `stop_manual` (capped the same way); triggers during it are recorded on it.
+
+use super::ClipSource;
+use crate::trigger::TriggerRequest;
+use std::time::Duration;
+
+/// Limits from the camera's config.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Default and maximum pre-roll.
+    pub pre: Duration,
+    /// Default post-roll.
+    pub post: Duration,
+    /// Longest clip.
+    pub max_clip: Duration,
+}
+
+/// One trigger recorded on a clip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerMark {
+    /// Trigger id.
+    pub id: String,
+    /// When (capture clock).
+    pub at: Duration,
+    /// Label, if any.
+    pub label: Option<String>,
+}
+
+/// The clip being recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenClip {
+    /// Clip id.
+    pub clip_id: String,
+    /// Trigger or manual.
+    pub source: ClipSource,
+    /// First presented instant (T − pre, clamped to the buffer): the edit-list start.
+    pub start: Duration,
+    /// First trigger (or manual start) time.
+    pub first_at: Duration,
+    /// End: frames with PTS ≥ end are not in the clip. `None` while a manual recording runs.
+    pub end: Option<Duration>,
+    /// start + max_clip: nothing extends past this.
+    pub hard_end: Duration,
+    /// Every trigger on this clip, in order.
+    pub triggers: Vec<TriggerMark>,
+}
+
+impl OpenClip {
+    /// The instant the clip ends now: its end, or the hard end while a manual recording runs.
+    pub fn effective_end(&self) -> Duration {
+        self.end.unwrap_or(self.hard_end).min(self.hard_end)
+    }
+
+    /// Seconds kept before the first trigger.
+    pub fn pre_actual(&self) -> Duration {
+        self.first_at.saturating_sub(self.start)
+    }
+}
+
+/// What a trigger did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A new clip was opened.
+    Opened {
+        /// Its id.
+        clip_id: String,
+        /// Pre-roll it will hold.
+        pre_actual: Duration,
+        /// Post-roll after this trigger (after clamping).
+        post: Duration,
+    },
+    /// The open clip was extended (or the trigger was recorded on a manual recording).
+    Extended {
+        /// Its id.
+        clip_id: String,
+        /// Pre-roll of the clip.
+        pre_actual: Duration,
+        /// Post-roll after this trigger (after clamping to the hard end).
+        post: Duration,
+    },
+}
+
+/// Manual recording requests that make no sense now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManualError {
+    /// `record/start` while a manual recording already runs.
+    #[error("a manual recording is already running")]
+    AlreadyRecording,
+    /// `record/stop` with no manual recording running.
+    #[error("no manual recording is running")]
+    NotRecording,
+}
+
+/// The per-camera machine.
+#[derive(Debug, Clone)]
+pub struct ClipMachine {
+    limits: Limits,
+    open: Option<OpenClip>,
+}
+
+impl ClipMachine {
+    /// An idle machine.
+    pub fn new(limits: Limits) -> Self {
+        ClipMachine { limits, open: None }
+    }
+
+    /// The clip being recorded, if any.
+    pub fn open(&self) -> Option<&OpenClip> {
+        self.open.as_ref()
+    }
+
+    /// A trigger at `now`. `oldest` is the PTS of the oldest frame in the buffer (None: empty);
+    /// `new_id` makes a clip id if a clip is opened; `trigger_id` names this trigger.
+    pub fn trigger(
+        &mut self,
+        now: Duration,
+        req: &TriggerRequest,
+        trigger_id: &str,
+        oldest: Option<Duration>,
+        new_id: impl FnOnce() -> String,
+    ) -> Outcome {
+        let secs = |v: Option<f64>, default: Duration| v.map(Duration::from_secs_f64).unwrap_or(default);
+        let pre = secs(req.pre_s, self.limits.pre).min(self.limits.pre);
+        let post = secs(req.post_s, self.limits.post).min(self.limits.max_clip);
+        let mark = TriggerMark { id: trigger_id.into(), at: now, label: req.label.clone() };
+        if let Some(open) = self.open.as_mut() {
+            if now <= open.effective_end() {
+                let want = (now + post).min(open.hard_end);
+                if let Some(end) = open.end.as_mut() {
+                    *end = (*end).max(want);
+                }
+                open.triggers.push(mark);
+                return Outcome::Extended {
+                    clip_id: open.clip_id.clone(),
+                    pre_actual: open.pre_actual(),
+                    post: want.saturating_sub(now),
+                };
+            }
+        }
+        let start = now.saturating_sub(pre).max(oldest.unwrap_or(now)).min(now);
+        let hard_end = start + self.limits.max_clip;
+        let end = (now + post).min(hard_end);
+        let clip = OpenClip {
+            clip_id: new_id(),
+            source: ClipSource::Trigger,
+            start,
+            first_at: now,
+            end: Some(end),
+            hard_end,
+            triggers: vec![mark],
+        };
+        let out = Outcome::Opened { clip_id: clip.clip_id.clone(), pre_actual: clip.pre_actual(), post: end - now };
+        self.open = Some(clip);
+        out
+    }
+
+    /// Start a manual recording at `now` (no pre-roll). A trigger clip already open becomes
+    /// open-ended (manual) rather than starting a second clip.
+    pub fn start_manual(&mut self, now: Duration, new_id: impl FnOnce() -> String) -> Result<String, ManualError> {
+        if let Some(open) = self.open.as_mut() {
+            if open.end.is_none() {
+                return Err(ManualError::AlreadyRecording);
+            }
+            if now <= open.effective_end() {
+                open.end = None;
+                open.source = ClipSource::Manual;
+                return Ok(open.clip_id.clone());
+            }
+        }
+        let clip = OpenClip {
+            clip_id: new_id(),
+            source: ClipSource::Manual,
+            start: now,
+            first_at: now,
+            end: None,
+            hard_end: now + self.limits.max_clip,
+            triggers: Vec::new(),
+        };
+        let id = clip.clip_id.clone();
+        self.open = Some(clip);
+        Ok(id)
+    }
+
+    /// Stop the manual recording at `now`; returns its clip id.
+    pub fn stop_manual(&mut self, now: Duration) -> Result<String, ManualError> {
+        match self.open.as_mut() {
+            Some(open) if open.end.is_none() => {
+                open.end = Some(now.max(open.start).min(open.hard_end));
+                Ok(open.clip_id.clone())
+            }
+            _ => Err(ManualError::NotRecording),
+        }
+    }
+
+    /// Close the clip if a frame at `pts` lies at or past its end; returns it.
+    pub fn close_if_done(&mut self, pts: Duration) -> Option<OpenClip> {
+        if self.open.as_ref().is_some_and(|o| pts >= o.effective_end()) {
+            self.open.take()
+        } else {
+            None
+        }
+    }
+
+    /// End the open clip at `now` at the latest (shutdown): returns its id.
+    pub fn cut(&mut self, now: Duration) -> Option<String> {
+        let open = self.open.as_mut()?;
+        open.end = Some(open.effective_end().min(now.max(open.start)));
+        Some(open.clip_id.clone())
+    }
+
+    /// Close the clip now whatever its end (camera stopped, shutdown).
+    pub fn close_now(&mut self) -> Option<OpenClip> {
+        self.open.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: f64) -> Duration {
+        Duration::from_secs_f64(x)
+    }
+
+    fn machine() -> ClipMachine {
+        ClipMachine::new(Limits { pre: s(30.0), post: s(30.0), max_clip: s(300.0) })
+    }
+
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("clip{n}")
+        }
+    }
+
+    #[test]
+    fn trigger_opens_pre_and_post() {
+        let mut m = machine();
+        let mut id = ids();
+        let out = m.trigger(s(100.0), &TriggerRequest::default(), "t1", Some(s(50.0)), &mut id);
+        assert_eq!(out, Outcome::Opened { clip_id: "clip1".into(), pre_actual: s(30.0), post: s(30.0) });
+        let o = m.open().unwrap();
+        assert_eq!((o.start, o.end), (s(70.0), Some(s(130.0))));
+        assert!(m.close_if_done(s(129.9)).is_none());
+        assert_eq!(m.close_if_done(s(130.0)).unwrap().clip_id, "clip1");
+        assert!(m.open().is_none());
+    }
+
+    #[test]
+    fn retrigger_extends_and_records_both() {
+        let mut m = machine();
+        let mut id = ids();
+        m.trigger(s(100.0), &TriggerRequest::default(), "t1", Some(s(0.0)), &mut id);
+        let out = m.trigger(s(120.0), &TriggerRequest::default(), "t2", Some(s(0.0)), &mut id);
+        assert!(matches!(out, Outcome::Extended { ref clip_id, .. } if clip_id == "clip1"));
+        let o = m.open().unwrap();
+        assert_eq!(o.end, Some(s(150.0)));
+        assert_eq!(o.triggers.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["t1", "t2"]);
+        // An earlier-ending retrigger never shortens the clip.
+        m.trigger(s(125.0), &TriggerRequest { post_s: Some(1.0), ..Default::default() }, "t3", None, &mut id);
+        assert_eq!(m.open().unwrap().end, Some(s(150.0)));
+    }
+
+    #[test]
+    fn trigger_after_end_opens_a_new_clip() {
+        let mut m = machine();
+        let mut id = ids();
+        m.trigger(s(100.0), &TriggerRequest::default(), "t1", Some(s(0.0)), &mut id);
+        m.close_if_done(s(130.0)).unwrap();
+        let out = m.trigger(s(131.0), &TriggerRequest::default(), "t2", Some(s(0.0)), &mut id);
+        assert!(matches!(out, Outcome::Opened { ref clip_id, .. } if clip_id == "clip2"));
+    }
+
+    #[test]
+    fn extension_is_cut_at_max_clip() {
+        let mut m = ClipMachine::new(Limits { pre: s(5.0), post: s(5.0), max_clip: s(20.0) });
+        let mut id = ids();
+        m.trigger(s(100.0), &TriggerRequest::default(), "a", Some(s(0.0)), &mut id);
+        for (i, t) in [104.0, 108.0, 112.0].iter().enumerate() {
+            m.trigger(s(*t), &TriggerRequest::default(), &format!("r{i}"), None, &mut id);
+        }
+        let o = m.open().unwrap();
+        assert_eq!((o.clip_id.as_str(), o.hard_end, o.end), ("clip1", s(115.0), Some(s(115.0))));
+        assert_eq!(o.triggers.len(), 4);
+        // A trigger after the (capped) end opens a new clip.
+        m.trigger(s(116.0), &TriggerRequest::default(), "late", Some(s(0.0)), &mut id);
+        assert_eq!(m.open().unwrap().clip_id, "clip2");
+    }
+
+    #[test]
+    fn overrides_are_clamped_and_short_buffer_reported() {
+        let mut m = machine();
+        let mut id = ids();
+        let req = TriggerRequest { pre_s: Some(100.0), post_s: Some(1000.0), ..Default::default() };
+        // Only 12 s buffered right after start-up.
+        let out = m.trigger(s(12.0), &req, "t", Some(s(0.0)), &mut id);
+        match out {
+            Outcome::Opened { pre_actual, post, .. } => {
+                assert_eq!(pre_actual, s(12.0));
+                assert_eq!(post, s(300.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        let o = m.open().unwrap();
+        assert_eq!(o.start, s(0.0));
+        assert_eq!(o.end, Some(s(300.0)));
+        // Empty buffer: starts at the trigger.
+        let mut m = machine();
+        let out = m.trigger(s(5.0), &TriggerRequest { pre_s: Some(3.0), ..Default::default() }, "t", None, &mut id);
+        assert!(matches!(out, Outcome::Opened { pre_actual, .. } if pre_actual == Duration::ZERO));
+    }
+
+    #[test]
+    fn manual_recording_is_open_ended_until_stopped() {
+        let mut m = machine();
+        let mut id = ids();
+        let clip = m.start_manual(s(10.0), &mut id).unwrap();
+        assert_eq!(m.start_manual(s(11.0), &mut id), Err(ManualError::AlreadyRecording));
+        assert!(m.close_if_done(s(200.0)).is_none());
+        // Triggers during it are recorded on it.
+        m.trigger(s(50.0), &TriggerRequest::default(), "t", None, &mut id);
+        assert_eq!(m.stop_manual(s(60.0)).unwrap(), clip);
+        assert_eq!(m.open().unwrap().end, Some(s(60.0)));
+        assert_eq!(m.stop_manual(s(61.0)), Err(ManualError::NotRecording));
+        assert!(m.close_if_done(s(60.0)).is_some());
+        // Capped at max_clip even without stop.
+        m.start_manual(s(1000.0), &mut id).unwrap();
+        assert!(m.close_if_done(s(1299.0)).is_none());
+        assert!(m.close_if_done(s(1300.0)).is_some());
+    }
+}

@@ -1,0 +1,632 @@
+//! Clip storage on disk: where clip files live, how full the disk is, and retention.
+//!
+//! Owns the layout under `storage.path` (`clips/{camera}/{YYYY-MM-DD}/{id}.mp4`, poster
+//! `{id}.jpg` beside it), mapping relative clip paths to absolute ones without ever escaping
+//! the root, the mount check (`require_mount`), free-space figures (statvfs), and retention by
+//! age, total size and free space, which deletes the oldest unpinned clips: file first, then
+//! the index entry.
+//!
+//! Must never delete a pinned clip, never touch a path outside the storage root, never create
+//! the root when `require_mount` is set (a missing USB disk must not fill the SD card), and
+//! never talk to sled directly (that is [`crate::index`]).
+
+use crate::clip::{valid_clip_id, ClipMeta};
+use crate::config::StorageConfig;
+use crate::index::{Index, IndexError};
+use serde::Serialize;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// What can go wrong with storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A file-system operation failed.
+    #[error("storage: {}: {source}", path.display())]
+    Io {
+        /// The path it failed on.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `require_mount` is set and the storage directory is not a mounted filesystem.
+    #[error(
+        "storage: {} is not a mounted filesystem (storage.require_mount is set): is the disk plugged in and mounted?",
+        .0.display()
+    )]
+    MountMissing(PathBuf),
+    /// Not enough space even after deleting every clip retention may delete.
+    #[error("storage full: {needed} bytes needed, {free} available (pinned clips are never deleted)")]
+    Full {
+        /// Bytes needed (incoming clip plus the free-space reserve).
+        needed: u64,
+        /// Bytes available.
+        free: u64,
+    },
+    /// A clip path in the index points outside the storage directory.
+    #[error("storage: clip path {0:?} escapes the storage directory")]
+    UnsafePath(String),
+    /// The clip index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Size and free space of the filesystem holding the storage directory.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FsStats {
+    /// Filesystem size in bytes.
+    pub total_bytes: u64,
+    /// Bytes available to unprivileged users.
+    pub free_bytes: u64,
+    /// `free_bytes` as a percentage of `total_bytes`.
+    pub free_percent: f64,
+}
+
+impl FsStats {
+    /// Figures from total and free bytes.
+    pub fn new(total_bytes: u64, free_bytes: u64) -> FsStats {
+        let free_percent = if total_bytes == 0 {
+            0.0
+        } else {
+            free_bytes as f64 * 100.0 / total_bytes as f64
+        };
+        FsStats {
+            total_bytes,
+            free_bytes,
+            free_percent,
+        }
+    }
+}
+
+/// Storage figures for `/api/health`, `/metrics` and the web app. `None`: unknown (no statvfs).
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageUsage {
+    /// The storage directory.
+    pub path: String,
+    /// Number of indexed clips.
+    pub clips: usize,
+    /// Sum of their sizes.
+    pub clip_bytes: u64,
+    /// Number of pinned clips.
+    pub pinned: usize,
+    /// Free bytes on the filesystem.
+    pub free_bytes: Option<u64>,
+    /// Filesystem size.
+    pub total_bytes: Option<u64>,
+    /// Free percentage.
+    pub free_percent: Option<f64>,
+    /// `storage.max_bytes`.
+    pub max_bytes: u64,
+    /// `storage.min_free_percent`.
+    pub min_free_percent: u32,
+    /// `storage.retention_days`.
+    pub retention_days: u32,
+    /// `storage.require_mount`.
+    pub require_mount: bool,
+    /// Whether the storage directory is a mount point now.
+    pub mounted: bool,
+}
+
+/// Why retention deletes a clip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletionReason {
+    /// Older than `retention_days`.
+    Age,
+    /// Clips together exceed `max_bytes`.
+    Size,
+    /// The filesystem has less than `min_free_percent` free.
+    FreeSpace,
+}
+
+/// A clip retention would delete, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedDeletion {
+    /// The clip.
+    pub clip: ClipMeta,
+    /// `age`, `size` or `free_space`.
+    pub reason: DeletionReason,
+}
+
+/// What a cleanup deleted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CleanupReport {
+    /// The deleted clips, oldest first.
+    pub deleted: Vec<ClipMeta>,
+    /// Bytes of files removed (clips and posters).
+    pub freed_bytes: u64,
+}
+
+type FsStatsSource = Arc<dyn Fn(&Path) -> Option<FsStats> + Send + Sync>;
+
+/// The storage directory and its retention policy.
+#[derive(Clone)]
+pub struct Storage {
+    root: PathBuf,
+    cfg: StorageConfig,
+    fs_stats_source: Option<FsStatsSource>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("root", &self.root)
+            .field("cfg", &self.cfg)
+            .field("fs_stats_overridden", &self.fs_stats_source.is_some())
+            .finish()
+    }
+}
+
+/// Whether `path` is a mount point: its device differs from its parent's (or it is `/`).
+pub fn is_mount_point(path: &Path) -> std::io::Result<bool> {
+    let path = path.canonicalize()?;
+    let meta = std::fs::metadata(&path)?;
+    let Some(parent) = path.parent() else {
+        return Ok(true);
+    };
+    let pmeta = std::fs::metadata(parent)?;
+    Ok(meta.dev() != pmeta.dev() || meta.ino() == pmeta.ino())
+}
+
+fn statvfs_stats(path: &Path) -> Option<FsStats> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    abs.ancestors().find_map(|p| {
+        let s = nix::sys::statvfs::statvfs(p).ok()?;
+        let frag = s.fragment_size() as u64;
+        Some(FsStats::new(
+            (s.blocks() as u64).saturating_mul(frag),
+            (s.blocks_available() as u64).saturating_mul(frag),
+        ))
+    })
+}
+
+/// Remove a file, counting its size; a missing file is fine.
+fn remove_file_counted(path: &Path) -> Result<u64, StorageError> {
+    let size = match std::fs::symlink_metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(size),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+impl Storage {
+    /// Storage at `cfg.path`. Touches nothing on disk.
+    pub fn new(cfg: &StorageConfig) -> Storage {
+        Storage {
+            root: cfg.path.clone(),
+            cfg: cfg.clone(),
+            fs_stats_source: None,
+        }
+    }
+
+    /// Replace statvfs with `source` (called with the root) for tests and simulations.
+    pub fn with_fs_stats_override(
+        mut self,
+        source: impl Fn(&Path) -> Option<FsStats> + Send + Sync + 'static,
+    ) -> Storage {
+        self.fs_stats_source = Some(Arc::new(source));
+        self
+    }
+
+    /// The storage directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The configuration this storage applies.
+    pub fn config(&self) -> &StorageConfig {
+        &self.cfg
+    }
+
+    /// Relative path of a clip: `clips/{camera}/{YYYY-MM-DD}/{id}.mp4` (UTC date of `start_ms`).
+    pub fn clip_rel_path(camera: &str, id: &str, start_ms: i64) -> String {
+        let ts = jiff::Timestamp::from_millisecond(start_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        format!("clips/{camera}/{}/{id}.mp4", ts.strftime("%Y-%m-%d"))
+    }
+
+    /// `rel` under the root; `None` if it is empty, absolute, or has `..` or other components
+    /// that could leave the root.
+    pub fn abs(&self, rel: &str) -> Option<PathBuf> {
+        let p = Path::new(rel);
+        if rel.is_empty() || rel.contains('\0') {
+            return None;
+        }
+        let mut normal = 0;
+        for c in p.components() {
+            match c {
+                Component::Normal(_) => normal += 1,
+                Component::CurDir => {}
+                Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+            }
+        }
+        (normal > 0).then(|| self.root.join(p))
+    }
+
+    /// Whether clips may be written now. With `require_mount`, the root must exist and be a
+    /// mount point (never created here); without it, the root is created if missing. Either
+    /// way the root must be a writable directory.
+    pub fn check_writable(&self) -> Result<(), StorageError> {
+        let root = &self.root;
+        if self.cfg.require_mount {
+            match is_mount_point(root) {
+                Ok(true) => {}
+                Ok(false) => return Err(StorageError::MountMissing(root.clone())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::MountMissing(root.clone()))
+                }
+                Err(e) => return Err(io_err(root)(e)),
+            }
+        } else {
+            std::fs::create_dir_all(root).map_err(io_err(root))?;
+        }
+        let meta = std::fs::metadata(root).map_err(io_err(root))?;
+        if !meta.is_dir() {
+            return Err(io_err(root)(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "not a directory",
+            )));
+        }
+        nix::unistd::access(root.as_path(), nix::unistd::AccessFlags::W_OK)
+            .map_err(|e| io_err(root)(std::io::Error::from(e)))?;
+        Ok(())
+    }
+
+    /// Size and free space of the filesystem holding the root (or its nearest existing
+    /// ancestor); `None` if unknown.
+    pub fn fs_stats(&self) -> Option<FsStats> {
+        match &self.fs_stats_source {
+            Some(source) => source(&self.root),
+            None => statvfs_stats(&self.root),
+        }
+    }
+
+    /// Clip counts, bytes, filesystem figures and the policy.
+    pub fn usage(&self, index: &Index) -> Result<StorageUsage, StorageError> {
+        let clips = index.all()?;
+        let fs = self.fs_stats();
+        Ok(StorageUsage {
+            path: self.root.display().to_string(),
+            clips: clips.len(),
+            clip_bytes: clips.iter().map(|c| c.size_bytes).sum(),
+            pinned: clips.iter().filter(|c| c.pinned).count(),
+            free_bytes: fs.map(|f| f.free_bytes),
+            total_bytes: fs.map(|f| f.total_bytes),
+            free_percent: fs.map(|f| f.free_percent),
+            max_bytes: self.cfg.max_bytes.0,
+            min_free_percent: self.cfg.min_free_percent,
+            retention_days: self.cfg.retention_days,
+            require_mount: self.cfg.require_mount,
+            mounted: is_mount_point(&self.root).unwrap_or(false),
+        })
+    }
+
+    /// Bytes the filesystem must keep free: `min_free_percent` of its size.
+    fn reserve(&self, fs: &FsStats) -> u64 {
+        (fs.total_bytes as u128 * self.cfg.min_free_percent as u128 / 100) as u64
+    }
+
+    /// What retention would delete now, oldest first, never pinned clips, given `incoming`
+    /// bytes about to be written: (a) clips older than `retention_days` (if > 0), (b) while
+    /// clips + incoming exceed `max_bytes`, (c) while free space (after deleting) minus
+    /// incoming is under `min_free_percent` of the filesystem.
+    pub fn cleanup_plan(
+        &self,
+        index: &Index,
+        incoming: u64,
+        now_ms: i64,
+    ) -> Result<Vec<PlannedDeletion>, StorageError> {
+        let clips = index.all()?;
+        let mut clip_bytes: u64 = clips.iter().map(|c| c.size_bytes).sum();
+        let mut freed: u64 = 0;
+        let mut planned: Vec<Option<DeletionReason>> = vec![None; clips.len()];
+
+        if self.cfg.retention_days > 0 {
+            let cutoff = now_ms.saturating_sub(self.cfg.retention_days as i64 * DAY_MS);
+            for (i, c) in clips.iter().enumerate() {
+                if !c.pinned && c.start_ms < cutoff {
+                    planned[i] = Some(DeletionReason::Age);
+                    clip_bytes = clip_bytes.saturating_sub(c.size_bytes);
+                    freed = freed.saturating_add(c.size_bytes);
+                }
+            }
+        }
+
+        let fs = self.fs_stats();
+        let max = self.cfg.max_bytes.0;
+        for (i, c) in clips.iter().enumerate() {
+            if c.pinned || planned[i].is_some() {
+                continue;
+            }
+            let reason = if clip_bytes.saturating_add(incoming) > max {
+                DeletionReason::Size
+            } else if fs.is_some_and(|fs| {
+                fs.free_bytes.saturating_add(freed).saturating_sub(incoming) < self.reserve(&fs)
+            }) {
+                DeletionReason::FreeSpace
+            } else {
+                break;
+            };
+            planned[i] = Some(reason);
+            clip_bytes = clip_bytes.saturating_sub(c.size_bytes);
+            freed = freed.saturating_add(c.size_bytes);
+        }
+
+        Ok(clips
+            .into_iter()
+            .zip(planned)
+            .filter_map(|(clip, reason)| reason.map(|reason| PlannedDeletion { clip, reason }))
+            .collect())
+    }
+
+    /// Remove a clip's file and poster (missing files are fine); bytes removed.
+    fn remove_files(&self, meta: &ClipMeta) -> Result<u64, StorageError> {
+        let path = self
+            .abs(&meta.path)
+            .ok_or_else(|| StorageError::UnsafePath(meta.path.clone()))?;
+        let bytes = remove_file_counted(&path)?;
+        Ok(bytes + remove_file_counted(&path.with_extension("jpg"))?)
+    }
+
+    /// Delete the planned clips: file and poster first, then the index entry, so an entry
+    /// never points to a missing file. Stops at the first I/O error (everything deleted
+    /// before it stays consistent).
+    pub fn apply_cleanup(
+        &self,
+        index: &Index,
+        plan: &[PlannedDeletion],
+    ) -> Result<CleanupReport, StorageError> {
+        let mut report = CleanupReport::default();
+        for p in plan {
+            let bytes = match self.remove_files(&p.clip) {
+                Ok(b) => b,
+                Err(StorageError::UnsafePath(path)) => {
+                    log::warn!(
+                        "retention: clip {} has unsafe path {path:?}; dropping its index entry only",
+                        p.clip.id
+                    );
+                    0
+                }
+                Err(e) => return Err(e),
+            };
+            index.remove(&p.clip.id)?;
+            log::info!(
+                "retention: deleted clip {} ({} bytes, reason {:?})",
+                p.clip.id,
+                bytes,
+                p.reason
+            );
+            report.freed_bytes += bytes;
+            report.deleted.push(p.clip.clone());
+        }
+        Ok(report)
+    }
+
+    /// Before writing a clip of about `incoming` bytes: check the storage is writable, apply
+    /// retention, and fail with [`StorageError::Full`] if there is still not enough room
+    /// (only pinned clips left). The caller refuses the clip and keeps running.
+    pub fn make_room(
+        &self,
+        index: &Index,
+        incoming: u64,
+        now_ms: i64,
+    ) -> Result<CleanupReport, StorageError> {
+        self.check_writable()?;
+        let before = self.fs_stats();
+        let plan = self.cleanup_plan(index, incoming, now_ms)?;
+        let report = self.apply_cleanup(index, &plan)?;
+
+        let clip_bytes: u64 = index.all()?.iter().map(|c| c.size_bytes).sum();
+        let max = self.cfg.max_bytes.0;
+        if clip_bytes.saturating_add(incoming) > max {
+            return Err(StorageError::Full {
+                needed: incoming,
+                free: max.saturating_sub(clip_bytes),
+            });
+        }
+        if let Some(after) = self.fs_stats() {
+            // Some filesystems (btrfs, files still open by a reader) free blocks lazily: trust
+            // the deletions we just made as well as what statvfs says now.
+            let projected = before.map_or(0, |b| b.free_bytes.saturating_add(report.freed_bytes));
+            let free = after.free_bytes.max(projected);
+            let needed = incoming.saturating_add(self.reserve(&after));
+            if free < needed {
+                return Err(StorageError::Full { needed, free });
+            }
+        }
+        Ok(report)
+    }
+
+    /// Delete one clip by id: file, poster, then index entry. `None` if there is no such clip.
+    pub fn delete_clip(&self, index: &Index, id: &str) -> Result<Option<ClipMeta>, StorageError> {
+        if !valid_clip_id(id) {
+            return Ok(None);
+        }
+        let Some(meta) = index.get(id)? else {
+            return Ok(None);
+        };
+        self.remove_files(&meta)?;
+        Ok(index.remove(id)?.or(Some(meta)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ByteSize;
+    use crate::index::tests::clip;
+
+    const T0: i64 = 1_795_000_000_000;
+
+    fn setup(max_bytes: u64, retention_days: u32) -> (tempfile::TempDir, Storage, Index) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StorageConfig {
+            path: dir.path().join("data"),
+            max_bytes: ByteSize(max_bytes),
+            min_free_percent: 10,
+            retention_days,
+            require_mount: false,
+        };
+        let index = Index::open(&dir.path().join("index")).unwrap();
+        // Plenty of free space unless a test says otherwise.
+        let s = Storage::new(&cfg).with_fs_stats_override(|_| Some(FsStats::new(1000, 900)));
+        (dir, s, index)
+    }
+
+    /// Index a clip and write its file (and poster) under the root.
+    fn add(s: &Storage, idx: &Index, ms: i64, size: u64, pinned: bool) -> ClipMeta {
+        let mut c = clip(ms, "front", None, size);
+        c.pinned = pinned;
+        let path = s.abs(&c.path).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, vec![0u8; size as usize]).unwrap();
+        std::fs::write(path.with_extension("jpg"), b"jpg").unwrap();
+        idx.insert(&c).unwrap();
+        c
+    }
+
+    fn reasons(plan: &[PlannedDeletion]) -> Vec<(&str, DeletionReason)> {
+        plan.iter().map(|p| (p.clip.id.as_str(), p.reason)).collect()
+    }
+
+    #[test]
+    fn paths() {
+        let (_d, s, _i) = setup(1 << 30, 0);
+        assert_eq!(
+            Storage::clip_rel_path("front", "20261122T012301123Z-00a3f1", 1_795_000_000_000),
+            "clips/front/2026-11-18/20261122T012301123Z-00a3f1.mp4"
+        );
+        for bad in ["../x", "/etc/passwd", "clips/../../x", "", ".", "a/../b"] {
+            assert_eq!(s.abs(bad), None, "{bad}");
+        }
+        assert_eq!(s.abs("clips/a/b.mp4"), Some(s.root().join("clips/a/b.mp4")));
+        assert!(is_mount_point(Path::new("/")).unwrap());
+        assert!(statvfs_stats(Path::new("/no/such/dir/here")).is_some_and(|f| f.total_bytes > 0));
+    }
+
+    #[test]
+    fn plan_by_age() {
+        let (_d, s, idx) = setup(1 << 30, 2);
+        let old = add(&s, &idx, T0, 10, false);
+        let _pinned_old = add(&s, &idx, T0 + 1, 10, true);
+        let _young = add(&s, &idx, T0 + 2 * DAY_MS, 10, false);
+        let plan = s.cleanup_plan(&idx, 0, T0 + 3 * DAY_MS).unwrap();
+        assert_eq!(reasons(&plan), [(old.id.as_str(), DeletionReason::Age)]);
+        let r = s.apply_cleanup(&idx, &plan).unwrap();
+        assert_eq!(r.deleted, vec![old.clone()]);
+        assert_eq!(r.freed_bytes, 13, "clip and poster");
+        assert!(!s.abs(&old.path).unwrap().exists());
+        assert_eq!(idx.len(), 2);
+    }
+
+    #[test]
+    fn plan_by_size_oldest_first_pinned_kept() {
+        let (_d, s, idx) = setup(100, 0);
+        let a = add(&s, &idx, T0, 30, true);
+        let b = add(&s, &idx, T0 + 1000, 30, false);
+        let c = add(&s, &idx, T0 + 2000, 30, false);
+        let _d2 = add(&s, &idx, T0 + 3000, 30, false);
+        assert!(s.cleanup_plan(&idx, 10, T0).unwrap().is_empty(), "120 > 100? no: 90 + 10");
+        let plan = s.cleanup_plan(&idx, 40, T0).unwrap();
+        assert_eq!(
+            reasons(&plan),
+            [(b.id.as_str(), DeletionReason::Size), (c.id.as_str(), DeletionReason::Size)]
+        );
+        let r = s.make_room(&idx, 40, T0).unwrap();
+        assert_eq!(r.deleted.len(), 2);
+        assert!(idx.get(&a.id).unwrap().is_some());
+        assert_eq!(idx.len(), 2);
+    }
+
+    #[test]
+    fn plan_by_free_space() {
+        let (_d, s, idx) = setup(1 << 30, 0);
+        let s = s.with_fs_stats_override(|_| Some(FsStats::new(1000, 120)));
+        let a = add(&s, &idx, T0, 20, false);
+        let _p = add(&s, &idx, T0 + 1, 500, true);
+        let b = add(&s, &idx, T0 + 2, 20, false);
+        let _c = add(&s, &idx, T0 + 3, 20, false);
+        // Reserve 100: free 120 - incoming 50 = 70 -> delete a (90), b (110), then 110 >= 100.
+        let plan = s.cleanup_plan(&idx, 50, T0).unwrap();
+        assert_eq!(
+            reasons(&plan),
+            [(a.id.as_str(), DeletionReason::FreeSpace), (b.id.as_str(), DeletionReason::FreeSpace)]
+        );
+        let u = s.usage(&idx).unwrap();
+        assert_eq!((u.clips, u.clip_bytes, u.pinned, u.free_bytes), (4, 560, 1, Some(120)));
+        assert!(!u.mounted);
+    }
+
+    #[test]
+    fn make_room_full_when_only_pinned_remain() {
+        let (_d, s, idx) = setup(100, 0);
+        add(&s, &idx, T0, 80, true);
+        let e = add(&s, &idx, T0 + 1, 10, false);
+        match s.make_room(&idx, 30, T0) {
+            Err(StorageError::Full { needed: 30, free: 20 }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(idx.get(&e.id).unwrap().is_none(), "unpinned clip was still deleted");
+        // Free space: reserve 100 of 1000, 50 free, pinned clips only.
+        let s = s.with_fs_stats_override(|_| Some(FsStats::new(1000, 50)));
+        match s.make_room(&idx, 10, T0) {
+            Err(StorageError::Full { needed: 110, free: 50 }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(idx.len(), 1);
+    }
+
+    #[test]
+    fn delete_clip_removes_file_poster_entry() {
+        let (_d, s, idx) = setup(1 << 30, 0);
+        let c = add(&s, &idx, T0, 5, false);
+        let path = s.abs(&c.path).unwrap();
+        assert_eq!(s.delete_clip(&idx, &c.id).unwrap(), Some(c.clone()));
+        assert!(!path.exists() && !path.with_extension("jpg").exists());
+        assert_eq!(s.delete_clip(&idx, &c.id).unwrap(), None);
+        assert_eq!(s.delete_clip(&idx, "../etc").unwrap(), None);
+        let mut evil = clip(T0 + 5, "front", None, 1);
+        evil.path = "../outside.mp4".into();
+        idx.insert(&evil).unwrap();
+        assert!(matches!(s.delete_clip(&idx, &evil.id), Err(StorageError::UnsafePath(_))));
+    }
+
+    #[test]
+    fn require_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StorageConfig {
+            path: dir.path().to_path_buf(),
+            require_mount: true,
+            ..StorageConfig::default()
+        };
+        let s = Storage::new(&cfg);
+        assert!(matches!(s.check_writable(), Err(StorageError::MountMissing(_))));
+        cfg.path = dir.path().join("usb");
+        let s = Storage::new(&cfg);
+        assert!(matches!(s.check_writable(), Err(StorageError::MountMissing(_))));
+        assert!(!cfg.path.exists(), "root must not be created");
+        let idx = Index::open(&dir.path().join("index")).unwrap();
+        assert!(matches!(s.make_room(&idx, 1, T0), Err(StorageError::MountMissing(_))));
+        cfg.require_mount = false;
+        Storage::new(&cfg).check_writable().unwrap();
+        assert!(cfg.path.is_dir(), "created without require_mount");
+    }
+}

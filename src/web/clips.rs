@@ -1,0 +1,298 @@
+//! Clip and trigger routes: triggers and manual recording, clip list/metadata/video (single
+//! `Range` requests)/thumbnail/delete/pin, and storage usage and cleanup.
+//!
+//! Ids are validated before any path is built; files are only opened through
+//! `Storage::abs`, which refuses anything outside the storage directory. Blocking work (the
+//! recorder, sled, file deletion) goes through `spawn_blocking`.
+
+use super::{ApiError, AppState};
+use crate::clip::valid_clip_id;
+use crate::index::ClipQuery;
+use crate::trigger::{self, RejectCode, TriggerRejected, TriggerRequest};
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use warp::http::{header, Response, StatusCode};
+use warp::{Filter, Rejection, Reply};
+
+impl From<TriggerRejected> for ApiError {
+    fn from(r: TriggerRejected) -> Self {
+        match r.code {
+            RejectCode::BadPayload | RejectCode::OutOfRange => ApiError::BadRequest(r.message),
+            RejectCode::UnknownCamera => ApiError::NotFound(r.message),
+            RejectCode::CameraStopped | RejectCode::Conflict => ApiError::Conflict(r.message),
+            RejectCode::StorageFull => ApiError::InsufficientStorage(r.message),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, Rejection> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("task failed: {e}")))?
+        .map_err(warp::reject::custom)
+}
+
+fn clip_id(id: &str) -> Result<(), ApiError> {
+    if valid_clip_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest("not a clip id (ids look like 20261122T012301123Z-00a3f1)".into()))
+    }
+}
+
+fn json(status: StatusCode, v: &impl serde::Serialize) -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::json(v), status).into_response()
+}
+
+async fn trigger(s: Arc<AppState>, id: String, body: Bytes) -> Result<warp::reply::Response, Rejection> {
+    let rec = s.recorder(&id)?;
+    let req: TriggerRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TriggerRequest::default()
+    } else {
+        let req = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("bad trigger JSON: {e}")))?;
+        trigger::check(&req).map_err(ApiError::from)?;
+        req
+    };
+    let acc = blocking(move || rec.trigger(&req).map_err(ApiError::from)).await?;
+    Ok(json(StatusCode::ACCEPTED, &acc))
+}
+
+async fn record(s: Arc<AppState>, id: String, verb: String) -> Result<warp::reply::Response, Rejection> {
+    let rec = s.recorder(&id)?;
+    match verb.as_str() {
+        "start" => {
+            let clip = blocking(move || rec.record_start().map_err(ApiError::from)).await?;
+            Ok(json(StatusCode::CREATED, &serde_json::json!({"clip_id": clip, "camera": id})))
+        }
+        "stop" => {
+            let meta = blocking(move || rec.record_stop().map_err(ApiError::from)).await?;
+            Ok(json(StatusCode::OK, &meta))
+        }
+        _ => Err(warp::reject::not_found()),
+    }
+}
+
+/// A single byte range resolved against `size`: Ok(None) = whole file.
+fn parse_range(h: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
+    let Some(h) = h else { return Ok(None) };
+    let Some(spec) = h.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None); // multiple ranges: serve the whole file (allowed by RFC 9110)
+    }
+    let Some((a, b)) = spec.split_once('-') else { return Ok(None) };
+    let (a, b) = (a.trim(), b.trim());
+    let unsat = || ApiError::RangeNotSatisfiable(size);
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| unsat())?;
+        if n == 0 || size == 0 {
+            return Err(unsat());
+        }
+        (size.saturating_sub(n), size - 1)
+    } else {
+        let start: u64 = a.parse().map_err(|_| unsat())?;
+        let end = if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| unsat())?.min(size.saturating_sub(1)) };
+        if start >= size || end < start {
+            return Err(unsat());
+        }
+        (start, end)
+    };
+    Ok(Some(range))
+}
+
+async fn file_reply(path: std::path::PathBuf, mime: &'static str, range: Option<String>) -> Result<warp::reply::Response, Rejection> {
+    let mut f = tokio::fs::File::open(&path).await.map_err(|_| ApiError::NotFound("file missing".into()))?;
+    let size = f.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?.len();
+    let r = parse_range(range.as_deref(), size)?;
+    let (status, start, len) = match r {
+        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+        None => (StatusCode::OK, 0, size),
+    };
+    f.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 64 * 1024);
+    let mut resp = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, mime)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::CACHE_CONTROL, "private, max-age=3600");
+    if status == StatusCode::PARTIAL_CONTENT {
+        resp = resp.header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", start, start + len - 1, size));
+    }
+    resp.body(warp::hyper::Body::wrap_stream(stream)).map_err(|e| warp::reject::custom(ApiError::Internal(e.to_string())))
+}
+
+/// Clip, trigger, recording and storage routes.
+pub fn routes(st: impl Filter<Extract = (Arc<AppState>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+    let body = warp::body::content_length_limit(16 * 1024).and(warp::body::bytes());
+    let trig = warp::path!("api" / "cameras" / String / "trigger")
+        .and(warp::post())
+        .and(st.clone())
+        .and(body)
+        .and_then(|id, s, b| trigger(s, id, b));
+    let rec = warp::path!("api" / "cameras" / String / "record" / String)
+        .and(warp::post())
+        .and(st.clone())
+        .and_then(|id, verb, s| record(s, id, verb));
+    let list = warp::path!("api" / "clips")
+        .and(warp::get())
+        .and(st.clone())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and_then(|s: Arc<AppState>, raw: String| async move {
+            let q: ClipQuery = serde_urlencoded_query(&raw)?;
+            let page = blocking(move || s.index()?.list(&q).map_err(ApiError::from)).await?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &page))
+        });
+    let meta = warp::path!("api" / "clips" / String)
+        .and(warp::get())
+        .and(st.clone())
+        .and_then(|id: String, s: Arc<AppState>| async move {
+            clip_id(&id)?;
+            let m = blocking(move || s.index()?.get(&id).map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))).await?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &m))
+        });
+    let video = warp::path!("api" / "clips" / String / String)
+        .and(warp::get())
+        .and(st.clone())
+        .and(warp::header::optional::<String>("range"))
+        .and_then(|id: String, file: String, s: Arc<AppState>, range: Option<String>| async move {
+            clip_id(&id)?;
+            let mime = match file.as_str() {
+                "video.mp4" => "video/mp4",
+                "thumbnail.jpg" => "image/jpeg",
+                _ => return Err(warp::reject::not_found()),
+            };
+            let s2 = s.clone();
+            let id2 = id.clone();
+            let m = blocking(move || s2.index()?.get(&id2).map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound(format!("no clip {id2}")))).await?;
+            let mut path = s.store.storage.abs(&m.path).ok_or_else(|| ApiError::Internal("clip path outside storage".into()))?;
+            if mime == "image/jpeg" {
+                path = path.with_extension("jpg");
+            }
+            file_reply(path, mime, range).await
+        });
+    let delete = warp::path!("api" / "clips" / String)
+        .and(warp::delete())
+        .and(st.clone())
+        .and_then(|id: String, s: Arc<AppState>| async move {
+            clip_id(&id)?;
+            let m = blocking(move || s.store.storage.delete_clip(&s.index()?, &id).map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))).await?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({"deleted": m.id})))
+        });
+    let pin = warp::path!("api" / "clips" / String / String)
+        .and(warp::post())
+        .and(st.clone())
+        .and_then(|id: String, verb: String, s: Arc<AppState>| async move {
+            clip_id(&id)?;
+            let pinned = match verb.as_str() {
+                "pin" => true,
+                "unpin" => false,
+                _ => return Err(warp::reject::not_found()),
+            };
+            let m = blocking(move || s.index()?.set_pinned(&id, pinned).map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))).await?;
+            Ok(json(StatusCode::OK, &m))
+        });
+    let usage = warp::path!("api" / "storage")
+        .and(warp::get())
+        .and(st.clone())
+        .and_then(|s: Arc<AppState>| async move {
+            let u = blocking(move || s.store.storage.usage(&s.index()?).map_err(ApiError::from)).await?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &u))
+        });
+    let preview = warp::path!("api" / "storage" / "cleanup" / "preview")
+        .and(warp::get())
+        .and(st.clone())
+        .and_then(|s: Arc<AppState>| async move {
+            let p = blocking(move || s.store.storage.cleanup_plan(&s.index()?, 0, crate::clip::now_ms()).map_err(ApiError::from)).await?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({"would_delete": p})))
+        });
+    let cleanup = warp::path!("api" / "storage" / "cleanup")
+        .and(warp::post())
+        .and(st)
+        .and_then(|s: Arc<AppState>| async move {
+            let r = blocking(move || {
+                let plan = s.store.storage.cleanup_plan(&s.index()?, 0, crate::clip::now_ms()).map_err(ApiError::from)?;
+                s.store.storage.apply_cleanup(&s.index()?, &plan).map_err(ApiError::from)
+            })
+            .await?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &r))
+        });
+    trig.or(rec)
+        .unify()
+        .or(list)
+        .unify()
+        .or(meta)
+        .unify()
+        .or(video)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(pin)
+        .unify()
+        .or(usage)
+        .unify()
+        .or(preview)
+        .unify()
+        .or(cleanup)
+        .unify()
+        .boxed()
+}
+
+/// Parse the query string, answering 400 with the parameter at fault.
+fn serde_urlencoded_query(raw: &str) -> Result<ClipQuery, Rejection> {
+    let mut q = ClipQuery::default();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v).ok_or_else(|| ApiError::BadRequest(format!("bad encoding in {k}")))?;
+        match k {
+            "camera" => q.camera = Some(v),
+            "since" => q.since = Some(v),
+            "until" => q.until = Some(v),
+            "label" => q.label = Some(v),
+            "q" => q.q = Some(v),
+            "limit" => q.limit = Some(v.parse().map_err(|_| ApiError::BadRequest(format!("limit: {v:?} is not a number")))?),
+            "cursor" => q.cursor = Some(v),
+            other => return Err(warp::reject::custom(ApiError::BadRequest(format!("unknown query parameter {other:?}")))),
+        }
+    }
+    Ok(q)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 100).unwrap(), None);
+        assert_eq!(parse_range(Some("bytes=0-9"), 100).unwrap(), Some((0, 9)));
+        assert_eq!(parse_range(Some("bytes=90-"), 100).unwrap(), Some((90, 99)));
+        assert_eq!(parse_range(Some("bytes=-10"), 100).unwrap(), Some((90, 99)));
+        assert_eq!(parse_range(Some("bytes=50-1000"), 100).unwrap(), Some((50, 99)));
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100).unwrap(), None);
+        assert_eq!(parse_range(Some("items=0-1"), 100).unwrap(), None);
+        for bad in ["bytes=100-", "bytes=200-300", "bytes=5-2", "bytes=-0", "bytes=x-y"] {
+            assert!(matches!(parse_range(Some(bad), 100), Err(ApiError::RangeNotSatisfiable(100))), "{bad}");
+        }
+        assert_eq!(percent_decode("a%2Fb+c").as_deref(), Some("a/b c"));
+        assert_eq!(percent_decode("%zz"), None);
+    }
+}
