@@ -105,23 +105,17 @@ fn secondary_key(prefix: &str, id: &str) -> Vec<u8> {
 }
 
 fn label_key(meta: &ClipMeta) -> Option<Vec<u8>> {
-    meta.label
-        .as_deref()
-        .map(|l| secondary_key(&l.to_lowercase(), &meta.id))
+    meta.label.as_deref().map(|l| secondary_key(&l.to_lowercase(), &meta.id))
 }
 
 fn decode(key: &[u8], value: &[u8]) -> Result<ClipMeta, IndexError> {
-    serde_json::from_slice(value).map_err(|e| IndexError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        message: e.to_string(),
-    })
+    serde_json::from_slice(value)
+        .map_err(|e| IndexError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), message: e.to_string() })
 }
 
 fn encode(meta: &ClipMeta) -> Result<Vec<u8>, IndexError> {
-    serde_json::to_vec(meta).map_err(|e| IndexError::Corrupt {
-        key: meta.id.clone(),
-        message: format!("cannot encode: {e}"),
-    })
+    serde_json::to_vec(meta)
+        .map_err(|e| IndexError::Corrupt { key: meta.id.clone(), message: format!("cannot encode: {e}") })
 }
 
 fn flatten<T>(r: Result<T, TransactionError<IndexError>>) -> Result<T, IndexError> {
@@ -138,13 +132,9 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, IndexError> {
     value
         .map(|v| {
-            v.parse::<jiff::Timestamp>()
-                .map(|t| t.as_millisecond())
-                .map_err(|e| {
-                    IndexError::BadQuery(format!(
-                        "{name}: {v:?} is not an RFC 3339 time like 2026-01-31T12:00:00Z ({e})"
-                    ))
-                })
+            v.parse::<jiff::Timestamp>().map(|t| t.as_millisecond()).map_err(|e| {
+                IndexError::BadQuery(format!("{name}: {v:?} is not an RFC 3339 time like 2026-01-31T12:00:00Z ({e})"))
+            })
         })
         .transpose()
 }
@@ -152,10 +142,7 @@ fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, IndexError
 impl Index {
     /// Open (or create) the database in `dir`; refuse one written with another schema version.
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(16 << 20)
-            .open()?;
+        let db = sled::Config::new().path(dir).cache_capacity(16 << 20).open()?;
         let meta = db.open_tree("meta")?;
         match meta.get(SCHEMA_KEY)? {
             None => {
@@ -169,10 +156,7 @@ impl Index {
                 })?;
                 let found = u32::from_be_bytes(bytes);
                 if found != SCHEMA_VERSION {
-                    return Err(IndexError::SchemaMismatch {
-                        found,
-                        expected: SCHEMA_VERSION,
-                    });
+                    return Err(IndexError::SchemaMismatch { found, expected: SCHEMA_VERSION });
                 }
             }
         }
@@ -223,23 +207,21 @@ impl Index {
     /// Remove a clip and its secondary entries; durable on return. A corrupt entry is purged
     /// (with its secondary entries found by scanning) and reported as `None`.
     pub fn remove(&self, id: &str) -> Result<Option<ClipMeta>, IndexError> {
-        let removed = flatten((&self.clips, &self.by_camera, &self.by_label).transaction(
-            |(c, bc, bl)| {
-                let Some(old) = c.remove(id.as_bytes())? else {
-                    return Ok(None);
-                };
-                match serde_json::from_slice::<ClipMeta>(&old) {
-                    Ok(old) => {
-                        bc.remove(secondary_key(&old.camera, &old.id))?;
-                        if let Some(k) = label_key(&old) {
-                            bl.remove(k)?;
-                        }
-                        Ok(Some(Some(old)))
+        let removed = flatten((&self.clips, &self.by_camera, &self.by_label).transaction(|(c, bc, bl)| {
+            let Some(old) = c.remove(id.as_bytes())? else {
+                return Ok(None);
+            };
+            match serde_json::from_slice::<ClipMeta>(&old) {
+                Ok(old) => {
+                    bc.remove(secondary_key(&old.camera, &old.id))?;
+                    if let Some(k) = label_key(&old) {
+                        bl.remove(k)?;
                     }
-                    Err(_) => Ok(Some(None)),
+                    Ok(Some(Some(old)))
                 }
-            },
-        ))?;
+                Err(_) => Ok(Some(None)),
+            }
+        }))?;
         let removed = match removed {
             None => None,
             Some(Some(meta)) => Some(meta),
@@ -282,20 +264,14 @@ impl Index {
         let limit = match q.limit {
             None => DEFAULT_LIMIT,
             Some(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            Some(n) => {
-                return Err(IndexError::BadQuery(format!(
-                    "limit: {n} is out of range 1..={MAX_LIMIT}"
-                )))
-            }
+            Some(n) => return Err(IndexError::BadQuery(format!("limit: {n} is out of range 1..={MAX_LIMIT}"))),
         };
         let since = parse_time("since", non_empty(&q.since))?;
         let until = parse_time("until", non_empty(&q.until))?;
         let cursor = non_empty(&q.cursor);
         if let Some(c) = cursor {
             if !valid_clip_id(c) {
-                return Err(IndexError::BadQuery(format!(
-                    "cursor: {c:?} is not a clip id"
-                )));
+                return Err(IndexError::BadQuery(format!("cursor: {c:?} is not a clip id")));
             }
         }
         let camera = non_empty(&q.camera);
@@ -303,9 +279,7 @@ impl Index {
         let needle = non_empty(&q.q).map(str::to_lowercase);
         let matches = |m: &ClipMeta| {
             camera.is_none_or(|c| m.camera == c)
-                && label
-                    .as_deref()
-                    .is_none_or(|l| m.label.as_deref().map(str::to_lowercase).as_deref() == Some(l))
+                && label.as_deref().is_none_or(|l| m.label.as_deref().map(str::to_lowercase).as_deref() == Some(l))
                 && since.is_none_or(|s| m.start_ms >= s)
                 && until.is_none_or(|u| m.start_ms <= u)
                 && needle.as_deref().is_none_or(|n| {
@@ -316,25 +290,21 @@ impl Index {
         };
 
         // Candidate ids newest first: from a secondary tree when it narrows the scan.
-        let ids: Box<dyn Iterator<Item = sled::Result<sled::IVec>>> =
-            match (camera, label.as_deref()) {
-                (Some(c), _) => self.secondary_ids(&self.by_camera, c, cursor),
-                (None, Some(l)) => self.secondary_ids(&self.by_label, l, cursor),
-                (None, None) => match cursor {
-                    Some(c) => Box::new(self.clips.range(..c.as_bytes()).rev().map(|kv| kv.map(|(k, _)| k))),
-                    None => Box::new(self.clips.iter().rev().map(|kv| kv.map(|(k, _)| k))),
-                },
-            };
+        let ids: Box<dyn Iterator<Item = sled::Result<sled::IVec>>> = match (camera, label.as_deref()) {
+            (Some(c), _) => self.secondary_ids(&self.by_camera, c, cursor),
+            (None, Some(l)) => self.secondary_ids(&self.by_label, l, cursor),
+            (None, None) => match cursor {
+                Some(c) => Box::new(self.clips.range(..c.as_bytes()).rev().map(|kv| kv.map(|(k, _)| k))),
+                None => Box::new(self.clips.iter().rev().map(|kv| kv.map(|(k, _)| k))),
+            },
+        };
 
         let mut clips = Vec::with_capacity(limit.min(64));
         let mut more = false;
         for id in ids {
             let id = id?;
             let Some(value) = self.clips.get(&id)? else {
-                log::warn!(
-                    "clip index: secondary entry for missing clip {:?}",
-                    String::from_utf8_lossy(&id)
-                );
+                log::warn!("clip index: secondary entry for missing clip {:?}", String::from_utf8_lossy(&id));
                 continue;
             };
             let meta = match decode(&id, &value) {
@@ -353,11 +323,7 @@ impl Index {
             }
             clips.push(meta);
         }
-        let next_cursor = if more {
-            clips.last().map(|m: &ClipMeta| m.id.clone())
-        } else {
-            None
-        };
+        let next_cursor = if more { clips.last().map(|m: &ClipMeta| m.id.clone()) } else { None };
         Ok(ClipPage { clips, next_cursor })
     }
 
@@ -541,10 +507,8 @@ pub(crate) mod tests {
         }
         want.reverse();
         for filter in [None, Some("front")] {
-            let expect: Vec<&String> = want
-                .iter()
-                .filter(|id| filter.is_none() || idx.get(id).unwrap().unwrap().camera == "front")
-                .collect();
+            let expect: Vec<&String> =
+                want.iter().filter(|id| filter.is_none() || idx.get(id).unwrap().unwrap().camera == "front").collect();
             let (mut got, mut cursor, mut pages) = (Vec::new(), None, 0);
             loop {
                 let page = idx

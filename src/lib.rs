@@ -18,6 +18,7 @@
 //! - [`index`]: the sled clip index (all sled access). [`storage`]: clip paths, disk usage,
 //!   retention and the mount check.
 //! - [`web`]: the HTTP API (warp). [`notify`]: systemd readiness and watchdog.
+//! - [`mqtt`]: MQTT triggers in, status/state/recording/clip events out; embedded broker.
 //! - [`daemon`]: `hindsight run` — starts everything and drains on SIGTERM.
 //! - [`config`]: the TOML file, board defaults, validation. [`probe`]: `hindsight probe`.
 //! - [`pipeline`]: shared GStreamer plumbing; [`shutdown`]: stop tokens and back-off.
@@ -30,6 +31,7 @@ pub mod daemon;
 pub mod encode;
 pub mod frame;
 pub mod index;
+pub mod mqtt;
 pub mod notify;
 pub mod pipeline;
 pub mod preroll;

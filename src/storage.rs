@@ -55,10 +55,7 @@ pub enum StorageError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| StorageError::Io { path: path.to_path_buf(), source }
 }
 
 /// Size and free space of the filesystem holding the storage directory.
@@ -75,16 +72,8 @@ pub struct FsStats {
 impl FsStats {
     /// Figures from total and free bytes.
     pub fn new(total_bytes: u64, free_bytes: u64) -> FsStats {
-        let free_percent = if total_bytes == 0 {
-            0.0
-        } else {
-            free_bytes as f64 * 100.0 / total_bytes as f64
-        };
-        FsStats {
-            total_bytes,
-            free_bytes,
-            free_percent,
-        }
+        let free_percent = if total_bytes == 0 { 0.0 } else { free_bytes as f64 * 100.0 / total_bytes as f64 };
+        FsStats { total_bytes, free_bytes, free_percent }
     }
 }
 
@@ -179,18 +168,11 @@ pub fn is_mount_point(path: &Path) -> std::io::Result<bool> {
 }
 
 fn statvfs_stats(path: &Path) -> Option<FsStats> {
-    let abs = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir().ok()?.join(path)
-    };
+    let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
     abs.ancestors().find_map(|p| {
         let s = nix::sys::statvfs::statvfs(p).ok()?;
         let frag = s.fragment_size() as u64;
-        Some(FsStats::new(
-            (s.blocks() as u64).saturating_mul(frag),
-            (s.blocks_available() as u64).saturating_mul(frag),
-        ))
+        Some(FsStats::new((s.blocks() as u64).saturating_mul(frag), (s.blocks_available() as u64).saturating_mul(frag)))
     })
 }
 
@@ -211,11 +193,7 @@ fn remove_file_counted(path: &Path) -> Result<u64, StorageError> {
 impl Storage {
     /// Storage at `cfg.path`. Touches nothing on disk.
     pub fn new(cfg: &StorageConfig) -> Storage {
-        Storage {
-            root: cfg.path.clone(),
-            cfg: cfg.clone(),
-            fs_stats_source: None,
-        }
+        Storage { root: cfg.path.clone(), cfg: cfg.clone(), fs_stats_source: None }
     }
 
     /// Replace statvfs with `source` (called with the root) for tests and simulations.
@@ -280,10 +258,7 @@ impl Storage {
         }
         let meta = std::fs::metadata(root).map_err(io_err(root))?;
         if !meta.is_dir() {
-            return Err(io_err(root)(std::io::Error::new(
-                std::io::ErrorKind::NotADirectory,
-                "not a directory",
-            )));
+            return Err(io_err(root)(std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory")));
         }
         nix::unistd::access(root.as_path(), nix::unistd::AccessFlags::W_OK)
             .map_err(|e| io_err(root)(std::io::Error::from(e)))?;
@@ -358,9 +333,9 @@ impl Storage {
             }
             let reason = if clip_bytes.saturating_add(incoming) > max {
                 DeletionReason::Size
-            } else if fs.is_some_and(|fs| {
-                fs.free_bytes.saturating_add(freed).saturating_sub(incoming) < self.reserve(&fs)
-            }) {
+            } else if fs
+                .is_some_and(|fs| fs.free_bytes.saturating_add(freed).saturating_sub(incoming) < self.reserve(&fs))
+            {
                 DeletionReason::FreeSpace
             } else {
                 break;
@@ -379,9 +354,7 @@ impl Storage {
 
     /// Remove a clip's file and poster (missing files are fine); bytes removed.
     fn remove_files(&self, meta: &ClipMeta) -> Result<u64, StorageError> {
-        let path = self
-            .abs(&meta.path)
-            .ok_or_else(|| StorageError::UnsafePath(meta.path.clone()))?;
+        let path = self.abs(&meta.path).ok_or_else(|| StorageError::UnsafePath(meta.path.clone()))?;
         let bytes = remove_file_counted(&path)?;
         Ok(bytes + remove_file_counted(&path.with_extension("jpg"))?)
     }
@@ -389,31 +362,19 @@ impl Storage {
     /// Delete the planned clips: file and poster first, then the index entry, so an entry
     /// never points to a missing file. Stops at the first I/O error (everything deleted
     /// before it stays consistent).
-    pub fn apply_cleanup(
-        &self,
-        index: &Index,
-        plan: &[PlannedDeletion],
-    ) -> Result<CleanupReport, StorageError> {
+    pub fn apply_cleanup(&self, index: &Index, plan: &[PlannedDeletion]) -> Result<CleanupReport, StorageError> {
         let mut report = CleanupReport::default();
         for p in plan {
             let bytes = match self.remove_files(&p.clip) {
                 Ok(b) => b,
                 Err(StorageError::UnsafePath(path)) => {
-                    log::warn!(
-                        "retention: clip {} has unsafe path {path:?}; dropping its index entry only",
-                        p.clip.id
-                    );
+                    log::warn!("retention: clip {} has unsafe path {path:?}; dropping its index entry only", p.clip.id);
                     0
                 }
                 Err(e) => return Err(e),
             };
             index.remove(&p.clip.id)?;
-            log::info!(
-                "retention: deleted clip {} ({} bytes, reason {:?})",
-                p.clip.id,
-                bytes,
-                p.reason
-            );
+            log::info!("retention: deleted clip {} ({} bytes, reason {:?})", p.clip.id, bytes, p.reason);
             report.freed_bytes += bytes;
             report.deleted.push(p.clip.clone());
         }
@@ -423,12 +384,7 @@ impl Storage {
     /// Before writing a clip of about `incoming` bytes: check the storage is writable, apply
     /// retention, and fail with [`StorageError::Full`] if there is still not enough room
     /// (only pinned clips left). The caller refuses the clip and keeps running.
-    pub fn make_room(
-        &self,
-        index: &Index,
-        incoming: u64,
-        now_ms: i64,
-    ) -> Result<CleanupReport, StorageError> {
+    pub fn make_room(&self, index: &Index, incoming: u64, now_ms: i64) -> Result<CleanupReport, StorageError> {
         self.check_writable()?;
         let before = self.fs_stats();
         let plan = self.cleanup_plan(index, incoming, now_ms)?;
@@ -437,10 +393,7 @@ impl Storage {
         let clip_bytes: u64 = index.all()?.iter().map(|c| c.size_bytes).sum();
         let max = self.cfg.max_bytes.0;
         if clip_bytes.saturating_add(incoming) > max {
-            return Err(StorageError::Full {
-                needed: incoming,
-                free: max.saturating_sub(clip_bytes),
-            });
+            return Err(StorageError::Full { needed: incoming, free: max.saturating_sub(clip_bytes) });
         }
         if let Some(after) = self.fs_stats() {
             // Some filesystems (btrfs, files still open by a reader) free blocks lazily: trust
@@ -540,17 +493,15 @@ mod tests {
     #[test]
     fn plan_by_size_oldest_first_pinned_kept() {
         let (_d, s, idx) = setup(100, 0);
-        let a = add(&s, &idx, T0, 30, true);
-        let b = add(&s, &idx, T0 + 1000, 30, false);
-        let c = add(&s, &idx, T0 + 2000, 30, false);
-        let _d2 = add(&s, &idx, T0 + 3000, 30, false);
-        assert!(s.cleanup_plan(&idx, 10, T0).unwrap().is_empty(), "120 > 100? no: 90 + 10");
-        let plan = s.cleanup_plan(&idx, 40, T0).unwrap();
-        assert_eq!(
-            reasons(&plan),
-            [(b.id.as_str(), DeletionReason::Size), (c.id.as_str(), DeletionReason::Size)]
-        );
-        let r = s.make_room(&idx, 40, T0).unwrap();
+        let a = add(&s, &idx, T0, 20, true);
+        let b = add(&s, &idx, T0 + 1000, 20, false);
+        let c = add(&s, &idx, T0 + 2000, 20, false);
+        let _d2 = add(&s, &idx, T0 + 3000, 20, false);
+        assert!(s.cleanup_plan(&idx, 20, T0).unwrap().is_empty(), "80 + 20 fits in 100");
+        // 80 + 50 > 100: delete b (110 left), then c (90); the pinned oldest stays.
+        let plan = s.cleanup_plan(&idx, 50, T0).unwrap();
+        assert_eq!(reasons(&plan), [(b.id.as_str(), DeletionReason::Size), (c.id.as_str(), DeletionReason::Size)]);
+        let r = s.make_room(&idx, 50, T0).unwrap();
         assert_eq!(r.deleted.len(), 2);
         assert!(idx.get(&a.id).unwrap().is_some());
         assert_eq!(idx.len(), 2);
@@ -612,11 +563,7 @@ mod tests {
     #[test]
     fn require_mount() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = StorageConfig {
-            path: dir.path().to_path_buf(),
-            require_mount: true,
-            ..StorageConfig::default()
-        };
+        let mut cfg = StorageConfig { path: dir.path().to_path_buf(), require_mount: true, ..StorageConfig::default() };
         let s = Storage::new(&cfg);
         assert!(matches!(s.check_writable(), Err(StorageError::MountMissing(_))));
         cfg.path = dir.path().join("usb");

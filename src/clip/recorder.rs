@@ -339,6 +339,12 @@ fn flush(
         return Ok(());
     }
     if w.is_none() {
+        // T − pre may fall after the last frame of the GOP that precedes it: then that GOP
+        // would be all lead-in; start the file at the next keyframe instead.
+        if !gop.iter().any(|f| f.pts + f.duration / 2 >= start) && next_pts.is_some() {
+            gop.clear();
+            return Ok(());
+        }
         *w = Some(Writer::create(shared, id, gop, start)?);
     }
     let Some(writer) = w.as_mut() else { return Ok(()) };
@@ -365,6 +371,14 @@ impl Writer {
         let first = &gop[0];
         // The first presented frame: the first at or after T − pre (start lies in this GOP).
         let presented = gop.iter().find(|f| f.pts + f.duration / 2 >= start).map(|f| f.pts).unwrap_or(first.pts);
+        log::debug!(
+            "clip {id}: start {:?}, first frame {:?} (+{:?}), presented {:?}, {} frames in first GOP",
+            start,
+            first.pts,
+            first.duration,
+            presented,
+            gop.len()
+        );
         let fmt = shared.camera.status.format();
         let (w, h) = fmt.map(|f| (f.width, f.height)).unwrap_or((0, 0));
         let mp4 = FragmentedMp4::new(&first.data, w, h, ticks(presented - first.pts)).map_err(|e| e.to_string())?;

@@ -207,6 +207,10 @@ pub struct MqttConfig {
     /// Broker password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// For `mqtts://`: PEM file of the CA certificates to trust instead of the system's (a
+    /// private CA, e.g. a self-made one for mosquitto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_base_topic() -> String {
@@ -224,6 +228,7 @@ impl Default for MqttConfig {
             base_topic: default_base_topic(),
             username: None,
             password: None,
+            ca_file: None,
         }
     }
 }

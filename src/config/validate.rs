@@ -118,6 +118,12 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             "must be a non-empty topic without wildcards (#, +) or leading/trailing '/'".into(),
         );
     }
+    if m.ca_file.is_some() && !m.url.as_deref().is_some_and(|u| u.starts_with("mqtts://") || u.starts_with("ssl://")) {
+        err(
+            "mqtt.ca_file".into(),
+            "is only used with an mqtts:// url".into(),
+        );
+    }
     if m.password.is_some() && m.username.is_none() {
         err(
             "mqtt.password".into(),

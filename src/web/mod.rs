@@ -304,10 +304,13 @@ pub fn routes(
             control(s, id, verb).await
         });
 
+    let clip_routes = clips::routes(st.clone());
     health
         .or(list)
         .unify()
         .or(one)
+        .unify()
+        .or(clip_routes)
         .unify()
         .or(ctl)
         .unify()

@@ -133,18 +133,18 @@ pub(crate) fn path(data: &[u8], parent: &BoxRef, types: &[&[u8; 4]]) -> Result<B
 
 /// Big-endian reads that fail with [`Mp4Error::Truncated`] instead of panicking.
 pub(crate) fn be_u32(data: &[u8], at: usize) -> Result<u32, Mp4Error> {
-    data.get(at..at + 4)
-        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
-        .ok_or(Mp4Error::Truncated("field"))
+    data.get(at..at + 4).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes"))).ok_or(Mp4Error::Truncated("field"))
 }
 
 pub(crate) fn be_u64(data: &[u8], at: usize) -> Result<u64, Mp4Error> {
-    data.get(at..at + 8)
-        .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
-        .ok_or(Mp4Error::Truncated("field"))
+    data.get(at..at + 8).map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes"))).ok_or(Mp4Error::Truncated("field"))
 }
 
 /// A field that is 64-bit in version 1 of its full box and 32-bit in version 0.
 pub(crate) fn be_var(data: &[u8], at: usize, v1: bool) -> Result<u64, Mp4Error> {
-    if v1 { be_u64(data, at) } else { be_u32(data, at).map(u64::from) }
+    if v1 {
+        be_u64(data, at)
+    } else {
+        be_u32(data, at).map(u64::from)
+    }
 }

@@ -80,12 +80,7 @@ impl FragmentedMp4 {
     /// `first_keyframe`: the clip's first AU (Annex-B); its SPS (NAL 7) and PPS (NAL 8) go into
     /// `avcC`. `edit_media_time`: media time ([`TIMESCALE`]) of the first presented sample
     /// relative to the first sample in the file.
-    pub fn new(
-        first_keyframe: &[u8],
-        width: u32,
-        height: u32,
-        edit_media_time: u64,
-    ) -> Result<Self, Mp4Error> {
+    pub fn new(first_keyframe: &[u8], width: u32, height: u32, edit_media_time: u64) -> Result<Self, Mp4Error> {
         let (mut sps, mut pps) = (Vec::<Vec<u8>>::new(), Vec::<Vec<u8>>::new());
         for nal in nal_units(first_keyframe) {
             let list = match nal_type(nal) {
@@ -106,16 +101,7 @@ impl FragmentedMp4 {
         }
         sps.truncate(31);
         pps.truncate(255);
-        Ok(FragmentedMp4 {
-            sps,
-            pps,
-            width,
-            height,
-            edit_media_time,
-            next_sequence: 1,
-            media_duration: 0,
-            samples: 0,
-        })
+        Ok(FragmentedMp4 { sps, pps, width, height, edit_media_time, next_sequence: 1, media_duration: 0, samples: 0 })
     }
 
     /// `ftyp` + `moov` with all durations 0 (see [`duration_patches`]).

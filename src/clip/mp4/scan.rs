@@ -36,9 +36,7 @@ fn find_moov(data: &[u8]) -> Result<BoxRef, Mp4Error> {
     loop {
         match header(data, pos)? {
             Some((b, true)) if &b.typ == b"moov" => return Ok(b),
-            Some((b, _)) if matches!(&b.typ, b"moof" | b"mdat") => {
-                return Err(Mp4Error::MissingBox("moov".into()))
-            }
+            Some((b, _)) if matches!(&b.typ, b"moof" | b"mdat") => return Err(Mp4Error::MissingBox("moov".into())),
             Some((b, true)) => pos = b.end,
             Some((_, false)) | None => return Err(Mp4Error::Truncated("moov")),
         }
@@ -118,7 +116,11 @@ fn layout(data: &[u8]) -> Result<InitLayout, Mp4Error> {
     };
     let read_ts = |f: Field| -> Result<u64, Mp4Error> {
         let ts = u64::from(be_u32(data, f.at)?);
-        if ts == 0 { Err(Mp4Error::Malformed("timescale 0")) } else { Ok(ts) }
+        if ts == 0 {
+            Err(Mp4Error::Malformed("timescale 0"))
+        } else {
+            Ok(ts)
+        }
     };
     Ok(InitLayout {
         mvhd_duration: Field::of(data, &mvhd, 12, 20)?,
@@ -139,8 +141,7 @@ pub fn duration_patches(init: &[u8], media_duration: u64) -> Result<Vec<(u64, Ve
     let l = layout(init)?;
     let media_time = l.elst.as_ref().map_or(0, |e| e.1);
     let presented = media_duration.saturating_sub(media_time);
-    let movie = (u128::from(presented) * u128::from(l.movie_timescale)
-        + u128::from(l.media_timescale / 2))
+    let movie = (u128::from(presented) * u128::from(l.movie_timescale) + u128::from(l.media_timescale / 2))
         / u128::from(l.media_timescale);
     let movie = u64::try_from(movie).unwrap_or(u64::MAX);
     let mut out = vec![l.mvhd_duration.patch(movie), l.tkhd_duration.patch(movie)];
@@ -160,10 +161,8 @@ pub fn duration_patches(init: &[u8], media_duration: u64) -> Result<Vec<(u64, Ve
 pub fn scan(file: &[u8]) -> Result<Scan, Mp4Error> {
     let l = layout(file)?;
     let moov = find_moov(file)?;
-    let default_duration = path(file, &moov, &[b"mvex", b"trex"])
-        .ok()
-        .and_then(|t| be_u32(file, t.body + 12).ok())
-        .unwrap_or(0);
+    let default_duration =
+        path(file, &moov, &[b"mvex", b"trex"]).ok().and_then(|t| be_u32(file, t.body + 12).ok()).unwrap_or(0);
     let mut s = Scan {
         init_len: moov.end as u64,
         valid_len: moov.end as u64,
@@ -206,8 +205,7 @@ fn fragment(data: &[u8], moof: &BoxRef, mdat: &BoxRef, trex_duration: u32) -> Op
             return None; // explicit base-data-offset: never written here
         }
         let mut at = tfhd.body + 8 + if flags & 0x02 != 0 { 4 } else { 0 };
-        let default_duration =
-            if flags & 0x08 != 0 { be_u32(data, at).ok()? } else { trex_duration };
+        let default_duration = if flags & 0x08 != 0 { be_u32(data, at).ok()? } else { trex_duration };
         at += if flags & 0x08 != 0 { 4 } else { 0 };
         let default_size = if flags & 0x10 != 0 { be_u32(data, at).ok()? } else { 0 };
         for trun in kids.iter().filter(|b| &b.typ == b"trun") {

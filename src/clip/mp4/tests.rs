@@ -41,8 +41,7 @@ fn walk(d: &[u8], from: usize, to: usize, prefix: &str, out: &mut Vec<(String, u
         let path = format!("{prefix}/{typ}");
         out.push((path.clone(), pos, size));
         let skip = match typ {
-            "moov" | "trak" | "edts" | "mdia" | "minf" | "dinf" | "stbl" | "mvex" | "moof"
-            | "traf" => Some(8),
+            "moov" | "trak" | "edts" | "mdia" | "minf" | "dinf" | "stbl" | "mvex" | "moof" | "traf" => Some(8),
             "stsd" | "dref" => Some(16),
             "avc1" => Some(8 + 78),
             _ => None,
@@ -74,14 +73,31 @@ fn init_segment_box_order_sizes_and_fields() {
     let paths: Vec<&str> = t.iter().map(|e| e.0.as_str()).collect();
     let m = "/moov/trak/mdia/minf";
     let expected = [
-        "/ftyp".to_string(), "/moov".into(), "/moov/mvhd".into(), "/moov/trak".into(),
-        "/moov/trak/tkhd".into(), "/moov/trak/edts".into(), "/moov/trak/edts/elst".into(),
-        "/moov/trak/mdia".into(), "/moov/trak/mdia/mdhd".into(), "/moov/trak/mdia/hdlr".into(),
-        m.into(), format!("{m}/vmhd"), format!("{m}/dinf"), format!("{m}/dinf/dref"),
-        format!("{m}/dinf/dref/url "), format!("{m}/stbl"), format!("{m}/stbl/stsd"),
-        format!("{m}/stbl/stsd/avc1"), format!("{m}/stbl/stsd/avc1/avcC"),
-        format!("{m}/stbl/stts"), format!("{m}/stbl/stsc"), format!("{m}/stbl/stsz"),
-        format!("{m}/stbl/stco"), "/moov/mvex".into(), "/moov/mvex/mehd".into(),
+        "/ftyp".to_string(),
+        "/moov".into(),
+        "/moov/mvhd".into(),
+        "/moov/trak".into(),
+        "/moov/trak/tkhd".into(),
+        "/moov/trak/edts".into(),
+        "/moov/trak/edts/elst".into(),
+        "/moov/trak/mdia".into(),
+        "/moov/trak/mdia/mdhd".into(),
+        "/moov/trak/mdia/hdlr".into(),
+        m.into(),
+        format!("{m}/vmhd"),
+        format!("{m}/dinf"),
+        format!("{m}/dinf/dref"),
+        format!("{m}/dinf/dref/url "),
+        format!("{m}/stbl"),
+        format!("{m}/stbl/stsd"),
+        format!("{m}/stbl/stsd/avc1"),
+        format!("{m}/stbl/stsd/avc1/avcC"),
+        format!("{m}/stbl/stts"),
+        format!("{m}/stbl/stsc"),
+        format!("{m}/stbl/stsz"),
+        format!("{m}/stbl/stco"),
+        "/moov/mvex".into(),
+        "/moov/mvex/mehd".into(),
         "/moov/mvex/trex".into(),
     ];
     assert_eq!(paths, expected);
@@ -142,8 +158,7 @@ fn fragments_length_prefix_drop_parameter_sets_and_chain_decode_times() {
     let paths: Vec<&str> = t.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(
         paths,
-        ["/moof", "/moof/mfhd", "/moof/traf", "/moof/traf/tfhd", "/moof/traf/tfdt",
-         "/moof/traf/trun", "/mdat"]
+        ["/moof", "/moof/mfhd", "/moof/traf", "/moof/traf/tfhd", "/moof/traf/tfdt", "/moof/traf/trun", "/mdat"]
     );
     let (mfhd, _) = find(&t, "/moof/mfhd");
     assert_eq!(u32_at(&f1, mfhd + 12), 1, "sequence 1");
@@ -249,8 +264,7 @@ fn clip(edit_media_time: u64) -> (Vec<u8>, Vec<usize>) {
     let gops: Vec<&[(Vec<u8>, bool)]> = aus.chunk_by(|_, b| !b.1).collect();
     assert_eq!(gops.iter().map(|g| g.len()).collect::<Vec<_>>(), [30, 30, 30]);
     for gop in gops {
-        let samples: Vec<Sample> =
-            gop.iter().map(|(d, k)| Sample { data: d, duration: FRAME, keyframe: *k }).collect();
+        let samples: Vec<Sample> = gop.iter().map(|(d, k)| Sample { data: d, duration: FRAME, keyframe: *k }).collect();
         let frag = mp4.fragment(&samples);
         parts.push(frag.len());
         file.extend(frag);
@@ -272,6 +286,7 @@ struct Probe {
     width: u64,
     height: u64,
     frames: u64,
+    start: f64,
     duration: f64,
 }
 
@@ -282,7 +297,7 @@ fn probe(bytes: &[u8]) -> (Probe, String) {
     std::fs::write(&path, bytes).unwrap();
     let out = std::process::Command::new("ffprobe")
         .args(["-v", "error", "-show_entries"])
-        .arg("format=duration:stream=codec_name,pix_fmt,width,height,nb_read_frames")
+        .arg("format=duration,start_time:stream=codec_name,pix_fmt,width,height,nb_read_frames")
         .args(["-count_frames", "-of", "json"])
         .arg(&path)
         .output()
@@ -297,6 +312,7 @@ fn probe(bytes: &[u8]) -> (Probe, String) {
         width: s["width"].as_u64().unwrap(),
         height: s["height"].as_u64().unwrap(),
         frames: s["nb_read_frames"].as_str().unwrap().parse().unwrap(),
+        start: v["format"]["start_time"].as_str().unwrap().parse().unwrap(),
         duration: v["format"]["duration"].as_str().unwrap().parse().unwrap(),
     };
     let dec = std::process::Command::new("ffmpeg")
@@ -309,28 +325,46 @@ fn probe(bytes: &[u8]) -> (Probe, String) {
     (p, String::from_utf8_lossy(&dec.stderr).into_owned())
 }
 
-fn assert_plays(p: &Probe, errors: &str, frames: u64, duration: f64) {
+/// ffmpeg 5.1 applies an edit list in a *fragmented* MP4 as a timestamp shift only: every
+/// frame is still demuxed and decoded (nb_read_frames counts the lead-in), the stream starts at
+/// `-media_time` (negative), and `format.duration` is the whole media duration summed from the
+/// `trun`s (it ignores mvhd/mehd). So the presented span is [0, start + duration).
+fn assert_plays(p: &Probe, errors: &str, frames: u64, lead_in_frames: u64) {
+    let frame = 1.0 / 30.0;
     assert_eq!((p.codec.as_str(), p.pix_fmt.as_str()), ("h264", "yuv420p"));
     assert_eq!((p.width, p.height), (320, 240));
     assert_eq!(p.frames, frames);
-    assert!((p.duration - duration).abs() <= 1.0 / 30.0, "duration {} vs {duration}", p.duration);
+    let start = -(lead_in_frames as f64) * frame;
+    assert!((p.start - start).abs() < frame / 2.0, "start {} vs {start}", p.start);
+    assert!((p.duration - frames as f64 * frame).abs() <= frame, "duration {}", p.duration);
+    let presented = (frames - lead_in_frames) as f64 * frame;
+    let end = p.start + p.duration;
+    assert!((end - presented).abs() <= frame, "presented {end} vs {presented}");
     assert!(errors.is_empty(), "ffmpeg decode errors: {errors}");
+}
+
+/// mvhd.duration (ms): what header-reading players (QuickTime/Safari) show.
+fn mvhd_duration_ms(file: &[u8]) -> u64 {
+    let moov = u32_at(file, 0) as usize;
+    assert_eq!(&file[moov + 4..moov + 8], b"moov");
+    assert_eq!(&file[moov + 12..moov + 16], b"mvhd");
+    u64_at(file, moov + 8 + 32)
 }
 
 #[test]
 fn ffprobe_reads_untrimmed_clip() {
     let (file, _) = clip(0);
     let (p, errors) = probe(&file);
-    eprintln!("untrimmed: frames {} duration {}", p.frames, p.duration);
-    assert_plays(&p, &errors, 90, 3.0);
+    assert_plays(&p, &errors, 90, 0);
+    assert_eq!(mvhd_duration_ms(&file), 3000);
 }
 
 #[test]
 fn ffprobe_applies_edit_list() {
     let (file, _) = clip(10 * FRAME as u64);
     let (p, errors) = probe(&file);
-    eprintln!("trimmed: frames {} duration {}", p.frames, p.duration);
-    assert_plays(&p, &errors, 90, 80.0 / 30.0);
+    assert_plays(&p, &errors, 90, 10);
+    assert_eq!(mvhd_duration_ms(&file), 2667);
 }
 
 #[test]
@@ -369,8 +403,8 @@ fn recovery_keeps_complete_fragments_only() {
     let mut recovered = file[..s.valid_len as usize].to_vec();
     patch(&mut recovered, s.media_duration);
     let (p, errors) = probe(&recovered);
-    eprintln!("recovered: frames {} duration {}", p.frames, p.duration);
-    assert_plays(&p, &errors, 60, 50.0 / 30.0);
+    assert_plays(&p, &errors, 60, 10);
+    assert_eq!(mvhd_duration_ms(&recovered), 1667);
 
     // Cut inside moov, or before it: no init segment, an error.
     for cut in [init - 10, 40, 20] {
