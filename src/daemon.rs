@@ -10,10 +10,10 @@ use crate::clip::recorder::Recorder;
 use crate::clip::store::ClipStore;
 use crate::clip::ClipEvent;
 use crate::config::Config;
-use crate::storage::Storage;
-use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest, TriggerTarget};
 use crate::notify;
 use crate::shutdown::StopToken;
+use crate::storage::Storage;
+use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest, TriggerTarget};
 use crate::web::{self, AppState};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +60,7 @@ pub struct Daemon {
     pub hub: Arc<Hub>,
     stop: StopToken,
     server: tokio::task::JoinHandle<()>,
+    mqtt: Option<tokio::task::JoinHandle<()>>,
     watchdog: tokio::task::JoinHandle<()>,
 }
 
@@ -67,16 +68,10 @@ impl Daemon {
     /// Start cameras and HTTP (must be called inside a tokio runtime).
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
         crate::pipeline::init()?;
-        let cameras: Vec<Arc<Camera>> = config
-            .cameras
-            .iter()
-            .map(|c| Arc::new(Camera::new(c.clone(), &config)))
-            .collect();
+        let cameras: Vec<Arc<Camera>> =
+            config.cameras.iter().map(|c| Arc::new(Camera::new(c.clone(), &config))).collect();
         for c in &cameras {
-            c.start().map_err(|e| StartError::Camera {
-                id: c.id().into(),
-                source: e,
-            })?;
+            c.start().map_err(|e| StartError::Camera { id: c.id().into(), source: e })?;
         }
         let stop = StopToken::new();
         let store = Arc::new(ClipStore::new(Storage::new(&config.storage)));
@@ -86,7 +81,10 @@ impl Daemon {
         // Open the index now so a crash's leftovers are reconciled before the first trigger.
         let s2 = store.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s2.index()).await {
-            log::error!("clip storage unavailable: {}; clips are refused until it is", crate::camera::status::error_chain(&e));
+            log::error!(
+                "clip storage unavailable: {}; clips are refused until it is",
+                crate::camera::status::error_chain(&e)
+            );
         }
         let hub = Arc::new(Hub { cameras: cameras.clone(), recorders: recorders.clone(), events });
         let state = Arc::new(AppState {
@@ -95,39 +93,37 @@ impl Daemon {
             store,
             storage_path: config.storage.path.clone(),
         });
-        let addr: SocketAddr = config
-            .http
-            .listen
-            .parse()
-            .map_err(|_| StartError::BadListen(config.http.listen.clone()))?;
+        let addr: SocketAddr =
+            config.http.listen.parse().map_err(|_| StartError::BadListen(config.http.listen.clone()))?;
         let stop2 = stop.clone();
         let (http_addr, server) = web::serve(state, addr, async move { stop2.stopped().await })
-            .map_err(|e| StartError::Bind {
-                addr: config.http.listen.clone(),
-                source: e,
-            })?;
+            .map_err(|e| StartError::Bind { addr: config.http.listen.clone(), source: e })?;
         log::info!("HTTP on http://{http_addr}");
         let server = tokio::spawn(server);
+        let mqtt = if config.mqtt.enabled {
+            let target: Arc<dyn TriggerTarget> = hub.clone();
+            match crate::mqtt::Mqtt::new(&config.mqtt, target) {
+                Ok(m) => {
+                    log::info!("MQTT via {}{}", m.url(), if m.embedded() { " (embedded broker)" } else { "" });
+                    Some(tokio::spawn(m.run(stop.clone())))
+                }
+                Err(e) => {
+                    // MQTT is one way in; HTTP triggers still work. Say so loudly.
+                    log::error!("MQTT disabled: {}", crate::camera::status::error_chain(&e));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let watchdog = tokio::spawn(notify::watchdog_loop(cameras.clone(), stop.clone()));
-        Ok(Daemon {
-            http_addr,
-            cameras,
-            recorders,
-            hub,
-            stop,
-            server,
-            watchdog,
-        })
+        Ok(Daemon { http_addr, cameras, recorders, hub, stop, server, mqtt, watchdog })
     }
 
     /// Wait until every camera runs (or `timeout`), then send READY=1. Returns whether all run.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        let all_running = || {
-            self.cameras
-                .iter()
-                .all(|c| c.status.state() == CameraState::Running)
-        };
+        let all_running = || self.cameras.iter().all(|c| c.status.state() == CameraState::Running);
         while !all_running() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -147,17 +143,18 @@ impl Daemon {
         notify::stopping();
         self.stop.stop();
         let _ = self.server.await;
+        if let Some(m) = self.mqtt {
+            let _ = m.await;
+        }
         let _ = self.watchdog.await;
         // Cut open clips at now and wait for them to be saved, while frames still flow.
-        let recs: Vec<_> = self.recorders.iter().cloned().map(|r| tokio::task::spawn_blocking(move || r.shutdown())).collect();
+        let recs: Vec<_> =
+            self.recorders.iter().cloned().map(|r| tokio::task::spawn_blocking(move || r.shutdown())).collect();
         for r in recs {
             let _ = r.await;
         }
         let cams = self.cameras.clone();
-        let stops: Vec<_> = cams
-            .into_iter()
-            .map(|c| tokio::task::spawn_blocking(move || c.stop()))
-            .collect();
+        let stops: Vec<_> = cams.into_iter().map(|c| tokio::task::spawn_blocking(move || c.stop())).collect();
         for s in stops {
             let _ = s.await;
         }
@@ -168,14 +165,10 @@ impl Daemon {
 /// Run until SIGTERM/SIGINT, then drain. A second signal exits immediately.
 pub async fn run(config: Config) -> Result<(), StartError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| StartError::Camera {
-        id: "signals".into(),
-        source: e,
-    })?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| StartError::Camera {
-        id: "signals".into(),
-        source: e,
-    })?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| StartError::Camera { id: "signals".into(), source: e })?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| StartError::Camera { id: "signals".into(), source: e })?;
     let daemon = Daemon::start(config).await?;
     tokio::select! {
         _ = daemon.wait_ready(Duration::from_secs(30)) => {}

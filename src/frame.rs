@@ -28,10 +28,7 @@ impl PixelFormat {
             PixelFormat::Mjpeg => {
                 format!("image/jpeg,width={width},height={height},framerate={fps}/1")
             }
-            _ => format!(
-                "video/x-raw,format={},width={width},height={height},framerate={fps}/1",
-                self.gst_name()
-            ),
+            _ => format!("video/x-raw,format={},width={width},height={height},framerate={fps}/1", self.gst_name()),
         }
     }
 
@@ -83,9 +80,7 @@ impl PixelFormat {
         match self {
             PixelFormat::Mjpeg => None,
             PixelFormat::Yuyv => Some(w * h * 2),
-            PixelFormat::Nv12 | PixelFormat::I420 => {
-                Some(w * h + 2 * (w.div_ceil(2) * h.div_ceil(2)))
-            }
+            PixelFormat::Nv12 | PixelFormat::I420 => Some(w * h + 2 * (w.div_ceil(2) * h.div_ceil(2))),
         }
     }
 }
@@ -170,9 +165,7 @@ impl fmt::Debug for EncodedFrame {
 
 /// Now on CLOCK_MONOTONIC, the clock V4L2 drivers stamp frames with.
 pub fn monotonic_now() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(Duration::from)
-        .unwrap_or_default()
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map(Duration::from).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -180,10 +173,7 @@ mod tests {
     use super::*;
     #[test]
     fn sizes() {
-        assert_eq!(
-            PixelFormat::I420.frame_size(1280, 720),
-            Some(1280 * 720 * 3 / 2)
-        );
+        assert_eq!(PixelFormat::I420.frame_size(1280, 720), Some(1280 * 720 * 3 / 2));
         assert_eq!(PixelFormat::Yuyv.frame_size(640, 480), Some(640 * 480 * 2));
         assert_eq!(PixelFormat::from_fourcc(b"NV12"), Some(PixelFormat::Nv12));
         assert_eq!(PixelFormat::Mjpeg.to_string(), "MJPG");

@@ -24,8 +24,8 @@
 //! - [`pipeline`]: shared GStreamer plumbing; [`shutdown`]: stop tokens and back-off.
 
 pub mod camera;
-pub mod clip;
 pub mod capture;
+pub mod clip;
 pub mod config;
 pub mod daemon;
 pub mod encode;

@@ -63,8 +63,7 @@ enum Command {
 const EXIT_CONFIG: u8 = 2;
 
 fn init_logging() {
-    if std::env::var_os("JOURNAL_STREAM").is_some() && systemd::journal::JournalLog::init().is_ok()
-    {
+    if std::env::var_os("JOURNAL_STREAM").is_some() && systemd::journal::JournalLog::init().is_ok() {
         let level = std::env::var("RUST_LOG")
             .ok()
             .and_then(|l| l.parse::<log::LevelFilter>().ok())
@@ -99,11 +98,7 @@ fn main() -> ExitCode {
                     return config_errors(&e);
                 }
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
+            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     log::error!("cannot start the async runtime: {e}");
@@ -159,19 +154,11 @@ fn main() -> ExitCode {
                 }
                 println!(
                     "H.264 encoders: {}",
-                    if p.h264_encoders.is_empty() {
-                        "(none)".into()
-                    } else {
-                        p.h264_encoders.join(", ")
-                    }
+                    if p.h264_encoders.is_empty() { "(none)".into() } else { p.h264_encoders.join(", ") }
                 );
                 println!(
                     "JPEG encoders:  {}",
-                    if p.jpeg_encoders.is_empty() {
-                        "(none)".into()
-                    } else {
-                        p.jpeg_encoders.join(", ")
-                    }
+                    if p.jpeg_encoders.is_empty() { "(none)".into() } else { p.jpeg_encoders.join(", ") }
                 );
                 if let Some(m) = &p.model {
                     println!("Board model:    {m}");
@@ -183,15 +170,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::CaptureCheck {
-            device,
-            format,
-            width,
-            height,
-            fps,
-            frames,
-            unplug_drill,
-        } => {
+        Command::CaptureCheck { device, format, width, height, fps, frames, unplug_drill } => {
             if unplug_drill {
                 init_logging();
                 let ok = hindsight::capture::check::unplug_drill(
@@ -205,10 +184,7 @@ fn main() -> ExitCode {
                 return if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
             }
             let r = hindsight::capture::check::run(&device, &format, width, height, fps, frames);
-            println!(
-                "CAPTURE-CHECK {}",
-                serde_json::to_string(&r).unwrap_or_default()
-            );
+            println!("CAPTURE-CHECK {}", serde_json::to_string(&r).unwrap_or_default());
             if r.ok {
                 ExitCode::SUCCESS
             } else {

@@ -30,10 +30,8 @@ pub fn summary(cameras: &[Arc<Camera>]) -> String {
         .iter()
         .map(|c| {
             let i = c.info();
-            let state = serde_json::to_value(i.state)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let state =
+                serde_json::to_value(i.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             format!("{} {} {:.1}s", i.id, state, i.buffered_s)
         })
         .collect::<Vec<_>>()
@@ -73,14 +71,9 @@ pub async fn watchdog_loop(cameras: Vec<Arc<Camera>>, stop: StopToken) {
         return;
     }
     let wd = watchdog_interval();
-    let tick = wd
-        .map(|w| w / 2)
-        .unwrap_or(Duration::from_secs(10))
-        .max(Duration::from_millis(100));
+    let tick = wd.map(|w| w / 2).unwrap_or(Duration::from_secs(10)).max(Duration::from_millis(100));
     // Progress window: generous next to a frame period, short next to the watchdog period.
-    let window = wd
-        .map(|w| w.max(Duration::from_secs(2)))
-        .unwrap_or(Duration::from_secs(10));
+    let window = wd.map(|w| w.max(Duration::from_secs(2))).unwrap_or(Duration::from_secs(10));
     let mut was_healthy = true;
     loop {
         tokio::select! {
@@ -113,10 +106,7 @@ mod tests {
     #[test]
     fn stalled_camera_withholds_pings_failed_one_does_not() {
         let cfg = Config::builtin_default();
-        let cam = Arc::new(Camera::new(
-            CameraConfig::new("a", SourceConfig::test(64, 64, 10)),
-            &cfg,
-        ));
+        let cam = Arc::new(Camera::new(CameraConfig::new("a", SourceConfig::test(64, 64, 10)), &cfg));
         let window = Duration::from_secs(5);
         // Starting, nothing produced yet: not healthy.
         assert!(!cameras_healthy(&[cam.clone()], window));
@@ -126,13 +116,10 @@ mod tests {
         assert!(cameras_healthy(&[cam.clone()], window));
         // Encoder hung: capture fresh, last encode 10 s ago.
         let now = crate::frame::monotonic_now().as_millis() as u64;
-        cam.status
-            .last_encode_ms
-            .store(now - 10_000, Ordering::Relaxed);
+        cam.status.last_encode_ms.store(now - 10_000, Ordering::Relaxed);
         assert!(!cameras_healthy(&[cam.clone()], window));
         // A reported failure is handled by the retry loop: pings continue.
-        cam.status
-            .capture_failed(&std::io::Error::other("unplugged"));
+        cam.status.capture_failed(&std::io::Error::other("unplugged"));
         assert!(cameras_healthy(&[cam.clone()], window));
         assert!(summary(&[cam]).starts_with("a failed"));
     }

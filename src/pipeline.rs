@@ -68,31 +68,21 @@ impl Pipeline {
     /// Parse `description` into a pipeline (not started yet).
     pub fn parse(description: &str) -> Result<Self, GstError> {
         init()?;
-        let element = gst::parse::launch(description).map_err(|e| GstError::Parse {
-            pipeline: description.into(),
-            message: e.to_string(),
-        })?;
+        let element = gst::parse::launch(description)
+            .map_err(|e| GstError::Parse { pipeline: description.into(), message: e.to_string() })?;
         let pipeline = match element.downcast::<gst::Pipeline>() {
             Ok(p) => p,
             Err(e) => {
                 // A single element: wrap it.
                 let p = gst::Pipeline::new();
-                p.add(&e).map_err(|err| GstError::Parse {
-                    pipeline: description.into(),
-                    message: err.to_string(),
-                })?;
+                p.add(&e).map_err(|err| GstError::Parse { pipeline: description.into(), message: err.to_string() })?;
                 p
             }
         };
-        let bus = pipeline.bus().ok_or_else(|| GstError::Parse {
-            pipeline: description.into(),
-            message: "pipeline has no bus".into(),
-        })?;
-        Ok(Pipeline {
-            pipeline,
-            bus,
-            description: description.into(),
-        })
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| GstError::Parse { pipeline: description.into(), message: "pipeline has no bus".into() })?;
+        Ok(Pipeline { pipeline, bus, description: description.into() })
     }
 
     /// The element named `name`, downcast to `T`.
@@ -108,10 +98,7 @@ impl Pipeline {
         if self.pipeline.set_state(gst::State::Playing).is_err() {
             return Err(self
                 .error_within(Duration::from_millis(500))
-                .unwrap_or_else(|| GstError::State {
-                    pipeline: self.description.clone(),
-                    state: "PLAYING".into(),
-                }));
+                .unwrap_or_else(|| GstError::State { pipeline: self.description.clone(), state: "PLAYING".into() }));
         }
         Ok(())
     }
@@ -166,28 +153,18 @@ impl Drop for Pipeline {
 pub fn message_to_error(msg: &gst::Message) -> GstError {
     match msg.view() {
         gst::MessageView::Error(err) => GstError::Element {
-            element: msg
-                .src()
-                .map(|s| s.path_string().to_string())
-                .unwrap_or_else(|| "?".into()),
+            element: msg.src().map(|s| s.path_string().to_string()).unwrap_or_else(|| "?".into()),
             message: err.error().to_string(),
             debug: err.debug().map(|d| d.to_string()).unwrap_or_default(),
         },
         gst::MessageView::Eos(_) => GstError::Eos,
-        _ => GstError::Element {
-            element: "?".into(),
-            message: format!("{:?}", msg.type_()),
-            debug: String::new(),
-        },
+        _ => GstError::Element { element: "?".into(), message: format!("{:?}", msg.type_()), debug: String::new() },
     }
 }
 
 /// Convert a buffer timestamp to running time using the sample's segment (GStreamer offsets
 /// PTS by the segment base, e.g. 1000 h behind some encoders).
-pub fn running_time(
-    segment: Option<&gst::Segment>,
-    ts: Option<gst::ClockTime>,
-) -> Option<gst::ClockTime> {
+pub fn running_time(segment: Option<&gst::Segment>, ts: Option<gst::ClockTime>) -> Option<gst::ClockTime> {
     let ts = ts?;
     match segment.and_then(|s| s.downcast_ref::<gst::ClockTime>()) {
         Some(seg) => seg.to_running_time(ts),

@@ -95,10 +95,7 @@ impl PreRollState {
     }
 
     fn end_time(&self) -> Duration {
-        self.frames
-            .back()
-            .map(|f| f.pts + f.duration)
-            .unwrap_or_default()
+        self.frames.back().map(|f| f.pts + f.duration).unwrap_or_default()
     }
 
     fn pts_at(&self, index: u64) -> Duration {
@@ -106,11 +103,7 @@ impl PreRollState {
     }
 
     fn evict_first_gop(&mut self) {
-        let end = self
-            .gop_starts
-            .get(1)
-            .copied()
-            .unwrap_or_else(|| self.next_index());
+        let end = self.gop_starts.get(1).copied().unwrap_or_else(|| self.next_index());
         while self.first < end {
             if let Some(f) = self.frames.pop_front() {
                 self.bytes -= f.data.len();
@@ -189,11 +182,7 @@ impl PreRollState {
     /// Clones `Bytes` handles only.
     pub fn snapshot_from(&self, t: Duration) -> Option<(u64, Vec<EncodedFrame>)> {
         let start = self.keyframe_at_or_before(t)?;
-        let v = self
-            .frames
-            .range((start - self.first) as usize..)
-            .cloned()
-            .collect();
+        let v = self.frames.range((start - self.first) as usize..).cloned().collect();
         Some((start, v))
     }
 
@@ -264,21 +253,13 @@ impl PreRoll {
             let s = self.lock();
             s.keyframe_at_or_before(t).unwrap_or_else(|| s.next_index())
         };
-        Follower {
-            preroll: self.clone(),
-            next,
-            rx: self.newest.subscribe(),
-        }
+        Follower { preroll: self.clone(), next, rx: self.newest.subscribe() }
     }
 
     /// A follower that starts with the next keyframe to arrive (live viewers).
     pub fn follow_live(self: &Arc<Self>) -> Follower {
         let next = self.lock().next_index();
-        Follower {
-            preroll: self.clone(),
-            next,
-            rx: self.newest.subscribe(),
-        }
+        Follower { preroll: self.clone(), next, rx: self.newest.subscribe() }
     }
 }
 
@@ -343,12 +324,7 @@ impl Follower {
             if now >= deadline {
                 return Next::Timeout;
             }
-            s = self
-                .preroll
-                .arrived
-                .wait_timeout(s, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            s = self.preroll.arrived.wait_timeout(s, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 }
@@ -390,17 +366,9 @@ mod tests {
             s.push(au(i, 10, 100));
             let st = s.stats();
             if i >= 60 {
-                assert!(
-                    st.buffered >= Duration::from_secs(6),
-                    "at {i}: {:?}",
-                    st.buffered
-                );
+                assert!(st.buffered >= Duration::from_secs(6), "at {i}: {:?}", st.buffered);
                 // Never more than one extra GOP beyond what is needed.
-                assert!(
-                    st.buffered < Duration::from_secs(7) + Duration::from_millis(100),
-                    "at {i}: {:?}",
-                    st.buffered
-                );
+                assert!(st.buffered < Duration::from_secs(7) + Duration::from_millis(100), "at {i}: {:?}", st.buffered);
             }
             // Oldest frame is always a keyframe.
             assert!(s.iter().next().unwrap().keyframe);
@@ -448,10 +416,7 @@ mod tests {
             Next::Frame(fr) => assert_eq!(fr.seq, 5),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            f.next_blocking(Duration::from_millis(1)),
-            Next::Frame(_)
-        ));
+        assert!(matches!(f.next_blocking(Duration::from_millis(1)), Next::Frame(_)));
         // Push far ahead so the follower's position is evicted.
         for i in 10..60 {
             p.push(au(i, 5, 1));

@@ -8,14 +8,8 @@ use crate::pipeline::element_exists;
 use serde::Serialize;
 
 /// H.264 encoders hindsight knows, hardware first.
-pub const H264_ENCODERS: &[&str] = &[
-    "v4l2h264enc",
-    "nvv4l2h264enc",
-    "vah264enc",
-    "vaapih264enc",
-    "x264enc",
-    "openh264enc",
-];
+pub const H264_ENCODERS: &[&str] =
+    &["v4l2h264enc", "nvv4l2h264enc", "vah264enc", "vaapih264enc", "x264enc", "openh264enc"];
 /// JPEG encoders for the live preview.
 pub const JPEG_ENCODERS: &[&str] = &["v4l2jpegenc", "nvjpegenc", "jpegenc"];
 
@@ -57,16 +51,10 @@ pub fn suggest_board(model: Option<&str>, h264: &[String]) -> &'static str {
 
 /// Look at this machine.
 pub fn probe() -> Probe {
-    let present = |list: &[&str]| {
-        list.iter()
-            .filter(|e| element_exists(e))
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-    };
+    let present = |list: &[&str]| list.iter().filter(|e| element_exists(e)).map(|e| e.to_string()).collect::<Vec<_>>();
     let h264_encoders = present(H264_ENCODERS);
-    let model = std::fs::read_to_string("/proc/device-tree/model")
-        .ok()
-        .map(|s| s.trim_end_matches('\0').trim().to_string());
+    let model =
+        std::fs::read_to_string("/proc/device-tree/model").ok().map(|s| s.trim_end_matches('\0').trim().to_string());
     Probe {
         devices: probe_devices(),
         jpeg_encoders: present(JPEG_ENCODERS),
@@ -81,19 +69,10 @@ mod tests {
     use super::*;
     #[test]
     fn suggestions() {
-        assert_eq!(
-            suggest_board(Some("Raspberry Pi 5 Model B Rev 1.0"), &[]),
-            "rpi5"
-        );
+        assert_eq!(suggest_board(Some("Raspberry Pi 5 Model B Rev 1.0"), &[]), "rpi5");
         assert_eq!(suggest_board(Some("Raspberry Pi 4 Model B"), &[]), "rpi4");
-        assert_eq!(
-            suggest_board(Some("NVIDIA Jetson Orin Nano Developer Kit"), &[]),
-            "jetson-orin-nano"
-        );
-        assert_eq!(
-            suggest_board(None, &["nvv4l2h264enc".into()]),
-            "jetson-nano"
-        );
+        assert_eq!(suggest_board(Some("NVIDIA Jetson Orin Nano Developer Kit"), &[]), "jetson-orin-nano");
+        assert_eq!(suggest_board(None, &["nvv4l2h264enc".into()]), "jetson-nano");
         assert_eq!(suggest_board(None, &["x264enc".into()]), "x86-dev");
     }
 }

@@ -39,10 +39,7 @@ impl FrameRing {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         FrameRing {
-            inner: Mutex::new(Inner {
-                frames: VecDeque::with_capacity(capacity),
-                closed: false,
-            }),
+            inner: Mutex::new(Inner { frames: VecDeque::with_capacity(capacity), closed: false }),
             ready: Condvar::new(),
             capacity,
             dropped: AtomicU64::new(0),
@@ -77,17 +74,10 @@ impl FrameRing {
             if inner.closed {
                 return Pop::Closed;
             }
-            let (guard, res) = self
-                .ready
-                .wait_timeout(inner, timeout)
-                .unwrap_or_else(|p| p.into_inner());
+            let (guard, res) = self.ready.wait_timeout(inner, timeout).unwrap_or_else(|p| p.into_inner());
             inner = guard;
             if res.timed_out() && inner.frames.is_empty() {
-                return if inner.closed {
-                    Pop::Closed
-                } else {
-                    Pop::Timeout
-                };
+                return if inner.closed { Pop::Closed } else { Pop::Timeout };
             }
         }
     }
@@ -133,12 +123,7 @@ mod tests {
     fn frame(seq: u64) -> Frame {
         Frame {
             data: Bytes::from_static(b"x"),
-            format: VideoFormat {
-                pixel: PixelFormat::I420,
-                width: 2,
-                height: 2,
-                fps: 1,
-            },
+            format: VideoFormat { pixel: PixelFormat::I420, width: 2, height: 2, fps: 1 },
             captured: Duration::from_millis(seq),
             seq,
         }

@@ -63,12 +63,7 @@ impl StopToken {
             if now >= deadline {
                 break;
             }
-            g = self
-                .inner
-                .cond
-                .wait_timeout(g, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            g = self.inner.cond.wait_timeout(g, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
         self.is_stopped()
     }
@@ -120,10 +115,7 @@ mod tests {
     fn backoff_doubles_to_max_and_resets() {
         let mut b = Backoff::default();
         let v: Vec<u64> = (0..9).map(|_| b.next_delay().as_millis() as u64).collect();
-        assert_eq!(
-            v,
-            vec![500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
-        );
+        assert_eq!(v, vec![500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
         b.reset();
         assert_eq!(b.next_delay(), Duration::from_millis(500));
     }

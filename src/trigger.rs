@@ -93,11 +93,20 @@ pub fn parse_payload(payload: &[u8]) -> Result<TriggerRequest, TriggerRejected> 
         .ok()
         .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(String::from))
         .filter(|id| valid_trigger_id(id));
+    if !text.starts_with('{') {
+        return Err(TriggerRejected {
+            code: RejectCode::BadPayload,
+            message: "payload must be empty, ON, or a JSON object like {\"pre_s\":10,\"post_s\":20,\"label\":\"door\"}"
+                .into(),
+            trigger_id: None,
+        });
+    }
     let req: TriggerRequest = serde_json::from_str(text).map_err(|e| {
         let what = if text.starts_with('{') {
             format!("bad trigger JSON: {e}")
         } else {
-            "payload must be empty, ON, or a JSON object like {\"pre_s\":10,\"post_s\":20,\"label\":\"door\"}".to_string()
+            "payload must be empty, ON, or a JSON object like {\"pre_s\":10,\"post_s\":20,\"label\":\"door\"}"
+                .to_string()
         };
         TriggerRejected { code: RejectCode::BadPayload, message: what, trigger_id: echo_id.clone() }
     })?;
@@ -129,7 +138,10 @@ pub fn check(req: &TriggerRequest) -> Result<(), TriggerRejected> {
     }
     if let Some(id) = &req.id {
         if !valid_trigger_id(id) {
-            return Err(TriggerRejected::new(RejectCode::OutOfRange, "id must be 1..=64 characters of A-Z a-z 0-9 _ . : -"));
+            return Err(TriggerRejected::new(
+                RejectCode::OutOfRange,
+                "id must be 1..=64 characters of A-Z a-z 0-9 _ . : -",
+            ));
         }
     }
     Ok(())
@@ -144,7 +156,10 @@ mod tests {
         assert_eq!(parse_payload(b"").unwrap(), TriggerRequest::default());
         assert_eq!(parse_payload(b" ON ").unwrap(), TriggerRequest::default());
         let r = parse_payload(br#"{"pre_s":5,"post_s":2.5,"label":"door","id":"ha-1"}"#).unwrap();
-        assert_eq!((r.pre_s, r.post_s, r.label.as_deref(), r.id.as_deref()), (Some(5.0), Some(2.5), Some("door"), Some("ha-1")));
+        assert_eq!(
+            (r.pre_s, r.post_s, r.label.as_deref(), r.id.as_deref()),
+            (Some(5.0), Some(2.5), Some("door"), Some("ha-1"))
+        );
     }
 
     #[test]

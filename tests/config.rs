@@ -26,10 +26,7 @@ struct Run {
 impl Run {
     /// stdout and stderr, for failure messages.
     fn both(&self) -> String {
-        format!(
-            "--- stdout ---\n{}--- stderr ---\n{}",
-            self.stdout, self.stderr
-        )
+        format!("--- stdout ---\n{}--- stderr ---\n{}", self.stdout, self.stderr)
     }
 
     /// Every output line, from stdout and from stderr.
@@ -70,22 +67,12 @@ fn hindsight<S: AsRef<OsStr>>(args: &[S], cwd: &Path) -> Run {
         if start.elapsed() > TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
-            let argv: Vec<_> = args
-                .iter()
-                .map(|a| a.as_ref().to_string_lossy().into_owned())
-                .collect();
-            panic!(
-                "`hindsight {}` did not finish within {TIMEOUT:?}",
-                argv.join(" ")
-            );
+            let argv: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+            panic!("`hindsight {}` did not finish within {TIMEOUT:?}", argv.join(" "));
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Run {
-        code: status.code(),
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
+    Run { code: status.code(), stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }
 }
 
 fn check_config(path: &Path, cwd: &Path) -> Run {
@@ -151,6 +138,18 @@ const BAD: &[Bad] = &[
         text: concat!("[mqtt]\nbase_topic = \"home/#\"\n", cam!()),
         key: "mqtt.base_topic",
         mentions: None,
+    },
+    Bad {
+        name: "mqtt-listen-no-port",
+        text: concat!("[mqtt]\nlisten = \"localhost\"\n", cam!()),
+        key: "mqtt.listen",
+        mentions: Some("localhost"),
+    },
+    Bad {
+        name: "mqtt-ca-file-without-tls",
+        text: concat!("[mqtt]\nurl = \"mqtt://h:1883\"\nca_file = \"/x.pem\"\n", cam!()),
+        key: "mqtt.ca_file",
+        mentions: Some("mqtts"),
     },
     Bad {
         // A serde error inside ByteSize: the key comes from serde_path_to_error.
@@ -332,9 +331,7 @@ fn wrong_configs_name_file_and_key_and_exit_2() {
         let line = run.lines().find(|l| l.starts_with(&prefix));
         let problem = match (run.code, line) {
             (Some(2), Some(line)) => match case.mentions {
-                Some(word) if !line.contains(word) => {
-                    Some(format!("the error line does not mention {word:?}"))
-                }
+                Some(word) if !line.contains(word) => Some(format!("the error line does not mention {word:?}")),
                 _ => None,
             },
             (Some(2), None) => Some(format!("no line starts with {prefix:?}")),
@@ -366,42 +363,18 @@ fn missing_file_exits_2_naming_the_file() {
     let run = check_config(&path, dir.path());
     assert_eq!(run.code, Some(2), "{}", run.both());
     let prefix = format!("{}: ", path.display());
-    assert!(
-        run.lines().any(|l| l.starts_with(&prefix)),
-        "no line starts with {prefix:?}\n{}",
-        run.both()
-    );
+    assert!(run.lines().any(|l| l.starts_with(&prefix)), "no line starts with {prefix:?}\n{}", run.both());
 }
 
 /// `check-config` accepts `path`, and its printed effective config is itself accepted.
 fn assert_valid_and_round_trips(path: &Path, dir: &Path) -> Run {
     let run = check_config(path, dir);
-    assert_eq!(
-        run.code,
-        Some(0),
-        "{} should be valid\n{}",
-        path.display(),
-        run.both()
-    );
-    assert!(
-        run.stdout.contains("[[camera]]"),
-        "{}: effective config not printed\n{}",
-        path.display(),
-        run.both()
-    );
-    let again = dir.join(format!(
-        "effective-{}",
-        path.file_name().unwrap().to_string_lossy()
-    ));
+    assert_eq!(run.code, Some(0), "{} should be valid\n{}", path.display(), run.both());
+    assert!(run.stdout.contains("[[camera]]"), "{}: effective config not printed\n{}", path.display(), run.both());
+    let again = dir.join(format!("effective-{}", path.file_name().unwrap().to_string_lossy()));
     std::fs::write(&again, &run.stdout).unwrap();
     let rerun = check_config(&again, dir);
-    assert_eq!(
-        rerun.code,
-        Some(0),
-        "effective config of {} is not valid itself\n{}",
-        path.display(),
-        rerun.both()
-    );
+    assert_eq!(rerun.code, Some(0), "effective config of {} is not valid itself\n{}", path.display(), rerun.both());
     run
 }
 
@@ -415,29 +388,17 @@ fn every_board_config_is_valid() {
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    for expected in [
-        "default",
-        "rpi4",
-        "rpi5",
-        "rpi-zero2w",
-        "jetson-nano",
-        "jetson-orin-nx",
-        "jetson-orin-nano",
-        "x86-dev",
-    ] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "board-configs/{expected}.toml is missing (have {names:?})"
-        );
+    for expected in
+        ["default", "rpi4", "rpi5", "rpi-zero2w", "jetson-nano", "jetson-orin-nx", "jetson-orin-nano", "x86-dev"]
+    {
+        assert!(names.iter().any(|n| n == expected), "board-configs/{expected}.toml is missing (have {names:?})");
     }
     for name in &names {
         let path = board_configs_dir().join(format!("{name}.toml"));
         let run = assert_valid_and_round_trips(&path, dir.path());
         // A board file is the board's defaults: it must not itself point at a board.
         assert!(
-            !run.stdout
-                .lines()
-                .any(|l| l.trim_start().starts_with("board")),
+            !run.stdout.lines().any(|l| l.trim_start().starts_with("board")),
             "{} sets `board`; board files must not\n{}",
             path.display(),
             run.stdout
@@ -450,16 +411,8 @@ fn printed_default_config_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let run = hindsight(&["print-config"], dir.path());
     assert_eq!(run.code, Some(0), "{}", run.both());
-    assert!(
-        run.stdout.lines().any(|l| l.starts_with('#')),
-        "print-config should be commented\n{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("\"cam0\""),
-        "default camera cam0 missing\n{}",
-        run.stdout
-    );
+    assert!(run.stdout.lines().any(|l| l.starts_with('#')), "print-config should be commented\n{}", run.stdout);
+    assert!(run.stdout.contains("\"cam0\""), "default camera cam0 missing\n{}", run.stdout);
     let path = dir.path().join("printed.toml");
     std::fs::write(&path, &run.stdout).unwrap();
     assert_valid_and_round_trips(&path, dir.path());
@@ -468,22 +421,9 @@ fn printed_default_config_is_valid() {
 #[test]
 fn printed_board_configs_are_valid() {
     let dir = tempfile::tempdir().unwrap();
-    for board in [
-        "rpi4",
-        "rpi5",
-        "rpi-zero2w",
-        "jetson-nano",
-        "jetson-orin-nx",
-        "jetson-orin-nano",
-        "x86-dev",
-    ] {
+    for board in ["rpi4", "rpi5", "rpi-zero2w", "jetson-nano", "jetson-orin-nx", "jetson-orin-nano", "x86-dev"] {
         let run = hindsight(&["print-config", "--board", board], dir.path());
-        assert_eq!(
-            run.code,
-            Some(0),
-            "print-config --board {board}\n{}",
-            run.both()
-        );
+        assert_eq!(run.code, Some(0), "print-config --board {board}\n{}", run.both());
         let path = dir.path().join(format!("printed-{board}.toml"));
         std::fs::write(&path, &run.stdout).unwrap();
         assert_valid_and_round_trips(&path, dir.path());
@@ -495,11 +435,7 @@ fn rpi5_board_encodes_in_software() {
     let dir = tempfile::tempdir().unwrap();
     let run = hindsight(&["print-config", "--board", "rpi5"], dir.path());
     assert_eq!(run.code, Some(0), "{}", run.both());
-    assert!(
-        run.stdout.contains("x264enc"),
-        "the Pi 5 has no H.264 hardware encoder: expected x264enc\n{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("x264enc"), "the Pi 5 has no H.264 hardware encoder: expected x264enc\n{}", run.stdout);
 }
 
 #[test]
@@ -510,26 +446,10 @@ fn board_defaults_merge_under_user_file() {
     let path = dir.path().join("rpi4-door.toml");
     std::fs::write(&path, "board = \"rpi4\"\n\n[[camera]]\nid = \"door\"\n").unwrap();
     let run = assert_valid_and_round_trips(&path, dir.path());
-    assert!(
-        run.stdout.contains("v4l2h264enc"),
-        "rpi4 encoders not merged in\n{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("\"door\""),
-        "user camera id lost\n{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("libcamerasrc"),
-        "board camera template not used\n{}",
-        run.stdout
-    );
-    assert!(
-        !run.stdout.contains("\"cam0\""),
-        "board camera should be replaced by the user's\n{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("v4l2h264enc"), "rpi4 encoders not merged in\n{}", run.stdout);
+    assert!(run.stdout.contains("\"door\""), "user camera id lost\n{}", run.stdout);
+    assert!(run.stdout.contains("libcamerasrc"), "board camera template not used\n{}", run.stdout);
+    assert!(!run.stdout.contains("\"cam0\""), "board camera should be replaced by the user's\n{}", run.stdout);
 
     // The user's keys win; a user `source` replaces the board's source whole.
     let path = dir.path().join("rpi4-usb.toml");
@@ -543,34 +463,10 @@ fn board_defaults_merge_under_user_file() {
     )
     .unwrap();
     let run = assert_valid_and_round_trips(&path, dir.path());
-    assert!(
-        run.stdout.contains("v4l2h264enc"),
-        "rpi4 encoders not merged in\n{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("/srv/clips"),
-        "user storage.path lost\n{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("retention_days"),
-        "board storage keys lost\n{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("/dev/video0"),
-        "user source lost\n{}",
-        run.stdout
-    );
-    assert!(
-        !run.stdout.contains("libcamerasrc"),
-        "board source mixed into the user's\n{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("3000"),
-        "user bitrate lost\n{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("v4l2h264enc"), "rpi4 encoders not merged in\n{}", run.stdout);
+    assert!(run.stdout.contains("/srv/clips"), "user storage.path lost\n{}", run.stdout);
+    assert!(run.stdout.contains("retention_days"), "board storage keys lost\n{}", run.stdout);
+    assert!(run.stdout.contains("/dev/video0"), "user source lost\n{}", run.stdout);
+    assert!(!run.stdout.contains("libcamerasrc"), "board source mixed into the user's\n{}", run.stdout);
+    assert!(run.stdout.contains("3000"), "user bitrate lost\n{}", run.stdout);
 }

@@ -102,8 +102,18 @@ fn meta(id: &str) -> ClipMeta {
 
 // ---------------------------------------------------------------- peers
 
+/// A free port below Linux's ephemeral range (32768..): a port from `bind(:0)` can be handed to
+/// another test's outgoing connection before mosquitto binds it.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id()) * 7919
+        + std::time::SystemTime::UNIX_EPOCH.elapsed().map(|d| d.subsec_nanos() as u64).unwrap_or(0);
+    loop {
+        let port = 20000 + ((seed + NEXT.fetch_add(1, Ordering::Relaxed) * 13) % 12000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A mosquitto process of our own; killed (by PID) on drop.
@@ -116,11 +126,8 @@ impl Mosquitto {
     /// Plain listener on 127.0.0.1:`port`, anonymous access, plus `extra` config lines.
     async fn start(dir: &Path, port: u16, extra: &str) -> Mosquitto {
         let conf = dir.join(format!("mosquitto-{port}.conf"));
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"),
-        )
-        .unwrap();
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"))
+            .unwrap();
         Self::spawn(conf, port).await
     }
 
@@ -247,7 +254,9 @@ impl Drop for Observer {
 /// What a client that connects now gets for `topic`: the retained message.
 async fn retained(port: u16, topic: &str) -> Msg {
     let mut o = Observer::connect(port, topic);
-    o.next(topic, |_| true).await
+    let m = o.next(topic, |_| true).await;
+    assert!(m.retain, "{topic}: first message to a new subscriber is not retained: {m:?}");
+    m
 }
 
 fn config(port: u16) -> MqttConfig {
@@ -314,13 +323,16 @@ async fn triggers_results_and_events_with_mosquitto() {
 
     // Every camera: an answer each (cam1's canned refusal included).
     ha.publish("hindsight/trigger", b"ON").await;
-    let mut answers = vec![ha.next_result().await, ha.next_result().await];
+    let mut answers = [ha.next_result().await, ha.next_result().await];
     answers.sort_by(|a, b| a.topic.cmp(&b.topic));
     assert_eq!(answers[0].topic, "hindsight/cam0/trigger/result");
     assert_eq!(answers[0].json()["accepted"], true);
     assert_eq!(answers[1].topic, "hindsight/cam1/trigger/result");
     let v = answers[1].json();
-    assert_eq!((v["accepted"].as_bool(), v["code"].as_str(), v["camera"].as_str()), (Some(false), Some("camera_stopped"), Some("cam1")));
+    assert_eq!(
+        (v["accepted"].as_bool(), v["code"].as_str(), v["camera"].as_str()),
+        (Some(false), Some("camera_stopped"), Some("cam1"))
+    );
 
     // Malformed payloads and unknown cameras: refused with the right code, nothing panics.
     let bad: &[(&str, &[u8], &str)] = &[
@@ -357,7 +369,10 @@ async fn triggers_results_and_events_with_mosquitto() {
     assert!(!clip.retain);
     let v = clip.json();
     assert_eq!(v["url"], format!("/api/clips/{id}/video.mp4"));
-    assert_eq!((v["id"].as_str(), v["duration_s"].as_f64(), v["source"].as_str()), (Some(id), Some(6.0), Some("trigger")));
+    assert_eq!(
+        (v["id"].as_str(), v["duration_s"].as_f64(), v["source"].as_str()),
+        (Some(id), Some(6.0), Some("trigger"))
+    );
     fake.events
         .send(ClipEvent::Failed { camera: "cam0".into(), clip_id: id.into(), error: "disk full".into() })
         .unwrap();
@@ -456,12 +471,13 @@ async fn last_will_when_the_connection_vanishes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_broker_end_to_end() {
     init_log();
-    let port = free_port();
-    let cfg = MqttConfig { listen: format!("127.0.0.1:{port}"), ..MqttConfig::default() };
+    // Port 0: the broker picks a free port and the URL tells which.
+    let cfg = MqttConfig { listen: "127.0.0.1:0".into(), ..MqttConfig::default() };
     let fake = Fake::new();
     let mqtt = Mqtt::new(&cfg, fake.clone()).unwrap();
     assert!(mqtt.embedded());
-    assert_eq!(mqtt.url(), format!("mqtt://127.0.0.1:{port}"));
+    let port: u16 = mqtt.url().strip_prefix("mqtt://127.0.0.1:").and_then(|p| p.parse().ok()).expect("a concrete port");
+    assert_ne!(port, 0);
     let mut ha = Observer::connect(port, "hindsight/#");
     let running = run(mqtt);
     ha.next("hindsight/status", |m| m.body == "online").await;
@@ -513,6 +529,8 @@ async fn mqtts_with_a_private_ca() {
     sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost 2>/dev/null");
     sh("printf 'subjectAltName=DNS:localhost\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf && \
         openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext.cnf 2>/dev/null");
+    // mosquitto started as root reads the files as user `mosquitto`.
+    sh("chmod 755 . && chmod 644 srv.key srv.pem ca.pem");
     let (plain, tls) = (free_port(), free_port());
     let extra = format!(
         "listener {tls} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/srv.pem\nkeyfile {0}/srv.key\n",
@@ -532,4 +550,26 @@ async fn mqtts_with_a_private_ca() {
     ha.publish("hindsight/cam0/trigger", b"ON").await;
     assert_eq!(ha.next_result().await.json()["accepted"], true);
     running.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_during_an_outage_is_prompt() {
+    init_log();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut broker = Mosquitto::start(dir.path(), port, "").await;
+    let mut ha = Observer::connect(port, "hindsight/status");
+    let running = run(Mqtt::new(&config(port), Fake::new()).unwrap());
+    ha.next("hindsight/status", |m| m.body == "online").await;
+    broker.kill();
+    // Whether or not the loop has noticed yet, stop must not wait out back-off or drain timeouts.
+    let t0 = Instant::now();
+    running.finish().await;
+    assert!(t0.elapsed() < Duration::from_millis(1500), "stop took {:?}", t0.elapsed());
+
+    // And with nothing ever listening.
+    let running = run(Mqtt::new(&config(free_port()), Fake::new()).unwrap());
+    let t0 = Instant::now();
+    running.finish().await;
+    assert!(t0.elapsed() < Duration::from_millis(1500), "stop took {:?}", t0.elapsed());
 }

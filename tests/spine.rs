@@ -22,10 +22,7 @@ async fn test_source_720p30_fills_preroll_exactly() {
     let c = d.cameras[0].clone();
     // Hold is pre_s + one GOP = 6 s; wait until a GOP has been evicted, so eviction is exercised.
     let p = c.preroll.clone();
-    wait_for("an evicted GOP", Duration::from_secs(60), || {
-        p.stats().evicted_gops >= 2
-    })
-    .await;
+    wait_for("an evicted GOP", Duration::from_secs(60), || p.stats().evicted_gops >= 2).await;
     let (frames, stats) = {
         let s = p.lock();
         (s.iter().cloned().collect::<Vec<_>>(), s.stats())
@@ -33,38 +30,17 @@ async fn test_source_720p30_fills_preroll_exactly() {
     let info = c.info();
     d.shutdown().await;
 
-    assert!(
-        stats.buffered >= Duration::from_secs(5),
-        "buffer holds {:?}",
-        stats.buffered
-    );
-    assert!(
-        stats.buffered <= Duration::from_secs(8),
-        "buffer holds {:?}: more than pre_s + 2 GOPs",
-        stats.buffered
-    );
+    assert!(stats.buffered >= Duration::from_secs(5), "buffer holds {:?}", stats.buffered);
+    assert!(stats.buffered <= Duration::from_secs(8), "buffer holds {:?}: more than pre_s + 2 GOPs", stats.buffered);
     assert!(frames[0].keyframe, "buffer must start on a keyframe");
     assert_eq!(info.frames_dropped, 0, "{info:?}");
     let period = Duration::from_nanos(1_000_000_000 / 30);
     let mut last_key: Option<u64> = None;
     for w in frames.windows(2) {
-        assert!(
-            w[1].pts > w[0].pts,
-            "PTS not increasing at seq {}",
-            w[1].seq
-        );
+        assert!(w[1].pts > w[0].pts, "PTS not increasing at seq {}", w[1].seq);
         let gap = w[1].pts - w[0].pts;
-        assert!(
-            gap.abs_diff(period) < Duration::from_micros(100),
-            "spacing {gap:?} at seq {}",
-            w[1].seq
-        );
-        assert_eq!(
-            w[1].seq,
-            w[0].seq + 1,
-            "frame missing after seq {}",
-            w[0].seq
-        );
+        assert!(gap.abs_diff(period) < Duration::from_micros(100), "spacing {gap:?} at seq {}", w[1].seq);
+        assert_eq!(w[1].seq, w[0].seq + 1, "frame missing after seq {}", w[0].seq);
         assert!(w[1].dts <= w[1].pts);
     }
     for f in &frames {
@@ -86,32 +62,19 @@ async fn test_source_720p30_fills_preroll_exactly() {
     }
 
     // Decode one GOP-aligned stretch and read the stamped sequence numbers back.
-    let start = frames
-        .iter()
-        .rposition(|f| f.keyframe)
-        .unwrap()
-        .saturating_sub(60);
+    let start = frames.iter().rposition(|f| f.keyframe).unwrap().saturating_sub(60);
     let start = (0..=start).rev().find(|&i| frames[i].keyframe).unwrap();
     let slice = &frames[start..(start + 45).min(frames.len())];
     let decoded = decode(slice);
-    assert_eq!(
-        decoded.len(),
-        slice.len(),
-        "every access unit decodes to a frame"
-    );
+    assert_eq!(decoded.len(), slice.len(), "every access unit decodes to a frame");
     for (f, (luma, stride, w, h)) in slice.iter().zip(&decoded) {
         assert_eq!((*w, *h), (1280, 720));
-        assert_eq!(
-            read_seq(luma, *w, *h, *stride),
-            Some(f.seq),
-            "decoded frame carries its own sequence number"
-        );
+        assert_eq!(read_seq(luma, *w, *h, *stride), Some(f.seq), "decoded frame carries its own sequence number");
     }
 }
 
 fn has_nal(au: &[u8], ty: u8) -> bool {
-    au.windows(4)
-        .any(|w| w[0] == 0 && w[1] == 0 && w[2] == 1 && w[3] & 0x1f == ty)
+    au.windows(4).any(|w| w[0] == 0 && w[1] == 0 && w[2] == 1 && w[3] & 0x1f == ty)
 }
 
 /// The byte cap is hard: with busy content (snow) and a 1 MiB cap, the buffer never exceeds it,
@@ -140,10 +103,7 @@ async fn byte_cap_is_respected_with_whole_gops() {
     d.shutdown().await;
     assert!(max_bytes <= 1 << 20, "buffer reached {max_bytes} bytes");
     assert_eq!(first_is_key, Some(true));
-    assert!(
-        stats.buffered < Duration::from_secs(10),
-        "cap must bind before pre_s here: {stats:?}"
-    );
+    assert!(stats.buffered < Duration::from_secs(10), "cap must bind before pre_s here: {stats:?}");
 }
 
 /// A `gstreamer` raw source (NV12 and YUY2) and a JPEG source both reach the buffer.
@@ -158,28 +118,13 @@ async fn gstreamer_raw_and_jpeg_sources_reach_the_buffer() {
     let d = start(config(dir.path(), cams)).await;
     for c in &d.cameras {
         let p = c.preroll.clone();
-        wait_for(
-            &format!("{} frames", c.id()),
-            Duration::from_secs(30),
-            || p.stats().frames >= 20,
-        )
-        .await;
+        wait_for(&format!("{} frames", c.id()), Duration::from_secs(30), || p.stats().frames >= 20).await;
     }
     let formats: Vec<_> = d.cameras.iter().map(|c| c.info().format).collect();
     let states: Vec<_> = d.cameras.iter().map(|c| c.info().state).collect();
     d.shutdown().await;
-    assert_eq!(
-        formats,
-        vec![
-            Some("NV12".into()),
-            Some("YUYV".into()),
-            Some("MJPG".into())
-        ]
-    );
-    assert!(
-        states.iter().all(|s| *s == CameraState::Running),
-        "{states:?}"
-    );
+    assert_eq!(formats, vec![Some("NV12".into()), Some("YUYV".into()), Some("MJPG".into())]);
+    assert!(states.iter().all(|s| *s == CameraState::Running), "{states:?}");
 }
 
 /// Broken pipelines: a missing source element and an encoder that cannot produce H.264 leave
@@ -211,38 +156,20 @@ async fn broken_pipelines_fail_visibly_and_recover() {
     let cam = |id: &str| d.cameras.iter().find(|c| c.id() == id).unwrap().clone();
     for id in ["nosrc", "badenc", "noenc", "fixable"] {
         let c = cam(id);
-        wait_for(&format!("{id} failed"), Duration::from_secs(30), || {
-            c.status.state() == CameraState::Failed
-        })
-        .await;
+        wait_for(&format!("{id} failed"), Duration::from_secs(30), || c.status.state() == CameraState::Failed).await;
     }
     let good = cam("good");
-    wait_for("good running", Duration::from_secs(30), || {
-        good.status.state() == CameraState::Running
-    })
-    .await;
+    wait_for("good running", Duration::from_secs(30), || good.status.state() == CameraState::Running).await;
 
     let (status, body) = get_json(addr, "/api/cameras/nosrc").await;
     assert_eq!(status, 200);
     assert_eq!(body["state"], "failed");
-    assert!(
-        body["last_error"].as_str().unwrap().contains("nosuchsrc"),
-        "{body}"
-    );
+    assert!(body["last_error"].as_str().unwrap().contains("nosuchsrc"), "{body}");
     let (_, body) = get_json(addr, "/api/cameras/noenc").await;
-    assert!(
-        body["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("nosuchh264enc"),
-        "{body}"
-    );
+    assert!(body["last_error"].as_str().unwrap().contains("nosuchh264enc"), "{body}");
     let (_, body) = get_json(addr, "/api/cameras/badenc").await;
     assert_eq!(body["state"], "failed");
-    assert!(
-        body["last_error"].as_str().unwrap().contains("jpegenc"),
-        "{body}"
-    );
+    assert!(body["last_error"].as_str().unwrap().contains("jpegenc"), "{body}");
     let (_, body) = get_json(addr, "/api/health").await;
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["cameras"]["good"]["state"], "running");
@@ -265,10 +192,7 @@ async fn broken_pipelines_fail_visibly_and_recover() {
         .unwrap();
     assert!(ok.success());
     let fixable = cam("fixable");
-    wait_for("fixable recovers", Duration::from_secs(60), || {
-        fixable.status.state() == CameraState::Running
-    })
-    .await;
+    wait_for("fixable recovers", Duration::from_secs(60), || fixable.status.state() == CameraState::Running).await;
     let (_, body) = get_json(addr, "/api/cameras/fixable").await;
     assert_eq!(body["state"], "running");
     assert!(body["frames_encoded"].as_u64().unwrap() > 0);
@@ -276,31 +200,17 @@ async fn broken_pipelines_fail_visibly_and_recover() {
     // Restart over HTTP: answers the camera, which runs again.
     let (status, body) = post_json(addr, "/api/cameras/good/restart").await;
     assert_eq!(status, 200, "{body}");
-    let before = good
-        .status
-        .frames_encoded
-        .load(std::sync::atomic::Ordering::Relaxed);
-    wait_for(
-        "good running after restart",
-        Duration::from_secs(30),
-        || {
-            good.status.state() == CameraState::Running
-                && good
-                    .status
-                    .frames_encoded
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    > before
-        },
-    )
+    let before = good.status.frames_encoded.load(std::sync::atomic::Ordering::Relaxed);
+    wait_for("good running after restart", Duration::from_secs(30), || {
+        good.status.state() == CameraState::Running
+            && good.status.frames_encoded.load(std::sync::atomic::Ordering::Relaxed) > before
+    })
     .await;
     let (status, body) = post_json(addr, "/api/cameras/good/stop").await;
     assert_eq!((status, body["state"].as_str()), (200, Some("stopped")));
     let (status, _) = post_json(addr, "/api/cameras/good/start").await;
     assert_eq!(status, 200);
-    wait_for("good running after start", Duration::from_secs(30), || {
-        good.status.state() == CameraState::Running
-    })
-    .await;
+    wait_for("good running after start", Duration::from_secs(30), || good.status.state() == CameraState::Running).await;
     d.shutdown().await;
 }
 
@@ -308,16 +218,9 @@ async fn broken_pipelines_fail_visibly_and_recover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_skeleton_answers_contract_fields_and_json_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let d = start(config(
-        dir.path(),
-        vec![test_camera("front", 320, 240, 15, 2.0)],
-    ))
-    .await;
+    let d = start(config(dir.path(), vec![test_camera("front", 320, 240, 15, 2.0)])).await;
     let c = d.cameras[0].clone();
-    wait_for("running", Duration::from_secs(30), || {
-        c.status.state() == CameraState::Running
-    })
-    .await;
+    wait_for("running", Duration::from_secs(30), || c.status.state() == CameraState::Running).await;
     let addr = d.http_addr;
 
     let (status, list) = get_json(addr, "/api/cameras").await;
@@ -341,14 +244,7 @@ async fn http_skeleton_answers_contract_fields_and_json_errors() {
     }
     assert_eq!(cam["id"], "front");
     assert_eq!(cam["encoder"], "x264enc");
-    assert_eq!(
-        (
-            cam["width"].as_u64(),
-            cam["height"].as_u64(),
-            cam["fps"].as_u64()
-        ),
-        (Some(320), Some(240), Some(15))
-    );
+    assert_eq!((cam["width"].as_u64(), cam["height"].as_u64(), cam["fps"].as_u64()), (Some(320), Some(240), Some(15)));
     let (status, one) = get_json(addr, "/api/cameras/front").await;
     assert_eq!(status, 200);
     assert!(one.as_object().unwrap().contains_key("last_error"));
@@ -367,11 +263,7 @@ async fn http_skeleton_answers_contract_fields_and_json_errors() {
     assert!(err["error"].is_string());
     let (status, err) = post_json(addr, "/api/cameras/nope/restart").await;
     assert_eq!(status, 404, "{err}");
-    let r = reqwest::Client::new()
-        .delete(format!("http://{addr}/api/cameras"))
-        .send()
-        .await
-        .unwrap();
+    let r = reqwest::Client::new().delete(format!("http://{addr}/api/cameras")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 405);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["error"].is_string());
@@ -390,22 +282,13 @@ async fn force_keyframe_starts_a_gop_now() {
     let d = start(config(dir.path(), vec![cam])).await;
     let c = d.cameras[0].clone();
     let p = c.preroll.clone();
-    wait_for("two regular keyframes", Duration::from_secs(30), || {
-        p.lock().iter().filter(|f| f.keyframe).count() >= 2
-    })
-    .await;
+    wait_for("two regular keyframes", Duration::from_secs(30), || p.lock().iter().filter(|f| f.keyframe).count() >= 2)
+        .await;
     // Regular keyframes sit on a 60-frame grid; ask for one between grid points.
     let grid = p.lock().iter().find(|f| f.keyframe).unwrap().seq % 60;
-    wait_for(
-        "a frame between grid points",
-        Duration::from_secs(30),
-        || {
-            p.lock()
-                .iter()
-                .last()
-                .is_some_and(|f| (f.seq + 60 - grid) % 60 == 20)
-        },
-    )
+    wait_for("a frame between grid points", Duration::from_secs(30), || {
+        p.lock().iter().last().is_some_and(|f| (f.seq + 60 - grid) % 60 == 20)
+    })
     .await;
     let asked_at = p.lock().iter().last().unwrap().seq;
     c.force_keyframe();
@@ -413,21 +296,8 @@ async fn force_keyframe_starts_a_gop_now() {
         p.lock().iter().any(|f| f.keyframe && f.seq > asked_at)
     })
     .await;
-    let forced = p
-        .lock()
-        .iter()
-        .find(|f| f.keyframe && f.seq > asked_at)
-        .unwrap()
-        .seq;
+    let forced = p.lock().iter().find(|f| f.keyframe && f.seq > asked_at).unwrap().seq;
     d.shutdown().await;
-    assert!(
-        forced - asked_at <= 10,
-        "forced keyframe came {} frames after the request",
-        forced - asked_at
-    );
-    assert_ne!(
-        forced % 60,
-        grid,
-        "keyframe at {forced} is a regular one, not the forced one"
-    );
+    assert!(forced - asked_at <= 10, "forced keyframe came {} frames after the request", forced - asked_at);
+    assert_ne!(forced % 60, grid, "keyframe at {forced} is a regular one, not the forced one");
 }

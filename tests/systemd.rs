@@ -5,20 +5,12 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn recv_until(
-    sock: &UnixDatagram,
-    what: &str,
-    timeout: Duration,
-    seen: &mut Vec<String>,
-) -> String {
+fn recv_until(sock: &UnixDatagram, what: &str, timeout: Duration, seen: &mut Vec<String>) -> String {
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 4096];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "no {what} within {timeout:?}; got {seen:?}"
-        );
+        assert!(!left.is_zero(), "no {what} within {timeout:?}; got {seen:?}");
         sock.set_read_timeout(Some(left)).unwrap();
         match sock.recv(&mut buf) {
             Ok(n) => {
@@ -60,28 +52,16 @@ fn ready_then_watchdog_then_stopping() {
     let mut seen = Vec::new();
     let ready = recv_until(&sock, "READY=1", Duration::from_secs(60), &mut seen);
     assert!(ready.contains("STATUS=cam0 running"), "{ready}");
-    assert!(
-        !seen[..seen.len() - 1]
-            .iter()
-            .any(|m| m.contains("WATCHDOG=1")),
-        "watchdog before ready: {seen:?}"
-    );
+    assert!(!seen[..seen.len() - 1].iter().any(|m| m.contains("WATCHDOG=1")), "watchdog before ready: {seen:?}");
     recv_until(&sock, "WATCHDOG=1", Duration::from_secs(10), &mut seen);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     recv_until(&sock, "STOPPING=1", Duration::from_secs(10), &mut seen);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(
-            Instant::now() < deadline,
-            "daemon did not exit after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "daemon did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "drain exits 0, got {status:?}");

@@ -108,14 +108,9 @@ impl Camera {
         self.status.set_started();
         self.ring.reopen();
         let stop = StopToken::new();
-        let capture = Capture::new(
-            &self.cfg.id,
-            self.cfg.source.clone(),
-            self.ring.clone(),
-            self.status.clone(),
-            stop.clone(),
-        )
-        .spawn()?;
+        let capture =
+            Capture::new(&self.cfg.id, self.cfg.source.clone(), self.ring.clone(), self.status.clone(), stop.clone())
+                .spawn()?;
         let enc_cfg = EncoderConfig {
             id: self.cfg.id.clone(),
             encoder: self.cfg.encoder.clone(),
@@ -123,19 +118,9 @@ impl Camera {
             bitrate_kbps: self.cfg.bitrate_kbps,
             keyframe_interval_s: self.cfg.keyframe_interval_s,
         };
-        let encode = Encoder::new(
-            enc_cfg,
-            self.ring.clone(),
-            self.preroll.clone(),
-            self.status.clone(),
-            stop.clone(),
-        )
-        .spawn()?;
-        *run = Some(Running {
-            stop,
-            capture,
-            encode,
-        });
+        let encode = Encoder::new(enc_cfg, self.ring.clone(), self.preroll.clone(), self.status.clone(), stop.clone())
+            .spawn()?;
+        *run = Some(Running { stop, capture, encode });
         Ok(())
     }
 
@@ -173,16 +158,9 @@ impl Camera {
             id: self.cfg.id.clone(),
             state: s.state(),
             source: self.cfg.source.describe(),
-            encoder: if encoder.is_empty() {
-                self.cfg.encoder.clone()
-            } else {
-                encoder
-            },
+            encoder: if encoder.is_empty() { self.cfg.encoder.clone() } else { encoder },
             width: fmt.map(|f| f.width).or(self.cfg.source.width).unwrap_or(0),
-            height: fmt
-                .map(|f| f.height)
-                .or(self.cfg.source.height)
-                .unwrap_or(0),
+            height: fmt.map(|f| f.height).or(self.cfg.source.height).unwrap_or(0),
             fps: fmt.map(|f| f.fps).or(self.cfg.source.fps).unwrap_or(0),
             format: fmt.map(|f| f.pixel.to_string()),
             buffered_s: (pre.buffered.as_secs_f64() * 1000.0).round() / 1000.0,

@@ -156,10 +156,7 @@ impl CameraStatus {
 
     /// The encoder element in use (empty before the first build).
     pub fn encoder(&self) -> String {
-        self.encoder
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.encoder.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether both capture and encode produced a frame within `window` (systemd watchdog).
@@ -167,8 +164,7 @@ impl CameraStatus {
         let now = now_ms();
         let w = window.as_millis() as u64;
         let fresh = |t: u64| t != 0 && now.saturating_sub(t) <= w;
-        fresh(self.last_capture_ms.load(Ordering::Relaxed))
-            && fresh(self.last_encode_ms.load(Ordering::Relaxed))
+        fresh(self.last_capture_ms.load(Ordering::Relaxed)) && fresh(self.last_encode_ms.load(Ordering::Relaxed))
     }
 }
 

@@ -39,14 +39,7 @@ pub struct CheckReport {
 }
 
 /// Capture `frames` frames and check them.
-pub fn run(
-    device: &str,
-    format: &str,
-    width: u32,
-    height: u32,
-    fps: u32,
-    frames: u64,
-) -> CheckReport {
+pub fn run(device: &str, format: &str, width: u32, height: u32, fps: u32, frames: u64) -> CheckReport {
     let mut r = CheckReport {
         device: device.into(),
         requested: format!("{format} {width}x{height}@{fps}"),
@@ -106,8 +99,7 @@ pub fn run(
     if let Some(first) = first_ts {
         if r.frames > 1 {
             r.mean_interval_ms =
-                ((last_ts - first).as_secs_f64() * 1000.0 / (r.frames - 1) as f64 * 100.0).round()
-                    / 100.0;
+                ((last_ts - first).as_secs_f64() * 1000.0 / (r.frames - 1) as f64 * 100.0).round() / 100.0;
         }
     }
     r.ok = r.error.is_none()

@@ -36,19 +36,15 @@ pub struct GstSource {
 impl GstSource {
     /// Build and start `description ! appsink`, and wait for the first frame to learn the format.
     pub fn open(description: &str) -> Result<Self, CaptureError> {
-        let full = format!("{description} ! appsink name=hindsight_sink caps=\"{ACCEPT}\" max-buffers=4 drop=true sync=false");
+        let full =
+            format!("{description} ! appsink name=hindsight_sink caps=\"{ACCEPT}\" max-buffers=4 drop=true sync=false");
         let pipeline = Pipeline::parse(&full)?;
         let sink: gst_app::AppSink = pipeline.by_name("hindsight_sink")?;
         pipeline.play()?;
         let mut src = GstSource {
             pipeline,
             sink,
-            format: VideoFormat {
-                pixel: PixelFormat::I420,
-                width: 0,
-                height: 0,
-                fps: 0,
-            },
+            format: VideoFormat { pixel: PixelFormat::I420, width: 0, height: 0, fps: 0 },
             first: None,
             offset: None,
             last_rt: None,
@@ -59,10 +55,7 @@ impl GstSource {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while src.first.is_none() {
             if std::time::Instant::now() > deadline {
-                return Err(CaptureError::Stalled {
-                    device: description.into(),
-                    seconds: 10,
-                });
+                return Err(CaptureError::Stalled { device: description.into(), seconds: 10 });
             }
             if let Some(f) = src.pull(Duration::from_millis(250))? {
                 src.format = f.format;
@@ -76,22 +69,15 @@ impl GstSource {
         if let Some(e) = self.pipeline.poll_error() {
             return Err(e.into());
         }
-        let Some(sample) = self
-            .sink
-            .try_pull_sample(gst::ClockTime::from_nseconds(wait.as_nanos() as u64))
-        else {
+        let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::from_nseconds(wait.as_nanos() as u64)) else {
             if self.sink.is_eos() {
                 return Err(GstError::Eos.into());
             }
             return Ok(None);
         };
-        let caps = sample
-            .caps()
-            .ok_or_else(|| gst_err("sample without caps"))?;
+        let caps = sample.caps().ok_or_else(|| gst_err("sample without caps"))?;
         let format = caps_to_format(caps)?;
-        let buffer = sample
-            .buffer_owned()
-            .ok_or_else(|| gst_err("sample without buffer"))?;
+        let buffer = sample.buffer_owned().ok_or_else(|| gst_err("sample without buffer"))?;
         let rt = crate::pipeline::running_time(sample.segment(), buffer.pts());
         let now = monotonic_now();
         let captured = match rt {
@@ -116,29 +102,18 @@ impl GstSource {
         let data = match format.pixel.frame_size(format.width, format.height) {
             Some(tight) if buffer.size() != tight => repack(&buffer, caps, tight)?,
             _ => {
-                let mapped = buffer
-                    .into_mapped_buffer_readable()
-                    .map_err(|_| gst_err("buffer not readable"))?;
+                let mapped = buffer.into_mapped_buffer_readable().map_err(|_| gst_err("buffer not readable"))?;
                 Bytes::from_owner(mapped)
             }
         };
         let seq = self.seq;
         self.seq += 1;
-        Ok(Some(Frame {
-            data,
-            format,
-            captured,
-            seq,
-        }))
+        Ok(Some(Frame { data, format, captured, seq }))
     }
 }
 
 fn gst_err(msg: &str) -> CaptureError {
-    CaptureError::Gst(GstError::Element {
-        element: "appsink".into(),
-        message: msg.into(),
-        debug: String::new(),
-    })
+    CaptureError::Gst(GstError::Element { element: "appsink".into(), message: msg.into(), debug: String::new() })
 }
 
 /// Negotiated caps → [`VideoFormat`].
@@ -156,15 +131,9 @@ fn caps_to_format(caps: &gst::CapsRef) -> Result<VideoFormat, CaptureError> {
         PixelFormat::Mjpeg
     } else {
         let f = s.get::<&str>("format").unwrap_or("");
-        PixelFormat::from_gst_name(f)
-            .ok_or_else(|| gst_err(&format!("unsupported raw format {f}")))?
+        PixelFormat::from_gst_name(f).ok_or_else(|| gst_err(&format!("unsupported raw format {f}")))?
     };
-    Ok(VideoFormat {
-        pixel,
-        width,
-        height,
-        fps,
-    })
+    Ok(VideoFormat { pixel, width, height, fps })
 }
 
 /// Copy a padded raw frame into a tightly packed one.
@@ -175,9 +144,7 @@ fn repack(buffer: &gst::Buffer, caps: &gst::CapsRef, tight: usize) -> Result<Byt
     let mut out = Vec::with_capacity(tight);
     for plane in 0..frame.n_planes() {
         let stride = frame.plane_stride()[plane as usize] as usize;
-        let data = frame
-            .plane_data(plane)
-            .map_err(|e| gst_err(&e.to_string()))?;
+        let data = frame.plane_data(plane).map_err(|e| gst_err(&e.to_string()))?;
         let comp_h = frame.comp_height(plane) as usize;
         let row = (frame.comp_width(plane) * frame.comp_pstride(plane) as u32) as usize;
         for r in 0..comp_h {

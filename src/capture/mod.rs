@@ -89,9 +89,7 @@ pub fn open(cfg: &SourceConfig) -> Result<Box<dyn Source>, CaptureError> {
     let fps = cfg.fps.unwrap_or(30);
     Ok(match cfg.kind {
         SourceKind::Test => Box::new(test_pattern::TestPattern::new(w, h, fps)),
-        SourceKind::Gstreamer => {
-            Box::new(gst::GstSource::open(cfg.pipeline.as_deref().unwrap_or(""))?)
-        }
+        SourceKind::Gstreamer => Box::new(gst::GstSource::open(cfg.pipeline.as_deref().unwrap_or(""))?),
         SourceKind::V4l2 => Box::new(v4l2::V4l2Source::open(
             cfg.device.as_deref().unwrap_or("/dev/video0"),
             cfg.format.as_deref().unwrap_or("auto"),
@@ -124,21 +122,12 @@ impl Capture {
         status: Arc<CameraStatus>,
         stop: StopToken,
     ) -> Self {
-        Capture {
-            id: id.into(),
-            source,
-            ring,
-            status,
-            stop,
-            next_seq: 0,
-        }
+        Capture { id: id.into(), source, ring, status, stop, next_seq: 0 }
     }
 
     /// Run on a thread named `capture-{id}`.
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
-        std::thread::Builder::new()
-            .name(format!("capture-{}", self.id))
-            .spawn(move || self.run())
+        std::thread::Builder::new().name(format!("capture-{}", self.id)).spawn(move || self.run())
     }
 
     /// Retry [`run_once`](Self::run_once) with back-off until stopped.
@@ -187,10 +176,7 @@ impl Capture {
             let Some(mut frame) = source.next_frame(wait)? else {
                 idle += wait;
                 if idle >= STALL {
-                    return Err(CaptureError::Stalled {
-                        device: source.describe(),
-                        seconds: idle.as_secs(),
-                    });
+                    return Err(CaptureError::Stalled { device: source.describe(), seconds: idle.as_secs() });
                 }
                 continue;
             };
@@ -198,9 +184,7 @@ impl Capture {
             let src_seq = frame.seq;
             let first = *first_src_seq.get_or_insert(src_seq);
             if src_seq > last_src_seq + 1 && src_seq != first {
-                self.status
-                    .frames_dropped_source
-                    .fetch_add(src_seq - last_src_seq - 1, Ordering::Relaxed);
+                self.status.frames_dropped_source.fetch_add(src_seq - last_src_seq - 1, Ordering::Relaxed);
             }
             last_src_seq = src_seq;
             frame.seq = base + src_seq.saturating_sub(first);

@@ -27,12 +27,7 @@ pub struct TestPattern {
 impl TestPattern {
     /// A pattern of `width`×`height` at `fps`, starting now.
     pub fn new(width: u32, height: u32, fps: u32) -> Self {
-        let format = VideoFormat {
-            pixel: PixelFormat::I420,
-            width,
-            height,
-            fps: fps.max(1),
-        };
+        let format = VideoFormat { pixel: PixelFormat::I420, width, height, fps: fps.max(1) };
         let (w, h) = (width as usize, height as usize);
         let size = PixelFormat::I420.frame_size(width, height).unwrap_or(0);
         let mut background = vec![128u8; size];
@@ -141,19 +136,11 @@ impl Source for TestPattern {
         }
         let seq = self.seq;
         self.seq += 1;
-        Ok(Some(Frame {
-            data: self.render(seq),
-            format: self.format,
-            captured: due,
-            seq,
-        }))
+        Ok(Some(Frame { data: self.render(seq), format: self.format, captured: due, seq }))
     }
 
     fn describe(&self) -> String {
-        format!(
-            "test pattern {}x{}@{}",
-            self.format.width, self.format.height, self.format.fps
-        )
+        format!("test pattern {}x{}@{}", self.format.width, self.format.height, self.format.fps)
     }
 }
 

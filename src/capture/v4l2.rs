@@ -37,57 +37,30 @@ pub struct V4l2Source {
 fn choose_format(dev: &Device, path: &str, wanted: &str) -> Result<PixelFormat, CaptureError> {
     let offered: Vec<[u8; 4]> = dev
         .enum_formats()
-        .map_err(|e| CaptureError::Open {
-            device: path.into(),
-            source: e,
-        })?
+        .map_err(|e| CaptureError::Open { device: path.into(), source: e })?
         .into_iter()
         .map(|d| d.fourcc.repr)
         .collect();
-    let names = || {
-        offered
-            .iter()
-            .map(|f| String::from_utf8_lossy(f).into_owned())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let names = || offered.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect::<Vec<_>>().join(", ");
     let candidates: Vec<PixelFormat> = match wanted {
         "auto" => vec![PixelFormat::Mjpeg, PixelFormat::Yuyv, PixelFormat::Nv12],
         "MJPG" => vec![PixelFormat::Mjpeg],
         "YUYV" => vec![PixelFormat::Yuyv],
         "NV12" => vec![PixelFormat::Nv12],
         other => {
-            return Err(CaptureError::Format {
-                device: path.into(),
-                message: format!("unsupported format {other}"),
-            })
+            return Err(CaptureError::Format { device: path.into(), message: format!("unsupported format {other}") })
         }
     };
-    candidates
-        .into_iter()
-        .find(|p| offered.contains(&p.fourcc()))
-        .ok_or_else(|| CaptureError::Format {
-            device: path.into(),
-            message: format!(
-                "format {wanted} not offered (the driver offers: {})",
-                names()
-            ),
-        })
+    candidates.into_iter().find(|p| offered.contains(&p.fourcc())).ok_or_else(|| CaptureError::Format {
+        device: path.into(),
+        message: format!("format {wanted} not offered (the driver offers: {})", names()),
+    })
 }
 
 impl V4l2Source {
     /// Open `path` and start negotiating; streaming starts with the first frame.
-    pub fn open(
-        path: &str,
-        wanted: &str,
-        width: u32,
-        height: u32,
-        fps: u32,
-    ) -> Result<Self, CaptureError> {
-        let open_err = |e| CaptureError::Open {
-            device: path.into(),
-            source: e,
-        };
+    pub fn open(path: &str, wanted: &str, width: u32, height: u32, fps: u32) -> Result<Self, CaptureError> {
+        let open_err = |e| CaptureError::Open { device: path.into(), source: e };
         let device = Device::with_path(path).map_err(open_err)?;
         let pixel = choose_format(&device, path, wanted)?;
         let mut fmt = device.format().map_err(open_err)?;
@@ -98,11 +71,10 @@ impl V4l2Source {
         fmt.stride = 0;
         fmt.size = 0;
         let got = device.set_format(&fmt).map_err(open_err)?;
-        let got_pixel =
-            PixelFormat::from_fourcc(&got.fourcc.repr).ok_or_else(|| CaptureError::Format {
-                device: path.into(),
-                message: format!("driver chose {} instead of {}", got.fourcc, pixel),
-            })?;
+        let got_pixel = PixelFormat::from_fourcc(&got.fourcc.repr).ok_or_else(|| CaptureError::Format {
+            device: path.into(),
+            message: format!("driver chose {} instead of {}", got.fourcc, pixel),
+        })?;
         let mut params = device.params().map_err(open_err)?;
         params.interval = v4l::Fraction::new(1, fps.max(1));
         let params = device.set_params(&params).unwrap_or(params);
@@ -112,18 +84,9 @@ impl V4l2Source {
             fps
         };
         if (got.width, got.height, got_fps) != (width, height, fps) {
-            log::warn!(
-                "{path}: asked {width}x{height}@{fps}, driver chose {}x{}@{got_fps}",
-                got.width,
-                got.height
-            );
+            log::warn!("{path}: asked {width}x{height}@{fps}, driver chose {}x{}@{got_fps}", got.width, got.height);
         }
-        let format = VideoFormat {
-            pixel: got_pixel,
-            width: got.width,
-            height: got.height,
-            fps: got_fps,
-        };
+        let format = VideoFormat { pixel: got_pixel, width: got.width, height: got.height, fps: got_fps };
         let mut stream = Stream::with_buffers(&device, Type::VideoCapture, 4).map_err(open_err)?;
         // Only for the very first dequeue (see `next_frame` for why later ones poll first).
         stream.set_timeout(Duration::from_secs(5));
@@ -184,11 +147,7 @@ impl Source for V4l2Source {
                 .device
                 .handle()
                 .poll(libc_pollin(), wait.as_millis() as i32)
-                .map_err(|e| CaptureError::Io {
-                    device: self.path.clone(),
-                    sequence: self.last_seq,
-                    source: e,
-                })?;
+                .map_err(|e| CaptureError::Io { device: self.path.clone(), sequence: self.last_seq, source: e })?;
             if ready == 0 {
                 return Ok(None);
             }
@@ -200,26 +159,16 @@ impl Source for V4l2Source {
         })?;
         self.started = true;
         let flags: u32 = meta.flags.bits();
-        let ts = Duration::new(
-            meta.timestamp.sec.max(0) as u64,
-            (meta.timestamp.usec.max(0) as u32).saturating_mul(1000),
-        );
-        let captured = if flags & TIMESTAMP_MASK == TIMESTAMP_MONOTONIC && !ts.is_zero() {
-            ts
-        } else {
-            monotonic_now()
-        };
+        let ts =
+            Duration::new(meta.timestamp.sec.max(0) as u64, (meta.timestamp.usec.max(0) as u32).saturating_mul(1000));
+        let captured =
+            if flags & TIMESTAMP_MASK == TIMESTAMP_MONOTONIC && !ts.is_zero() { ts } else { monotonic_now() };
         let seq = meta.sequence as u64;
         let used = meta.bytesused as usize;
         let data = copy_out(&self.format, self.stride, buf, used);
         self.last_seq = seq;
         match data {
-            Some(data) => Ok(Some(Frame {
-                data,
-                format: self.format,
-                captured,
-                seq,
-            })),
+            Some(data) => Ok(Some(Frame { data, format: self.format, captured, seq })),
             None => {
                 log::debug!("{}: short frame {seq} ({used} bytes), skipped", self.path);
                 Ok(None)
@@ -256,11 +205,7 @@ pub fn probe_devices() -> Vec<DeviceInfo> {
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("video"))
-                })
+                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("video")))
                 .collect()
         })
         .unwrap_or_default();
@@ -281,31 +226,18 @@ pub fn probe_devices() -> Vec<DeviceInfo> {
                         .unwrap_or_default()
                         .into_iter()
                         .filter_map(|i| match i.interval {
-                            v4l::frameinterval::FrameIntervalEnum::Discrete(f)
-                                if f.numerator > 0 =>
-                            {
+                            v4l::frameinterval::FrameIntervalEnum::Discrete(f) if f.numerator > 0 => {
                                 Some(format!("{}", f.denominator / f.numerator))
                             }
                             _ => None,
                         })
                         .collect();
-                    formats.push(format!(
-                        "{} {}x{}@{}",
-                        d.fourcc,
-                        s.width,
-                        s.height,
-                        rates.join(",")
-                    ));
+                    formats.push(format!("{} {}x{}@{}", d.fourcc, s.width, s.height, rates.join(",")));
                 }
             }
         }
         if !formats.is_empty() {
-            out.push(DeviceInfo {
-                path,
-                card: caps.card.clone(),
-                driver: caps.driver.clone(),
-                formats,
-            });
+            out.push(DeviceInfo { path, card: caps.card.clone(), driver: caps.driver.clone(), formats });
         }
     }
     out

@@ -1,8 +1,9 @@
 //! The recorder of one camera: takes triggers and manual start/stop, drives the
 //! [`ClipMachine`], and runs one writer thread per open clip (`clip-{camera}`) that follows the
 //! pre-roll buffer from the keyframe at or before T − pre and writes a fragmented MP4 as frames
-//! arrive — one fragment per GOP, each `fdatasync`ed — then patches the durations, fsyncs the
-//! file, renames `{id}.mp4.part` to `{id}.mp4`, fsyncs the directory, writes the poster, and
+//! arrive — one fragment per GOP, each `fdatasync`ed — then finalizes it in place into a regular
+//! MP4 ([`mp4::apply_finalize`]: append the `moov`, fsync, retype the fragment headers `free`,
+//! fsync), renames `{id}.mp4.part` to `{id}.mp4`, fsyncs the directory, writes the poster, and
 //! only then indexes the clip.
 //!
 //! A power cut leaves a `.part` file whose complete fragments [`super::recovery`] turns into a
@@ -11,16 +12,16 @@
 
 use super::mp4::{self, FragmentedMp4, Sample, TIMESCALE};
 use super::state::{ClipMachine, Limits, ManualError, OpenClip, Outcome};
+use super::store::ClipStore;
 use super::{new_clip_id, now_ms, rfc3339, ClipEvent, ClipMeta, ClipSource};
 use crate::camera::status::CameraState;
 use crate::camera::Camera;
 use crate::frame::{monotonic_now, EncodedFrame};
 use crate::preroll::Next;
 use crate::storage::Storage;
-use super::store::ClipStore;
 use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest};
 use serde::{Deserialize, Serialize};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -118,7 +119,11 @@ impl Recorder {
         match store.index().and_then(|index| store.storage.make_room(&index, estimate, now_ms())) {
             Ok(report) => {
                 if !report.deleted.is_empty() {
-                    log::info!("retention freed {} bytes ({} clips) for a new clip", report.freed_bytes, report.deleted.len());
+                    log::info!(
+                        "retention freed {} bytes ({} clips) for a new clip",
+                        report.freed_bytes,
+                        report.deleted.len()
+                    );
                 }
                 Ok(())
             }
@@ -174,7 +179,11 @@ impl Recorder {
     pub fn record_start(&self) -> Result<String, TriggerRejected> {
         let req = TriggerRequest::default();
         if self.shared.camera.status.state() == CameraState::Stopped {
-            return Err(Self::reject(RejectCode::CameraStopped, format!("camera {} is stopped", self.camera_id()), &req));
+            return Err(Self::reject(
+                RejectCode::CameraStopped,
+                format!("camera {} is stopped", self.camera_id()),
+                &req,
+            ));
         }
         if !self.recording() {
             self.make_room(self.shared.camera.config().max_clip_s, &req)?;
@@ -250,7 +259,11 @@ impl Recorder {
                 }
                 Err(e) => {
                     log::error!("camera {}: clip {id} failed: {e}", shared.camera.id());
-                    let _ = shared.events.send(ClipEvent::Failed { camera: shared.camera.id().into(), clip_id: id.clone(), error: e.clone() });
+                    let _ = shared.events.send(ClipEvent::Failed {
+                        camera: shared.camera.id().into(),
+                        clip_id: id.clone(),
+                        error: e.clone(),
+                    });
                 }
             }
             let _ = shared.events.send(ClipEvent::Recording { camera: shared.camera.id().into(), on: false });
@@ -289,7 +302,11 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
                 }
                 let done = {
                     let mut m = lock(&shared.machine);
-                    if m.open().is_some_and(|o| o.clip_id == id) { m.close_if_done(f.pts) } else { None }
+                    if m.open().is_some_and(|o| o.clip_id == id) {
+                        m.close_if_done(f.pts)
+                    } else {
+                        None
+                    }
                 };
                 if let Some(c) = done {
                     flush(shared, id, &mut w, &mut gop, Some(f.pts), start)?;
@@ -450,13 +467,14 @@ impl Writer {
 
     fn finish(mut self, shared: &Shared, closed: &OpenClip) -> Result<ClipMeta, String> {
         let io = |e: std::io::Error| format!("finishing {}: {e}", self.part.display());
-        let init = self.mp4.init_segment();
-        for (off, bytes) in mp4::duration_patches(&init, self.mp4.media_duration()).map_err(|e| e.to_string())? {
-            self.file.seek(SeekFrom::Start(off)).map_err(io)?;
-            self.file.write_all(&bytes).map_err(io)?;
+        // Regular MP4 in place (append moov, sync, retype init moov + moofs as `free`, sync):
+        // players then apply the edit list as a trim. A crash here is completed by recovery.
+        let plan = self.mp4.finalize();
+        let size = mp4::apply_finalize(&mut self.file, &plan).map_err(io)?;
+        let expected = self.mp4.bytes_written() + plan.moov.len() as u64;
+        if size != expected {
+            log::warn!("clip {}: finalized file is {size} bytes, expected {expected}", self.sidecar.id);
         }
-        self.file.sync_all().map_err(io)?;
-        let size = self.file.metadata().map_err(io)?.len();
         let final_path = self.part.with_extension("");
         std::fs::rename(&self.part, &final_path).map_err(io)?;
         if let Some(dir) = final_path.parent() {
@@ -490,12 +508,7 @@ impl Writer {
             pinned: false,
             partial: false,
         };
-        shared
-            .store
-            .index()
-            .map_err(|e| format!("index: {e}"))?
-            .insert(&meta)
-            .map_err(|e| format!("index: {e}"))?;
+        shared.store.index().map_err(|e| format!("index: {e}"))?.insert(&meta).map_err(|e| format!("index: {e}"))?;
         let _ = std::fs::remove_file(final_path.with_extension("json"));
         Ok(meta)
     }

@@ -1,9 +1,13 @@
 //! Start-up reconciliation of clip files and the index, after a crash or power cut:
 //!
-//! - `{id}.mp4.part` (a clip cut off mid-write): truncated to its last complete fragment, its
-//!   durations patched, fsynced, renamed to `.mp4` and indexed with `partial = true`;
-//!   unrecoverable ones (no complete init segment or no fragment) are moved to `quarantine/`.
-//! - `{id}.mp4` without an index entry (crash between rename and index): indexed.
+//! - `{id}.mp4.part` (a clip cut off mid-write): truncated to its last complete fragment and
+//!   finalized into a regular MP4 ([`mp4::finalize_from_file`], [`mp4::apply_finalize`]),
+//!   renamed to `.mp4` and indexed with `partial = true`. One cut off while it was being
+//!   finalized (its regular `moov` is complete) only gets its pending box-type flips done and
+//!   is indexed with `partial = false`. Unrecoverable ones (no complete init segment or no
+//!   fragment) are moved to `quarantine/`.
+//! - `{id}.mp4` without an index entry (crash between rename and index): pending flips
+//!   completed (if any), indexed.
 //! - index entries whose file is gone: removed. Leftover `{id}.json` sidecars: removed.
 //!
 //! Runs once, before the recorders start, on a blocking thread. Logs everything it does.
@@ -13,7 +17,6 @@ use super::recorder::{fsync_dir, Sidecar};
 use super::{rfc3339, valid_clip_id, ClipMeta, ClipSource};
 use crate::index::Index;
 use crate::storage::Storage;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// What reconciliation did.
@@ -119,33 +122,44 @@ fn recover_part(storage: &Storage, index: &Index, part: &Path, id: &str) -> Resu
     if scan.fragments == 0 {
         return Err("no complete fragment".into());
     }
-    let patches = mp4::duration_patches(&bytes[..scan.init_len as usize], scan.media_duration).map_err(|e| e.to_string())?;
+    // Not finalized: the torn tail (maybe a torn moov append) goes, then the whole plan.
+    // Finalized (crash during or after the flips): only the pending flips.
+    let plan = mp4::finalize_from_file(&bytes[..scan.valid_len as usize]).map_err(|e| e.to_string())?;
     drop(bytes);
     let mut f = std::fs::OpenOptions::new().write(true).open(part).map_err(|e| e.to_string())?;
     f.set_len(scan.valid_len).map_err(|e| e.to_string())?;
-    for (off, b) in patches {
-        f.seek(SeekFrom::Start(off)).map_err(|e| e.to_string())?;
-        f.write_all(&b).map_err(|e| e.to_string())?;
+    match plan {
+        Some(plan) => mp4::apply_finalize(&mut f, &plan).map(drop),
+        None => f.sync_all(),
     }
-    f.sync_all().map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?;
+    drop(f);
     let done = part.with_extension("");
     std::fs::rename(part, &done).map_err(|e| e.to_string())?;
     if let Some(d) = done.parent() {
         fsync_dir(d);
     }
-    index_orphan(storage, index, &done, id, true)
+    // A finalized `.part` was complete: the crash came after the last frame was written.
+    index_orphan(storage, index, &done, id, !scan.finalized)
 }
 
 /// Index a complete `.mp4` from what the file and its sidecar say.
 fn index_orphan(storage: &Storage, index: &Index, path: &Path, id: &str, partial: bool) -> Result<ClipMeta, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let scan = mp4::scan(&bytes).map_err(|e| e.to_string())?;
+    if scan.finalized && !scan.pending_flips.is_empty() {
+        let flips = mp4::Finalize { moov: Vec::new(), flips: scan.pending_flips.clone() };
+        let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| e.to_string())?;
+        mp4::apply_finalize(&mut f, &flips).map_err(|e| e.to_string())?;
+        log::warn!("clip {id}: completed {} pending box-type flips", flips.flips.len());
+    }
     let side: Option<Sidecar> =
         std::fs::read(path.with_extension("json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let rel = path.strip_prefix(storage.root()).map_err(|_| "clip outside storage")?.to_string_lossy().into_owned();
-    let camera = side.as_ref().map(|s| s.camera.clone()).or_else(|| {
-        Path::new(&rel).components().nth(1).map(|c| c.as_os_str().to_string_lossy().into_owned())
-    });
+    let camera = side
+        .as_ref()
+        .map(|s| s.camera.clone())
+        .or_else(|| Path::new(&rel).components().nth(1).map(|c| c.as_os_str().to_string_lossy().into_owned()));
     let start_ms = side.as_ref().map(|s| s.start_ms).unwrap_or_else(|| id_ms(id));
     let presented = scan.media_duration.saturating_sub(scan.edit_media_time) as f64 / mp4::TIMESCALE as f64;
     let meta = ClipMeta {
@@ -190,9 +204,72 @@ fn id_ms(id: &str) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::config::StorageConfig;
+
     #[test]
     fn id_time_round_trips() {
         let ms = 1_795_000_123_456;
         assert_eq!(super::id_ms(&super::super::new_clip_id(ms)), ms);
+    }
+
+    /// A fragmented clip of `gops` GOPs of 10 synthetic AUs (lead-in 3 frames) and its writer.
+    fn fragmented(gops: usize) -> (mp4::FragmentedMp4, Vec<u8>) {
+        let sps_pps = [0, 0, 0, 1, 0x67, 0x4d, 0x40, 0x1e, 0x96, 0, 0, 0, 1, 0x68, 0xee, 0x3c, 0x80];
+        let key: Vec<u8> = [&sps_pps[..], &[0, 0, 0, 1, 0x65, 0x88, 0x84]].concat();
+        let delta = [0, 0, 0, 1, 0x41, 0x9a, 0x02];
+        let mut w = mp4::FragmentedMp4::new(&key, 320, 240, 3 * 3000).unwrap();
+        let mut file = w.init_segment();
+        for _ in 0..gops {
+            let gop: Vec<mp4::Sample> = (0..10)
+                .map(|i| mp4::Sample { data: if i == 0 { &key } else { &delta }, duration: 3000, keyframe: i == 0 })
+                .collect();
+            file.extend(w.fragment(&gop));
+        }
+        (w, file)
+    }
+
+    #[test]
+    fn parts_are_truncated_finalized_or_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::new(&StorageConfig { path: dir.path().join("data"), ..StorageConfig::default() });
+        let index = Index::open(&dir.path().join("index")).unwrap();
+        let ms = 1_795_000_000_000;
+        let (torn_id, flips_id) = (super::super::new_clip_id(ms), super::super::new_clip_id(ms + 1));
+        let path = |id: &str| storage.abs(&Storage::clip_rel_path("front", id, ms)).unwrap();
+        std::fs::create_dir_all(path(&torn_id).parent().unwrap()).unwrap();
+        // Crashed while writing fragment 3 of 3.
+        let (two, two_file) = fragmented(2);
+        let (_, three_file) = fragmented(3);
+        std::fs::write(path(&torn_id).with_extension("mp4.part"), &three_file[..three_file.len() - 5]).unwrap();
+        // Crashed during finalization, after the moov and one flip.
+        let (w, mut crashed) = fragmented(3);
+        let plan = w.finalize();
+        crashed.extend(&plan.moov);
+        crashed[plan.flips[0] as usize..plan.flips[0] as usize + 4].copy_from_slice(b"free");
+        std::fs::write(path(&flips_id).with_extension("mp4.part"), &crashed).unwrap();
+
+        let report = reconcile(&storage, &index);
+        assert_eq!(report.recovered.len(), 2, "{report:?}");
+        assert!(report.quarantined.is_empty(), "{report:?}");
+
+        let torn = std::fs::read(path(&torn_id)).unwrap();
+        let mut want = two_file.clone();
+        want.extend(&two.finalize().moov);
+        for at in two.finalize().flips {
+            want[at as usize..at as usize + 4].copy_from_slice(b"free");
+        }
+        assert!(torn == want, "recovered = truncated + finalized");
+        let meta = index.get(&torn_id).unwrap().unwrap();
+        assert_eq!((meta.frames, meta.partial, meta.size_bytes), (20, true, torn.len() as u64));
+        assert!((meta.duration_s - 17.0 / 30.0).abs() < 1e-3, "{}", meta.duration_s);
+
+        let done = std::fs::read(path(&flips_id)).unwrap();
+        let s = mp4::scan(&done).unwrap();
+        assert!(s.finalized && s.pending_flips.is_empty(), "{s:?}");
+        assert_eq!(done.len(), crashed.len());
+        let meta = index.get(&flips_id).unwrap().unwrap();
+        assert_eq!((meta.frames, meta.partial, meta.size_bytes), (30, false, done.len() as u64));
+        assert!(!path(&flips_id).with_extension("mp4.part").exists());
     }
 }

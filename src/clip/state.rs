@@ -305,7 +305,8 @@ mod tests {
         match out {
             Outcome::Opened { pre_actual, post, .. } => {
                 assert_eq!(pre_actual, s(12.0));
-                assert_eq!(post, s(300.0));
+                // Clamped to max_clip (300 s) measured from the clip's start at 0.
+                assert_eq!(post, s(288.0));
             }
             other => panic!("{other:?}"),
         }

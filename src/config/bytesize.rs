@@ -11,13 +11,9 @@ impl std::str::FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
+        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let num: f64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a size like \"16GiB\" or \"500MB\""))?;
+        let num: f64 = num.parse().map_err(|_| format!("{s:?} is not a size like \"16GiB\" or \"500MB\""))?;
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
             "K" | "KB" | "kB" => 1_000,
@@ -28,11 +24,7 @@ impl std::str::FromStr for ByteSize {
             "GiB" => 1 << 30,
             "T" | "TB" => 1_000_000_000_000,
             "TiB" => 1 << 40,
-            other => {
-                return Err(format!(
-                    "unknown unit {other:?} (use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)"
-                ))
-            }
+            other => return Err(format!("unknown unit {other:?} (use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)")),
         };
         let v = num * mult as f64;
         if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
@@ -44,12 +36,7 @@ impl std::str::FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [
-            ("TiB", 1 << 40),
-            ("GiB", 1 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-        ];
+        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
         for (name, size) in UNITS {
             if self.0 >= size && self.0 % size == 0 {
                 return write!(f, "{}{}", self.0 / size, name);
@@ -74,9 +61,7 @@ impl<'de> Deserialize<'de> for ByteSize {
                 f.write_str("a size such as \"16GiB\", \"500MB\" or a number of bytes")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom("must not be negative"))
+                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("must not be negative"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
                 Ok(ByteSize(v))

@@ -26,22 +26,10 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../board-configs/default.
 pub const BOARDS: &[(&str, &str)] = &[
     ("rpi4", include_str!("../../board-configs/rpi4.toml")),
     ("rpi5", include_str!("../../board-configs/rpi5.toml")),
-    (
-        "rpi-zero2w",
-        include_str!("../../board-configs/rpi-zero2w.toml"),
-    ),
-    (
-        "jetson-nano",
-        include_str!("../../board-configs/jetson-nano.toml"),
-    ),
-    (
-        "jetson-orin-nx",
-        include_str!("../../board-configs/jetson-orin-nx.toml"),
-    ),
-    (
-        "jetson-orin-nano",
-        include_str!("../../board-configs/jetson-orin-nano.toml"),
-    ),
+    ("rpi-zero2w", include_str!("../../board-configs/rpi-zero2w.toml")),
+    ("jetson-nano", include_str!("../../board-configs/jetson-nano.toml")),
+    ("jetson-orin-nx", include_str!("../../board-configs/jetson-orin-nx.toml")),
+    ("jetson-orin-nano", include_str!("../../board-configs/jetson-orin-nano.toml")),
     ("x86-dev", include_str!("../../board-configs/x86-dev.toml")),
 ];
 
@@ -181,9 +169,7 @@ fn default_listen() -> String {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            listen: default_listen(),
-        }
+        HttpConfig { listen: default_listen() }
     }
 }
 
@@ -191,6 +177,9 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
+    /// MQTT triggers and events on or off (off: HTTP triggers only).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// Broker URL (`mqtt://host:1883`, `mqtts://host:8883`). Unset: the embedded broker on
     /// `listen` (or, if that port is taken, the broker already there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,6 +205,9 @@ pub struct MqttConfig {
 fn default_base_topic() -> String {
     "hindsight".into()
 }
+fn default_true() -> bool {
+    true
+}
 fn default_mqtt_listen() -> String {
     "127.0.0.1:1883".into()
 }
@@ -223,6 +215,7 @@ fn default_mqtt_listen() -> String {
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
+            enabled: true,
             url: None,
             listen: default_mqtt_listen(),
             base_topic: default_base_topic(),
@@ -422,37 +415,25 @@ impl Config {
     /// Parse, merge the board's defaults, and validate `text` read from `file`.
     pub fn from_toml(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         let one = |key: &str, message: String| {
-            ConfigErrors(vec![ConfigError {
-                file: file.into(),
-                key: key.into(),
-                message,
-            }])
+            ConfigErrors(vec![ConfigError { file: file.into(), key: key.into(), message }])
         };
-        let mut value: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            one("", format!("not valid TOML: {}", e.to_string().trim()))
-        })?;
+        let mut value: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| one("", format!("not valid TOML: {}", e.to_string().trim())))?;
         if let Some(board) = value.get("board") {
-            let name = board
-                .as_str()
-                .ok_or_else(|| one("board", "must be a string naming a board".into()))?;
+            let name = board.as_str().ok_or_else(|| one("board", "must be a string naming a board".into()))?;
             let base = board_toml(name).ok_or_else(|| {
                 let known: Vec<&str> = BOARDS.iter().map(|(n, _)| *n).collect();
-                one(
-                    "board",
-                    format!("unknown board {name:?} (known: {})", known.join(", ")),
-                )
+                one("board", format!("unknown board {name:?} (known: {})", known.join(", ")))
             })?;
-            let base: toml::Table = base.parse().map_err(|e: toml::de::Error| {
-                one("board", format!("board config is broken: {e}"))
-            })?;
+            let base: toml::Table =
+                base.parse().map_err(|e: toml::de::Error| one("board", format!("board config is broken: {e}")))?;
             value = merge_board(base, value);
         }
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
-                let key = e.path().to_string();
-                let key = if key == "." { String::new() } else { key };
-                one(&key, e.into_inner().message().to_string())
-            })?;
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            one(&key, e.into_inner().message().to_string())
+        })?;
         let errors = validate(&config, file);
         if errors.is_empty() {
             Ok(config)
@@ -484,12 +465,8 @@ impl Config {
 /// win, and each user `[[camera]]` takes the board's first camera as its template (the `source`
 /// table is replaced whole, never mixed). Without user cameras the board's cameras are used.
 fn merge_board(mut base: toml::Table, user: toml::Table) -> toml::Table {
-    let template = base
-        .get("camera")
-        .and_then(|c| c.as_array())
-        .and_then(|a| a.first())
-        .and_then(|c| c.as_table())
-        .cloned();
+    let template =
+        base.get("camera").and_then(|c| c.as_array()).and_then(|a| a.first()).and_then(|c| c.as_table()).cloned();
     for (key, value) in user {
         match (key.as_str(), value) {
             ("camera", toml::Value::Array(cams)) => {

@@ -7,43 +7,27 @@ use std::net::SocketAddr;
 /// Whether `id` is a valid camera id: `[a-z0-9_-]{1,32}`.
 pub fn valid_camera_id(id: &str) -> bool {
     (1..=32).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// Whether `name` looks like a GStreamer element factory name.
 fn valid_element_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Every problem in `config`, each naming `file` and the key path. Empty means valid.
 pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     let mut errs = Vec::new();
     let mut err = |key: String, message: String| {
-        errs.push(ConfigError {
-            file: file.to_string(),
-            key,
-            message,
-        });
+        errs.push(ConfigError { file: file.to_string(), key, message });
     };
 
     if config.auto_encoders.is_empty() {
-        err(
-            "auto_encoders".into(),
-            "must list at least one encoder element".into(),
-        );
+        err("auto_encoders".into(), "must list at least one encoder element".into());
     }
     for (i, e) in config.auto_encoders.iter().enumerate() {
         if !valid_element_name(e) {
-            err(
-                format!("auto_encoders[{i}]"),
-                format!("{e:?} is not a GStreamer element name"),
-            );
+            err(format!("auto_encoders[{i}]"), format!("{e:?} is not a GStreamer element name"));
         }
     }
 
@@ -58,55 +42,28 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         err("storage.min_free_percent".into(), "must be 0..=90".into());
     }
     if s.retention_days > 36500 {
-        err(
-            "storage.retention_days".into(),
-            "must be 0..=36500 (0 keeps clips forever)".into(),
-        );
+        err("storage.retention_days".into(), "must be 0..=36500 (0 keeps clips forever)".into());
     }
 
     if config.http.listen.parse::<SocketAddr>().is_err() {
-        err(
-            "http.listen".into(),
-            format!(
-                "{:?} is not an address:port such as \"0.0.0.0:8443\"",
-                config.http.listen
-            ),
-        );
+        err("http.listen".into(), format!("{:?} is not an address:port such as \"0.0.0.0:8443\"", config.http.listen));
     }
 
     let m = &config.mqtt;
     if let Some(url) = &m.url {
-        let ok = ["mqtt://", "mqtts://", "tcp://", "ssl://"].iter().any(|p| {
-            url.strip_prefix(p)
-                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with(':'))
-        });
+        let ok = ["mqtt://", "mqtts://", "tcp://", "ssl://"]
+            .iter()
+            .any(|p| url.strip_prefix(p).is_some_and(|rest| !rest.is_empty() && !rest.starts_with(':')));
         if !ok {
-            err(
-                "mqtt.url".into(),
-                format!("{url:?} must look like mqtt://host:1883 or mqtts://host:8883"),
-            );
-        } else if let Some(port) = url
-            .split("://")
-            .nth(1)
-            .and_then(|r| r.rsplit_once(':'))
-            .map(|(_, p)| p)
-        {
+            err("mqtt.url".into(), format!("{url:?} must look like mqtt://host:1883 or mqtts://host:8883"));
+        } else if let Some(port) = url.split("://").nth(1).and_then(|r| r.rsplit_once(':')).map(|(_, p)| p) {
             if port.trim_end_matches('/').parse::<u16>().is_err() {
-                err(
-                    "mqtt.url".into(),
-                    format!("port {port:?} is not a number 1..=65535"),
-                );
+                err("mqtt.url".into(), format!("port {port:?} is not a number 1..=65535"));
             }
         }
     }
     if m.listen.parse::<SocketAddr>().is_err() {
-        err(
-            "mqtt.listen".into(),
-            format!(
-                "{:?} is not an address:port such as \"127.0.0.1:1883\"",
-                m.listen
-            ),
-        );
+        err("mqtt.listen".into(), format!("{:?} is not an address:port such as \"127.0.0.1:1883\"", m.listen));
     }
     if m.base_topic.is_empty()
         || m.base_topic.contains(['#', '+'])
@@ -119,44 +76,26 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         );
     }
     if m.ca_file.is_some() && !m.url.as_deref().is_some_and(|u| u.starts_with("mqtts://") || u.starts_with("ssl://")) {
-        err(
-            "mqtt.ca_file".into(),
-            "is only used with an mqtts:// url".into(),
-        );
+        err("mqtt.ca_file".into(), "is only used with an mqtts:// url".into());
     }
     if m.password.is_some() && m.username.is_none() {
-        err(
-            "mqtt.password".into(),
-            "is set but mqtt.username is not".into(),
-        );
+        err("mqtt.password".into(), "is set but mqtt.username is not".into());
     }
 
     if config.cameras.is_empty() {
-        err(
-            "camera".into(),
-            "at least one [[camera]] is required".into(),
-        );
+        err("camera".into(), "at least one [[camera]] is required".into());
     }
     let mut seen = HashSet::new();
     for (i, cam) in config.cameras.iter().enumerate() {
         let k = |rest: &str| format!("camera[{i}].{rest}");
         if !valid_camera_id(&cam.id) {
-            err(
-                k("id"),
-                format!("{:?} must match [a-z0-9_-]{{1,32}}", cam.id),
-            );
+            err(k("id"), format!("{:?} must match [a-z0-9_-]{{1,32}}", cam.id));
         } else if !seen.insert(cam.id.clone()) {
             err(k("id"), format!("{:?} is used by another camera", cam.id));
         }
         check_source(cam, &k, &mut err);
         if cam.encoder != "auto" && !valid_element_name(&cam.encoder) {
-            err(
-                k("encoder"),
-                format!(
-                    "{:?} must be \"auto\" or a GStreamer element name",
-                    cam.encoder
-                ),
-            );
+            err(k("encoder"), format!("{:?} must be \"auto\" or a GStreamer element name", cam.encoder));
         }
         if !(100..=100_000).contains(&cam.bitrate_kbps) {
             err(k("bitrate_kbps"), "must be 100..=100000".into());
@@ -173,13 +112,7 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         if !(1.0..=3600.0).contains(&cam.max_clip_s) {
             err(k("max_clip_s"), "must be 1..=3600".into());
         } else if cam.max_clip_s < cam.pre_s + cam.post_s {
-            err(
-                k("max_clip_s"),
-                format!(
-                    "must be at least pre_s + post_s ({})",
-                    cam.pre_s + cam.post_s
-                ),
-            );
+            err(k("max_clip_s"), format!("must be at least pre_s + post_s ({})", cam.pre_s + cam.post_s));
         }
         if let Some(b) = cam.preroll_max_bytes {
             if b.0 < (1 << 20) {
@@ -193,32 +126,21 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     errs
 }
 
-fn check_source(
-    cam: &CameraConfig,
-    k: &dyn Fn(&str) -> String,
-    err: &mut dyn FnMut(String, String),
-) {
+fn check_source(cam: &CameraConfig, k: &dyn Fn(&str) -> String, err: &mut dyn FnMut(String, String)) {
     let s = &cam.source;
     let not_for = |key: &str| format!("does not apply to kind = \"{}\" (remove `{key}`)", s.kind);
     match s.kind {
         SourceKind::V4l2 => {
             match &s.device {
-                None => err(
-                    k("source.device"),
-                    "is required for kind = \"v4l2\" (e.g. /dev/video0)".into(),
-                ),
-                Some(d) if !d.starts_with("/dev/") => err(
-                    k("source.device"),
-                    format!("{d:?} must be a path under /dev/"),
-                ),
+                None => err(k("source.device"), "is required for kind = \"v4l2\" (e.g. /dev/video0)".into()),
+                Some(d) if !d.starts_with("/dev/") => {
+                    err(k("source.device"), format!("{d:?} must be a path under /dev/"))
+                }
                 Some(_) => {}
             }
             if let Some(f) = &s.format {
                 if !["MJPG", "YUYV", "NV12", "auto"].contains(&f.as_str()) {
-                    err(
-                        k("source.format"),
-                        format!("{f:?} must be one of MJPG, YUYV, NV12, auto"),
-                    );
+                    err(k("source.format"), format!("{f:?} must be one of MJPG, YUYV, NV12, auto"));
                 }
             }
             if s.pipeline.is_some() {
@@ -235,21 +157,16 @@ fn check_source(
                 ),
                 Some(_) => {}
             }
-            for (key, set) in [
-                ("device", s.device.is_some()),
-                ("format", s.format.is_some()),
-            ] {
+            for (key, set) in [("device", s.device.is_some()), ("format", s.format.is_some())] {
                 if set {
                     err(k(&format!("source.{key}")), not_for(key));
                 }
             }
         }
         SourceKind::Test => {
-            for (key, set) in [
-                ("device", s.device.is_some()),
-                ("format", s.format.is_some()),
-                ("pipeline", s.pipeline.is_some()),
-            ] {
+            for (key, set) in
+                [("device", s.device.is_some()), ("format", s.format.is_some()), ("pipeline", s.pipeline.is_some())]
+            {
                 if set {
                     err(k(&format!("source.{key}")), not_for(key));
                 }
@@ -264,10 +181,9 @@ fn check_source(
             _ => {}
         }
         match s.height {
-            Some(h) if !(16..=4320).contains(&h) || h % 2 != 0 => err(
-                k("source.height"),
-                "must be an even number 16..=4320".into(),
-            ),
+            Some(h) if !(16..=4320).contains(&h) || h % 2 != 0 => {
+                err(k("source.height"), "must be an even number 16..=4320".into())
+            }
             _ => {}
         }
         match s.fps {
@@ -275,13 +191,12 @@ fn check_source(
             _ => {}
         }
     } else {
-        for (key, set) in [
-            ("width", s.width.is_some()),
-            ("height", s.height.is_some()),
-            ("fps", s.fps.is_some()),
-        ] {
+        for (key, set) in [("width", s.width.is_some()), ("height", s.height.is_some()), ("fps", s.fps.is_some())] {
             if set {
-                err(k(&format!("source.{key}")), "does not apply to kind = \"gstreamer\": put size and rate in the pipeline's caps".into());
+                err(
+                    k(&format!("source.{key}")),
+                    "does not apply to kind = \"gstreamer\": put size and rate in the pipeline's caps".into(),
+                );
             }
         }
     }

@@ -17,26 +17,18 @@ pub struct EncodeSettings {
 }
 
 /// Resolve `encoder` (`auto` or an element name) against what exists on this machine.
-pub fn resolve(
-    encoder: &str,
-    auto: &[String],
-    exists: impl Fn(&str) -> bool,
-) -> Result<String, String> {
+pub fn resolve(encoder: &str, auto: &[String], exists: impl Fn(&str) -> bool) -> Result<String, String> {
     if encoder != "auto" {
         return if exists(encoder) {
             Ok(encoder.to_string())
         } else {
-            Err(format!(
-                "encoder element {encoder} is not installed (see `hindsight probe`)"
-            ))
+            Err(format!("encoder element {encoder} is not installed (see `hindsight probe`)"))
         };
     }
-    auto.iter().find(|e| exists(e)).cloned().ok_or_else(|| {
-        format!(
-            "none of the auto_encoders [{}] is installed",
-            auto.join(", ")
-        )
-    })
+    auto.iter()
+        .find(|e| exists(e))
+        .cloned()
+        .ok_or_else(|| format!("none of the auto_encoders [{}] is installed", auto.join(", ")))
 }
 
 /// The part of the pipeline from raw video to H.264, for `element`.
@@ -75,17 +67,8 @@ pub fn encoder_chain(element: &str, s: &EncodeSettings) -> String {
 
 /// The whole encode pipeline for frames of `input` caps: appsrc → (decode JPEG) → convert →
 /// encoder → `h264parse` (SPS/PPS on every keyframe) → appsink.
-pub fn pipeline_description(
-    input_caps: &str,
-    pixel: PixelFormat,
-    element: &str,
-    s: &EncodeSettings,
-) -> String {
-    let decode = if pixel == PixelFormat::Mjpeg {
-        "jpegparse ! jpegdec ! "
-    } else {
-        ""
-    };
+pub fn pipeline_description(input_caps: &str, pixel: PixelFormat, element: &str, s: &EncodeSettings) -> String {
+    let decode = if pixel == PixelFormat::Mjpeg { "jpegparse ! jpegdec ! " } else { "" };
     format!(
         "appsrc name=src is-live=true format=time do-timestamp=false max-bytes=0 block=false caps=\"{input_caps}\" \
          ! {decode}videoconvert ! {} ! h264parse config-interval=-1 \
@@ -101,32 +84,18 @@ mod tests {
 
     #[test]
     fn auto_takes_first_existing() {
-        let auto = vec![
-            "v4l2h264enc".to_string(),
-            "x264enc".to_string(),
-            "openh264enc".to_string(),
-        ];
-        assert_eq!(
-            resolve("auto", &auto, |e| e != "v4l2h264enc").unwrap(),
-            "x264enc"
-        );
+        let auto = vec!["v4l2h264enc".to_string(), "x264enc".to_string(), "openh264enc".to_string()];
+        assert_eq!(resolve("auto", &auto, |e| e != "v4l2h264enc").unwrap(), "x264enc");
         assert_eq!(resolve("auto", &auto, |_| true).unwrap(), "v4l2h264enc");
-        assert!(resolve("auto", &auto, |_| false)
-            .unwrap_err()
-            .contains("none of"));
+        assert!(resolve("auto", &auto, |_| false).unwrap_err().contains("none of"));
         assert!(resolve("nvv4l2h264enc", &auto, |e| e == "x264enc").is_err());
     }
 
     #[test]
     fn chains_carry_settings() {
-        let s = EncodeSettings {
-            bitrate_kbps: 4000,
-            keyframe_frames: 30,
-        };
+        let s = EncodeSettings { bitrate_kbps: 4000, keyframe_frames: 30 };
         let x = encoder_chain("x264enc", &s);
-        assert!(
-            x.contains("bitrate=4000") && x.contains("key-int-max=30") && x.contains("format=I420")
-        );
+        assert!(x.contains("bitrate=4000") && x.contains("key-int-max=30") && x.contains("format=I420"));
         let v = encoder_chain("v4l2h264enc", &s);
         assert!(v.contains("video_bitrate=4000000") && v.contains("h264_i_frame_period=30"));
         let p = pipeline_description("image/jpeg", PixelFormat::Mjpeg, "x264enc", &s);

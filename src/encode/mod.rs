@@ -92,21 +92,12 @@ impl Encoder {
         status: Arc<CameraStatus>,
         stop: StopToken,
     ) -> Self {
-        Encoder {
-            cfg,
-            ring,
-            preroll,
-            status,
-            stop,
-            base: None,
-        }
+        Encoder { cfg, ring, preroll, status, stop, base: None }
     }
 
     /// Run on a thread named `encode-{id}`.
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
-        std::thread::Builder::new()
-            .name(format!("encode-{}", self.cfg.id))
-            .spawn(move || self.run())
+        std::thread::Builder::new().name(format!("encode-{}", self.cfg.id)).spawn(move || self.run())
     }
 
     /// Pull frames until the ring is closed, rebuilding the pipeline with back-off on failure.
@@ -127,10 +118,7 @@ impl Encoder {
                 Pop::Frame(f) => f,
             };
             if active.as_ref().is_some_and(|a| a.format != frame.format) {
-                log::info!(
-                    "camera {}: input format changed, rebuilding encoder",
-                    self.cfg.id
-                );
+                log::info!("camera {}: input format changed, rebuilding encoder", self.cfg.id);
                 if let Some(a) = active.take() {
                     a.finish();
                 }
@@ -182,12 +170,8 @@ impl Encoder {
 
     fn build(&self, format: VideoFormat, base: Duration) -> Result<Active, EncodeError> {
         pipeline::init()?;
-        let element = chain::resolve(
-            &self.cfg.encoder,
-            &self.cfg.auto_encoders,
-            pipeline::element_exists,
-        )
-        .map_err(EncodeError::NoEncoder)?;
+        let element = chain::resolve(&self.cfg.encoder, &self.cfg.auto_encoders, pipeline::element_exists)
+            .map_err(EncodeError::NoEncoder)?;
         let fps = format.fps.max(1);
         let settings = chain::EncodeSettings {
             bitrate_kbps: self.cfg.bitrate_kbps,
@@ -207,20 +191,10 @@ impl Encoder {
             frame_duration,
             base,
         };
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| out.on_sample(sink))
-                .build(),
-        );
+        sink.set_callbacks(gst_app::AppSinkCallbacks::builder().new_sample(move |sink| out.on_sample(sink)).build());
         pipeline.play()?;
         self.status.set_encoder(&element);
-        Ok(Active {
-            pipeline,
-            src,
-            format,
-            frame_duration,
-            pending,
-        })
+        Ok(Active { pipeline, src, format, frame_duration, pending })
     }
 }
 
@@ -245,14 +219,9 @@ impl Output {
             return Ok(gst::FlowSuccess::Ok);
         };
         let rt_ns = rt.nseconds();
-        let dts_ns = pipeline::running_time(segment, buffer.dts())
-            .map(|d| d.nseconds())
-            .unwrap_or(rt_ns);
+        let dts_ns = pipeline::running_time(segment, buffer.dts()).map(|d| d.nseconds()).unwrap_or(rt_ns);
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        let duration = buffer
-            .duration()
-            .map(|d| Duration::from_nanos(d.nseconds()))
-            .unwrap_or(self.frame_duration);
+        let duration = buffer.duration().map(|d| Duration::from_nanos(d.nseconds())).unwrap_or(self.frame_duration);
         let seq = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             while p.front().is_some_and(|&(pts, _)| pts < rt_ns) {
@@ -299,26 +268,19 @@ impl Active {
         let mut buffer = gst::Buffer::from_slice(frame.data);
         if let Some(b) = buffer.get_mut() {
             b.set_pts(gst::ClockTime::from_nseconds(pts));
-            b.set_duration(gst::ClockTime::from_nseconds(
-                self.frame_duration.as_nanos() as u64,
-            ));
+            b.set_duration(gst::ClockTime::from_nseconds(self.frame_duration.as_nanos() as u64));
         }
         self.src.push_buffer(buffer).map(|_| ()).map_err(|flow| {
             match self.pipeline.error_within(Duration::from_millis(100)) {
                 Some(e) => EncodeError::Gst(e),
-                None => EncodeError::Push {
-                    seq: frame.seq,
-                    flow,
-                },
+                None => EncodeError::Push { seq: frame.seq, flow },
             }
         })
     }
 
     /// Ask for an IDR (with SPS/PPS) on the next frame; serialized with the buffers.
     fn force_keyframe(&self) {
-        let ev = gst_video::DownstreamForceKeyUnitEvent::builder()
-            .all_headers(true)
-            .build();
+        let ev = gst_video::DownstreamForceKeyUnitEvent::builder().all_headers(true).build();
         self.src.send_event(ev);
     }
 

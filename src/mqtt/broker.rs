@@ -7,14 +7,16 @@
 //! Must never: panic the daemon (rumqttd panics on thread-spawn failure only), touch topics or
 //! payloads (that is the client's job in [`super`]), or keep the port bound after `stop`.
 //!
-//! Limits of rumqttd 0.20 accepted here: its router thread (`router-0`) cannot be stopped and
-//! stays idle, blocked on its channel, until the process exits; a port grabbed by another
-//! process between the probe in [`start`] and rumqttd's own bind is only logged (the client then
-//! talks to whatever holds the port).
+//! [`start`] returns once rumqttd listens (or failed to bind), so the first client connection
+//! never races it.
+//!
+//! Limit of rumqttd 0.20 accepted here: its router thread (`router-0`) cannot be stopped and
+//! stays idle, blocked on its channel, until the process exits.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 
+use crate::camera::status::error_chain;
 use rumqttd::protocol::v4::V4;
 use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings};
 
@@ -35,7 +37,8 @@ pub struct EmbeddedBroker {
 
 /// Start the broker on `listen`, or report that the port is taken. Port 0 picks a free port.
 pub fn start(listen: SocketAddr) -> io::Result<Start> {
-    // Probe: rumqttd binds inside its own task and only logs a failure, so find out here.
+    // Probe: finds a taken port without starting anything, and turns `:0` into a concrete port
+    // (rumqttd binds by itself and cannot tell which port it got).
     let addr = match TcpListener::bind(listen) {
         Ok(l) => l.local_addr()?,
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Ok(Start::PortTaken),
@@ -66,36 +69,71 @@ pub fn start(listen: SocketAddr) -> io::Result<Start> {
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
     };
+    // rumqttd logs through `tracing`: route it to `log` without its per-packet ERROR spans.
+    super::trace_bridge::install();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let thread = std::thread::Builder::new()
-        .name("mqtt-broker".into())
-        .spawn(move || {
-            let router_tx = Router::new(0, router).spawn();
-            let mut server = Server::new(settings, router_tx, V4);
-            runtime.block_on(async move {
-                tokio::select! {
-                    r = server.start(LinkType::Remote) => match r {
-                        Ok(()) => log::error!("embedded MQTT broker on {addr} stopped by itself"),
-                        Err(e) => log::error!(
-                            "embedded MQTT broker on {addr} failed: {}",
-                            crate::camera::status::error_chain(&e)
-                        ),
-                    },
-                    _ = stop_rx => {}
-                }
-            });
-            // Dropping the runtime here cancels every client connection task.
-            drop(runtime);
-        })?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), io::Error>>();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let thread = std::thread::Builder::new().name("mqtt-broker".into()).spawn(move || {
+        let router_tx = Router::new(0, router).spawn();
+        let mut server = Server::new(settings, router_tx, V4);
+        let mut serve = std::pin::pin!(server.start(LinkType::Remote));
+        // The first poll binds the listener (a SocketAddr needs no lookup), then waits in
+        // accept: report that, or the bind error, before serving.
+        let first = runtime.block_on(async {
+            tokio::select! {
+                biased;
+                r = &mut serve => Some(r),
+                _ = std::future::ready(()) => None,
+            }
+        });
+        match first {
+            None => {
+                let _ = ready_tx.send(Ok(()));
+            }
+            Some(r) => {
+                let e = match r {
+                    Ok(()) => io::Error::other("rumqttd stopped at once"),
+                    Err(e) => std::error::Error::source(&e)
+                        .and_then(|s| s.downcast_ref::<io::Error>())
+                        .map(|io| io::Error::new(io.kind(), io.to_string()))
+                        .unwrap_or_else(|| io::Error::other(error_chain(&e))),
+                };
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        }
+        runtime.block_on(async {
+            tokio::select! {
+                r = serve => match r {
+                    Ok(()) => log::error!("embedded MQTT broker on {addr} stopped by itself"),
+                    Err(e) => log::error!("embedded MQTT broker on {addr} failed: {}", error_chain(&e)),
+                },
+                _ = stop_rx => {}
+            }
+        });
+        // Dropping the runtime here cancels every client connection task.
+        drop(runtime);
+    })?;
+    // Wait (briefly: a thread start and a bind) until rumqttd listens, so the first client
+    // connection does not race it.
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.kind() == io::ErrorKind::AddrInUse => {
+            let _ = thread.join();
+            return Ok(Start::PortTaken); // taken between our probe and rumqttd's bind
+        }
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            return Err(e);
+        }
+        Err(_) => {
+            let _ = thread.join();
+            return Err(io::Error::other("embedded MQTT broker thread died while starting"));
+        }
+    }
     log::info!("embedded MQTT broker listening on {addr}");
-    Ok(Start::Started(EmbeddedBroker {
-        addr,
-        stop_tx: Some(stop_tx),
-        thread: Some(thread),
-    }))
+    Ok(Start::Started(EmbeddedBroker { addr, stop_tx: Some(stop_tx), thread: Some(thread) }))
 }
 
 impl EmbeddedBroker {
@@ -132,12 +170,8 @@ impl Drop for EmbeddedBroker {
 /// wildcard (`0.0.0.0`, `::`) listener, else `addr` itself.
 pub fn local_client_addr(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
-        }
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port()),
         _ => addr,
     }
 }

@@ -20,6 +20,7 @@
 pub mod broker;
 mod session;
 pub mod topics;
+mod trace_bridge;
 
 use crate::camera::status::error_chain;
 use crate::config::MqttConfig;
@@ -80,9 +81,7 @@ struct BrokerUrl {
 
 /// Parse `mqtt://host[:port]`, `mqtts://host[:port]` (also `tcp://`, `ssl://`; IPv6 in brackets).
 fn parse_url(url: &str) -> Result<BrokerUrl, String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or("must look like mqtt://host:1883 or mqtts://host:8883")?;
+    let (scheme, rest) = url.split_once("://").ok_or("must look like mqtt://host:1883 or mqtts://host:8883")?;
     let tls = match scheme {
         "mqtt" | "tcp" => false,
         "mqtts" | "ssl" => true,
@@ -172,7 +171,8 @@ pub struct Mqtt {
 
 impl Mqtt {
     /// Decide where to connect and, without `mqtt.url`, start the embedded broker (or find the
-    /// port taken and plan to use the broker there). Does not connect yet.
+    /// port taken and plan to use the broker there). Does not connect yet. Blocks only for the
+    /// embedded broker's thread start and bind (well under a millisecond).
     pub fn new(cfg: &MqttConfig, target: Arc<dyn TriggerTarget>) -> Result<Self, MqttError> {
         let topics = Topics::new(&cfg.base_topic);
         let (host, port, transport, url, embedded) = match &cfg.url {
@@ -186,8 +186,7 @@ impl Mqtt {
                 (b.host, b.port, transport, url, None)
             }
             None => {
-                let listen: SocketAddr =
-                    cfg.listen.parse().map_err(|_| MqttError::BadListen(cfg.listen.clone()))?;
+                let listen: SocketAddr = cfg.listen.parse().map_err(|_| MqttError::BadListen(cfg.listen.clone()))?;
                 let started = broker::start(listen).map_err(|source| MqttError::Broker { addr: listen, source })?;
                 let (addr, embedded) = match started {
                     broker::Start::Started(b) => (broker::local_client_addr(b.addr()), Some(b)),
@@ -229,7 +228,11 @@ impl Mqtt {
     /// Run until `stop`; then publish `offline` (retained), disconnect, stop the embedded broker.
     pub async fn run(self, stop: StopToken) {
         let Mqtt { target, topics, options, url, broker } = self;
-        log::info!("MQTT: connecting to {url} as {:?}, topics under {}/", options.client_id(), topics.status().trim_end_matches("/status"));
+        log::info!(
+            "MQTT: connecting to {url} as {:?}, topics under {}/",
+            options.client_id(),
+            topics.status().trim_end_matches("/status")
+        );
         let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let (link_tx, link_rx) = watch::channel(Link::default());
         let (in_tx, in_rx) = mpsc::channel(INCOMING_CAPACITY);
@@ -352,7 +355,17 @@ mod tests {
         assert_eq!(ok("mqtts://broker.lan"), BrokerUrl { tls: true, host: "broker.lan".into(), port: 8883 });
         assert_eq!(ok("tcp://10.0.0.2/"), BrokerUrl { tls: false, host: "10.0.0.2".into(), port: 1883 });
         assert_eq!(ok("ssl://[::1]:8884"), BrokerUrl { tls: true, host: "[::1]".into(), port: 8884 });
-        for bad in ["http://x", "mqtt://", "mqtt://:1883", "mqtt://h:0", "mqtt://h:x", "mqtt://u:p@h", "mqtt://h/x", "[::1", "mqtt://[::1"] {
+        for bad in [
+            "http://x",
+            "mqtt://",
+            "mqtt://:1883",
+            "mqtt://h:0",
+            "mqtt://h:x",
+            "mqtt://u:p@h",
+            "mqtt://h/x",
+            "[::1",
+            "mqtt://[::1",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }

@@ -50,15 +50,7 @@ pub(super) struct Session {
 impl Session {
     pub(super) fn new(target: Arc<dyn TriggerTarget>, topics: Topics, client: AsyncClient) -> Self {
         let events = Some(target.subscribe_events());
-        Session {
-            target,
-            topics,
-            client,
-            events,
-            states: HashMap::new(),
-            recording: HashMap::new(),
-            up: false,
-        }
+        Session { target, topics, client, events, states: HashMap::new(), recording: HashMap::new(), up: false }
     }
 
     /// Serve until `stop`, then queue `offline` and DISCONNECT and tell the network loop to drain.
@@ -135,9 +127,7 @@ impl Session {
             return;
         }
         let (target, topics) = (self.target.clone(), self.topics.clone());
-        let job = tokio::task::spawn_blocking(move || {
-            topics::answer_trigger(&*target, &topics, &which, &msg.payload)
-        });
+        let job = tokio::task::spawn_blocking(move || topics::answer_trigger(&*target, &topics, &which, &msg.payload));
         let results = tokio::select! {
             r = job => match r {
                 Ok(results) => results,
@@ -190,11 +180,8 @@ impl Session {
         for camera in self.target.camera_ids() {
             let Some(state) = self.target.camera_state(&camera) else { continue };
             let sig = topics::significant(&state);
-            let due = force
-                || self
-                    .states
-                    .get(&camera)
-                    .is_none_or(|(last, at)| *last != sig || at.elapsed() >= STATE_EVERY);
+            let due =
+                force || self.states.get(&camera).is_none_or(|(last, at)| *last != sig || at.elapsed() >= STATE_EVERY);
             if !due {
                 continue;
             }
@@ -234,9 +221,7 @@ impl Session {
 }
 
 /// The next clip event; never resolves once the channel has closed.
-async fn next_event(
-    rx: &mut Option<broadcast::Receiver<ClipEvent>>,
-) -> Result<ClipEvent, broadcast::error::RecvError> {
+async fn next_event(rx: &mut Option<broadcast::Receiver<ClipEvent>>) -> Result<ClipEvent, broadcast::error::RecvError> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

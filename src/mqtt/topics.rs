@@ -43,10 +43,7 @@ impl Topics {
 
     /// The filters to subscribe: `{base}/+/trigger` and `{base}/trigger`.
     pub fn trigger_filters(&self) -> [String; 2] {
-        [
-            format!("{}/+/trigger", self.base),
-            format!("{}/trigger", self.base),
-        ]
+        [format!("{}/+/trigger", self.base), format!("{}/trigger", self.base)]
     }
 
     /// Which cameras `topic` addresses, or `None` if it is not a trigger topic of ours.
@@ -99,9 +96,7 @@ pub fn clip_json(meta: &ClipMeta, url: &str) -> Vec<u8> {
 /// `clip` payload of a clip that could not be saved: `{"camera","clip_id","error"}`. Consumers
 /// tell it from a saved clip by the `error` key (a saved clip never has one).
 pub fn clip_failed_json(camera: &str, clip_id: &str, error: &str) -> Vec<u8> {
-    json!({ "camera": camera, "clip_id": clip_id, "error": error })
-        .to_string()
-        .into_bytes()
+    json!({ "camera": camera, "clip_id": clip_id, "error": error }).to_string().into_bytes()
 }
 
 /// The part of a `state` payload whose change warrants an immediate publish: everything but
@@ -111,12 +106,9 @@ pub fn significant(v: &Value) -> Value {
     match v {
         Value::Number(_) => Value::Null,
         Value::Array(a) => Value::Array(a.iter().map(significant).collect()),
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(_, v)| !v.is_number())
-                .map(|(k, v)| (k.clone(), significant(v)))
-                .collect(),
-        ),
+        Value::Object(m) => {
+            Value::Object(m.iter().filter(|(_, v)| !v.is_number()).map(|(k, v)| (k.clone(), significant(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -240,7 +232,14 @@ mod tests {
         let t = Topics::new("home/hs");
         assert_eq!(t.parse_trigger("home/hs/trigger"), Some(TriggerTopic::All));
         assert_eq!(t.parse_trigger("home/hs/cam0/trigger"), Some(TriggerTopic::Camera("cam0".into())));
-        for bad in ["home/hs/cam0/trigger/result", "home/hs//trigger", "home/hsx/trigger", "home/hs", "", "home/hs/a/b/trigger"] {
+        for bad in [
+            "home/hs/cam0/trigger/result",
+            "home/hs//trigger",
+            "home/hsx/trigger",
+            "home/hs",
+            "",
+            "home/hs/a/b/trigger",
+        ] {
             assert_eq!(t.parse_trigger(bad), None, "{bad}");
         }
         assert_eq!(t.trigger_filters(), ["home/hs/+/trigger".to_string(), "home/hs/trigger".to_string()]);

@@ -47,13 +47,8 @@ fn json(status: StatusCode, v: &impl serde::Serialize) -> warp::reply::Response 
 
 async fn trigger(s: Arc<AppState>, id: String, body: Bytes) -> Result<warp::reply::Response, Rejection> {
     let rec = s.recorder(&id)?;
-    let req: TriggerRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        TriggerRequest::default()
-    } else {
-        let req = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("bad trigger JSON: {e}")))?;
-        trigger::check(&req).map_err(ApiError::from)?;
-        req
-    };
+    // Same payloads as MQTT: empty, `ON`, or JSON.
+    let req: TriggerRequest = trigger::parse_payload(&body).map_err(ApiError::from)?;
     let acc = blocking(move || rec.trigger(&req).map_err(ApiError::from)).await?;
     Ok(json(StatusCode::ACCEPTED, &acc))
 }
@@ -91,7 +86,11 @@ fn parse_range(h: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ApiErro
         (size.saturating_sub(n), size - 1)
     } else {
         let start: u64 = a.parse().map_err(|_| unsat())?;
-        let end = if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| unsat())?.min(size.saturating_sub(1)) };
+        let end = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse::<u64>().map_err(|_| unsat())?.min(size.saturating_sub(1))
+        };
         if start >= size || end < start {
             return Err(unsat());
         }
@@ -100,7 +99,11 @@ fn parse_range(h: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ApiErro
     Ok(Some(range))
 }
 
-async fn file_reply(path: std::path::PathBuf, mime: &'static str, range: Option<String>) -> Result<warp::reply::Response, Rejection> {
+async fn file_reply(
+    path: std::path::PathBuf,
+    mime: &'static str,
+    range: Option<String>,
+) -> Result<warp::reply::Response, Rejection> {
     let mut f = tokio::fs::File::open(&path).await.map_err(|_| ApiError::NotFound("file missing".into()))?;
     let size = f.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?.len();
     let r = parse_range(range.as_deref(), size)?;
@@ -119,12 +122,26 @@ async fn file_reply(path: std::path::PathBuf, mime: &'static str, range: Option<
     if status == StatusCode::PARTIAL_CONTENT {
         resp = resp.header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", start, start + len - 1, size));
     }
-    resp.body(warp::hyper::Body::wrap_stream(stream)).map_err(|e| warp::reject::custom(ApiError::Internal(e.to_string())))
+    resp.body(warp::hyper::Body::wrap_stream(stream))
+        .map_err(|e| warp::reject::custom(ApiError::Internal(e.to_string())))
 }
 
 /// Clip, trigger, recording and storage routes.
-pub fn routes(st: impl Filter<Extract = (Arc<AppState>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
-    let body = warp::body::content_length_limit(16 * 1024).and(warp::body::bytes());
+pub fn routes(
+    st: impl Filter<Extract = (Arc<AppState>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+    // A trigger body is small JSON; bodies without Content-Length (empty POSTs) are fine.
+    let body = warp::header::optional::<u64>("content-length")
+        .and_then(|len: Option<u64>| async move {
+            match len {
+                Some(n) if n > 16 * 1024 => {
+                    Err(warp::reject::custom(ApiError::BadRequest("trigger body larger than 16 KiB".into())))
+                }
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+        .and(warp::body::bytes());
     let trig = warp::path!("api" / "cameras" / String / "trigger")
         .and(warp::post())
         .and(st.clone())
@@ -143,14 +160,16 @@ pub fn routes(st: impl Filter<Extract = (Arc<AppState>,), Error = std::convert::
             let page = blocking(move || s.index()?.list(&q).map_err(ApiError::from)).await?;
             Ok::<_, Rejection>(json(StatusCode::OK, &page))
         });
-    let meta = warp::path!("api" / "clips" / String)
-        .and(warp::get())
-        .and(st.clone())
-        .and_then(|id: String, s: Arc<AppState>| async move {
+    let meta = warp::path!("api" / "clips" / String).and(warp::get()).and(st.clone()).and_then(
+        |id: String, s: Arc<AppState>| async move {
             clip_id(&id)?;
-            let m = blocking(move || s.index()?.get(&id).map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))).await?;
+            let m = blocking(move || {
+                s.index()?.get(&id).map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))
+            })
+            .await?;
             Ok::<_, Rejection>(json(StatusCode::OK, &m))
-        });
+        },
+    );
     let video = warp::path!("api" / "clips" / String / String)
         .and(warp::get())
         .and(st.clone())
@@ -164,54 +183,71 @@ pub fn routes(st: impl Filter<Extract = (Arc<AppState>,), Error = std::convert::
             };
             let s2 = s.clone();
             let id2 = id.clone();
-            let m = blocking(move || s2.index()?.get(&id2).map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound(format!("no clip {id2}")))).await?;
-            let mut path = s.store.storage.abs(&m.path).ok_or_else(|| ApiError::Internal("clip path outside storage".into()))?;
+            let m = blocking(move || {
+                s2.index()?
+                    .get(&id2)
+                    .map_err(ApiError::from)?
+                    .ok_or_else(|| ApiError::NotFound(format!("no clip {id2}")))
+            })
+            .await?;
+            let mut path =
+                s.store.storage.abs(&m.path).ok_or_else(|| ApiError::Internal("clip path outside storage".into()))?;
             if mime == "image/jpeg" {
                 path = path.with_extension("jpg");
             }
             file_reply(path, mime, range).await
         });
-    let delete = warp::path!("api" / "clips" / String)
-        .and(warp::delete())
-        .and(st.clone())
-        .and_then(|id: String, s: Arc<AppState>| async move {
+    let delete = warp::path!("api" / "clips" / String).and(warp::delete()).and(st.clone()).and_then(
+        |id: String, s: Arc<AppState>| async move {
             clip_id(&id)?;
-            let m = blocking(move || s.store.storage.delete_clip(&s.index()?, &id).map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))).await?;
+            let m = blocking(move || {
+                s.store
+                    .storage
+                    .delete_clip(&s.index()?, &id)
+                    .map_err(ApiError::from)?
+                    .ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))
+            })
+            .await?;
             Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({"deleted": m.id})))
-        });
-    let pin = warp::path!("api" / "clips" / String / String)
-        .and(warp::post())
-        .and(st.clone())
-        .and_then(|id: String, verb: String, s: Arc<AppState>| async move {
+        },
+    );
+    let pin = warp::path!("api" / "clips" / String / String).and(warp::post()).and(st.clone()).and_then(
+        |id: String, verb: String, s: Arc<AppState>| async move {
             clip_id(&id)?;
             let pinned = match verb.as_str() {
                 "pin" => true,
                 "unpin" => false,
                 _ => return Err(warp::reject::not_found()),
             };
-            let m = blocking(move || s.index()?.set_pinned(&id, pinned).map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))).await?;
+            let m = blocking(move || {
+                s.index()?
+                    .set_pinned(&id, pinned)
+                    .map_err(ApiError::from)?
+                    .ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))
+            })
+            .await?;
             Ok(json(StatusCode::OK, &m))
-        });
-    let usage = warp::path!("api" / "storage")
-        .and(warp::get())
-        .and(st.clone())
-        .and_then(|s: Arc<AppState>| async move {
+        },
+    );
+    let usage =
+        warp::path!("api" / "storage").and(warp::get()).and(st.clone()).and_then(|s: Arc<AppState>| async move {
             let u = blocking(move || s.store.storage.usage(&s.index()?).map_err(ApiError::from)).await?;
             Ok::<_, Rejection>(json(StatusCode::OK, &u))
         });
-    let preview = warp::path!("api" / "storage" / "cleanup" / "preview")
-        .and(warp::get())
-        .and(st.clone())
-        .and_then(|s: Arc<AppState>| async move {
-            let p = blocking(move || s.store.storage.cleanup_plan(&s.index()?, 0, crate::clip::now_ms()).map_err(ApiError::from)).await?;
+    let preview = warp::path!("api" / "storage" / "cleanup" / "preview").and(warp::get()).and(st.clone()).and_then(
+        |s: Arc<AppState>| async move {
+            let p = blocking(move || {
+                s.store.storage.cleanup_plan(&s.index()?, 0, crate::clip::now_ms()).map_err(ApiError::from)
+            })
+            .await?;
             Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({"would_delete": p})))
-        });
-    let cleanup = warp::path!("api" / "storage" / "cleanup")
-        .and(warp::post())
-        .and(st)
-        .and_then(|s: Arc<AppState>| async move {
+        },
+    );
+    let cleanup =
+        warp::path!("api" / "storage" / "cleanup").and(warp::post()).and(st).and_then(|s: Arc<AppState>| async move {
             let r = blocking(move || {
-                let plan = s.store.storage.cleanup_plan(&s.index()?, 0, crate::clip::now_ms()).map_err(ApiError::from)?;
+                let plan =
+                    s.store.storage.cleanup_plan(&s.index()?, 0, crate::clip::now_ms()).map_err(ApiError::from)?;
                 s.store.storage.apply_cleanup(&s.index()?, &plan).map_err(ApiError::from)
             })
             .await?;
@@ -250,9 +286,13 @@ fn serde_urlencoded_query(raw: &str) -> Result<ClipQuery, Rejection> {
             "until" => q.until = Some(v),
             "label" => q.label = Some(v),
             "q" => q.q = Some(v),
-            "limit" => q.limit = Some(v.parse().map_err(|_| ApiError::BadRequest(format!("limit: {v:?} is not a number")))?),
+            "limit" => {
+                q.limit = Some(v.parse().map_err(|_| ApiError::BadRequest(format!("limit: {v:?} is not a number")))?)
+            }
             "cursor" => q.cursor = Some(v),
-            other => return Err(warp::reject::custom(ApiError::BadRequest(format!("unknown query parameter {other:?}")))),
+            other => {
+                return Err(warp::reject::custom(ApiError::BadRequest(format!("unknown query parameter {other:?}"))))
+            }
         }
     }
     Ok(q)

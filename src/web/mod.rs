@@ -120,8 +120,7 @@ struct ErrorBody {
 }
 
 fn json_error(status: StatusCode, msg: impl Into<String>) -> warp::reply::Response {
-    warp::reply::with_status(warp::reply::json(&ErrorBody { error: msg.into() }), status)
-        .into_response()
+    warp::reply::with_status(warp::reply::json(&ErrorBody { error: msg.into() }), status).into_response()
 }
 
 /// Every rejection becomes a JSON error.
@@ -142,10 +141,7 @@ async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
     } else if r.is_not_found() {
         json_error(StatusCode::NOT_FOUND, "no such route")
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
-        json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed on this route",
-        )
+        json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
     } else if let Some(e) = r.find::<warp::filters::body::BodyDeserializeError>() {
         json_error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}"))
     } else {
@@ -192,11 +188,7 @@ fn storage_health(path: &std::path::Path) -> StorageHealth {
                 ok: true,
                 free_bytes: free,
                 total_bytes: total,
-                free_percent: if total > 0 {
-                    (free as f64 * 1000.0 / total as f64).round() / 10.0
-                } else {
-                    0.0
-                },
+                free_percent: if total > 0 { (free as f64 * 1000.0 / total as f64).round() / 10.0 } else { 0.0 },
             }
         }
         Err(_) => StorageHealth {
@@ -228,11 +220,7 @@ fn health(state: &AppState) -> Health {
         );
     }
     let storage = storage_health(&state.storage_path);
-    Health {
-        status: if ok && storage.ok { "ok" } else { "degraded" },
-        cameras,
-        storage,
-    }
+    Health { status: if ok && storage.ok { "ok" } else { "degraded" }, cameras, storage }
 }
 
 /// Camera control verbs.
@@ -243,11 +231,7 @@ enum Control {
     Restart,
 }
 
-async fn control(
-    state: Arc<AppState>,
-    id: String,
-    verb: Control,
-) -> Result<warp::reply::Response, Rejection> {
+async fn control(state: Arc<AppState>, id: String, verb: Control) -> Result<warp::reply::Response, Rejection> {
     let cam = state.camera(&id)?;
     let cam2 = cam.clone();
     let res = tokio::task::spawn_blocking(move || match verb {
@@ -265,9 +249,7 @@ async fn control(
 }
 
 /// All routes, with JSON errors.
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
     let st = warp::any().map(move || state.clone());
 
     let health = warp::path!("api" / "health")
@@ -275,26 +257,20 @@ pub fn routes(
         .and(st.clone())
         .map(|s: Arc<AppState>| warp::reply::json(&health(&s)).into_response());
 
-    let list = warp::path!("api" / "cameras")
-        .and(warp::get())
-        .and(st.clone())
-        .map(|s: Arc<AppState>| {
-            let v: Vec<_> = s.cameras.iter().map(|c| c.info()).collect();
-            warp::reply::json(&v).into_response()
-        });
+    let list = warp::path!("api" / "cameras").and(warp::get()).and(st.clone()).map(|s: Arc<AppState>| {
+        let v: Vec<_> = s.cameras.iter().map(|c| c.info()).collect();
+        warp::reply::json(&v).into_response()
+    });
 
-    let one = warp::path!("api" / "cameras" / String)
-        .and(warp::get())
-        .and(st.clone())
-        .and_then(|id: String, s: Arc<AppState>| async move {
+    let one = warp::path!("api" / "cameras" / String).and(warp::get()).and(st.clone()).and_then(
+        |id: String, s: Arc<AppState>| async move {
             let cam = s.camera(&id)?;
             Ok::<_, Rejection>(warp::reply::json(&cam.info()).into_response())
-        });
+        },
+    );
 
-    let ctl = warp::path!("api" / "cameras" / String / String)
-        .and(warp::post())
-        .and(st.clone())
-        .and_then(|id: String, verb: String, s: Arc<AppState>| async move {
+    let ctl = warp::path!("api" / "cameras" / String / String).and(warp::post()).and(st.clone()).and_then(
+        |id: String, verb: String, s: Arc<AppState>| async move {
             let verb = match verb.as_str() {
                 "start" => Control::Start,
                 "stop" => Control::Stop,
@@ -302,20 +278,11 @@ pub fn routes(
                 _ => return Err(warp::reject::not_found()),
             };
             control(s, id, verb).await
-        });
+        },
+    );
 
     let clip_routes = clips::routes(st.clone());
-    health
-        .or(list)
-        .unify()
-        .or(one)
-        .unify()
-        .or(clip_routes)
-        .unify()
-        .or(ctl)
-        .unify()
-        .recover(recover)
-        .unify()
+    health.or(list).unify().or(one).unify().or(clip_routes).unify().or(ctl).unify().recover(recover).unify()
 }
 
 /// Bind `addr` and serve until `shutdown` resolves; returns the bound address at once.

@@ -14,6 +14,8 @@ use std::time::Duration;
 pub fn config(dir: &std::path::Path, cameras: Vec<CameraConfig>) -> Config {
     let mut c = Config::builtin_default();
     c.http.listen = "127.0.0.1:0".into();
+    // In-process tests run in parallel: no shared embedded broker on 1883.
+    c.mqtt.enabled = false;
     c.storage.path = dir.join("storage");
     c.cameras = cameras;
     let errs = hindsight::config::validate(&c, "<test>");
@@ -63,19 +65,14 @@ fn env_logger_init() -> Result<(), ()> {
 pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// GET `path` and parse JSON, returning (status, body).
 pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::get(format!("http://{addr}{path}"))
-        .await
-        .expect("HTTP answers");
+    let r = reqwest::get(format!("http://{addr}{path}")).await.expect("HTTP answers");
     let status = r.status().as_u16();
     let body = r.json().await.expect("JSON body");
     (status, body)
@@ -83,11 +80,7 @@ pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_jso
 
 /// POST `path` (no body) and parse JSON.
 pub async fn post_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::new()
-        .post(format!("http://{addr}{path}"))
-        .send()
-        .await
-        .expect("HTTP answers");
+    let r = reqwest::Client::new().post(format!("http://{addr}{path}")).send().await.expect("HTTP answers");
     let status = r.status().as_u16();
     let body = r.json().await.expect("JSON body");
     (status, body)
@@ -105,16 +98,8 @@ pub fn decode(frames: &[EncodedFrame]) -> Vec<(Vec<u8>, usize, usize, usize)> {
     .downcast::<gst::Pipeline>()
     .unwrap();
     use gst::prelude::*;
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let base = frames.first().map(|f| f.pts).unwrap_or_default();
     let feeder = {
@@ -122,9 +107,7 @@ pub fn decode(frames: &[EncodedFrame]) -> Vec<(Vec<u8>, usize, usize, usize)> {
         std::thread::spawn(move || {
             for f in frames {
                 let mut b = gst::Buffer::from_slice(f.data.clone());
-                b.get_mut().unwrap().set_pts(gst::ClockTime::from_nseconds(
-                    (f.pts - base).as_nanos() as u64,
-                ));
+                b.get_mut().unwrap().set_pts(gst::ClockTime::from_nseconds((f.pts - base).as_nanos() as u64));
                 src.push_buffer(b).unwrap();
             }
             src.end_of_stream().unwrap();
@@ -143,4 +126,59 @@ pub fn decode(frames: &[EncodedFrame]) -> Vec<(Vec<u8>, usize, usize, usize)> {
     feeder.join().unwrap();
     pipeline.set_state(gst::State::Null).unwrap();
     out
+}
+
+/// POST `path` with a JSON body, returning (status, body).
+pub async fn post_body(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("HTTP answers");
+    let status = r.status().as_u16();
+    let body = r.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+/// Wait until `GET /api/clips/{id}` answers 200 and return the metadata.
+pub async fn wait_clip(addr: std::net::SocketAddr, id: &str, timeout: Duration) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (status, body) = get_json(addr, &format!("/api/clips/{id}")).await;
+        if status == 200 {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "clip {id} not saved within {timeout:?}: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Wait until the camera's pre-roll has a frame at or after capture time `t`.
+pub async fn wait_media_time(p: &hindsight::preroll::PreRoll, t: Duration) {
+    wait_for("media time", Duration::from_secs(60), || p.lock().iter().last().is_some_and(|f| f.pts >= t)).await;
+}
+
+/// ffprobe's format duration in seconds.
+pub fn ffprobe_duration(path: &std::path::Path) -> f64 {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("ffprobe prints a duration")
+}
+
+/// Decode a clip with ffmpeg and read the test pattern's sequence number from every frame.
+pub fn decode_seqs(path: &std::path::Path, w: usize, h: usize) -> Vec<Option<u64>> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success(), "ffmpeg failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "ffmpeg complained: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout.chunks_exact(w * h).map(|f| hindsight::capture::test_pattern::read_seq(f, w, h, w)).collect()
 }

@@ -1,23 +1,37 @@
 //! Fragmented MP4 (ISO BMFF, CMAF-style) writer for H.264 clips, with an edit list that trims
-//! the lead-in from the keyframe before T − pre to T − pre exactly, plus the recovery helpers
-//! ([`scan`], [`duration_patches`]) that make a crashed clip playable up to its last complete
-//! fragment.
+//! the lead-in from the keyframe before T − pre to T − pre exactly; its finalization into a
+//! regular MP4 ([`FragmentedMp4::finalize`], [`apply_finalize`]); and the recovery helpers
+//! ([`scan`], [`finalize_from_file`], [`duration_patches`]) that make a crashed clip playable
+//! up to its last complete fragment.
 //!
-//! Layout written: `ftyp` + `moov` (init segment, durations 0), then one `moof` + `mdat` per
-//! call to [`FragmentedMp4::fragment`]. At the end (or at recovery) the caller applies
-//! [`duration_patches`] in place; every patched field is written 64-bit so no size changes.
+//! Layout while recording: `ftyp` + `moov` (init segment, durations 0, `mvex`), then one
+//! `moof` + `mdat` per call to [`FragmentedMp4::fragment`] — crash-safe, each fragment is
+//! self-describing. At the end (or at recovery) the file is finalized in place: a regular
+//! `moov` is appended, then the init `moov` and every `moof` are retyped `free`, giving
+//! `ftyp, free, (free, mdat)*, moov` (see `finalize.rs` for the crash-safety argument).
+//! Finalization is needed because ffmpeg 5.1 (and Chromium's FFmpeg demuxer) apply the edit
+//! list of a *fragmented* file only as a timestamp shift. [`duration_patches`] still fills the
+//! durations of a fragmented file in place (64-bit fields, no size change).
 //!
-//! This module owns only bytes: it must never do file I/O, block, log, or decide what goes in
-//! a clip (the recorder does). Samples are Annex-B access units; SPS/PPS live in `avcC` only.
+//! This module owns only bytes: it must never block, log, or decide what goes in a clip (the
+//! recorder does), and never do file I/O except in [`apply_finalize`] (append + in-place
+//! 4-byte writes + sync). Samples are Annex-B access units; SPS/PPS live in `avcC` only.
 
 mod boxes;
+mod finalize;
+mod moov;
+mod parse;
 mod scan;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_finalize;
 
+pub use finalize::{apply_finalize, finalize_from_file, Finalize};
 pub use scan::{duration_patches, scan, Scan};
 
 use boxes::Writer;
+use moov::{Chunk, SampleEntry, Tables, TrackHeader};
 
 /// Media timescale (`mdhd`, sample durations, `tfdt`, `elst.media_time`): 90 kHz, as RTP/MPEG.
 pub const TIMESCALE: u32 = 90_000;
@@ -74,6 +88,17 @@ pub struct FragmentedMp4 {
     /// Sum of the durations of the samples written so far (= next `tfdt`).
     media_duration: u64,
     samples: u64,
+    /// Bytes produced so far: [`FragmentedMp4::init_segment`] plus every fragment, i.e. the file
+    /// offset of the next fragment when the caller writes them back to back.
+    written: u64,
+    /// File offset of the init segment's `moov` box.
+    init_moov_at: u64,
+    /// Every sample written, in order (for the regular `moov` of [`FragmentedMp4::finalize`]).
+    entries: Vec<SampleEntry>,
+    /// One chunk per fragment: where its sample data starts, how many samples.
+    chunks: Vec<Chunk>,
+    /// File offset of each fragment's `moof` box.
+    moofs: Vec<u64>,
 }
 
 impl FragmentedMp4 {
@@ -101,7 +126,25 @@ impl FragmentedMp4 {
         }
         sps.truncate(31);
         pps.truncate(255);
-        Ok(FragmentedMp4 { sps, pps, width, height, edit_media_time, next_sequence: 1, media_duration: 0, samples: 0 })
+        let mut mp4 = FragmentedMp4 {
+            sps,
+            pps,
+            width,
+            height,
+            edit_media_time,
+            next_sequence: 1,
+            media_duration: 0,
+            samples: 0,
+            written: 0,
+            init_moov_at: 0,
+            entries: Vec::new(),
+            chunks: Vec::new(),
+            moofs: Vec::new(),
+        };
+        let init = mp4.init_segment();
+        mp4.written = init.len() as u64;
+        mp4.init_moov_at = u64::from(u32::from_be_bytes(init[..4].try_into().expect("ftyp header"))); // after ftyp
+        Ok(mp4)
     }
 
     /// `ftyp` + `moov` with all durations 0 (see [`duration_patches`]).
@@ -115,101 +158,26 @@ impl FragmentedMp4 {
         }
         w.close(ftyp);
 
-        let moov = w.open(b"moov");
-        let mvhd = w.open_full(b"mvhd", 1, 0);
-        w.zeros(16); // creation, modification time
-        w.u32(MOVIE_TIMESCALE);
-        w.u64(0); // duration (patched)
-        w.u32(0x0001_0000); // rate 1.0
-        w.u16(0x0100); // volume 1.0
-        w.zeros(10);
-        w.unity_matrix();
-        w.zeros(24); // pre_defined
-        w.u32(TRACK_ID + 1); // next_track_ID
-        w.close(mvhd);
+        self.write_init_moov(&mut w);
+        w.buf
+    }
 
-        let trak = w.open(b"trak");
-        let tkhd = w.open_full(b"tkhd", 1, 3); // enabled | in_movie
-        w.zeros(16);
-        w.u32(TRACK_ID);
-        w.u32(0);
-        w.u64(0); // duration (patched)
-        w.zeros(8);
-        w.u16(0); // layer
-        w.u16(0); // alternate_group
-        w.u16(0); // volume: video
-        w.u16(0);
-        w.unity_matrix();
-        w.u32(self.width << 16);
-        w.u32(self.height << 16);
-        w.close(tkhd);
+    fn header<'a>(&self, stsd: &'a [u8]) -> TrackHeader<'a> {
+        TrackHeader { stsd, width: self.width << 16, height: self.height << 16, edit_media_time: self.edit_media_time }
+    }
 
-        let edts = w.open(b"edts");
-        let elst = w.open_full(b"elst", 1, 0);
-        w.u32(1);
-        w.u64(0); // segment_duration (patched)
-        w.u64(self.edit_media_time);
-        w.u16(1); // media_rate_integer
-        w.u16(0);
-        w.close(elst);
-        w.close(edts);
+    fn write_init_moov(&self, w: &mut Writer) {
+        let stsd = self.stsd();
+        moov::write_moov(w, &self.header(&stsd), None);
+    }
 
-        let mdia = w.open(b"mdia");
-        let mdhd = w.open_full(b"mdhd", 1, 0);
-        w.zeros(16);
-        w.u32(TIMESCALE);
-        w.u64(0); // duration (patched)
-        w.u16(0x55c4); // language "und"
-        w.u16(0);
-        w.close(mdhd);
-        let hdlr = w.open_full(b"hdlr", 0, 0);
-        w.u32(0);
-        w.bytes(b"vide");
-        w.zeros(12);
-        w.bytes(b"VideoHandler\0");
-        w.close(hdlr);
-
-        let minf = w.open(b"minf");
-        let vmhd = w.open_full(b"vmhd", 0, 1);
-        w.zeros(8); // graphicsmode, opcolor
-        w.close(vmhd);
-        let dinf = w.open(b"dinf");
-        let dref = w.open_full(b"dref", 0, 0);
-        w.u32(1);
-        let url = w.open_full(b"url ", 0, 1); // self-contained
-        w.close(url);
-        w.close(dref);
-        w.close(dinf);
-
-        let stbl = w.open(b"stbl");
+    /// The `stsd` box: one `avc1` sample entry with its `avcC`.
+    fn stsd(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(256);
         let stsd = w.open_full(b"stsd", 0, 0);
         w.u32(1);
         self.write_avc1(&mut w);
         w.close(stsd);
-        for typ in [b"stts", b"stsc", b"stsz", b"stco"] {
-            let b = w.open_full(typ, 0, 0);
-            if typ == b"stsz" {
-                w.u32(0); // sample_size, then sample_count
-            }
-            w.u32(0); // entry_count
-            w.close(b);
-        }
-        w.close(stbl);
-        w.close(minf);
-        w.close(mdia);
-        w.close(trak);
-
-        let mvex = w.open(b"mvex");
-        let mehd = w.open_full(b"mehd", 1, 0);
-        w.u64(0); // fragment_duration (patched)
-        w.close(mehd);
-        let trex = w.open_full(b"trex", 0, 0);
-        w.u32(TRACK_ID);
-        w.u32(1); // default_sample_description_index
-        w.zeros(12); // default duration, size, flags
-        w.close(trex);
-        w.close(mvex);
-        w.close(moov);
         w.buf
     }
 
@@ -304,6 +272,15 @@ impl FragmentedMp4 {
         }
         w.bytes(&payload);
 
+        let moof_at = self.written;
+        self.moofs.push(moof_at);
+        self.chunks.push(Chunk { offset: moof_at + u64::from(data_offset), samples: samples.len() as u32 });
+        self.entries.extend(samples.iter().zip(&sizes).map(|(s, &size)| SampleEntry {
+            size,
+            duration: s.duration,
+            sync: s.keyframe,
+        }));
+        self.written += w.buf.len() as u64;
         self.next_sequence = self.next_sequence.wrapping_add(1);
         self.media_duration += samples.iter().map(|s| u64::from(s.duration)).sum::<u64>();
         self.samples += samples.len() as u64;
@@ -318,6 +295,23 @@ impl FragmentedMp4 {
     /// Samples written so far.
     pub fn sample_count(&self) -> u64 {
         self.samples
+    }
+
+    /// Bytes produced so far (init segment + fragments): the file's length when the caller
+    /// wrote [`FragmentedMp4::init_segment`] and then every fragment back to back.
+    pub fn bytes_written(&self) -> u64 {
+        self.written
+    }
+
+    /// The plan that turns the file written so far into a regular MP4 (see [`Finalize`]).
+    /// Offsets assume the caller wrote [`FragmentedMp4::init_segment`] at offset 0 and then
+    /// every non-empty [`FragmentedMp4::fragment`] back to back, nothing else.
+    pub fn finalize(&self) -> Finalize {
+        let stsd = self.stsd();
+        let mut w = Writer::with_capacity(1024 + 4 * self.entries.len() + 4 * self.chunks.len());
+        moov::write_moov(&mut w, &self.header(&stsd), Some(Tables { samples: &self.entries, chunks: &self.chunks }));
+        let flips = std::iter::once(self.init_moov_at).chain(self.moofs.iter().copied()).map(|at| at + 4).collect();
+        Finalize { moov: w.buf, flips }
     }
 }
 

@@ -1,18 +1,22 @@
-//! Reading back what [`super::FragmentedMp4`] wrote: the duration patches applied at finish and
-//! after a crash, and the recovery scan that finds the end of the last complete fragment.
+//! Reading back what [`super::FragmentedMp4`] wrote: the duration patches of a fragmented file,
+//! and the recovery scan that finds the end of the last complete fragment, or tells that the
+//! file was finalized (and which box-type flips are still pending).
 //!
 //! Works on byte slices the caller read; must never do I/O, modify its input, or trust a box
 //! size without bounds checks (a crashed file may end anywhere, in garbage).
 
-use super::boxes::{be_u32, be_var, child, children, header, path, BoxRef};
+use super::boxes::{be_u32, be_var, child, path, BoxRef};
+use super::finalize::{pending_flips, regular_moov};
+use super::parse::{find_init, parse};
 use super::Mp4Error;
 
 /// What [`scan`] found in a possibly truncated file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
-    /// Bytes of `ftyp` + `moov` (and anything before `moov`).
+    /// Bytes of `ftyp` + init `moov` (possibly retyped `free`), and anything before it.
     pub init_len: u64,
-    /// End of the last complete `moof` + `mdat` pair (`init_len` if there is none).
+    /// What to keep: the end of the trailing regular `moov` if [`Scan::finalized`], else the
+    /// end of the last complete `moof` + `mdat` pair (`init_len` if there is none).
     pub valid_len: u64,
     /// Complete fragments.
     pub fragments: u64,
@@ -22,29 +26,15 @@ pub struct Scan {
     pub media_duration: u64,
     /// `elst` media time (media timescale), 0 without an edit list.
     pub edit_media_time: u64,
-}
-
-/// Where the init segment's `moov` lies; checks that the file starts with `ftyp`.
-fn find_moov(data: &[u8]) -> Result<BoxRef, Mp4Error> {
-    match header(data, 0) {
-        Ok(Some((b, _))) if &b.typ != b"ftyp" => return Err(Mp4Error::NotMp4),
-        Ok(Some((_, true))) => {}
-        Ok(Some((_, false))) | Ok(None) => return Err(Mp4Error::Truncated("ftyp")),
-        Err(_) => return Err(Mp4Error::NotMp4),
-    }
-    let mut pos = 0;
-    loop {
-        match header(data, pos)? {
-            Some((b, true)) if &b.typ == b"moov" => return Ok(b),
-            Some((b, _)) if matches!(&b.typ, b"moof" | b"mdat") => return Err(Mp4Error::MissingBox("moov".into())),
-            Some((b, true)) => pos = b.end,
-            Some((_, false)) | None => return Err(Mp4Error::Truncated("moov")),
-        }
-    }
+    /// The file ends in its complete regular `moov` (step 1 of finalization is done).
+    pub finalized: bool,
+    /// When finalized: offsets of the box-type fields still to overwrite with `free` (the init
+    /// `moov`, `moof`s) — step 2, idempotent. Empty when not finalized.
+    pub pending_flips: Vec<u64>,
 }
 
 /// A duration field to patch: file offset, 64-bit or not.
-struct Field {
+pub(super) struct Field {
     at: usize,
     wide: bool,
 }
@@ -78,19 +68,19 @@ fn version(data: &[u8], b: &BoxRef) -> Result<u8, Mp4Error> {
 }
 
 /// Offsets of every duration field in the init segment, plus what is needed to compute them.
-struct InitLayout {
+pub(super) struct InitLayout {
     mvhd_duration: Field,
     movie_timescale: u64,
     tkhd_duration: Field,
     /// `elst` first entry's segment_duration, and its media time (negative = empty edit → 0).
-    elst: Option<(Field, u64)>,
+    pub(super) elst: Option<(Field, u64)>,
     mdhd_duration: Field,
-    media_timescale: u64,
+    pub(super) media_timescale: u64,
     mehd_duration: Option<Field>,
 }
 
-fn layout(data: &[u8]) -> Result<InitLayout, Mp4Error> {
-    let moov = find_moov(data)?;
+pub(super) fn layout(data: &[u8]) -> Result<InitLayout, Mp4Error> {
+    let moov = find_init(data)?;
     let mvhd = child(data, &moov, b"mvhd")?;
     let movie_ts = Field::of(data, &mvhd, 8, 16)?;
     let trak = child(data, &moov, b"trak")?;
@@ -156,95 +146,27 @@ pub fn duration_patches(init: &[u8], media_duration: u64) -> Result<Vec<(u64, Ve
 }
 
 /// Recovery scan of a possibly truncated file. `Err` if `ftyp` + `moov` is missing or
-/// incomplete; otherwise counts the complete `moof` + `mdat` pairs and stops at the first
-/// incomplete or inconsistent one (a torn tail is ignored, never an error).
+/// incomplete; otherwise counts the complete `moof` + `mdat` pairs (also those already retyped
+/// `free` by finalization) and stops at the first incomplete or inconsistent one (a torn tail
+/// is ignored, never an error). A trailing regular `moov` counts as "finalized" only if it is
+/// byte for byte the one [`super::finalize_from_file`] would append for these fragments, so a
+/// torn append is a torn tail.
 pub fn scan(file: &[u8]) -> Result<Scan, Mp4Error> {
     let l = layout(file)?;
-    let moov = find_moov(file)?;
-    let default_duration =
-        path(file, &moov, &[b"mvex", b"trex"]).ok().and_then(|t| be_u32(file, t.body + 12).ok()).unwrap_or(0);
-    let mut s = Scan {
-        init_len: moov.end as u64,
-        valid_len: moov.end as u64,
-        fragments: 0,
-        samples: 0,
-        media_duration: 0,
-        edit_media_time: l.elst.map_or(0, |e| e.1),
+    let p = parse(file)?;
+    let trailer = p.trailer.filter(|t| regular_moov(file, &p).is_ok_and(|m| file.get(t.start..t.end) == Some(&m[..])));
+    let pending_flips = match trailer {
+        Some(_) => pending_flips(file, &p),
+        None => Vec::new(),
     };
-    let mut pos = moov.end;
-    while let Ok(Some((b, true))) = header(file, pos) {
-        match &b.typ {
-            b"moof" => {
-                let Ok(Some((mdat, true))) = header(file, b.end) else { break };
-                if &mdat.typ != b"mdat" {
-                    break;
-                }
-                let Some((n, dur)) = fragment(file, &b, &mdat, default_duration) else { break };
-                s.fragments += 1;
-                s.samples += n;
-                s.media_duration += dur;
-                s.valid_len = mdat.end as u64;
-                pos = mdat.end;
-            }
-            b"free" | b"skip" | b"styp" | b"sidx" | b"prft" | b"emsg" => pos = b.end,
-            _ => break,
-        }
-    }
-    Ok(s)
-}
-
-/// Samples and duration of one `moof` whose sample data must lie inside `mdat`; `None` if the
-/// `moof` does not parse or points outside its `mdat`.
-fn fragment(data: &[u8], moof: &BoxRef, mdat: &BoxRef, trex_duration: u32) -> Option<(u64, u64)> {
-    let (mut samples, mut duration) = (0u64, 0u64);
-    for traf in children(data, moof.body, moof.end).ok()?.iter().filter(|b| &b.typ == b"traf") {
-        let kids = children(data, traf.body, traf.end).ok()?;
-        let tfhd = kids.iter().find(|b| &b.typ == b"tfhd")?;
-        let flags = be_u32(data, tfhd.body).ok()? & 0xff_ffff;
-        if flags & 0x01 != 0 {
-            return None; // explicit base-data-offset: never written here
-        }
-        let mut at = tfhd.body + 8 + if flags & 0x02 != 0 { 4 } else { 0 };
-        let default_duration = if flags & 0x08 != 0 { be_u32(data, at).ok()? } else { trex_duration };
-        at += if flags & 0x08 != 0 { 4 } else { 0 };
-        let default_size = if flags & 0x10 != 0 { be_u32(data, at).ok()? } else { 0 };
-        for trun in kids.iter().filter(|b| &b.typ == b"trun") {
-            let f = be_u32(data, trun.body).ok()? & 0xff_ffff;
-            let count = be_u32(data, trun.body + 4).ok()?;
-            let mut at = trun.body + 8;
-            let offset = if f & 0x01 != 0 {
-                at += 4;
-                i64::from(be_u32(data, at - 4).ok()? as i32)
-            } else {
-                (mdat.body - moof.start) as i64
-            };
-            if f & 0x04 != 0 {
-                at += 4;
-            }
-            let per = [0x100, 0x200, 0x400, 0x800].iter().filter(|&&b| f & b != 0).count() * 4;
-            if trun.end < at || ((trun.end - at) as u64) < u64::from(count) * per as u64 {
-                return None;
-            }
-            let mut bytes = 0u64;
-            for _ in 0..count {
-                let mut field = |bit: u32, default: u32| -> Option<u32> {
-                    if f & bit == 0 {
-                        return Some(default);
-                    }
-                    at += 4;
-                    be_u32(data, at - 4).ok()
-                };
-                duration += u64::from(field(0x100, default_duration)?);
-                bytes += u64::from(field(0x200, default_size)?);
-                field(0x400, 0)?;
-                field(0x800, 0)?;
-            }
-            samples += u64::from(count);
-            let start = moof.start as i64 + offset;
-            if start < mdat.body as i64 || start as u64 + bytes > mdat.end as u64 {
-                return None;
-            }
-        }
-    }
-    Some((samples, duration))
+    Ok(Scan {
+        init_len: p.init.end as u64,
+        valid_len: trailer.map_or(p.fragments_end, |t| t.end) as u64,
+        fragments: p.moofs.len() as u64,
+        samples: p.samples.len() as u64,
+        media_duration: p.samples.iter().map(|s| u64::from(s.duration)).sum(),
+        edit_media_time: l.elst.map_or(0, |e| e.1),
+        finalized: trailer.is_some(),
+        pending_flips,
+    })
 }

@@ -24,10 +24,10 @@ fn synthetic_keyframe() -> Vec<u8> {
 
 // ---- an independent, tiny box walker (does not use `boxes`) ----
 
-fn u32_at(d: &[u8], at: usize) -> u32 {
+pub(super) fn u32_at(d: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(d[at..at + 4].try_into().unwrap())
 }
-fn u64_at(d: &[u8], at: usize) -> u64 {
+pub(super) fn u64_at(d: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(d[at..at + 8].try_into().unwrap())
 }
 
@@ -54,13 +54,13 @@ fn walk(d: &[u8], from: usize, to: usize, prefix: &str, out: &mut Vec<(String, u
     assert_eq!(pos, to, "children of {prefix} do not fill it");
 }
 
-fn tree(d: &[u8]) -> Vec<(String, usize, usize)> {
+pub(super) fn tree(d: &[u8]) -> Vec<(String, usize, usize)> {
     let mut out = Vec::new();
     walk(d, 0, d.len(), "", &mut out);
     out
 }
 
-fn find<'a>(t: &'a [(String, usize, usize)], path: &str) -> (usize, usize) {
+pub(super) fn find(t: &[(String, usize, usize)], path: &str) -> (usize, usize) {
     let e = t.iter().find(|e| e.0 == path).unwrap_or_else(|| panic!("no {path}"));
     (e.1, e.2)
 }
@@ -227,10 +227,10 @@ fn duration_patches_fill_every_duration_without_resizing() {
 
 // ---- end to end: real H.264 from GStreamer, checked by ffprobe / ffmpeg ----
 
-const FRAME: u32 = 3000; // 30 fps in 90 kHz
+pub(super) const FRAME: u32 = 3000; // 30 fps in 90 kHz
 
 /// 90 frames of 320x240 main-profile H.264 from x264enc, one Annex-B AU per buffer, GOP 30.
-fn encoded() -> &'static [(Vec<u8>, bool)] {
+pub(super) fn encoded() -> &'static [(Vec<u8>, bool)] {
     static AUS: OnceLock<Vec<(Vec<u8>, bool)>> = OnceLock::new();
     AUS.get_or_init(|| {
         gst::init().unwrap();
@@ -383,6 +383,8 @@ fn recovery_keeps_complete_fragments_only() {
             samples: 90,
             media_duration: 90 * FRAME as u64,
             edit_media_time: edit,
+            finalized: false,
+            pending_flips: Vec::new(),
         }
     );
     // Cut inside the last mdat, inside the last moof, and right after its size field.

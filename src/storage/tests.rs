@@ -1,0 +1,155 @@
+//! Tests of [`crate::storage`] with real sled databases in temporary directories.
+
+use super::*;
+use crate::config::ByteSize;
+use crate::index::tests::clip;
+
+const T0: i64 = 1_795_000_000_000;
+
+fn setup(max_bytes: u64, retention_days: u32) -> (tempfile::TempDir, Storage, Index) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StorageConfig {
+        path: dir.path().join("data"),
+        max_bytes: ByteSize(max_bytes),
+        min_free_percent: 10,
+        retention_days,
+        require_mount: false,
+    };
+    let index = Index::open(&dir.path().join("index")).unwrap();
+    // Plenty of free space unless a test says otherwise.
+    let s = Storage::new(&cfg).with_fs_stats_override(|_| Some(FsStats::new(1000, 900)));
+    (dir, s, index)
+}
+
+/// Index a clip and write its file (and poster) under the root.
+fn add(s: &Storage, idx: &Index, ms: i64, size: u64, pinned: bool) -> ClipMeta {
+    let mut c = clip(ms, "front", None, size);
+    c.pinned = pinned;
+    let path = s.abs(&c.path).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, vec![0u8; size as usize]).unwrap();
+    std::fs::write(path.with_extension("jpg"), b"jpg").unwrap();
+    idx.insert(&c).unwrap();
+    c
+}
+
+fn reasons(plan: &[PlannedDeletion]) -> Vec<(&str, DeletionReason)> {
+    plan.iter().map(|p| (p.clip.id.as_str(), p.reason)).collect()
+}
+
+#[test]
+fn paths() {
+    let (_d, s, _i) = setup(1 << 30, 0);
+    assert_eq!(
+        Storage::clip_rel_path("front", "20261122T012301123Z-00a3f1", 1_795_000_000_000),
+        "clips/front/2026-11-18/20261122T012301123Z-00a3f1.mp4"
+    );
+    for bad in ["../x", "/etc/passwd", "clips/../../x", "", ".", "a/../b"] {
+        assert_eq!(s.abs(bad), None, "{bad}");
+    }
+    assert_eq!(s.abs("clips/a/b.mp4"), Some(s.root().join("clips/a/b.mp4")));
+    assert!(is_mount_point(Path::new("/")).unwrap());
+    assert!(statvfs_stats(Path::new("/no/such/dir/here")).is_some_and(|f| f.total_bytes > 0));
+}
+
+#[test]
+fn plan_by_age() {
+    let (_d, s, idx) = setup(1 << 30, 2);
+    let old = add(&s, &idx, T0, 10, false);
+    let _pinned_old = add(&s, &idx, T0 + 1, 10, true);
+    let _young = add(&s, &idx, T0 + 2 * DAY_MS, 10, false);
+    let plan = s.cleanup_plan(&idx, 0, T0 + 3 * DAY_MS).unwrap();
+    assert_eq!(reasons(&plan), [(old.id.as_str(), DeletionReason::Age)]);
+    let r = s.apply_cleanup(&idx, &plan).unwrap();
+    assert_eq!(r.deleted, vec![old.clone()]);
+    assert_eq!(r.freed_bytes, 13, "clip and poster");
+    assert!(!s.abs(&old.path).unwrap().exists());
+    assert_eq!(idx.len(), 2);
+}
+
+#[test]
+fn plan_by_size_oldest_first_pinned_kept() {
+    let (_d, s, idx) = setup(100, 0);
+    let a = add(&s, &idx, T0, 20, true);
+    let b = add(&s, &idx, T0 + 1000, 20, false);
+    let c = add(&s, &idx, T0 + 2000, 20, false);
+    let _d2 = add(&s, &idx, T0 + 3000, 20, false);
+    assert!(s.cleanup_plan(&idx, 20, T0).unwrap().is_empty(), "80 + 20 fits in 100");
+    // 80 + 50 > 100: delete b (110 left), then c (90); the pinned oldest stays.
+    let plan = s.cleanup_plan(&idx, 50, T0).unwrap();
+    assert_eq!(reasons(&plan), [(b.id.as_str(), DeletionReason::Size), (c.id.as_str(), DeletionReason::Size)]);
+    let r = s.make_room(&idx, 50, T0).unwrap();
+    assert_eq!(r.deleted.len(), 2);
+    assert!(idx.get(&a.id).unwrap().is_some());
+    assert_eq!(idx.len(), 2);
+}
+
+#[test]
+fn plan_by_free_space() {
+    let (_d, s, idx) = setup(1 << 30, 0);
+    let s = s.with_fs_stats_override(|_| Some(FsStats::new(1000, 120)));
+    let a = add(&s, &idx, T0, 20, false);
+    let _p = add(&s, &idx, T0 + 1, 500, true);
+    let b = add(&s, &idx, T0 + 2, 20, false);
+    let _c = add(&s, &idx, T0 + 3, 20, false);
+    // Reserve 100: free 120 - incoming 50 = 70 -> delete a (90), b (110), then 110 >= 100.
+    let plan = s.cleanup_plan(&idx, 50, T0).unwrap();
+    assert_eq!(
+        reasons(&plan),
+        [(a.id.as_str(), DeletionReason::FreeSpace), (b.id.as_str(), DeletionReason::FreeSpace)]
+    );
+    let u = s.usage(&idx).unwrap();
+    assert_eq!((u.clips, u.clip_bytes, u.pinned, u.free_bytes), (4, 560, 1, Some(120)));
+    assert!(!u.mounted);
+}
+
+#[test]
+fn make_room_full_when_only_pinned_remain() {
+    let (_d, s, idx) = setup(100, 0);
+    add(&s, &idx, T0, 80, true);
+    let e = add(&s, &idx, T0 + 1, 10, false);
+    match s.make_room(&idx, 30, T0) {
+        Err(StorageError::Full { needed: 30, free: 20 }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(idx.get(&e.id).unwrap().is_none(), "unpinned clip was still deleted");
+    // Free space: reserve 100 of 1000, 50 free, pinned clips only.
+    let s = s.with_fs_stats_override(|_| Some(FsStats::new(1000, 50)));
+    match s.make_room(&idx, 10, T0) {
+        Err(StorageError::Full { needed: 110, free: 50 }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(idx.len(), 1);
+}
+
+#[test]
+fn delete_clip_removes_file_poster_entry() {
+    let (_d, s, idx) = setup(1 << 30, 0);
+    let c = add(&s, &idx, T0, 5, false);
+    let path = s.abs(&c.path).unwrap();
+    assert_eq!(s.delete_clip(&idx, &c.id).unwrap(), Some(c.clone()));
+    assert!(!path.exists() && !path.with_extension("jpg").exists());
+    assert_eq!(s.delete_clip(&idx, &c.id).unwrap(), None);
+    assert_eq!(s.delete_clip(&idx, "../etc").unwrap(), None);
+    let mut evil = clip(T0 + 5, "front", None, 1);
+    evil.path = "../outside.mp4".into();
+    idx.insert(&evil).unwrap();
+    assert!(matches!(s.delete_clip(&idx, &evil.id), Err(StorageError::UnsafePath(_))));
+}
+
+#[test]
+fn require_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StorageConfig { path: dir.path().to_path_buf(), require_mount: true, ..StorageConfig::default() };
+    let s = Storage::new(&cfg);
+    assert!(matches!(s.check_writable(), Err(StorageError::MountMissing(_))));
+    cfg.path = dir.path().join("usb");
+    let s = Storage::new(&cfg);
+    assert!(matches!(s.check_writable(), Err(StorageError::MountMissing(_))));
+    assert!(!cfg.path.exists(), "root must not be created");
+    let idx = Index::open(&dir.path().join("index")).unwrap();
+    assert!(matches!(s.make_room(&idx, 1, T0), Err(StorageError::MountMissing(_))));
+    cfg.require_mount = false;
+    Storage::new(&cfg).check_writable().unwrap();
+    assert!(cfg.path.is_dir(), "created without require_mount");
+}

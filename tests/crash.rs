@@ -1,0 +1,301 @@
+//! Faults against the real binary: `kill -9` during post-roll (the partial clip is recovered at the
+//! next start and plays; finished clips are untouched; the index matches the files), and a full
+//! disk (a small tmpfs: retention frees space, and when nothing can be freed the clip is refused
+//! with a clear error while the daemon keeps running).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Daemon {
+    child: Child,
+    base: String,
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let text = std::fs::read_to_string(config).unwrap();
+        let text = regex_free_replace_listen(&text, port);
+        std::fs::write(config, text).unwrap();
+        let log = std::fs::File::create(config.with_extension("log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hindsight"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, base: format!("http://127.0.0.1:{port}") };
+        d.wait_running();
+        d
+    }
+
+    fn wait_running(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, v)) = self.get("/api/health") {
+                if v["status"] == "ok" {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "daemon not healthy within 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<(u16, serde_json::Value), String> {
+        http("GET", &format!("{}{path}", self.base), "")
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        http("POST", &format!("{}{path}", self.base), body).expect("daemon answers")
+    }
+
+    fn wait_clip(&self, id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, v)) = self.get(&format!("/api/clips/{id}")) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "clip {id} not saved");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn regex_free_replace_listen(text: &str, port: u16) -> String {
+    text.lines()
+        .map(|l| {
+            if l.starts_with("listen = \"127.0.0.1:") {
+                format!("listen = \"127.0.0.1:{port}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Minimal blocking HTTP/1.1 client (the tests must not depend on the daemon's runtime).
+fn http(method: &str, url: &str, body: &str) -> Result<(u16, serde_json::Value), String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").ok_or("bad url")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&buf);
+    let status: u16 = text.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or("no status")?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    // Bodies may be chunked: take the JSON between the first '{' and the last '}'.
+    let json = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) if b >= a => serde_json::from_str(&body[a..=b]).unwrap_or(serde_json::Value::Null),
+        _ => serde_json::Value::Null,
+    };
+    Ok((status, json))
+}
+
+fn write_config(dir: &Path, storage: &Path, source: &str, extra: &str) -> PathBuf {
+    let cfg = dir.join("hindsight.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = \"{}\"\n{extra}\n[http]\nlisten = \"127.0.0.1:1\"\n[mqtt]\nenabled = false\n\
+             [[camera]]\nid = \"cam0\"\nencoder = \"x264enc\"\npre_s = 1\npost_s = 1\nmax_clip_s = 120\nsource = {source}\n",
+            storage.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn ffprobe_ok(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    let dec = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output().unwrap();
+    assert!(dec.status.success() && dec.stderr.is_empty(), "ffmpeg decode: {}", String::from_utf8_lossy(&dec.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn files_with(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn kill_9_during_post_roll_then_restart_recovers_the_partial_clip() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let cfg = write_config(dir.path(), &storage, "{ kind = \"test\", width = 320, height = 240, fps = 30 }", "");
+    let d = Daemon::start(&cfg);
+
+    // A finished clip first.
+    let (status, a) = d.post("/api/cameras/cam0/trigger", r#"{"label":"finished"}"#);
+    assert_eq!(status, 202, "{a}");
+    let a = d.wait_clip(a["clip_id"].as_str().unwrap());
+    let a_path = storage.join(a["path"].as_str().unwrap());
+    let a_bytes = std::fs::read(&a_path).unwrap();
+
+    // A long clip, killed during its post-roll once a few fragments are on disk.
+    let (status, b) = d.post("/api/cameras/cam0/trigger", r#"{"post_s":60,"label":"cut"}"#);
+    assert_eq!(status, 202, "{b}");
+    let b_id = b["clip_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let parts = files_with(&storage, ".mp4.part");
+        // ≥ 3 s of post-roll written (one fragment per 1 s GOP).
+        if parts.len() == 1 && d.get(&format!("/api/clips/{b_id}")).map(|r| r.0) == Ok(404) {
+            let meta = std::fs::metadata(&parts[0]).unwrap();
+            if meta.modified().unwrap().elapsed().unwrap_or_default() < Duration::from_secs(5) && meta.len() > 40_000 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no growing .part file");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    d.kill9();
+    assert_eq!(files_with(&storage, ".mp4.part").len(), 1);
+
+    let d = Daemon::start(&cfg);
+    let (status, b) = d.get(&format!("/api/clips/{b_id}")).unwrap();
+    assert_eq!(status, 200, "the partial clip is indexed after restart: {b}");
+    assert_eq!(b["partial"], true);
+    assert_eq!(b["label"], "cut", "the label survives the crash");
+    let b_path = storage.join(b["path"].as_str().unwrap());
+    let dur = ffprobe_ok(&b_path);
+    assert!(dur > 2.0, "recovered clip plays for {dur} s");
+    assert!((b["duration_s"].as_f64().unwrap() - dur).abs() < 0.1, "{b} vs ffprobe {dur}");
+    assert!(files_with(&storage, ".mp4.part").is_empty());
+    assert_eq!(std::fs::read(&a_path).unwrap(), a_bytes, "finished clip untouched");
+    ffprobe_ok(&a_path);
+    // Index and files agree: every entry has its file, every file has its entry.
+    let (_, list) = d.get("/api/clips?limit=500").unwrap();
+    let listed: Vec<String> =
+        list["clips"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap().to_string()).collect();
+    let mut on_disk: Vec<String> = files_with(&storage, ".mp4")
+        .iter()
+        .map(|p| p.strip_prefix(&storage).unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort();
+    on_disk.sort();
+    assert_eq!(listed_sorted, on_disk);
+    d.stop();
+}
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(path).status();
+        assert!(ok.is_ok_and(|s| s.success()), "mounting a tmpfs needs root (CI runs as root)");
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_frees_space_by_retention_or_refuses_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let _mount = Tmpfs::mount(&storage, "6m");
+    let source = "{ kind = \"gstreamer\", pipeline = \"videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width=320,height=240,framerate=30/1\" }";
+    let cfg = write_config(dir.path(), &storage, source, "min_free_percent = 20\nrequire_mount = true");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("pre_s = 1", "pre_s = 1\nbitrate_kbps = 2000"))
+        .unwrap();
+    let d = Daemon::start(&cfg);
+
+    // Keep saving clips: retention must delete old ones to stay above 20 % free.
+    let mut saved = Vec::new();
+    for _ in 0..8 {
+        let (status, r) = d.post("/api/cameras/cam0/trigger", "");
+        assert_eq!(status, 202, "{r}");
+        saved.push(d.wait_clip(r["clip_id"].as_str().unwrap())["id"].as_str().unwrap().to_string());
+    }
+    let (_, usage) = d.get("/api/storage").unwrap();
+    assert!(usage["clips"].as_u64().unwrap() < 8, "retention deleted old clips: {usage}");
+    assert!(usage["free_percent"].as_f64().unwrap() >= 15.0, "{usage}");
+    let (_, first) = d.get(&format!("/api/clips/{}", saved[0])).unwrap();
+    assert!(first.get("error").is_some(), "the oldest clip was the one deleted");
+
+    // Pin everything: nothing can be freed, so the next clips are refused with a clear error.
+    let (_, list) = d.get("/api/clips?limit=500").unwrap();
+    for c in list["clips"].as_array().unwrap() {
+        let (s, _) = d.post(&format!("/api/clips/{}/pin", c["id"].as_str().unwrap()), "");
+        assert_eq!(s, 200);
+    }
+    let mut refused = None;
+    for _ in 0..10 {
+        let (status, r) = d.post("/api/cameras/cam0/trigger", "");
+        if status == 507 {
+            refused = Some(r);
+            break;
+        }
+        assert_eq!(status, 202, "{r}");
+        d.wait_clip(r["clip_id"].as_str().unwrap());
+        let (s, _) = d.post(&format!("/api/clips/{}/pin", r["clip_id"].as_str().unwrap()), "");
+        assert_eq!(s, 200);
+    }
+    let refused = refused.expect("a trigger is refused once the disk is full of pinned clips");
+    let msg = refused["error"].as_str().unwrap();
+    assert!(msg.contains("space") || msg.contains("full"), "clear error: {msg}");
+    assert_eq!(d.get("/api/health").unwrap().0, 200, "the daemon keeps running");
+    // The index matches the files.
+    let (_, list) = d.get("/api/clips?limit=500").unwrap();
+    for c in list["clips"].as_array().unwrap() {
+        let p = storage.join(c["path"].as_str().unwrap());
+        assert!(p.exists(), "index entry without file: {}", p.display());
+        ffprobe_ok(&p);
+    }
+    assert!(files_with(&storage, ".mp4.part").is_empty());
+    d.stop();
+}
