@@ -250,7 +250,7 @@ fn full_disk_frees_space_by_retention_or_refuses_clearly() {
     let _mount = Tmpfs::mount(&storage, "6m");
     let source = "{ kind = \"gstreamer\", pipeline = \"videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width=320,height=240,framerate=30/1\" }";
     let cfg = write_config(dir.path(), &storage, source, "min_free_percent = 20\nrequire_mount = true");
-    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("pre_s = 1", "pre_s = 1\nbitrate_kbps = 2000"))
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("pre_s = 1", "pre_s = 1\nbitrate_kbps = 4000"))
         .unwrap();
     let d = Daemon::start(&cfg);
 

@@ -37,6 +37,19 @@ pub struct EmbeddedBroker {
 
 /// Start the broker on `listen`, or report that the port is taken. Port 0 picks a free port.
 pub fn start(listen: SocketAddr) -> io::Result<Start> {
+    // With port 0 the probed port can be grabbed (e.g. as another socket's ephemeral port)
+    // before rumqttd binds it: probe again rather than reporting a "taken" port nobody asked for.
+    let tries = if listen.port() == 0 { 5 } else { 1 };
+    for _ in 1..tries {
+        match start_once(listen)? {
+            Start::PortTaken => continue,
+            started => return Ok(started),
+        }
+    }
+    start_once(listen)
+}
+
+fn start_once(listen: SocketAddr) -> io::Result<Start> {
     // Probe: finds a taken port without starting anything, and turns `:0` into a concrete port
     // (rumqttd binds by itself and cannot tell which port it got).
     let addr = match TcpListener::bind(listen) {
