@@ -10,18 +10,18 @@ use hindsight::config::MqttConfig;
 use hindsight::mqtt::Mqtt;
 use hindsight::shutdown::StopToken;
 use hindsight::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest, TriggerTarget};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::QoS;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-/// Longest wait for any one expected message.
-const WAIT: Duration = Duration::from_secs(15);
+mod common;
+
+use common::mqtt::*;
 
 // ---------------------------------------------------------------- fake recorder
 
@@ -97,157 +97,6 @@ fn meta(id: &str) -> ClipMeta {
         path: format!("clips/cam0/2026-01-01/{id}.mp4"),
         pinned: false,
         partial: false,
-    }
-}
-
-// ---------------------------------------------------------------- peers
-
-/// A free port below Linux's ephemeral range (32768..): a port from `bind(:0)` can be handed to
-/// another test's outgoing connection before mosquitto binds it.
-fn free_port() -> u16 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let seed = u64::from(std::process::id()) * 7919
-        + std::time::SystemTime::UNIX_EPOCH.elapsed().map(|d| d.subsec_nanos() as u64).unwrap_or(0);
-    loop {
-        let port = 20000 + ((seed + NEXT.fetch_add(1, Ordering::Relaxed) * 13) % 12000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A mosquitto process of our own; killed (by PID) on drop.
-struct Mosquitto {
-    child: Child,
-    conf: PathBuf,
-}
-
-impl Mosquitto {
-    /// Plain listener on 127.0.0.1:`port`, anonymous access, plus `extra` config lines.
-    async fn start(dir: &Path, port: u16, extra: &str) -> Mosquitto {
-        let conf = dir.join(format!("mosquitto-{port}.conf"));
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"))
-            .unwrap();
-        Self::spawn(conf, port).await
-    }
-
-    async fn spawn(conf: PathBuf, port: u16) -> Mosquitto {
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto runs (install it: scripts/deps test)");
-        // Ready when the port accepts connections (no readiness event to await).
-        let deadline = Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Mosquitto { child, conf }
-    }
-
-    /// SIGKILL and reap.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Msg {
-    topic: String,
-    body: String,
-    retain: bool,
-}
-
-impl Msg {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{} is not JSON ({e}): {}", self.topic, self.body))
-    }
-}
-
-/// Home Assistant's side: a client subscribed to `filter` (again after every reconnect).
-struct Observer {
-    client: AsyncClient,
-    rx: mpsc::UnboundedReceiver<Msg>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Observer {
-    fn connect(port: u16, filter: &str) -> Observer {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let id = format!("obs-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let mut o = MqttOptions::new(id, "127.0.0.1", port);
-        o.set_keep_alive(Duration::from_secs(5));
-        let (client, mut ev) = AsyncClient::new(o, 64);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (c, filter) = (client.clone(), filter.to_string());
-        let task = tokio::spawn(async move {
-            loop {
-                match ev.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        c.try_subscribe(filter.clone(), QoS::AtLeastOnce).unwrap();
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let body = String::from_utf8_lossy(&p.payload).into_owned();
-                        let _ = tx.send(Msg { topic: p.topic, body, retain: p.retain });
-                    }
-                    Ok(_) => {}
-                    // The broker is down (test 2): the client's own retry pace.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        Observer { client, rx, task }
-    }
-
-    /// The next message on `topic` that satisfies `pred`; earlier ones are skipped.
-    async fn next(&mut self, topic: &str, pred: impl Fn(&Msg) -> bool) -> Msg {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(m)) if m.topic == topic && pred(&m) => return m,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("observer ended"),
-                Err(_) => panic!("no matching message on {topic} within {WAIT:?}"),
-            }
-        }
-    }
-
-    /// The next message on any `.../trigger/result` topic.
-    async fn next_result(&mut self) -> Msg {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(m)) if m.topic.ends_with("/trigger/result") => return m,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("observer ended"),
-                Err(_) => panic!("no trigger result within {WAIT:?}"),
-            }
-        }
-    }
-
-    async fn publish(&self, topic: &str, body: &[u8]) {
-        self.client.publish(topic, QoS::AtLeastOnce, false, body.to_vec()).await.unwrap();
-    }
-
-    /// Drop what has arrived so far.
-    fn drain(&mut self) {
-        while self.rx.try_recv().is_ok() {}
-    }
-}
-
-impl Drop for Observer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -2,6 +2,8 @@
 //! conditions with a deadline, and decoding buffered H.264 back to frames.
 #![allow(dead_code)]
 
+pub mod mqtt;
+
 use gstreamer as gst;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
