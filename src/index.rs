@@ -142,7 +142,9 @@ fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, IndexError
 impl Index {
     /// Open (or create) the database in `dir`; refuse one written with another schema version.
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
-        let db = sled::Config::new().path(dir).cache_capacity(16 << 20).open()?;
+        // No background flusher: every change is flushed explicitly, and an idle daemon must
+        // not write to the SD card at all.
+        let db = sled::Config::new().path(dir).cache_capacity(16 << 20).flush_every_ms(None).open()?;
         let meta = db.open_tree("meta")?;
         match meta.get(SCHEMA_KEY)? {
             None => {
@@ -160,12 +162,15 @@ impl Index {
                 }
             }
         }
-        Ok(Index {
+        let index = Index {
             clips: db.open_tree("clips")?,
             by_camera: db.open_tree("by_camera")?,
             by_label: db.open_tree("by_label")?,
             db,
-        })
+        };
+        // Opening trees writes their metadata: make that durable now, not later while idle.
+        index.db.flush()?;
+        Ok(index)
     }
 
     /// Insert or replace a clip, with its secondary entries, atomically; durable on return.

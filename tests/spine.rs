@@ -267,8 +267,28 @@ async fn http_skeleton_answers_contract_fields_and_json_errors() {
     assert_eq!(r.status().as_u16(), 405);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["error"].is_string());
-    // Nothing is written to storage while idle.
-    assert!(!dir.path().join("storage").exists());
+    // Nothing is written to storage while idle: the index opened at start, then 3 s of
+    // capture (measured on the camera's own clock) change no file.
+    let snapshot = || {
+        let mut v: Vec<(std::path::PathBuf, u64, std::time::SystemTime)> = Vec::new();
+        let mut stack = vec![dir.path().join("storage")];
+        while let Some(p) = stack.pop() {
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                let m = e.metadata().unwrap();
+                if m.is_dir() {
+                    stack.push(e.path());
+                } else {
+                    v.push((e.path(), m.len(), m.modified().unwrap()));
+                }
+            }
+        }
+        v.sort();
+        v
+    };
+    let before = snapshot();
+    let now = c.preroll.lock().iter().last().unwrap().pts;
+    wait_media_time(&c.preroll, now + Duration::from_secs(3)).await;
+    assert_eq!(snapshot(), before, "files under storage changed while idle");
     d.shutdown().await;
 }
 
