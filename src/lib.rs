@@ -3,11 +3,13 @@
 //! The data flow, and the module that owns each step:
 //!
 //! ```text
-//! camera ──► capture ──► ring ──► encode ──► preroll ──► (clips, live view: later stages)
-//!  V4L2 /     capture/    ring.rs   encode/    preroll.rs
-//!  GStreamer /  v4l2.rs   (raw       chain.rs   (H.264 access units in RAM,
-//!  test         gst.rs     frames,   mod.rs      GOP-indexed, byte-capped)
-//!               test_pattern.rs drop-oldest)
+//! camera ──► capture ──► ring ──► encode ──► preroll ──┬──► clip::recorder ──► MP4 file ──► index
+//!  V4L2 /     capture/    ring.rs   encode/    preroll.rs│    (clip-{cam} thread,  storage.rs   (sled)
+//!  GStreamer /  v4l2.rs   (raw       chain.rs  (H.264 AUs │     clip::mp4)
+//!  test         gst.rs     frames,   mod.rs     in RAM,   │         ▲
+//!               test_pattern.rs drop-oldest)  GOP-indexed)│         │ trigger (clip::state)
+//!                                                         │   mqtt/ ── trigger.rs ── web/
+//!                                                         └──► live view (later stage)
 //! ```
 //!
 //! - [`capture`]: one thread per camera reads a source and pushes [`frame::Frame`]s.
@@ -15,6 +17,9 @@
 //! - [`encode`]: appsrc → encoder (hardware on the board) → h264parse → appsink.
 //! - [`preroll`]: encoded frames held in RAM; readers snapshot or follow without copying.
 //! - [`camera`]: wires the stages of one camera, start/stop/restart, status and counters.
+//! - [`trigger`]: trigger payloads and answers, shared by MQTT and HTTP.
+//! - [`clip`]: the clip state machine, the recorder that writes crash-safe MP4s from the
+//!   pre-roll, the MP4 writer, start-up recovery, and the clip store.
 //! - [`index`]: the sled clip index (all sled access). [`storage`]: clip paths, disk usage,
 //!   retention and the mount check.
 //! - [`web`]: the HTTP API (warp). [`notify`]: systemd readiness and watchdog.
