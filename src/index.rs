@@ -144,7 +144,7 @@ impl Index {
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
         // No background flusher: every change is flushed explicitly, and an idle daemon must
         // not write to the SD card at all.
-        let db = sled::Config::new().path(dir).cache_capacity(16 << 20).flush_every_ms(None).open()?;
+        let db = sled::Config::new().path(dir).cache_capacity(2 << 20).flush_every_ms(None).open()?;
         let meta = db.open_tree("meta")?;
         match meta.get(SCHEMA_KEY)? {
             None => {

@@ -167,7 +167,9 @@ impl Camera {
             buffered_bytes: pre.bytes,
             buffer_cap_bytes: self.cfg.preroll_cap_bytes(),
             frames_captured: s.frames_captured.load(Ordering::Relaxed),
-            frames_dropped: s.frames_dropped_source.load(Ordering::Relaxed) + self.ring.dropped(),
+            frames_dropped: s.frames_dropped_source.load(Ordering::Relaxed)
+                + self.ring.dropped()
+                + s.frames_dropped_encoder.load(Ordering::Relaxed),
             frames_encoded: s.frames_encoded.load(Ordering::Relaxed),
             pre_s: self.cfg.pre_s,
             last_error: s.last_error(),

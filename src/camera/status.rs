@@ -30,6 +30,8 @@ pub struct CameraStatus {
     pub frames_captured: AtomicU64,
     /// Frames the source itself skipped (V4L2 sequence gaps).
     pub frames_dropped_source: AtomicU64,
+    /// Frames dropped before the encoder because it was behind (its input queue was full).
+    pub frames_dropped_encoder: AtomicU64,
     /// Access units produced by the encoder.
     pub frames_encoded: AtomicU64,
     /// Monotonic ms of the last captured frame (0: never).

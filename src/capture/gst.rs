@@ -37,7 +37,7 @@ impl GstSource {
     /// Build and start `description ! appsink`, and wait for the first frame to learn the format.
     pub fn open(description: &str) -> Result<Self, CaptureError> {
         let full =
-            format!("{description} ! appsink name=hindsight_sink caps=\"{ACCEPT}\" max-buffers=4 drop=true sync=false");
+            format!("{description} ! appsink name=hindsight_sink caps=\"{ACCEPT}\" max-buffers=2 drop=true sync=false");
         let pipeline = Pipeline::parse(&full)?;
         let sink: gst_app::AppSink = pipeline.by_name("hindsight_sink")?;
         pipeline.play()?;

@@ -141,10 +141,16 @@ impl Encoder {
                 a.force_keyframe();
             }
             let base = self.base.unwrap_or(frame.captured);
-            if let Err(e) = a.push(frame, base) {
-                active = None;
-                self.failed(e, &mut backoff);
-                continue;
+            match a.push(frame, base) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.status.frames_dropped_encoder.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    active = None;
+                    self.failed(e, &mut backoff);
+                    continue;
+                }
             }
             if let Some(e) = a.pipeline.poll_error() {
                 active = None;
@@ -256,7 +262,13 @@ impl Output {
 
 impl Active {
     /// Hand one frame to appsrc; its data is shared, not copied.
-    fn push(&self, frame: Frame, base: Duration) -> Result<(), EncodeError> {
+    /// Returns `Ok(false)` when the frame was dropped because the encoder is behind.
+    fn push(&self, frame: Frame, base: Duration) -> Result<bool, EncodeError> {
+        // appsrc's own queue is unbounded: keep at most three frames waiting inside GStreamer;
+        // past that the encoder is behind and the frame is dropped (and counted), like the ring.
+        if self.src.current_level_bytes() > 3 * frame.data.len() as u64 {
+            return Ok(false);
+        }
         let pts = frame.captured.saturating_sub(base).as_nanos() as u64;
         {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -270,7 +282,7 @@ impl Active {
             b.set_pts(gst::ClockTime::from_nseconds(pts));
             b.set_duration(gst::ClockTime::from_nseconds(self.frame_duration.as_nanos() as u64));
         }
-        self.src.push_buffer(buffer).map(|_| ()).map_err(|flow| {
+        self.src.push_buffer(buffer).map(|_| true).map_err(|flow| {
             match self.pipeline.error_within(Duration::from_millis(100)) {
                 Some(e) => EncodeError::Gst(e),
                 None => EncodeError::Push { seq: frame.seq, flow },
