@@ -208,6 +208,8 @@ fn kill_9_during_post_roll_then_restart_recovers_the_partial_clip() {
     assert!(dur > 2.0, "recovered clip plays for {dur} s");
     assert!((b["duration_s"].as_f64().unwrap() - dur).abs() < 0.1, "{b} vs ffprobe {dur}");
     assert!(files_with(&storage, ".mp4.part").is_empty());
+    let poster = std::fs::read(b_path.with_extension("jpg")).expect("a poster for the recovered clip");
+    assert_eq!(&poster[..2], &[0xFF, 0xD8]);
     assert_eq!(std::fs::read(&a_path).unwrap(), a_bytes, "finished clip untouched");
     ffprobe_ok(&a_path);
     // Index and files agree: every entry has its file, every file has its entry.

@@ -31,3 +31,22 @@ pub fn jpeg_from_keyframe(au: &[u8]) -> Result<Vec<u8>, GstError> {
     let map = buffer.map_readable().map_err(|_| GstError::Eos)?;
     Ok(map.to_vec())
 }
+
+/// JPEG of the first frame of an MP4 file (used for clips recovered after a crash, whose
+/// writer never got to make a poster).
+pub fn jpeg_from_file(path: &std::path::Path) -> Result<Vec<u8>, GstError> {
+    let location = path.display().to_string().replace('"', "");
+    let p = Pipeline::parse(&format!(
+        "filesrc location=\"{location}\" ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! videoscale \
+         ! video/x-raw,width=[16,640],pixel-aspect-ratio=1/1 ! jpegenc quality=80 snapshot=true \
+         ! appsink name=sink sync=false"
+    ))?;
+    let sink: gst_app::AppSink = p.by_name("sink")?;
+    p.play()?;
+    let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) else {
+        return Err(p.error_within(Duration::from_millis(100)).unwrap_or(GstError::Eos));
+    };
+    let buffer = sample.buffer().ok_or(GstError::Eos)?;
+    let map = buffer.map_readable().map_err(|_| GstError::Eos)?;
+    Ok(map.to_vec())
+}

@@ -181,6 +181,17 @@ fn index_orphan(storage: &Storage, index: &Index, path: &Path, id: &str, partial
         pinned: false,
         partial,
     };
+    // The writer never got to the poster: make it from the file (best effort; the clip plays
+    // without it).
+    let poster = path.with_extension("jpg");
+    if !poster.exists() {
+        match super::poster::jpeg_from_file(path) {
+            Ok(jpeg) => {
+                let _ = std::fs::write(&poster, jpeg);
+            }
+            Err(e) => log::warn!("clip {id}: no poster: {e}"),
+        }
+    }
     index.insert(&meta).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(path.with_extension("json"));
     Ok(meta)
