@@ -180,10 +180,18 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         _ = int.recv() => {}
     }
     log::info!("signal received: draining (send again to exit at once)");
+    let first = tokio::time::Instant::now();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            // One signal often arrives twice at once (sent to the process and to its group, as
+            // `timeout` and some shells do): only a later one means "exit now".
+            if first.elapsed() >= Duration::from_millis(500) {
+                break;
+            }
         }
         log::warn!("second signal: exiting without draining");
         std::process::exit(130);
