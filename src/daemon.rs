@@ -1,8 +1,8 @@
 //! `hindsight run`: start every camera, bind HTTP, tell systemd, and drain on the first
 //! SIGTERM/SIGINT (a second one exits at once).
 //!
-//! Drain order: STOPPING=1, stop the HTTP server, stop each camera (capture stops, the encoder
-//! gets EOS and flushes, threads are joined), then return.
+//! Drain order: STOPPING=1, end live MJPEG streams, stop the HTTP server, stop each camera
+//! (capture stops, the encoder gets EOS and flushes, threads are joined), then return.
 
 use crate::camera::status::CameraState;
 use crate::camera::Camera;
@@ -141,6 +141,10 @@ impl Daemon {
     /// Drain: stop HTTP, stop every camera (EOS through encoders), join threads.
     pub async fn shutdown(self) {
         notify::stopping();
+        // Live MJPEG streams never end by themselves: close them so HTTP can drain.
+        for c in &self.cameras {
+            c.preview.close();
+        }
         self.stop.stop();
         let _ = self.server.await;
         if let Some(m) = self.mqtt {

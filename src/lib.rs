@@ -9,7 +9,8 @@
 //!  test         gst.rs     frames,   mod.rs     in RAM,   │         ▲
 //!               test_pattern.rs drop-oldest)  GOP-indexed)│         │ trigger (clip::state)
 //!                                                         │   mqtt/ ── trigger.rs ── web/
-//!                                                         └──► live view (later stage)
+//!                                                         └──► live::hls (LL-HLS: CMAF parts, RAM window)
+//! capture ──► live::tap (latest raw frame) ──► live::mjpeg (JPEG once per frame, all viewers)
 //! ```
 //!
 //! - [`capture`]: one thread per camera reads a source and pushes [`frame::Frame`]s.
@@ -22,6 +23,9 @@
 //!   pre-roll, the MP4 writer, start-up recovery, and the clip store.
 //! - [`index`]: the sled clip index (all sled access). [`storage`]: clip paths, disk usage,
 //!   retention and the mount check.
+//! - [`live`]: the live view from RAM: MJPEG preview (pass-through or encode-once fan-out,
+//!   only while watched, "NO SIGNAL" while the camera is down) and low-latency HLS cut from the
+//!   pre-roll's H.264 (packager runs only while watched).
 //! - [`web`]: the HTTP API (warp). [`notify`]: systemd readiness and watchdog.
 //! - [`mqtt`]: MQTT triggers in, status/state/recording/clip events out; embedded broker.
 //! - [`daemon`]: `hindsight run` — starts everything and drains on SIGTERM.
@@ -36,6 +40,7 @@ pub mod daemon;
 pub mod encode;
 pub mod frame;
 pub mod index;
+pub mod live;
 pub mod mqtt;
 pub mod notify;
 pub mod pipeline;

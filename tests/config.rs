@@ -257,6 +257,24 @@ const BAD: &[Bad] = &[
         mentions: None,
     },
     Bad {
+        name: "preview-width-tiny",
+        text: concat!(cam!(), "preview_width = 8\n"),
+        key: "camera[0].preview_width",
+        mentions: None,
+    },
+    Bad {
+        name: "preview-fps-zero",
+        text: concat!(cam!(), "preview_fps = 0\n"),
+        key: "camera[0].preview_fps",
+        mentions: None,
+    },
+    Bad {
+        name: "preview-encoder-pipeline",
+        text: concat!(cam!(), "preview_encoder = \"jpegenc quality=50\"\n"),
+        key: "camera[0].preview_encoder",
+        mentions: Some("jpegenc quality=50"),
+    },
+    Bad {
         name: "preroll-cap-tiny",
         text: concat!(cam!(), "preroll_max_bytes = \"10KiB\"\n"),
         key: "camera[0].preroll_max_bytes",

@@ -1,5 +1,7 @@
 //! One camera: the capture thread, the frame ring, the encode thread and the pre-roll buffer,
-//! wired together, with start/stop/restart and a [`CameraInfo`] snapshot for the API.
+//! wired together, plus the live preview's frame tap and [`Preview`] (which outlive
+//! start/stop, so MJPEG viewers stay connected across a restart), with start/stop/restart and a
+//! [`CameraInfo`] snapshot for the API.
 //!
 //! Stop order: stop capture, close the ring, let the encoder drain (EOS), join both threads.
 //! `start`/`stop` block while threads are joined: call them off the async runtime.
@@ -9,6 +11,9 @@ pub mod status;
 use crate::capture::Capture;
 use crate::config::{CameraConfig, Config};
 use crate::encode::{Encoder, EncoderConfig};
+use crate::live::hls::Hls;
+use crate::live::mjpeg::{Preview, PreviewSettings};
+use crate::live::tap::FrameTap;
 use crate::preroll::PreRoll;
 use crate::ring::FrameRing;
 use crate::shutdown::StopToken;
@@ -27,6 +32,11 @@ pub struct Camera {
     pub status: Arc<CameraStatus>,
     /// The encoded-frame buffer (clips and live views read it).
     pub preroll: Arc<PreRoll>,
+    /// The live MJPEG preview (viewers, snapshots).
+    pub preview: Preview,
+    /// The live HLS stream (packager runs only while someone watches).
+    pub hls: Arc<Hls>,
+    tap: Arc<FrameTap>,
     ring: Arc<FrameRing>,
     run: Mutex<Option<Running>>,
 }
@@ -72,6 +82,18 @@ pub struct CameraInfo {
     pub pre_s: f64,
     /// Most recent error, kept after recovery.
     pub last_error: Option<String>,
+    /// MJPEG viewers connected now.
+    pub viewers: usize,
+    /// Preview JPEGs encoded from raw frames (total).
+    pub jpeg_encodes: u64,
+    /// Preview JPEG encodes per second (last 2 s).
+    pub jpeg_encodes_per_s: f64,
+    /// Camera JPEGs passed through to viewers without decoding (total).
+    pub jpeg_passthrough: u64,
+    /// HLS clients: distinct addresses with a request in the last 10 s.
+    pub hls_clients: usize,
+    /// Whether the HLS packager runs (it stops 30 s after the last request).
+    pub hls_active: bool,
 }
 
 impl Camera {
@@ -79,10 +101,17 @@ impl Camera {
     pub fn new(cfg: CameraConfig, config: &Config) -> Self {
         let hold = Duration::from_secs_f64(cfg.pre_s + cfg.keyframe_interval_s);
         let preroll = Arc::new(PreRoll::new(hold, cfg.preroll_cap_bytes()));
+        let status = Arc::new(CameraStatus::default());
+        let tap = Arc::new(FrameTap::default());
+        let settings =
+            PreviewSettings { width: cfg.preview_width, fps: cfg.preview_fps, encoder: cfg.preview_encoder.clone() };
         Camera {
             ring: Arc::new(FrameRing::new(cfg.ring_frames)),
             auto_encoders: config.auto_encoders.clone(),
-            status: Arc::new(CameraStatus::default()),
+            preview: Preview::new(&cfg.id, settings, tap.clone(), status.clone()),
+            hls: Arc::new(Hls::new(&cfg.id, preroll.clone(), status.clone(), cfg.keyframe_interval_s)),
+            tap,
+            status,
             preroll,
             cfg,
             run: Mutex::new(None),
@@ -110,6 +139,7 @@ impl Camera {
         let stop = StopToken::new();
         let capture =
             Capture::new(&self.cfg.id, self.cfg.source.clone(), self.ring.clone(), self.status.clone(), stop.clone())
+                .with_tap(self.tap.clone())
                 .spawn()?;
         let enc_cfg = EncoderConfig {
             id: self.cfg.id.clone(),
@@ -154,6 +184,7 @@ impl Camera {
         let pre = self.preroll.stats();
         let fmt = s.format();
         let encoder = s.encoder();
+        let live = self.preview.stats();
         CameraInfo {
             id: self.cfg.id.clone(),
             state: s.state(),
@@ -173,6 +204,12 @@ impl Camera {
             frames_encoded: s.frames_encoded.load(Ordering::Relaxed),
             pre_s: self.cfg.pre_s,
             last_error: s.last_error(),
+            viewers: live.viewers,
+            jpeg_encodes: live.jpeg_encodes,
+            jpeg_encodes_per_s: live.jpeg_encodes_per_s,
+            jpeg_passthrough: live.jpeg_passthrough,
+            hls_clients: self.hls.clients(),
+            hls_active: self.hls.active(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod v4l2;
 use crate::camera::status::CameraStatus;
 use crate::config::{SourceConfig, SourceKind};
 use crate::frame::{Frame, VideoFormat};
+use crate::live::tap::FrameTap;
 use crate::pipeline::GstError;
 use crate::ring::FrameRing;
 use crate::shutdown::{Backoff, StopToken};
@@ -111,6 +112,7 @@ pub struct Capture {
     status: Arc<CameraStatus>,
     stop: StopToken,
     next_seq: u64,
+    tap: Option<Arc<FrameTap>>,
 }
 
 impl Capture {
@@ -122,7 +124,13 @@ impl Capture {
         status: Arc<CameraStatus>,
         stop: StopToken,
     ) -> Self {
-        Capture { id: id.into(), source, ring, status, stop, next_seq: 0 }
+        Capture { id: id.into(), source, ring, status, stop, next_seq: 0, tap: None }
+    }
+
+    /// Also publish every frame into `tap` (the live preview's latest-frame slot).
+    pub fn with_tap(mut self, tap: Arc<FrameTap>) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// Run on a thread named `capture-{id}`.
@@ -193,6 +201,9 @@ impl Capture {
                 self.status.set_format(frame.format);
             }
             self.status.frame_captured();
+            if let Some(tap) = &self.tap {
+                tap.publish(&frame);
+            }
             self.ring.push(frame);
         }
         Ok(())

@@ -332,6 +332,17 @@ pub struct CameraConfig {
     /// Raw frames held between capture and encoder; the oldest is dropped when full.
     #[serde(default = "default_ring_frames")]
     pub ring_frames: usize,
+    /// Live MJPEG preview: largest width of encoded preview frames (the height keeps the
+    /// aspect ratio; never upscaled). JPEG cameras are passed through at their own size.
+    #[serde(default = "default_preview_width")]
+    pub preview_width: u32,
+    /// Live MJPEG preview: most frames per second sent to viewers.
+    #[serde(default = "default_preview_fps")]
+    pub preview_fps: u32,
+    /// Live MJPEG preview: JPEG encoder element for raw sources (`jpegenc`, or a hardware one
+    /// such as `v4l2jpegenc` where `hindsight probe` lists it).
+    #[serde(default = "default_preview_encoder")]
+    pub preview_encoder: String,
 }
 
 fn default_encoder() -> String {
@@ -355,6 +366,15 @@ fn default_max_clip() -> f64 {
 fn default_ring_frames() -> usize {
     8
 }
+fn default_preview_width() -> u32 {
+    640
+}
+fn default_preview_fps() -> u32 {
+    10
+}
+fn default_preview_encoder() -> String {
+    "jpegenc".into()
+}
 
 impl CameraConfig {
     /// A camera with every optional key at its default.
@@ -370,6 +390,9 @@ impl CameraConfig {
             max_clip_s: default_max_clip(),
             preroll_max_bytes: None,
             ring_frames: default_ring_frames(),
+            preview_width: default_preview_width(),
+            preview_fps: default_preview_fps(),
+            preview_encoder: default_preview_encoder(),
         }
     }
 

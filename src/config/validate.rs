@@ -122,6 +122,16 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         if !(2..=240).contains(&cam.ring_frames) {
             err(k("ring_frames"), "must be 2..=240".into());
         }
+        if !(64..=3840).contains(&cam.preview_width) {
+            err(k("preview_width"), "must be 64..=3840".into());
+        }
+        if !(1..=30).contains(&cam.preview_fps) {
+            err(k("preview_fps"), "must be 1..=30".into());
+        }
+        if !valid_element_name(&cam.preview_encoder) {
+            let e = &cam.preview_encoder;
+            err(k("preview_encoder"), format!("{e:?} must be a GStreamer JPEG encoder element name"));
+        }
     }
     errs
 }

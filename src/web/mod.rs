@@ -6,6 +6,8 @@
 //! mistakes with a message that says what to fix, 5xx only for ours.
 
 pub mod clips;
+pub mod hls;
+pub mod mjpeg;
 
 use crate::camera::status::CameraState;
 use crate::camera::Camera;
@@ -74,6 +76,10 @@ pub enum ApiError {
     /// A `Range` outside the file (the file's size).
     #[error("requested range not satisfiable (file is {0} bytes)")]
     RangeNotSatisfiable(u64),
+    /// Temporarily unable to answer (no camera frame to show yet, too many live viewers,
+    /// shutting down): retry later.
+    #[error("{0}")]
+    Unavailable(String),
     /// Our fault.
     #[error("{0}")]
     Internal(String),
@@ -109,6 +115,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -282,7 +289,22 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
     );
 
     let clip_routes = clips::routes(st.clone());
-    health.or(list).unify().or(one).unify().or(clip_routes).unify().or(ctl).unify().recover(recover).unify()
+    let mjpeg_routes = mjpeg::routes(st.clone());
+    health
+        .or(list)
+        .unify()
+        .or(one)
+        .unify()
+        .or(clip_routes)
+        .unify()
+        .or(mjpeg_routes)
+        .unify()
+        .or(hls::routes(st.clone()))
+        .unify()
+        .or(ctl)
+        .unify()
+        .recover(recover)
+        .unify()
 }
 
 /// Bind `addr` and serve until `shutdown` resolves; returns the bound address at once.

@@ -219,59 +219,7 @@ impl FragmentedMp4 {
         if samples.is_empty() {
             return Vec::new();
         }
-        let mut payload = Vec::with_capacity(samples.iter().map(|s| s.data.len()).sum());
-        let mut sizes = Vec::with_capacity(samples.len());
-        for s in samples {
-            let before = payload.len();
-            for nal in nal_units(s.data) {
-                if matches!(nal_type(nal), 7..=9) {
-                    continue;
-                }
-                payload.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-                payload.extend_from_slice(nal);
-            }
-            sizes.push((payload.len() - before) as u32);
-        }
-        let mdat_header = if payload.len() as u64 + 8 > u64::from(u32::MAX) { 16 } else { 8 };
-
-        let mut w = Writer::with_capacity(payload.len() + 128 + 12 * samples.len());
-        let moof = w.open(b"moof");
-        let mfhd = w.open_full(b"mfhd", 0, 0);
-        w.u32(self.next_sequence);
-        w.close(mfhd);
-        let traf = w.open(b"traf");
-        let tfhd = w.open_full(b"tfhd", 0, 0x02_0000); // default-base-is-moof
-        w.u32(TRACK_ID);
-        w.close(tfhd);
-        let tfdt = w.open_full(b"tfdt", 1, 0);
-        w.u64(self.media_duration);
-        w.close(tfdt);
-        // data-offset | sample-duration | sample-size | sample-flags
-        let trun = w.open_full(b"trun", 0, 0x0001 | 0x0100 | 0x0200 | 0x0400);
-        w.u32(samples.len() as u32);
-        let data_offset_at = w.buf.len();
-        w.u32(0); // data_offset (set below)
-        for (s, size) in samples.iter().zip(&sizes) {
-            w.u32(s.duration);
-            w.u32(*size);
-            w.u32(if s.keyframe { FLAGS_SYNC } else { FLAGS_NON_SYNC });
-        }
-        w.close(trun);
-        w.close(traf);
-        w.close(moof);
-        let data_offset = (w.buf.len() - moof + mdat_header) as u32;
-        w.buf[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
-
-        if mdat_header == 16 {
-            w.u32(1);
-            w.bytes(b"mdat");
-            w.u64(payload.len() as u64 + 16);
-        } else {
-            w.u32(payload.len() as u32 + 8);
-            w.bytes(b"mdat");
-        }
-        w.bytes(&payload);
-
+        let (buf, sizes, data_offset) = write_fragment(self.next_sequence, self.media_duration, samples);
         let moof_at = self.written;
         self.moofs.push(moof_at);
         self.chunks.push(Chunk { offset: moof_at + u64::from(data_offset), samples: samples.len() as u32 });
@@ -280,11 +228,22 @@ impl FragmentedMp4 {
             duration: s.duration,
             sync: s.keyframe,
         }));
-        self.written += w.buf.len() as u64;
+        self.written += buf.len() as u64;
         self.next_sequence = self.next_sequence.wrapping_add(1);
         self.media_duration += samples.iter().map(|s| u64::from(s.duration)).sum::<u64>();
         self.samples += samples.len() as u64;
-        w.buf
+        buf
+    }
+
+    /// A stand-alone `moof` + `mdat` (a CMAF chunk) with the given `mfhd` sequence number and
+    /// `tfdt` base media decode time ([`TIMESCALE`]), for live streaming (HLS parts) against
+    /// this writer's [`init_segment`](Self::init_segment). Remembers nothing, so memory stays
+    /// flat however long the stream runs; [`finalize`](Self::finalize) does not see these.
+    pub fn live_fragment(&self, sequence: u32, base_media_time: u64, samples: &[Sample]) -> Vec<u8> {
+        if samples.is_empty() {
+            return Vec::new();
+        }
+        write_fragment(sequence, base_media_time, samples).0
     }
 
     /// Total media duration written so far (sum of sample durations, [`TIMESCALE`]).
@@ -313,6 +272,64 @@ impl FragmentedMp4 {
         let flips = std::iter::once(self.init_moov_at).chain(self.moofs.iter().copied()).map(|at| at + 4).collect();
         Finalize { moov: w.buf, flips }
     }
+}
+
+/// `moof` + `mdat` for `samples` (non-empty): the bytes, each sample's size in the `mdat`,
+/// and the `trun` data offset (from the start of `moof` to the first sample byte).
+fn write_fragment(sequence: u32, base_media_time: u64, samples: &[Sample]) -> (Vec<u8>, Vec<u32>, u32) {
+    let mut payload = Vec::with_capacity(samples.iter().map(|s| s.data.len()).sum());
+    let mut sizes = Vec::with_capacity(samples.len());
+    for s in samples {
+        let before = payload.len();
+        for nal in nal_units(s.data) {
+            if matches!(nal_type(nal), 7..=9) {
+                continue;
+            }
+            payload.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            payload.extend_from_slice(nal);
+        }
+        sizes.push((payload.len() - before) as u32);
+    }
+    let mdat_header = if payload.len() as u64 + 8 > u64::from(u32::MAX) { 16 } else { 8 };
+
+    let mut w = Writer::with_capacity(payload.len() + 128 + 12 * samples.len());
+    let moof = w.open(b"moof");
+    let mfhd = w.open_full(b"mfhd", 0, 0);
+    w.u32(sequence);
+    w.close(mfhd);
+    let traf = w.open(b"traf");
+    let tfhd = w.open_full(b"tfhd", 0, 0x02_0000); // default-base-is-moof
+    w.u32(TRACK_ID);
+    w.close(tfhd);
+    let tfdt = w.open_full(b"tfdt", 1, 0);
+    w.u64(base_media_time);
+    w.close(tfdt);
+    // data-offset | sample-duration | sample-size | sample-flags
+    let trun = w.open_full(b"trun", 0, 0x0001 | 0x0100 | 0x0200 | 0x0400);
+    w.u32(samples.len() as u32);
+    let data_offset_at = w.buf.len();
+    w.u32(0); // data_offset (set below)
+    for (s, size) in samples.iter().zip(&sizes) {
+        w.u32(s.duration);
+        w.u32(*size);
+        w.u32(if s.keyframe { FLAGS_SYNC } else { FLAGS_NON_SYNC });
+    }
+    w.close(trun);
+    w.close(traf);
+    w.close(moof);
+    let data_offset = (w.buf.len() - moof + mdat_header) as u32;
+    w.buf[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
+
+    if mdat_header == 16 {
+        w.u32(1);
+        w.bytes(b"mdat");
+        w.u64(payload.len() as u64 + 16);
+    } else {
+        w.u32(payload.len() as u32 + 8);
+        w.bytes(b"mdat");
+    }
+    w.bytes(&payload);
+    (w.buf, sizes, data_offset)
 }
 
 /// The NAL units of an Annex-B buffer (3- or 4-byte start codes), without start codes or

@@ -190,6 +190,32 @@ fn fragments_length_prefix_drop_parameter_sets_and_chain_decode_times() {
 }
 
 #[test]
+fn live_fragments_take_sequence_and_decode_time_and_remember_nothing() {
+    let key = synthetic_keyframe();
+    let delta = [0, 0, 0, 1, 0x09, 0x30, 0, 0, 1, 0x41, 0x9a, 0x02];
+    let samples = [
+        Sample { data: &key, duration: 3000, keyframe: true },
+        Sample { data: &delta, duration: 3003, keyframe: false },
+    ];
+    let mut reference = FragmentedMp4::new(&key, 320, 240, 0).unwrap();
+    let first = reference.fragment(&samples);
+    let second = reference.fragment(&samples[1..]);
+    let live = FragmentedMp4::new(&key, 320, 240, 0).unwrap();
+    // Same bytes as the clip writer's fragments when given the same sequence and tfdt.
+    assert_eq!(live.live_fragment(1, 0, &samples), first);
+    assert_eq!(live.live_fragment(2, 6003, &samples[1..]), second);
+    let far = live.live_fragment(77, 90_000 * 100_000, &samples[1..]);
+    let t = tree(&far);
+    assert_eq!(u32_at(&far, find(&t, "/moof/mfhd").0 + 12), 77);
+    assert_eq!(u64_at(&far, find(&t, "/moof/traf/tfdt").0 + 12), 90_000 * 100_000);
+    assert!(live.live_fragment(3, 0, &[]).is_empty());
+    assert_eq!(
+        (live.media_duration(), live.sample_count(), live.bytes_written()),
+        (0, 0, live.init_segment().len() as u64)
+    );
+}
+
+#[test]
 fn missing_parameter_sets_is_an_error() {
     let idr_only = [0, 0, 0, 1, 0x65, 0x88, 0x84];
     assert!(matches!(FragmentedMp4::new(&idr_only, 1, 1, 0), Err(Mp4Error::NoParameterSets)));

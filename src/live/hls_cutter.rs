@@ -1,0 +1,217 @@
+//! Cuts the encoded frames of a live stream into LL-HLS media: a segment per GOP (cut at
+//! keyframes, so a segment lasts one keyframe interval), parts of ~200 ms at frame boundaries,
+//! each part one CMAF chunk (`moof` + `mdat`) from the MP4 writer, fed to a
+//! [`Window`].
+//!
+//! A frame is held until the next one arrives so that its duration is the exact PTS
+//! difference: `tfdt` of every part is its first frame's capture time (90 kHz), and the parts
+//! follow each other without gaps or overlaps. A segment that would round above the target
+//! duration (a GOP longer than configured) is cut at a frame boundary instead; a gap in the
+//! frames (camera restart, a reader that lagged) ends the segment and marks a discontinuity;
+//! new SPS/PPS start a new init segment.
+//!
+//! Pure apart from the wall clock it is handed: no I/O, no locks, no waiting. Must never
+//! re-encode or copy frames beyond building the chunk.
+
+use super::hls_playlist::{Part, Window, WindowConfig};
+use crate::clip::mp4::{FragmentedMp4, Sample, TIMESCALE};
+use crate::frame::EncodedFrame;
+use bytes::Bytes;
+use std::time::Duration;
+
+/// Timing of the cut, derived from the keyframe interval and frame rate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutConfig {
+    /// `EXT-X-TARGETDURATION` (seconds).
+    pub target_duration: u32,
+    /// No part is longer than this (`PART-TARGET`).
+    pub part_target: Duration,
+    /// A part is closed once it is at least this long.
+    pub part_min: Duration,
+    /// A segment is cut before it reaches this (it would round above the target duration).
+    pub segment_max: Duration,
+    /// Frames further apart than this are a gap (a discontinuity), not one long frame.
+    pub max_gap: Duration,
+}
+
+impl CutConfig {
+    /// For a keyframe interval of `keyframe_interval_s` and `fps` frames per second
+    /// (0 = unknown, taken as 30): 200–250 ms parts (one frame at low rates).
+    pub fn new(keyframe_interval_s: f64, fps: u32) -> Self {
+        let fps = if fps == 0 { 30 } else { fps.min(1000) };
+        let frame = Duration::from_secs(1) / fps;
+        let target_duration = keyframe_interval_s.ceil().clamp(1.0, 3600.0) as u32;
+        let part_target = Duration::from_millis(250).max(frame * 5 / 4);
+        let part_min = Duration::from_millis(200).saturating_sub(frame / 2).max(frame).min(part_target);
+        CutConfig {
+            target_duration,
+            part_target,
+            part_min,
+            segment_max: Duration::from_secs(u64::from(target_duration)) + Duration::from_millis(500),
+            max_gap: Duration::from_secs(1).max(frame * 2),
+        }
+    }
+
+    /// The playlist window for this timing.
+    pub fn window(&self, max_segments: usize, max_bytes: usize) -> WindowConfig {
+        WindowConfig { target_duration: self.target_duration, part_target: self.part_target, max_segments, max_bytes }
+    }
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_nanos() * u128::from(TIMESCALE) / 1_000_000_000) as u64
+}
+
+fn from_ticks(t: u64) -> Duration {
+    Duration::from_nanos((u128::from(t) * 1_000_000_000 / u128::from(TIMESCALE)) as u64)
+}
+
+/// The cutter of one live session.
+pub struct Cutter {
+    cfg: CutConfig,
+    width: u32,
+    height: u32,
+    mp4: Option<FragmentedMp4>,
+    init: Bytes,
+    /// The newest frame, waiting for the next one to know its duration.
+    held: Option<EncodedFrame>,
+    /// Frames of the part being built, with their durations in ticks.
+    part: Vec<(EncodedFrame, u64)>,
+    part_ticks: u64,
+    /// Ticks of the open segment's finished parts.
+    seg_ticks: u64,
+    in_segment: bool,
+    sequence: u32,
+}
+
+impl Cutter {
+    /// A cutter for `width`×`height` video (the `tkhd`/`avc1` size).
+    pub fn new(cfg: CutConfig, width: u32, height: u32) -> Self {
+        Cutter {
+            cfg,
+            width,
+            height,
+            mp4: None,
+            init: Bytes::new(),
+            held: None,
+            part: Vec::new(),
+            part_ticks: 0,
+            seg_ticks: 0,
+            in_segment: false,
+            sequence: 1,
+        }
+    }
+
+    /// Take the next frame. `wall_ms` maps a capture time (CLOCK_MONOTONIC) to Unix ms.
+    pub fn push(&mut self, f: EncodedFrame, w: &mut Window, wall_ms: &dyn Fn(Duration) -> i64) {
+        let Some(h) = self.held.take() else {
+            if f.keyframe {
+                self.start_segment(&f, w, wall_ms);
+            }
+            if self.in_segment {
+                self.held = Some(f);
+            }
+            return;
+        };
+        let dt = ticks(f.pts).saturating_sub(ticks(h.pts));
+        let gap = dt == 0 || f.pts.saturating_sub(h.pts) > self.cfg.max_gap;
+        let d = if gap { ticks(h.duration).max(1) } else { dt };
+        if !self.part.is_empty() && self.part_ticks + d > ticks(self.cfg.part_target) {
+            self.flush_part(w);
+        }
+        let so_far = self.seg_ticks + self.part_ticks;
+        if so_far > 0 && so_far + d >= ticks(self.cfg.segment_max) {
+            // A GOP longer than the target: cut here (the next segment is not independent).
+            self.flush_part(w);
+            w.open_segment(wall_ms(h.pts));
+            self.seg_ticks = 0;
+        }
+        self.part_ticks += d;
+        self.part.push((h, d));
+        if gap {
+            self.end_segment(w);
+            if f.keyframe {
+                self.start_segment(&f, w, wall_ms);
+            }
+        } else if f.keyframe {
+            self.flush_part(w);
+            self.start_segment(&f, w, wall_ms);
+        } else if self.part_ticks >= ticks(self.cfg.part_min) {
+            self.flush_part(w);
+        }
+        if self.in_segment {
+            self.held = Some(f);
+        }
+    }
+
+    /// Frames were lost (the reader lagged): finish what is held, end the segment, and wait
+    /// for the next keyframe.
+    pub fn gap(&mut self, w: &mut Window) {
+        if let Some(h) = self.held.take() {
+            let d = ticks(h.duration).max(1);
+            self.part_ticks += d;
+            self.part.push((h, d));
+        }
+        self.end_segment(w);
+    }
+
+    fn end_segment(&mut self, w: &mut Window) {
+        self.flush_part(w);
+        w.close_segment();
+        w.mark_discontinuity();
+        self.seg_ticks = 0;
+        self.in_segment = false;
+    }
+
+    /// Open a segment at keyframe `f`, with a new init segment if its SPS/PPS changed.
+    fn start_segment(&mut self, f: &EncodedFrame, w: &mut Window, wall_ms: &dyn Fn(Duration) -> i64) {
+        // A keyframe without parameter sets keeps the current ones (if any).
+        if let Ok(m) = FragmentedMp4::new(&f.data, self.width, self.height, 0) {
+            let init = Bytes::from(m.init_segment());
+            if init != self.init {
+                w.set_init(init.clone());
+                self.init = init;
+                self.mp4 = Some(m);
+            }
+        }
+        if self.mp4.is_none() {
+            self.in_segment = false;
+            return;
+        }
+        w.open_segment(wall_ms(f.pts));
+        self.seg_ticks = 0;
+        self.in_segment = true;
+    }
+
+    fn flush_part(&mut self, w: &mut Window) {
+        if self.part.is_empty() {
+            return;
+        }
+        if let Some(mp4) = &self.mp4 {
+            let samples: Vec<Sample> = self
+                .part
+                .iter()
+                .map(|(f, d)| Sample {
+                    data: &f.data,
+                    duration: (*d).min(u64::from(u32::MAX)) as u32,
+                    keyframe: f.keyframe,
+                })
+                .collect();
+            let base = ticks(self.part[0].0.pts);
+            let data = mp4.live_fragment(self.sequence, base, &samples);
+            self.sequence = self.sequence.checked_add(1).unwrap_or(1);
+            w.add_part(Part {
+                duration: from_ticks(self.part_ticks),
+                independent: self.part[0].0.keyframe,
+                data: Bytes::from(data),
+            });
+        }
+        self.seg_ticks += self.part_ticks;
+        self.part.clear();
+        self.part_ticks = 0;
+    }
+}
+
+#[cfg(test)]
+#[path = "hls_cutter_tests.rs"]
+mod tests;

@@ -1,0 +1,18 @@
+//! Live view: what a phone watches, served from RAM and never from storage.
+//!
+//! - [`mjpeg`]: the MJPEG preview — camera JPEGs passed through, or raw frames encoded to JPEG
+//!   once per frame for all viewers, only while someone watches; "NO SIGNAL" while the camera
+//!   is down. Fed by [`tap`], the latest-raw-frame slot the capture loop publishes into.
+//! - [`hls`]: low-latency HLS cut from the pre-roll buffer's encoded frames, in RAM:
+//!   [`hls_cutter`] cuts frames into CMAF parts and segments, [`hls_playlist`] is the pure
+//!   playlist window, [`hls`] runs one packager per camera while someone watches.
+//!
+//! Must never write to storage, never block capture or the encoder, and never let a slow
+//! viewer make a producer buffer without bound.
+
+pub mod hls;
+pub mod hls_cutter;
+pub mod hls_playlist;
+pub mod jpeg;
+pub mod mjpeg;
+pub mod tap;
