@@ -9,16 +9,9 @@
 // Needs `chromium` (Debian package, /usr/bin/chromium or $CHROMIUM) and `npm ci` in this folder.
 // Ends with `browser: N passed, M failed` and exits non-zero when anything failed.
 
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { chromium } from 'playwright-core';
+import { join } from 'node:path';
+import { createHarness } from './harness.mjs';
 
-const BIN = resolve(process.env.HINDSIGHT_BIN || 'target/debug/hindsight');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const FPS = 30;
 const WIDTH = 320;
 const HEIGHT = 240;
@@ -29,98 +22,14 @@ const DURATION_TOLERANCE_S = 0.1;
 // 0…1 s, often a frame or two, which would not show anything.)
 const GOP_S = 4;
 
-const t0 = Date.now();
-const since = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
-let passed = 0;
-let failed = 0;
-function pass(name, detail = '') {
-  passed++;
-  console.log(`ok   ${name}${detail ? ` — ${detail}` : ''} [${since()}]`);
-}
-function fail(name, detail) {
-  failed++;
-  console.log(`FAIL ${name} — ${detail} [${since()}]`);
-}
-/** Runs one named check; `fn` returns a detail string, or throws with the reason. */
-async function check(name, fn) {
-  try {
-    pass(name, await fn());
-    return true;
-  } catch (e) {
-    fail(name, e?.message ?? String(e));
-    return false;
-  }
-}
+const h = createHarness({ name: 'browser', tmpPrefix: 'hindsight-browser-' });
+const { dir, since, check, waitFor, getJson, startDaemon, launchChromium, run } = h;
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-/** Polls `probe` (returns a value when done, undefined to keep waiting) until `deadline_s`. */
-async function waitFor(what, deadline_s, probe) {
-  const end = Date.now() + deadline_s * 1000;
-  let last;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e?.message ?? String(e);
-    }
-    if (daemonExit) throw new Error(`${what}: daemon exited (${daemonExit}) — log tail:\n${logTail()}`);
-    if (Date.now() > end) throw new Error(`${what}: not within ${deadline_s} s${last ? ` (last error: ${last})` : ''}`);
-    await sleep(200);
-  }
-}
-
-// ---- the daemon ----
-const dir = mkdtempSync(join(tmpdir(), 'hindsight-browser-'));
-let daemon;
-let daemonExit = null;
-let daemonLog = '';
-const logTail = () => daemonLog.split('\n').slice(-30).join('\n');
 let context;
 let base;
 
-async function getJson(path) {
-  const r = await fetch(base + path, { signal: AbortSignal.timeout(5000) });
-  return { status: r.status, body: await r.json().catch(() => null) };
-}
-
-async function stopDaemon() {
-  if (!daemon || daemonExit) return;
-  const exited = new Promise((r) => daemon.once('exit', r));
-  daemon.kill('SIGTERM');
-  const t = setTimeout(() => daemon.kill('SIGKILL'), 10000);
-  await exited;
-  clearTimeout(t);
-}
-
-// Ctrl-C / CI cancel: do not leave the daemon behind.
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.once(sig, () => {
-    if (daemon && !daemonExit) daemon.kill('SIGKILL');
-    process.exit(130);
-  });
-}
-
 async function main() {
-  if (!existsSync(BIN)) throw new Error(`${BIN} not found: run cargo build first (or set HINDSIGHT_BIN)`);
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install chromium (scripts/deps test)`);
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  const config = join(dir, 'hindsight.toml');
-  writeFileSync(
-    config,
-    `[storage]
+  base = await startDaemon((port) => `[storage]
 path = ${JSON.stringify(join(dir, 'storage'))}
 
 [http]
@@ -136,21 +45,7 @@ encoder = "x264enc"
 keyframe_interval_s = ${GOP_S}
 pre_s = 2
 post_s = 2
-`,
-  );
-  daemon = spawn(BIN, ['run', '--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // ORC's code cache and anything else the daemon writes under $HOME stays in the temp dir.
-    env: { ...process.env, XDG_RUNTIME_DIR: dir },
-  });
-  const keep = (b) => {
-    daemonLog += b.toString();
-    if (daemonLog.length > 200000) daemonLog = daemonLog.slice(-100000);
-  };
-  daemon.stdout.on('data', keep);
-  daemon.stderr.on('data', keep);
-  daemon.on('exit', (code, signal) => (daemonExit = signal ? `signal ${signal}` : `code ${code}`));
-  daemon.on('error', (e) => (daemonExit = `spawn error: ${e.message}`));
+`);
 
   if (!(await check('daemon healthy', () =>
     waitFor('GET /api/health → status ok', 60, async () => {
@@ -185,13 +80,7 @@ post_s = 2
     })))) return;
 
   // ---- the browser ----
-  const profile = join(dir, 'chromium-profile');
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  context = await launchChromium();
   console.log(`chromium ${context.browser()?.version() ?? '(version unknown)'} [${since()}]`);
   const page = context.pages()[0] ?? (await context.newPage());
   const consoleLines = [];
@@ -303,23 +192,7 @@ post_s = 2
     return `${r.w}×${r.h}`;
   });
 
-  if (failed && consoleLines.length) console.log(`page console and failed requests:\n  ${consoleLines.join('\n  ')}`);
+  if (h.failed && consoleLines.length) console.log(`page console and failed requests:\n  ${consoleLines.join('\n  ')}`);
 }
 
-try {
-  await main();
-} catch (e) {
-  fail('setup', e?.stack ?? String(e));
-} finally {
-  if (context) await context.close().catch((e) => console.log(`closing chromium: ${e.message}`));
-  await stopDaemon();
-  if (failed) {
-    console.log(`daemon log tail:\n${logTail()}`);
-    console.log(`kept ${dir} for inspection`);
-  } else {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-console.log(`took ${since()}`);
-console.log(`browser: ${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+await run(main);

@@ -13,20 +13,13 @@
 // $HLS_JS_CONFIG (JSON) adds hls.js settings to both runs, for latency experiments.
 // Ends with `browser-hls: N passed, M failed` and exits non-zero when anything failed.
 
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { chromium } from 'playwright-core';
+import { join } from 'node:path';
+import { createHarness } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const HLS_JS = require.resolve('hls.js/dist/hls.min.js');
 const HLS_JS_VERSION = require('hls.js/package.json').version;
-const BIN = resolve(process.env.HINDSIGHT_BIN || 'target/debug/hindsight');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const FPS = 30;
 const WIDTH = 640;
 const HEIGHT = 360;
@@ -38,92 +31,16 @@ const MIN_PLAYED_S = 5;
 // Extra hls.js config for experiments, e.g. HLS_JS_CONFIG='{"maxLiveSyncPlaybackRate":1.5}'.
 const EXTRA = JSON.parse(process.env.HLS_JS_CONFIG || '{}');
 
-const t0 = Date.now();
-const since = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
-let passed = 0;
-let failed = 0;
-function pass(name, detail = '') {
-  passed++;
-  console.log(`ok   ${name}${detail ? ` — ${detail}` : ''} [${since()}]`);
-}
-function fail(name, detail) {
-  failed++;
-  console.log(`FAIL ${name} — ${detail} [${since()}]`);
-}
-/** Runs one named check; `fn` returns a detail string, or throws with the reason. */
-async function check(name, fn) {
-  try {
-    pass(name, await fn());
-    return true;
-  } catch (e) {
-    fail(name, e?.message ?? String(e));
-    return false;
-  }
-}
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-/** Polls `probe` (returns a value when done, undefined to keep waiting) until `deadline_s`. */
-async function waitFor(what, deadline_s, probe) {
-  const end = Date.now() + deadline_s * 1000;
-  let last;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e?.message ?? String(e);
-    }
-    if (daemonExit) throw new Error(`${what}: daemon exited (${daemonExit}) — log tail:\n${logTail()}`);
-    if (Date.now() > end) throw new Error(`${what}: not within ${deadline_s} s${last ? ` (last error: ${last})` : ''}`);
-    await sleep(200);
-  }
-}
+const h = createHarness({ name: 'browser-hls', tmpPrefix: 'hindsight-hls-' });
+const { dir, since, check, waitFor, getJson, startDaemon, launchChromium, run } = h;
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.floor(s.length / 2)] : NaN;
 };
 
-// ---- the daemon ----
-const dir = mkdtempSync(join(tmpdir(), 'hindsight-hls-'));
-let daemon;
-let daemonExit = null;
-let daemonLog = '';
-const logTail = () => daemonLog.split('\n').slice(-30).join('\n');
 let context;
 let base;
-
-async function getJson(path) {
-  const r = await fetch(base + path, { signal: AbortSignal.timeout(5000) });
-  return { status: r.status, body: await r.json().catch(() => null) };
-}
-
-async function stopDaemon() {
-  if (!daemon || daemonExit) return;
-  const exited = new Promise((r) => daemon.once('exit', r));
-  daemon.kill('SIGTERM');
-  const t = setTimeout(() => daemon.kill('SIGKILL'), 10000);
-  await exited;
-  clearTimeout(t);
-}
-
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.once(sig, () => {
-    if (daemon && !daemonExit) daemon.kill('SIGKILL');
-    process.exit(130);
-  });
-}
 
 /** In the page: play `src` with hls.js for `playS` seconds and report what happened. */
 function playInPage({ src, lowLatencyMode, playS, extra }) {
@@ -229,20 +146,13 @@ async function runMode(label, lowLatencyMode) {
       return detail;
     });
   }
-  if (failed && consoleLines.length) console.log(`page console:\n  ${consoleLines.slice(-30).join('\n  ')}`);
+  if (h.failed && consoleLines.length) console.log(`page console:\n  ${consoleLines.slice(-30).join('\n  ')}`);
   await page.close();
   return r;
 }
 
 async function main() {
-  if (!existsSync(BIN)) throw new Error(`${BIN} not found: run cargo build first (or set HINDSIGHT_BIN)`);
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install chromium (scripts/deps test)`);
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  const config = join(dir, 'hindsight.toml');
-  writeFileSync(
-    config,
-    `[storage]
+  base = await startDaemon((port) => `[storage]
 path = ${JSON.stringify(join(dir, 'storage'))}
 
 [http]
@@ -258,20 +168,7 @@ encoder = "x264enc"
 keyframe_interval_s = ${GOP_S}
 pre_s = 3
 post_s = 2
-`,
-  );
-  daemon = spawn(BIN, ['run', '--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, XDG_RUNTIME_DIR: dir },
-  });
-  const keep = (b) => {
-    daemonLog += b.toString();
-    if (daemonLog.length > 200000) daemonLog = daemonLog.slice(-100000);
-  };
-  daemon.stdout.on('data', keep);
-  daemon.stderr.on('data', keep);
-  daemon.on('exit', (code, signal) => (daemonExit = signal ? `signal ${signal}` : `code ${code}`));
-  daemon.on('error', (e) => (daemonExit = `spawn error: ${e.message}`));
+`);
 
   if (!(await check('daemon healthy', () =>
     waitFor('GET /api/health → status ok', 60, async () => {
@@ -285,14 +182,7 @@ post_s = 2
       if (body?.buffered_s >= 3) return `buffered_s ${body.buffered_s}, encoder ${body.encoder}`;
     })))) return;
 
-  const profile = join(dir, 'chromium-profile');
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required'],
-  });
+  context = await launchChromium(['--autoplay-policy=no-user-gesture-required']);
   console.log(`chromium ${context.browser()?.version() ?? '(version unknown)'}, hls.js ${HLS_JS_VERSION}` +
     `${Object.keys(EXTRA).length ? ` with ${JSON.stringify(EXTRA)}` : ''} [${since()}]`);
 
@@ -307,20 +197,4 @@ post_s = 2
   });
 }
 
-try {
-  await main();
-} catch (e) {
-  fail('setup', e?.stack ?? String(e));
-} finally {
-  if (context) await context.close().catch((e) => console.log(`closing chromium: ${e.message}`));
-  await stopDaemon();
-  if (failed) {
-    console.log(`daemon log tail:\n${logTail()}`);
-    console.log(`kept ${dir} for inspection`);
-  } else {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-console.log(`took ${since()}`);
-console.log(`browser-hls: ${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+await run(main);
