@@ -10,13 +10,13 @@
 //! playable clip at the next start. Every call here may block (locks, file I/O): the async
 //! front-ends call it through `spawn_blocking`.
 
-use super::mp4::{self, FragmentedMp4, Sample, TIMESCALE};
+use super::mp4::{self, ticks, FragmentedMp4, Sample};
 use super::state::{ClipMachine, Limits, ManualError, OpenClip, Outcome};
 use super::store::ClipStore;
 use super::{new_clip_id, now_ms, rfc3339, ClipEvent, ClipMeta, ClipSource};
 use crate::camera::status::CameraState;
 use crate::camera::Camera;
-use crate::frame::{monotonic_now, EncodedFrame};
+use crate::frame::{monotonic_now, wall_ms, EncodedFrame};
 use crate::preroll::Next;
 use crate::storage::Storage;
 use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest};
@@ -65,21 +65,6 @@ pub struct Recorder {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Wall-clock milliseconds of a capture-clock instant.
-fn wall_ms(pts: Duration) -> i64 {
-    let now_mono = monotonic_now();
-    let now_wall = now_ms();
-    if pts <= now_mono {
-        now_wall - (now_mono - pts).as_millis() as i64
-    } else {
-        now_wall + (pts - now_mono).as_millis() as i64
-    }
-}
-
-fn ticks(d: Duration) -> u64 {
-    (d.as_nanos() * TIMESCALE as u128 / 1_000_000_000) as u64
 }
 
 impl Recorder {

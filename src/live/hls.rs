@@ -81,17 +81,6 @@ impl Shared {
     }
 }
 
-/// Unix ms of a capture instant (CLOCK_MONOTONIC).
-fn wall_ms(pts: Duration) -> i64 {
-    let now_mono = crate::frame::monotonic_now();
-    let now_wall = crate::clip::now_ms();
-    if pts <= now_mono {
-        now_wall - (now_mono - pts).as_millis() as i64
-    } else {
-        now_wall + (pts - now_mono).as_millis() as i64
-    }
-}
-
 impl Hls {
     /// The stream of camera `camera`, read from `preroll`; nothing runs until a request.
     pub fn new(camera: &str, preroll: Arc<PreRoll>, status: Arc<CameraStatus>, keyframe_interval_s: f64) -> Self {
@@ -263,7 +252,7 @@ async fn package(shared: Arc<Shared>, cfg: CutConfig) {
                 let Some(w) = st.window.as_mut() else { break };
                 let before = w.changes();
                 match next {
-                    Next::Frame(f) => cutter.push(f, w, &wall_ms),
+                    Next::Frame(f) => cutter.push(f, w, &crate::frame::wall_ms),
                     Next::Lagged { skipped } => {
                         log::warn!("HLS {}: packager fell behind, skipped {skipped} frames", shared.camera);
                         cutter.gap(w);

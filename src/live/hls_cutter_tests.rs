@@ -3,6 +3,7 @@
 //! waiting for the first keyframe and parameter-set changes.
 
 use super::*;
+use crate::clip::mp4::ticks;
 use crate::live::hls_playlist::Fetch;
 
 const SPS: [u8; 9] = [0x67, 0x4d, 0x40, 0x1e, 0x96, 0x54, 0x0a, 0x0f, 0xd8];

@@ -374,14 +374,7 @@ impl Shared {
     fn run_once(self: &Arc<Self>) {
         let fps = self.settings.fps.max(1);
         let period = Duration::from_secs_f64(1.0 / fps as f64);
-        let mut w = Work {
-            encoder: None,
-            retry_at: None,
-            backoff: Backoff::default(),
-            next_due: None,
-            no_signal: None,
-            last_no_signal: None,
-        };
+        let mut w = Work::new();
         let started = Instant::now();
         let mut version = 0;
         let mut idle_since: Option<Instant> = None;
@@ -500,6 +493,17 @@ struct Work {
 }
 
 impl Work {
+    fn new() -> Self {
+        Work {
+            encoder: None,
+            retry_at: None,
+            backoff: Backoff::default(),
+            next_due: None,
+            no_signal: None,
+            last_no_signal: None,
+        }
+    }
+
     /// Rate limit on the capture clock: at most one frame per `period`, with a quarter period
     /// of tolerance so a 15 fps source gives a 10 fps preview exactly, not 7.5.
     fn due(&mut self, captured: Duration, period: Duration) -> bool {

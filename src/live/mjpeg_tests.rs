@@ -4,14 +4,7 @@
 use super::*;
 
 fn work() -> Work {
-    Work {
-        encoder: None,
-        retry_at: None,
-        backoff: Backoff::default(),
-        next_due: None,
-        no_signal: None,
-        last_no_signal: None,
-    }
+    Work::new()
 }
 
 /// Frames of a `src` fps source over 3 s, limited to `fps`.
