@@ -5,6 +5,7 @@
 //! `{"error": "..."}` with a status from one place, [`ApiError::status`]: 4xx for the client's
 //! mistakes with a message that says what to fix, 5xx only for ours.
 
+pub mod app;
 pub mod clips;
 pub mod hls;
 pub mod mjpeg;
@@ -302,6 +303,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .or(hls::routes(st.clone()))
         .unify()
         .or(ctl)
+        .unify()
+        .or(app::routes())
         .unify()
         .recover(recover)
         .unify()
