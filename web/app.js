@@ -375,12 +375,12 @@ function clipCard(c, { onDeleted } = {}) {
   const video = `/api/clips/${enc(id)}/video.mp4`;
   const badges = h('span', { class: 'badges' });
   const setBadges = () => {
-    badges.replaceChildren(
+    badges.replaceChildren(...[
       c.pinned ? h('span', { class: 'badge pinned' }, 'pinned') : null,
       c.partial ? h('span', { class: 'badge partial', title: 'recovered after a crash' }, 'partial') : null,
       c.source ? h('span', { class: `badge ${c.source}` }, c.source) : null,
       c.device ? h('span', { class: 'badge' }, c.device) : null,
-    );
+    ].filter(Boolean));
   };
   setBadges();
   const player = h('div', { class: 'player', hidden: true });
@@ -404,8 +404,8 @@ function clipCard(c, { onDeleted } = {}) {
   const card = h('article', { class: 'card clip', dataset: { clip: id } },
     thumb,
     h('div', { class: 'meta' },
-      h('div', {}, h('b', {}, c.label || c.camera)),
-      h('div', { class: 'muted' }, `${c.camera} · ${fmtTime(c.start_at || c.trigger_at)}`),
+      h('div', {}, h('b', {}, c.label || fmtTime(c.start_at || c.trigger_at))),
+      h('div', { class: 'muted' }, c.label ? `${c.camera} · ${fmtTime(c.start_at || c.trigger_at)}` : c.camera),
       h('div', { class: 'muted' }, `${Number(c.duration_s || 0).toFixed(1)} s · ${fmtBytes(c.size_bytes)}`),
       badges),
     player,
@@ -893,7 +893,7 @@ async function pageStatus(view) {
     fill(storage, st.error ? h('p', { class: 'error' }, st.error) : kv([
       ['clips', `${st.clips} (${fmtBytes(st.clip_bytes)})`],
       ['pinned', st.pinned],
-      ['free', `${fmtBytes(st.free_bytes)} of ${fmtBytes(st.total_bytes)}${st.free_percent !== null && st.free_percent !== undefined ? ` (${st.free_percent}%)` : ''}`],
+      ['free', `${fmtBytes(st.free_bytes)} of ${fmtBytes(st.total_bytes)}${Number.isFinite(st.free_percent) ? ` (${st.free_percent.toFixed(1)}%)` : ''}`],
       ['limits', `max ${st.max_bytes ? fmtBytes(st.max_bytes) : 'none'} · keep ≥ ${st.min_free_percent}% free · ${st.retention_days ? `${st.retention_days} days` : 'no age limit'}`],
       ['path', `${st.path}${st.require_mount ? (st.mounted ? ' (mounted)' : ' (NOT mounted)') : ''}`],
     ]));
