@@ -730,6 +730,7 @@ async function pageUpload(view) {
       state.textContent = 'Uploaded. Processing on the appliance…';
       const s = await waitProcessed(url, (t) => { state.textContent = t; });
       state.textContent = 'Done.';
+      if (!Object.keys(localStorage).some((k) => k.startsWith(LS.tusPrefix))) view.querySelector('#resumable')?.remove();
       result.replaceChildren(
         h('p', {}, 'Saved as clip ', h('a', { id: 'upload-clip', href: `#/clips?clip=${enc(s.clip_id)}` }, s.clip_id)),
         h('video', { controls: true, playsInline: true, preload: 'metadata', src: `/api/clips/${enc(s.clip_id)}/video.mp4`,

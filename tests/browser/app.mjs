@@ -72,7 +72,14 @@ async function shot(name) {
   // Let lazy images and the tab bar settle; full page, phone viewport.
   await page.waitForLoadState('load').catch(() => {});
   await page.evaluate(() => document.getElementById('toasts')?.replaceChildren()).catch(() => {});
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  // The whole page in one viewport as tall as the document, so the fixed tab bar sits at the
+  // bottom of the picture (a fullPage shot would paint it over the middle).
+  const vp = page.viewportSize();
+  const height = await page.evaluate(() => Math.ceil(document.documentElement.scrollHeight));
+  if (height > vp.height) await page.setViewportSize({ width: vp.width, height });
+  await sleep(300);
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+  if (height > vp.height) await page.setViewportSize(vp);
 }
 
 async function goto(hash, query = '') {
