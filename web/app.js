@@ -456,6 +456,8 @@ async function pageClips(view, params) {
     camSel.value = f.camera;
   }).catch(() => {});
 
+  // 20 per page; `?pagesize=N` in the page URL changes it (tests).
+  const pageSize = Math.min(500, Math.max(1, Number(new URLSearchParams(location.search).get('pagesize')) || 20));
   let cursor = null;
   let done = false;
   let loading = false;
@@ -469,7 +471,7 @@ async function pageClips(view, params) {
     if (f.until) p.set('until', dayEnd(f.until));
     if (f.source) p.set('source', f.source);
     if (f.device) p.set('device', f.device);
-    p.set('limit', '20');
+    p.set('limit', String(pageSize));
     if (cursor) p.set('cursor', cursor);
     return p.toString();
   };

@@ -12,6 +12,8 @@
 //   (e) phone   — Phone camera with Chromium's fake camera: a new camera on Live with moving
 //                 frames; its "Save clip" yields a clip of that camera that plays
 //   (f) devices — Devices lists the upload's device; searching uploads by name finds the file
+//   scroll      — Clips in pages of 1 (?pagesize=1): scrolling loads every clip through `cursor`;
+//                 the label filter narrows to the labelled clip, which is pinned, unpinned, deleted
 //   (s) status  — Status shows health, storage and the cameras (and the phone client when (e) ran)
 //   (g) shots   — a full-page screenshot of every page under docs/screenshots/
 //
@@ -175,7 +177,20 @@ async function stepLive() {
   if (state !== 'running') throw new Error(`camera state shown: ${state}`);
   const m = await moving(img);
   await shot('live');
-  return `${src} running; ${m}`;
+  // A hidden tab drops the preview: the daemon sees its MJPEG viewer leave; visible again → back.
+  const viewers = async () => (await api(`/api/cameras/${CAM}`)).body?.viewers;
+  const before = await viewers();
+  if (!(before >= 1)) throw new Error(`viewers ${before} while Live shows the preview`);
+  const setHidden = (hidden) => page.evaluate((hd) => {
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => hd });
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => (hd ? 'hidden' : 'visible') });
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, hidden);
+  await setHidden(true);
+  await waitFor('viewers 0 while the tab is hidden', 10, async () => ((await viewers()) === 0 ? true : undefined));
+  await setHidden(false);
+  await waitFor('viewers back when visible', 10, async () => ((await viewers()) >= 1 ? true : undefined));
+  return `${src} running; ${m}; MJPEG viewers ${before} → 0 while hidden → back when visible`;
 }
 
 let savedClip;
@@ -197,6 +212,53 @@ async function stepSave() {
   const p = await playsInClips(id, meta);
   await shot('clips');
   return `clip ${id} (toast ${toast}, REC shown), plays in Clips: ${p}`;
+}
+
+async function stepScroll() {
+  // Two more clips, one labelled, each indexed before the next trigger (so they are separate).
+  const made = [];
+  for (const label of ['door', '']) {
+    const r = await api(`/api/cameras/${CAM}/trigger`, { method: 'POST', data: { pre_s: 0.5, post_s: 0.5, ...(label ? { label } : {}) } });
+    if (r.status !== 202 || r.body?.extended) throw new Error(`trigger → ${r.status} ${JSON.stringify(r.body)}`);
+    await clipIndexed(r.body.clip_id);
+    made.push(r.body.clip_id);
+  }
+  const total = (await api(`/api/clips?camera=${CAM}&limit=500`)).body.clips.length;
+  const cursors = [];
+  const onReq = (r) => { if (/\/api\/clips\?.*cursor=/.test(r.url())) cursors.push(r.url()); };
+  page.on('request', onReq);
+  try {
+    await page.goto(`${base}/?pagesize=1#/clips?camera=${CAM}`);
+    await page.waitForSelector('#view[data-page="clips"] [data-clip]');
+    // Scrolling to the end loads the rest, one page at a time.
+    await waitFor(`${total} clips listed by scrolling`, 20, async () => {
+      await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
+      const n = await page.locator('#clip-list [data-clip]').count();
+      if (n === total) return n;
+    });
+    if (cursors.length < total - 1) throw new Error(`${cursors.length} requests with a cursor for ${total} clips`);
+    await page.fill('#clip-filters input[name=label]', 'door');
+    await waitFor('label filter shows only the door clip', 10, async () => {
+      const ids = await page.locator('#clip-list [data-clip]').evaluateAll((els) => els.map((e) => e.dataset.clip));
+      if (ids.length === 1 && ids[0] === made[0]) return true;
+    });
+    if (!/label=door/.test(page.url())) throw new Error(`filter not in the URL: ${page.url()}`);
+    // Pin and unpin it; delete it (the confirm() is accepted by the dialog handler).
+    const card = page.locator(`[data-clip="${made[0]}"]`);
+    await card.locator('button', { hasText: 'Pin' }).click();
+    await card.locator('.badge.pinned').waitFor({ timeout: 5000 });
+    if ((await api(`/api/clips/${made[0]}`)).body?.pinned !== true) throw new Error('Pin did not pin');
+    await card.locator('button', { hasText: 'Unpin' }).click();
+    await card.locator('.badge.pinned').waitFor({ state: 'detached', timeout: 5000 });
+    if ((await api(`/api/clips/${made[0]}`)).body?.pinned !== false) throw new Error('Unpin did not unpin');
+    await card.locator('button.danger').click();
+    await card.waitFor({ state: 'detached', timeout: 5000 });
+    const gone = (await api(`/api/clips/${made[0]}`)).status;
+    if (gone !== 404) throw new Error(`after Delete GET /api/clips/${made[0]} → ${gone}`);
+    return `${total} clips in pages of 1 (${cursors.length} cursor requests); label=door → ${made[0]} only; pinned, unpinned, deleted (404)`;
+  } finally {
+    page.off('request', onReq);
+  }
 }
 
 async function stepUpload() {
@@ -355,6 +417,7 @@ const STEPS = [
   ['login', 'log in through /login (when auth is on)', stepLogin],
   ['live', 'Live shows moving frames', stepLive],
   ['save', 'Save clip → the clip in Clips plays', stepSave],
+  ['scroll', 'Clips: infinite scroll with cursor, label filter, pin, delete', stepScroll],
   ['upload', 'resumable upload through a dropped connection and a reload', stepUpload],
   ['phone', 'Phone camera (fake device) → live camera → clip plays', stepPhone],
   ['status', 'Status page', stepStatus],
