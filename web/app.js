@@ -27,6 +27,9 @@ function h(tag, attrs = {}, ...children) {
     else if (k === 'dataset') Object.assign(el.dataset, v);
     else if (k in el && typeof v !== 'string') el[k] = v;
     else el.setAttribute(k, v === true ? '' : v);
+    // A boolean content attribute given as '' also sets the live property (a <video muted>
+    // created by script is not muted by the attribute alone).
+    if (v === '' && typeof el[k] === 'boolean') el[k] = true;
   }
   for (const c of children.flat()) {
     if (c === undefined || c === null || c === false) continue;
@@ -145,8 +148,8 @@ let pageTimers = [];
 let pageCleanups = [];
 let visibilityHooks = [];
 
-/** Runs `fn` now and every `ms` (≥ 2000) while this page is shown and the tab visible. */
-function every(ms, fn) {
+/** Runs `fn` (at once unless `now` is false, then) every `ms` (≥ 2000 ms) while the page is shown and the tab visible. */
+function every(ms, fn, { now = true } = {}) {
   ms = Math.max(ms, 2000);
   let busy = false;
   const tick = async () => {
@@ -154,7 +157,7 @@ function every(ms, fn) {
     busy = true;
     try { await fn(); } catch (e) { if (e?.status !== 401) console.warn(e); } finally { busy = false; }
   };
-  tick();
+  if (now) tick();
   pageTimers.push(setInterval(tick, ms));
 }
 
@@ -300,7 +303,7 @@ function cameraCard(cam, hls) {
   const rec = h('span', { class: 'rec', hidden: !isRecording(cam) }, 'REC');
   const src = hls ? `/api/cameras/${enc(id)}/hls/live.m3u8` : `/api/cameras/${enc(id)}/mjpeg`;
   const media = hls
-    ? h('video', { class: 'preview', muted: true, autoplay: true, playsInline: true, 'aria-label': `${id} live` })
+    ? h('video', { class: 'preview', muted: '', autoplay: '', playsinline: '', 'aria-label': `${id} live` })
     : h('img', { class: 'preview', alt: `${id} live`, decoding: 'async' });
   const attach = () => {
     if (hls) { media.src = src; media.play?.().catch(() => {}); } else media.src = src;
@@ -361,7 +364,7 @@ async function pageLive(view) {
     empty.hidden = cams.length > 0;
   };
   await refresh();
-  every(3000, refresh);
+  every(3000, refresh, { now: false });
 }
 
 // ---------------------------------------------------------------- Clips
@@ -387,7 +390,7 @@ function clipCard(c, { onDeleted } = {}) {
   const play = () => {
     if (!player.hidden) return;
     player.hidden = false;
-    player.append(h('video', { controls: true, playsInline: true, preload: 'metadata', autoplay: true, muted: true,
+    player.append(h('video', { controls: '', playsinline: '', preload: 'metadata', autoplay: '', muted: '',
       src: video, poster: `/api/clips/${enc(id)}/thumbnail.jpg` }));
   };
   const thumb = h('button', { class: 'thumb', 'aria-label': `play ${id}`, onclick: play },
@@ -735,7 +738,7 @@ async function pageUpload(view) {
       if (!Object.keys(localStorage).some((k) => k.startsWith(LS.tusPrefix))) view.querySelector('#resumable')?.remove();
       result.replaceChildren(
         h('p', {}, 'Saved as clip ', h('a', { id: 'upload-clip', href: `#/clips?clip=${enc(s.clip_id)}` }, s.clip_id)),
-        h('video', { controls: true, playsInline: true, preload: 'metadata', src: `/api/clips/${enc(s.clip_id)}/video.mp4`,
+        h('video', { controls: '', playsinline: '', preload: 'metadata', src: `/api/clips/${enc(s.clip_id)}/video.mp4`,
           style: 'width:100%;border-radius:8px;background:#000' }));
       toast('Upload finished', { link: { href: `#/clips?clip=${enc(s.clip_id)}`, text: 'Open clip' } });
       loadRecent();
@@ -779,7 +782,7 @@ async function pageUpload(view) {
 const phone = { session: null, id: null, status: null, video: null, listeners: new Set() };
 
 function phoneVideo() {
-  if (!phone.video) phone.video = h('video', { id: 'phone-video', muted: true, autoplay: true, playsInline: true });
+  if (!phone.video) phone.video = h('video', { id: 'phone-video', muted: '', autoplay: '', playsinline: '' });
   return phone.video;
 }
 
@@ -916,7 +919,7 @@ async function pageStatus(view) {
         h('span', { class: 'muted' }, (s.user_agent || '').slice(0, 40))])));
   };
   await refresh();
-  every(5000, refresh);
+  every(5000, refresh, { now: false });
 }
 
 // ---------------------------------------------------------------- Devices

@@ -15,7 +15,8 @@
 //   scroll      — Clips in pages of 1 (?pagesize=1): scrolling loads every clip through `cursor`;
 //                 the label filter narrows to the labelled clip, which is pinned, unpinned, deleted
 //   (s) status  — Status shows health, storage and the cameras (and the phone client when (e) ran)
-//   (g) shots   — a full-page screenshot of every page under docs/screenshots/
+//   (g) shots   — a full-page screenshot of every page under docs/screenshots/; no page is wider
+//                 than a 360 px screen
 //
 //   HINDSIGHT_BIN=target/debug/hindsight node tests/browser/app.mjs
 //
@@ -407,10 +408,22 @@ async function stepShots() {
     await shot('login');
     done.push('login');
   }
+  // Usable at 360 px: no page is wider than the screen.
+  const vp = page.viewportSize();
+  await page.setViewportSize({ width: 360, height: 740 });
+  const wide = [];
+  for (const p of ['live', 'clips', 'upload', 'phone', 'status', 'devices']) {
+    await goto(p);
+    await sleep(500);
+    const w = await page.evaluate(() => document.documentElement.scrollWidth);
+    if (w > 360) wide.push(`${p} ${w}px`);
+  }
+  await page.setViewportSize(vp);
+  if (wide.length) throw new Error(`wider than 360 px: ${wide.join(', ')}`);
   for (const p of ['live', 'clips', 'upload', 'phone', 'status', 'devices', 'login']) {
     if (SHOTS && !(statSync(join(SHOTS, `${p}.png`), { throwIfNoEntry: false })?.size > 0)) throw new Error(`${p}.png missing`);
   }
-  return `${resolve(SHOTS)}: ${done.length ? `also shot ${done.join(', ')}` : 'all shot by their steps'}`;
+  return `${resolve(SHOTS)}: ${done.length ? `also shot ${done.join(', ')}` : 'all shot by their steps'}; every page fits 360 px`;
 }
 
 const STEPS = [
