@@ -49,7 +49,8 @@ class ApiError extends Error {
 }
 
 function toLogin() {
-  location.assign('/login?next=' + enc(location.hash || '#/live'));
+  // The login page accepts same-site paths only: "/#/clips".
+  location.assign('/login?next=' + enc('/' + (location.hash || '#/live')));
 }
 
 /** Reads the JSON `error` of a failed response. */
