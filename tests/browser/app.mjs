@@ -24,8 +24,10 @@
 //   APP_SKIP=upload,phone,devices   steps not to run (names above); each skipped step is listed
 //   APP_TLS=1                        config `tls = "on"`, `auth = "on"` with a password: the test
 //                                    then logs in through /login (step login is required)
-//   APP_EXTRA_CONFIG='[phone]\nenabled = true'   TOML appended to the config (sections of
-//                                    features merged later); `\n` is a newline
+//   APP_EXTRA_CONFIG='[uploads]\nmax_bytes = "1GiB"'   TOML appended to the config; `\n` is a
+//                                    newline. Unless the phone step is skipped (or EXTRA has its
+//                                    own [phone]), the config gets `[phone] pre_s = 3, post_s = 3`
+//                                    so the phone's clip is short
 //   APP_SCREENSHOTS=docs/screenshots where the screenshots go ("" = none)
 //   CHROMIUM=/usr/bin/chromium, HINDSIGHT_BIN as for the other browser tests.
 // Ends with `app: N passed, M failed` and exits non-zero when anything failed.
@@ -356,7 +358,7 @@ async function stepPhone() {
   const idEl = page.locator('#view .clip-id');
   await idEl.waitFor({ timeout: 10000 });
   const id = (await idEl.textContent()).trim();
-  const meta = await clipIndexed(id);
+  const meta = await clipIndexed(id, 90);
   if (meta.camera !== PHONE_CAM || !(meta.frames > 0)) throw new Error(`clip ${JSON.stringify(meta)}`);
   const p = await playsInClips(id, meta);
   return `${frames} frames received; on Live: ${m}; clip ${id} of ${meta.camera} (${meta.frames} frames) plays: ${p}`;
@@ -457,7 +459,7 @@ encoder = "x264enc"
 keyframe_interval_s = 1
 pre_s = 2
 post_s = 2
-
+${!SKIP.has('phone') && !/^\[phone\]/m.test(EXTRA) ? '[phone]\npre_s = 3\npost_s = 3\n' : ''}
 ${EXTRA}
 `);
   base = TLS ? http.replace(/^http:/, 'https:') : http;
