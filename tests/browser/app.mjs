@@ -338,7 +338,7 @@ async function stepPhone() {
   await goto('phone');
   await page.fill('#phone-id', PHONE_CAM);
   await page.click('#phone-start');
-  const frames = await waitFor('phone status shows frames', 30, async () => {
+  const frames = await waitFor('phone status shows frames', 60, async () => {
     const err = await page.locator('#phone-status.error').textContent().catch(() => null);
     if (err) throw new Error(err);
     const n = Number(await page.locator('#phone-status').getAttribute('data-frames'));
