@@ -81,6 +81,21 @@ impl Daemon {
     /// Start cameras and HTTP (must be called inside a tokio runtime).
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
         crate::pipeline::init()?;
+        // Login state and the certificate first: a broken one fails the start before any camera runs.
+        let cfg2 = config.clone();
+        let auth = tokio::task::spawn_blocking(move || crate::web::auth::Auth::new(&cfg2))
+            .await
+            .map_err(|e| StartError::Camera { id: "auth".into(), source: std::io::Error::other(e) })??;
+        let auth = Arc::new(auth);
+        let tls = if config.http.tls_enabled() {
+            let (http, dir) = (config.http.clone(), config.state_dir());
+            let t = tokio::task::spawn_blocking(move || crate::web::tls::load(&http, &dir))
+                .await
+                .map_err(|e| StartError::Camera { id: "tls".into(), source: std::io::Error::other(e) })??;
+            Some(t)
+        } else {
+            None
+        };
         let cameras: Vec<Arc<Camera>> =
             config.cameras.iter().map(|c| Arc::new(Camera::new(c.clone(), &config))).collect();
         for c in &cameras {
@@ -108,20 +123,6 @@ impl Daemon {
         });
         let addr: SocketAddr =
             config.http.listen.parse().map_err(|_| StartError::BadListen(config.http.listen.clone()))?;
-        let cfg2 = config.clone();
-        let auth = tokio::task::spawn_blocking(move || crate::web::auth::Auth::new(&cfg2))
-            .await
-            .map_err(|e| StartError::Camera { id: "auth".into(), source: std::io::Error::other(e) })??;
-        let auth = Arc::new(auth);
-        let tls = if config.http.tls_enabled() {
-            let (http, dir) = (config.http.clone(), config.state_dir());
-            let t = tokio::task::spawn_blocking(move || crate::web::tls::load(&http, &dir))
-                .await
-                .map_err(|e| StartError::Camera { id: "tls".into(), source: std::io::Error::other(e) })??;
-            Some(t)
-        } else {
-            None
-        };
         let stop2 = stop.clone();
         let (http_addr, server) =
             web::serve(state, auth.clone(), addr, tls.as_ref().map(|t| t.config.clone()), async move {
