@@ -655,6 +655,28 @@ mod tests {
     }
 
     #[test]
+    fn http_switches() {
+        for (text, sw) in [("auto", Switch::Auto), ("on", Switch::On), ("off", Switch::Off)] {
+            assert_eq!(text.parse::<Switch>().unwrap(), sw);
+            assert_eq!(sw.to_string(), text);
+        }
+        assert!("yes".parse::<Switch>().is_err());
+        let mut h = HttpConfig::default();
+        assert!(!h.tls_enabled() && !h.auth_enabled(), "loopback default: plain HTTP, no login");
+        h.listen = "0.0.0.0:8443".into();
+        assert!(h.tls_enabled() && h.auth_enabled(), "network: HTTPS and login");
+        h.tls = Switch::Off;
+        assert!(!h.tls_enabled());
+        let c = Config::from_toml(
+            "[http]\nlisten = \"[::1]:8080\"\nauth = \"on\"\n[[camera]]\nid = \"a\"\nsource = { kind = \"test\" }\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(c.http.auth_enabled() && !c.http.tls_enabled());
+        assert_eq!(c.state_dir(), c.storage.path.join("state"));
+    }
+
+    #[test]
     fn preroll_cap_default_formula() {
         let mut c = CameraConfig::new("a", SourceConfig::test(64, 64, 10));
         c.bitrate_kbps = 8000;

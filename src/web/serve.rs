@@ -174,6 +174,66 @@ fn strip_port(host: &str) -> &str {
 mod tests {
     use super::*;
 
+    /// WebSocket upgrades go through the hyper connection, and `peer()` sees the client.
+    #[tokio::test]
+    async fn websocket_upgrade_and_peer() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let echo = warp::path!("ws").and(warp::ws()).and(peer()).map(|ws: warp::ws::Ws, p: Option<SocketAddr>| {
+            ws.on_upgrade(move |socket| async move {
+                let (mut tx, mut rx) = socket.split();
+                while let Some(Ok(m)) = rx.next().await {
+                    if m.is_text() {
+                        let text = format!(
+                            "{}|{}",
+                            m.to_str().unwrap_or(""),
+                            p.map(|p| p.ip().to_string()).unwrap_or_default()
+                        );
+                        if tx.send(warp::ws::Message::text(text)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            })
+        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr, fut) = serve(echo, "127.0.0.1:0".parse().unwrap(), None, async move {
+            let _ = stop_rx.await;
+        })
+        .unwrap();
+        let server = tokio::spawn(fut);
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed before the upgrade answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
+        // A masked text frame "hi".
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | 2];
+        frame.extend_from_slice(&mask);
+        frame.extend(b"hi".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        s.write_all(&frame).await.unwrap();
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).await.unwrap();
+        assert_eq!(head[0], 0x81);
+        let mut payload = vec![0u8; (head[1] & 0x7f) as usize];
+        s.read_exact(&mut payload).await.unwrap();
+        assert_eq!(payload, b"hi|127.0.0.1");
+        drop(s);
+        let _ = stop_tx.send(());
+        tokio::time::timeout(Duration::from_secs(5), server).await.expect("server drains").unwrap();
+    }
+
     #[test]
     fn host_without_port() {
         assert_eq!(strip_port("cam.local:80"), "cam.local");
