@@ -37,6 +37,9 @@ pub enum StartError {
     /// Login state could not be set up.
     #[error(transparent)]
     Auth(#[from] crate::web::auth::AuthError),
+    /// A start-up task panicked.
+    #[error("start-up task failed: {0}")]
+    Task(String),
     /// `http.listen` is not an address (validation should have caught it).
     #[error("http.listen: {0:?} is not an address:port")]
     BadListen(String),
@@ -85,13 +88,13 @@ impl Daemon {
         let cfg2 = config.clone();
         let auth = tokio::task::spawn_blocking(move || crate::web::auth::Auth::new(&cfg2))
             .await
-            .map_err(|e| StartError::Camera { id: "auth".into(), source: std::io::Error::other(e) })??;
+            .map_err(|e| StartError::Task(e.to_string()))??;
         let auth = Arc::new(auth);
         let tls = if config.http.tls_enabled() {
             let (http, dir) = (config.http.clone(), config.state_dir());
             let t = tokio::task::spawn_blocking(move || crate::web::tls::load(&http, &dir))
                 .await
-                .map_err(|e| StartError::Camera { id: "tls".into(), source: std::io::Error::other(e) })??;
+                .map_err(|e| StartError::Task(e.to_string()))??;
             Some(t)
         } else {
             None
