@@ -392,3 +392,103 @@ async fn user_certificate_redirect_and_garbage() {
     assert!(!ok, "the daemon must exit non-zero");
     assert!(stderr.contains("http.cert_file"), "{stderr}");
 }
+
+/// A `hindsight run` child whose stderr is read line by line on a thread.
+struct Child {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Child {
+    fn start(config: &Path) -> Child {
+        let mut child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start hindsight run");
+        let err = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Child { child, lines }
+    }
+
+    /// Lines until one contains `what` (returned with all lines read so far).
+    fn until(&self, what: &str) -> (String, Vec<String>) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return (l, seen),
+                Ok(l) => seen.push(l),
+                Err(_) => panic!("no log line with {what:?}; got:\n{}", seen.join("\n")),
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `https://ADDR` of an "HTTPS on https://ADDR (...)" line.
+fn https_addr(line: &str) -> SocketAddr {
+    let rest = line.split("https://").nth(1).expect("an https:// address");
+    rest.split_whitespace().next().unwrap().parse().expect("address:port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_password_is_logged_once_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = auth_config(dir.path());
+    cfg.http.password = None;
+    let path = write_config(dir.path(), &cfg);
+    let c = client();
+
+    let d = Child::start(&path);
+    let (line, _) = d.until("LOGIN PASSWORD");
+    assert!(line.contains("WARN"), "logged at warn level: {line}");
+    let password = line.split("\"admin\": ").nth(1).and_then(|r| r.split_whitespace().next()).expect("the password");
+    assert!(password.len() >= 16, "{line}");
+    let (https, _) = d.until("HTTPS on https://");
+    let addr = https_addr(&https);
+    let (fp_line, _) = d.until("fingerprint");
+    let auth_json = std::fs::read_to_string(cfg.state_dir().join("auth.json")).unwrap();
+    assert!(!auth_json.contains(password), "only the hash is stored");
+    assert_eq!(login(&c, addr, "wrong-password").await.0, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = login(&c, addr, password).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let fp = served_fingerprint(&c, addr).await;
+    assert!(fp_line.contains(&fp), "the logged fingerprint is the served one: {fp_line} vs {fp}");
+    d.stop();
+
+    // Second start: not logged again, still valid.
+    let d = Child::start(&path);
+    let (https, before) = d.until("HTTPS on https://");
+    assert!(!before.iter().any(|l| l.contains("LOGIN PASSWORD")), "{before:?}");
+    let (_, more) = d.until("login required");
+    assert!(!more.iter().any(|l| l.contains("LOGIN PASSWORD")), "{more:?}");
+    let (status, _, body) = login(&c, https_addr(&https), password).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    d.stop();
+}
