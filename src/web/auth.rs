@@ -33,6 +33,8 @@ pub const MAX_FAILURES: usize = 5;
 pub const FAIL_WINDOW: Duration = Duration::from_secs(300);
 /// Most addresses the rate limiter remembers.
 const LIMITER_CAPACITY: usize = 4096;
+/// Most sessions kept; a login beyond this ends the oldest one.
+const MAX_SESSIONS: usize = 256;
 /// PBKDF2 rounds.
 const PBKDF2_ROUNDS: u32 = 100_000;
 /// Paths answered without credentials.
@@ -749,6 +751,13 @@ async fn login(
     {
         let mut map = auth.sessions.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, s| s.created_at + auth.session_max_age > now_s);
+        while map.len() >= MAX_SESSIONS {
+            let oldest = map.values().min_by_key(|s| s.last_seen_at).map(|s| s.id_hash.clone());
+            match oldest {
+                Some(h) => map.remove(&h),
+                None => break,
+            };
+        }
         map.insert(session.id_hash.clone(), session);
     }
     auth.save_sessions_async().await;
