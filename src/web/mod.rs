@@ -4,6 +4,9 @@
 //! `spawn_blocking`; they never wait on a camera from the async runtime. Every error leaves as
 //! `{"error": "..."}` with a status from one place, [`ApiError::status`]: 4xx for the client's
 //! mistakes with a message that says what to fix, 5xx only for ours.
+//!
+//! [`serve`] is the one serving path (plain HTTP or HTTPS via [`tls`], peer address for every
+//! filter through [`peer`]); [`app`] puts the [`auth`] guard in front of [`routes`].
 
 pub mod auth;
 pub mod clips;
