@@ -5,7 +5,7 @@
 //! `{"error": "..."}` with a status from one place, [`ApiError::status`]: 4xx for the client's
 //! mistakes with a message that says what to fix, 5xx only for ours.
 //!
-//! [`serve`] is the one serving path (plain HTTP or HTTPS via [`tls`], peer address for every
+//! [`serve`](mod@serve) is the one serving path (plain HTTP or HTTPS via [`tls`], peer address for every
 //! filter through [`peer`]); [`app`] puts the [`auth`] guard in front of [`routes`].
 
 pub mod auth;
