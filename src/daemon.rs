@@ -27,10 +27,19 @@ pub enum StartError {
     Bind {
         /// The configured address.
         addr: String,
-        /// warp's error.
+        /// The OS error.
         #[source]
-        source: warp::Error,
+        source: std::io::Error,
     },
+    /// HTTPS could not be set up (the message names the config key).
+    #[error(transparent)]
+    Tls(#[from] crate::web::tls::TlsError),
+    /// Login state could not be set up.
+    #[error(transparent)]
+    Auth(#[from] crate::web::auth::AuthError),
+    /// A start-up task panicked.
+    #[error("start-up task failed: {0}")]
+    Task(String),
     /// `http.listen` is not an address (validation should have caught it).
     #[error("http.listen: {0:?} is not an address:port")]
     BadListen(String),
@@ -52,6 +61,12 @@ pub enum StartError {
 pub struct Daemon {
     /// The address HTTP is bound to.
     pub http_addr: SocketAddr,
+    /// Whether `http_addr` speaks HTTPS.
+    pub https: bool,
+    /// SHA-256 fingerprint of the served certificate (`AB:CD:..`) when HTTPS is on.
+    pub tls_fingerprint: Option<String>,
+    /// The plain-HTTP redirect listener's address (`http.redirect_listen`).
+    pub redirect_addr: Option<SocketAddr>,
     /// The cameras.
     pub cameras: Vec<Arc<Camera>>,
     /// One recorder per camera.
@@ -60,6 +75,7 @@ pub struct Daemon {
     pub hub: Arc<Hub>,
     stop: StopToken,
     server: tokio::task::JoinHandle<()>,
+    redirect: Option<tokio::task::JoinHandle<()>>,
     mqtt: Option<tokio::task::JoinHandle<()>>,
     watchdog: tokio::task::JoinHandle<()>,
 }
@@ -68,6 +84,21 @@ impl Daemon {
     /// Start cameras and HTTP (must be called inside a tokio runtime).
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
         crate::pipeline::init()?;
+        // Login state and the certificate first: a broken one fails the start before any camera runs.
+        let cfg2 = config.clone();
+        let auth = tokio::task::spawn_blocking(move || crate::web::auth::Auth::new(&cfg2))
+            .await
+            .map_err(|e| StartError::Task(e.to_string()))??;
+        let auth = Arc::new(auth);
+        let tls = if config.http.tls_enabled() {
+            let (http, dir) = (config.http.clone(), config.state_dir());
+            let t = tokio::task::spawn_blocking(move || crate::web::tls::load(&http, &dir))
+                .await
+                .map_err(|e| StartError::Task(e.to_string()))??;
+            Some(t)
+        } else {
+            None
+        };
         let cameras: Vec<Arc<Camera>> =
             config.cameras.iter().map(|c| Arc::new(Camera::new(c.clone(), &config))).collect();
         for c in &cameras {
@@ -96,9 +127,42 @@ impl Daemon {
         let addr: SocketAddr =
             config.http.listen.parse().map_err(|_| StartError::BadListen(config.http.listen.clone()))?;
         let stop2 = stop.clone();
-        let (http_addr, server) = web::serve(state, addr, async move { stop2.stopped().await })
+        let (http_addr, server) =
+            web::serve(state, auth.clone(), addr, tls.as_ref().map(|t| t.config.clone()), async move {
+                stop2.stopped().await
+            })
             .map_err(|e| StartError::Bind { addr: config.http.listen.clone(), source: e })?;
-        log::info!("HTTP on http://{http_addr}");
+        match &tls {
+            Some(t) => {
+                log::info!("HTTPS on https://{http_addr} (certificate: {})", t.source);
+                log::info!("certificate SHA-256 fingerprint: {}", t.fingerprint);
+            }
+            None => log::info!("HTTP on http://{http_addr}"),
+        }
+        log::info!(
+            "login {}",
+            if auth.enabled() { format!("required (user {:?})", config.http.username) } else { "off".into() }
+        );
+        let mut redirect_addr = None;
+        let redirect = match (&config.http.redirect_listen, &tls) {
+            (Some(r), Some(_)) => {
+                let raddr: SocketAddr = r.parse().map_err(|_| StartError::BadListen(r.clone()))?;
+                let fallback =
+                    if http_addr.ip().is_unspecified() { "localhost".to_string() } else { http_addr.ip().to_string() };
+                let stop3 = stop.clone();
+                let (bound, fut) = web::serve::serve(
+                    web::serve::redirect_filter(http_addr.port(), fallback),
+                    raddr,
+                    None,
+                    async move { stop3.stopped().await },
+                )
+                .map_err(|e| StartError::Bind { addr: r.clone(), source: e })?;
+                log::info!("HTTP on http://{bound} redirects to HTTPS");
+                redirect_addr = Some(bound);
+                Some(tokio::spawn(fut))
+            }
+            _ => None,
+        };
         let server = tokio::spawn(server);
         let mqtt = if config.mqtt.enabled {
             let target: Arc<dyn TriggerTarget> = hub.clone();
@@ -117,7 +181,20 @@ impl Daemon {
             None
         };
         let watchdog = tokio::spawn(notify::watchdog_loop(cameras.clone(), stop.clone()));
-        Ok(Daemon { http_addr, cameras, recorders, hub, stop, server, mqtt, watchdog })
+        Ok(Daemon {
+            http_addr,
+            https: tls.is_some(),
+            tls_fingerprint: tls.map(|t| t.fingerprint),
+            redirect_addr,
+            cameras,
+            recorders,
+            hub,
+            stop,
+            server,
+            redirect,
+            mqtt,
+            watchdog,
+        })
     }
 
     /// Wait until every camera runs (or `timeout`), then send READY=1. Returns whether all run.
@@ -147,6 +224,9 @@ impl Daemon {
         }
         self.stop.stop();
         let _ = self.server.await;
+        if let Some(r) = self.redirect {
+            let _ = r.await;
+        }
         if let Some(m) = self.mqtt {
             let _ = m.await;
         }

@@ -38,6 +38,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage bearer tokens for automation (`Authorization: Bearer TOKEN`); a running daemon
+    /// notices changes without a restart.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+        /// Config file (default: /etc/hindsight/hindsight.toml if present, else built-in
+        /// defaults); tokens live in its `http.state_dir`.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Capture frames from a V4L2 device and check them (driver bring-up, CI).
     #[command(hide = true)]
     CaptureCheck {
@@ -57,6 +67,59 @@ enum Command {
         #[arg(long)]
         unplug_drill: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (the only time it is shown).
+    Create {
+        /// Its name, `[A-Za-z0-9_.-]{1,64}`.
+        name: String,
+    },
+    /// List tokens: name and creation time.
+    List,
+    /// Revoke a token.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config, ConfigErrors> {
+    match path {
+        Some(p) => Config::load(&p),
+        None if Path::new(config::DEFAULT_CONFIG_PATH).exists() => Config::load(Path::new(config::DEFAULT_CONFIG_PATH)),
+        None => Ok(Config::builtin_default()),
+    }
+}
+
+fn token(action: TokenAction, config: Option<PathBuf>) -> ExitCode {
+    use hindsight::web::auth;
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(e) => return config_errors(&e),
+    };
+    let dir = cfg.state_dir();
+    let result = match action {
+        TokenAction::Create { name } => auth::create_token(&dir, &name).map(|t| {
+            eprintln!("token {name:?} created; it is shown only now. Use it as `Authorization: Bearer TOKEN`:");
+            println!("{t}");
+        }),
+        TokenAction::List => auth::list_tokens(&dir).map(|list| {
+            for t in list {
+                let created = jiff::Timestamp::from_second(t.created_at).map(|t| t.to_string()).unwrap_or_default();
+                println!("{}\t{created}", t.name);
+            }
+        }),
+        TokenAction::Revoke { name } => auth::revoke_token(&dir, &name).map(|()| eprintln!("token {name:?} revoked")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Exit code for configuration errors (systemd: RestartPreventExitStatus=2).
@@ -99,14 +162,7 @@ fn main() -> ExitCode {
         Command::Run { config } => {
             init_logging();
             limit_malloc_arenas();
-            let cfg = match config {
-                Some(p) => Config::load(&p),
-                None if Path::new(config::DEFAULT_CONFIG_PATH).exists() => {
-                    Config::load(Path::new(config::DEFAULT_CONFIG_PATH))
-                }
-                None => Ok(Config::builtin_default()),
-            };
-            let cfg = match cfg {
+            let cfg = match load_config(config) {
                 Ok(c) => c,
                 Err(e) => {
                     log::error!("{e}");
@@ -185,6 +241,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Token { action, config } => token(action, config),
         Command::CaptureCheck { device, format, width, height, fps, frames, unplug_drill } => {
             if unplug_drill {
                 init_logging();

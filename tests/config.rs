@@ -128,6 +128,30 @@ const BAD: &[Bad] = &[
         mentions: None,
     },
     Bad {
+        name: "auth-off-on-the-network",
+        text: concat!("[http]\nlisten = \"0.0.0.0:8443\"\nauth = \"off\"\n", cam!()),
+        key: "http.auth",
+        mentions: Some("loopback"),
+    },
+    Bad {
+        name: "tls-not-a-switch",
+        text: concat!("[http]\ntls = \"yes\"\n", cam!()),
+        key: "http.tls",
+        mentions: None,
+    },
+    Bad {
+        name: "cert-without-key",
+        text: concat!("[http]\nlisten = \"0.0.0.0:8443\"\ncert_file = \"/c.pem\"\n", cam!()),
+        key: "http.key_file",
+        mentions: Some("cert_file"),
+    },
+    Bad {
+        name: "redirect-without-tls",
+        text: concat!("[http]\ntls = \"off\"\nredirect_listen = \"127.0.0.1:8081\"\n", cam!()),
+        key: "http.redirect_listen",
+        mentions: Some("HTTPS"),
+    },
+    Bad {
         name: "mqtt-url-http",
         text: concat!("[mqtt]\nurl = \"http://x\"\n", cam!()),
         key: "mqtt.url",

@@ -1,6 +1,6 @@
 //! Semantic checks on a parsed [`Config`]: every error names the file and the key path.
 
-use super::{CameraConfig, Config, ConfigError, SourceKind};
+use super::{CameraConfig, Config, ConfigError, HttpConfig, SourceKind, Switch};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
@@ -48,6 +48,7 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     if config.http.listen.parse::<SocketAddr>().is_err() {
         err("http.listen".into(), format!("{:?} is not an address:port such as \"0.0.0.0:8443\"", config.http.listen));
     }
+    check_http(&config.http, &mut err);
 
     let m = &config.mqtt;
     if let Some(url) = &m.url {
@@ -134,6 +135,47 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         }
     }
     errs
+}
+
+fn check_http(h: &HttpConfig, err: &mut dyn FnMut(String, String)) {
+    if h.auth == Switch::Off && h.listen.parse::<SocketAddr>().is_ok() && !h.loopback() {
+        err(
+            "http.auth".into(),
+            format!(
+                "\"off\" is only allowed on a loopback listen address ({:?} is reachable from the network)",
+                h.listen
+            ),
+        );
+    }
+    match (&h.cert_file, &h.key_file) {
+        (Some(_), None) => err("http.key_file".into(), "is required when http.cert_file is set".into()),
+        (None, Some(_)) => err("http.cert_file".into(), "is required when http.key_file is set".into()),
+        _ => {}
+    }
+    if h.cert_file.is_some() && !h.tls_enabled() {
+        err("http.cert_file".into(), "is set but HTTPS is off (http.tls)".into());
+    }
+    if let Some(r) = &h.redirect_listen {
+        if r.parse::<SocketAddr>().is_err() {
+            err("http.redirect_listen".into(), format!("{r:?} is not an address:port such as \"0.0.0.0:80\""));
+        } else if !h.tls_enabled() {
+            err("http.redirect_listen".into(), "redirects to HTTPS, but HTTPS is off (http.tls)".into());
+        }
+    }
+    if h.username.is_empty() || h.username.len() > 64 || h.username.chars().any(|c| c.is_control()) {
+        err("http.username".into(), "must be 1..=64 printable characters".into());
+    }
+    if let Some(p) = &h.password {
+        if p.len() < 8 {
+            err("http.password".into(), "must be at least 8 characters (or unset: one is generated)".into());
+        }
+    }
+    if !(1..=3650).contains(&h.session_days) {
+        err("http.session_days".into(), "must be 1..=3650".into());
+    }
+    if h.state_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+        err("http.state_dir".into(), "must not be empty".into());
+    }
 }
 
 fn check_source(cam: &CameraConfig, k: &dyn Fn(&str) -> String, err: &mut dyn FnMut(String, String)) {

@@ -137,7 +137,7 @@ pub fn routes(
     warp::path!("api" / "cameras" / String / "hls" / String)
         .and(warp::get().or(warp::head()).unify())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::addr::remote())
+        .and(super::peer())
         .and(st)
         .and_then(|id, name, raw, remote, s| serve(s, id, name, raw, remote))
         .boxed()

@@ -4,11 +4,19 @@
 //! `spawn_blocking`; they never wait on a camera from the async runtime. Every error leaves as
 //! `{"error": "..."}` with a status from one place, [`ApiError::status`]: 4xx for the client's
 //! mistakes with a message that says what to fix, 5xx only for ours.
+//!
+//! [`serve`](mod@serve) is the one serving path (plain HTTP or HTTPS via [`tls`], peer address for every
+//! filter through [`peer`]); [`app`] puts the [`auth`] guard in front of [`routes`].
 
-pub mod app;
+pub mod assets;
+pub mod auth;
 pub mod clips;
 pub mod hls;
 pub mod mjpeg;
+pub mod serve;
+pub mod tls;
+
+pub use serve::{peer, Peer};
 
 use crate::camera::status::CameraState;
 use crate::camera::Camera;
@@ -81,6 +89,15 @@ pub enum ApiError {
     /// shutting down): retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// No or wrong credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Credentials are fine but the request is refused (cross-site).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed attempts: retry after this many seconds.
+    #[error("too many failed attempts: try again in {0} s")]
+    TooManyRequests(u64),
     /// Our fault.
     #[error("{0}")]
     Internal(String),
@@ -117,6 +134,9 @@ impl ApiError {
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -127,23 +147,33 @@ struct ErrorBody {
     error: String,
 }
 
-fn json_error(status: StatusCode, msg: impl Into<String>) -> warp::reply::Response {
+pub(crate) fn json_error(status: StatusCode, msg: impl Into<String>) -> warp::reply::Response {
     warp::reply::with_status(warp::reply::json(&ErrorBody { error: msg.into() }), status).into_response()
 }
 
+/// An error as a JSON response (with `Content-Range` / `Retry-After` where they apply).
+pub(crate) fn error_response(e: &ApiError) -> warp::reply::Response {
+    if e.status().is_server_error() {
+        log::error!("request failed: {e}");
+    }
+    let mut resp = json_error(e.status(), e.to_string());
+    let extra = match e {
+        ApiError::RangeNotSatisfiable(size) => Some((warp::http::header::CONTENT_RANGE, format!("bytes */{size}"))),
+        ApiError::TooManyRequests(secs) => Some((warp::http::header::RETRY_AFTER, secs.to_string())),
+        _ => None,
+    };
+    if let Some((name, value)) = extra {
+        if let Ok(v) = warp::http::HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    resp
+}
+
 /// Every rejection becomes a JSON error.
-async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
+pub(crate) async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
     let resp = if let Some(e) = r.find::<ApiError>() {
-        if e.status().is_server_error() {
-            log::error!("request failed: {e}");
-        }
-        let mut resp = json_error(e.status(), e.to_string());
-        if let ApiError::RangeNotSatisfiable(size) = e {
-            if let Ok(v) = warp::http::HeaderValue::from_str(&format!("bytes */{size}")) {
-                resp.headers_mut().insert(warp::http::header::CONTENT_RANGE, v);
-            }
-        }
-        resp
+        error_response(e)
     } else if let Some(e) = r.find::<warp::reject::PayloadTooLarge>() {
         json_error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
     } else if r.is_not_found() {
@@ -304,17 +334,33 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .unify()
         .or(ctl)
         .unify()
-        .or(app::routes())
+        .or(assets::routes())
         .unify()
         .recover(recover)
         .unify()
 }
 
-/// Bind `addr` and serve until `shutdown` resolves; returns the bound address at once.
+/// The whole application: the login routes, then the guard in front of everything else.
+/// With auth off the guard lets every request through, so this is exactly [`routes`].
+pub fn app(
+    state: Arc<AppState>,
+    auth: Arc<auth::Auth>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+    auth::public_routes(auth.clone())
+        .or(auth::guard(auth.clone()).and(auth::routes(auth).or(routes(state)).unify()))
+        .unify()
+        .recover(auth::recover)
+        .unify()
+}
+
+/// Bind `addr` and serve the app until `shutdown` resolves (HTTPS when `tls` is given); returns
+/// the bound address at once.
 pub fn serve(
     state: Arc<AppState>,
+    auth: Arc<auth::Auth>,
     addr: SocketAddr,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), warp::Error> {
-    warp::serve(routes(state)).try_bind_with_graceful_shutdown(addr, shutdown)
+) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()> + Send + 'static)> {
+    serve::serve(app(state, auth), addr, tls, shutdown)
 }

@@ -1,6 +1,6 @@
 //! The phone web app: every file under `web/` embedded in the binary and served from memory.
 //!
-//! `/` is `index.html`, `/login` is `login.html`, and `/app.js`, `/app.css`, `/phone.js`,
+//! `/` is `index.html`, `/login` is `login.html` (also answered, first, by the auth routes), and `/app.js`, `/app.css`, `/phone.js`,
 //! `/favicon.svg` (also answered at `/favicon.ico`) are served as they are. Each answer carries
 //! `Cache-Control: no-cache` and a strong `ETag` (a hash of the file, computed once), so a
 //! browser revalidates with `If-None-Match` and gets a 304 until the binary is updated.

@@ -1,0 +1,243 @@
+//! The one serving path for HTTP and HTTPS: our own accept loop over a tokio `TcpListener`,
+//! an optional TLS handshake (tokio-rustls), and hyper 0.14 connections (with upgrades, so
+//! WebSockets work) running the warp filter. Every request carries the peer address as a
+//! [`Peer`] extension, which [`peer`] reads — `warp::addr::remote()` does not work here.
+//!
+//! A failed or slow handshake (10 s) is logged at debug and dropped; it never stops the accept
+//! loop. On shutdown the listener closes, open connections are asked to finish (keep-alive ends
+//! after the current response) and are awaited for at most [`DRAIN`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::rustls;
+use warp::hyper::server::conn::Http;
+use warp::hyper::service::Service;
+use warp::{Filter, Reply};
+
+/// How long a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections get to finish after shutdown.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// The peer address of the connection a request came on (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// The peer address of the request, under HTTP and HTTPS alike.
+pub fn peer() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Clone {
+    warp::ext::optional::<Peer>().map(|p: Option<Peer>| p.map(|p| p.0))
+}
+
+/// Bind `addr` (synchronously, so errors are immediate) and serve `filter` until `shutdown`
+/// resolves, over TLS when `tls` is given. Returns the bound address and the server future.
+pub fn serve<F>(
+    filter: F,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, impl Future<Output = ()> + Send + 'static)>
+where
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(std_listener)?;
+    let bound = listener.local_addr()?;
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let fut = async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Every connection task holds a clone; when all are dropped, `recv` answers None.
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, remote) = tokio::select! {
+                _ = &mut shutdown => break,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off a little, keep serving.
+                        log::warn!("HTTP accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let filter = filter.clone();
+            let acceptor = acceptor.clone();
+            let stop = stop_rx.clone();
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                match acceptor {
+                    Some(acc) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(stream)).await {
+                        Ok(Ok(tls)) => connection(tls, remote, filter, stop).await,
+                        Ok(Err(e)) => log::debug!("TLS handshake with {remote} failed: {e}"),
+                        Err(_) => log::debug!("TLS handshake with {remote} timed out"),
+                    },
+                    None => connection(stream, remote, filter, stop).await,
+                }
+                drop(done);
+            });
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        drop(done_tx);
+        if tokio::time::timeout(DRAIN, done_rx.recv()).await.is_err() {
+            log::warn!("HTTP: connections still open after {DRAIN:?}; closing them");
+        }
+    };
+    Ok((bound, fut))
+}
+
+/// Serve one connection until it ends, or until `stop` (then finish gracefully).
+async fn connection<I, F>(io: I, remote: SocketAddr, filter: F, mut stop: tokio::sync::watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    let svc = warp::service(filter);
+    let svc = warp::hyper::service::service_fn(move |mut req: warp::hyper::Request<warp::hyper::Body>| {
+        req.extensions_mut().insert(Peer(remote));
+        let mut s = svc.clone();
+        s.call(req)
+    });
+    let conn = Http::new().serve_connection(io, svc).with_upgrades();
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    log::debug!("HTTP connection from {remote}: {e}");
+                }
+                return;
+            }
+            changed = stop.changed(), if !stopping => {
+                stopping = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// A plain-HTTP service answering every request with 308 to the same path on the HTTPS port.
+pub fn redirect_filter(
+    https_port: u16,
+    fallback_host: String,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("host")
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .map(move |host: Option<String>, path: warp::path::FullPath, query: String| {
+            let host = host.as_deref().map(strip_port).unwrap_or(&fallback_host).to_string();
+            let host = if host.is_empty() { fallback_host.clone() } else { host };
+            let mut loc = format!("https://{host}:{https_port}{}", path.as_str());
+            if !query.is_empty() {
+                loc.push('?');
+                loc.push_str(&query);
+            }
+            match warp::http::HeaderValue::from_str(&loc) {
+                Ok(v) => {
+                    let mut r =
+                        warp::reply::with_status("", warp::http::StatusCode::PERMANENT_REDIRECT).into_response();
+                    r.headers_mut().insert(warp::http::header::LOCATION, v);
+                    r
+                }
+                Err(_) => {
+                    warp::reply::with_status("bad Host header", warp::http::StatusCode::BAD_REQUEST).into_response()
+                }
+            }
+        })
+}
+
+/// `host:port` → `host`, `[::1]:80` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        }
+    } else {
+        host.split(':').next().unwrap_or(host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// WebSocket upgrades go through the hyper connection, and `peer()` sees the client.
+    #[tokio::test]
+    async fn websocket_upgrade_and_peer() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let echo = warp::path!("ws").and(warp::ws()).and(peer()).map(|ws: warp::ws::Ws, p: Option<SocketAddr>| {
+            ws.on_upgrade(move |socket| async move {
+                let (mut tx, mut rx) = socket.split();
+                while let Some(Ok(m)) = rx.next().await {
+                    if m.is_text() {
+                        let text = format!(
+                            "{}|{}",
+                            m.to_str().unwrap_or(""),
+                            p.map(|p| p.ip().to_string()).unwrap_or_default()
+                        );
+                        if tx.send(warp::ws::Message::text(text)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            })
+        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr, fut) = serve(echo, "127.0.0.1:0".parse().unwrap(), None, async move {
+            let _ = stop_rx.await;
+        })
+        .unwrap();
+        let server = tokio::spawn(fut);
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed before the upgrade answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
+        // A masked text frame "hi".
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | 2];
+        frame.extend_from_slice(&mask);
+        frame.extend(b"hi".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        s.write_all(&frame).await.unwrap();
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).await.unwrap();
+        assert_eq!(head[0], 0x81);
+        let mut payload = vec![0u8; (head[1] & 0x7f) as usize];
+        s.read_exact(&mut payload).await.unwrap();
+        assert_eq!(payload, b"hi|127.0.0.1");
+        drop(s);
+        let _ = stop_tx.send(());
+        tokio::time::timeout(Duration::from_secs(5), server).await.expect("server drains").unwrap();
+    }
+
+    #[test]
+    fn host_without_port() {
+        assert_eq!(strip_port("cam.local:80"), "cam.local");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+        assert_eq!(strip_port("10.0.0.2"), "10.0.0.2");
+    }
+}
