@@ -19,8 +19,13 @@ use std::time::Duration;
 /// Caps hindsight accepts from a source pipeline.
 const ACCEPT: &str = "video/x-raw,format={I420,NV12,YUY2};image/jpeg";
 
+/// Dropped together with the source, before its pipeline (e.g. detaches a browser feed).
+pub type Guard = Box<dyn Send>;
+
 /// A running source pipeline.
 pub struct GstSource {
+    /// Dropped first: whatever the caller attached to the pipeline lets go of it.
+    _guard: Option<Guard>,
     pipeline: Pipeline,
     sink: gst_app::AppSink,
     format: VideoFormat,
@@ -31,17 +36,41 @@ pub struct GstSource {
     last_rt: Option<Duration>,
     seq: u64,
     description: String,
+    /// Live feeds whose media clock is not ours (a phone): never date a frame in the future,
+    /// and re-anchor when the media time falls far behind (pause/resume, drift).
+    anchor_to_now: bool,
+    /// Capture time of the previous frame (frames stay strictly increasing).
+    last_captured: Option<Duration>,
 }
+
+/// How far a browser feed's media time may lag behind now before it is re-anchored.
+const MAX_LAG: Duration = Duration::from_secs(2);
 
 impl GstSource {
     /// Build and start `description ! appsink`, and wait for the first frame to learn the format.
     pub fn open(description: &str) -> Result<Self, CaptureError> {
+        Self::open_with(description, |_| Ok(None))
+    }
+
+    /// Like [`open`](Self::open), but `attach` runs on the parsed pipeline before it plays and
+    /// before the first frame is awaited (e.g. to connect an `appsrc` to its feed); the guard
+    /// it returns is dropped with the source, before the pipeline. Frames are then dated on a
+    /// foreign media clock: clamped to now and re-anchored when they lag (see `anchor_to_now`).
+    pub fn open_with(
+        description: &str,
+        attach: impl FnOnce(&Pipeline) -> Result<Option<Guard>, CaptureError>,
+    ) -> Result<Self, CaptureError> {
         let full =
             format!("{description} ! appsink name=hindsight_sink caps=\"{ACCEPT}\" max-buffers=2 drop=true sync=false");
         let pipeline = Pipeline::parse(&full)?;
         let sink: gst_app::AppSink = pipeline.by_name("hindsight_sink")?;
+        let guard = attach(&pipeline)?;
+        let anchor_to_now = guard.is_some();
         pipeline.play()?;
         let mut src = GstSource {
+            _guard: guard,
+            anchor_to_now,
+            last_captured: None,
             pipeline,
             sink,
             format: VideoFormat { pixel: PixelFormat::I420, width: 0, height: 0, fps: 0 },
@@ -94,11 +123,22 @@ impl GstSource {
                     }
                 }
                 self.last_rt = Some(rt);
-                let off = *self.offset.get_or_insert_with(|| now.saturating_sub(rt));
+                let mut off = *self.offset.get_or_insert_with(|| now.saturating_sub(rt));
+                if self.anchor_to_now && (off + rt > now || now - (off + rt) > MAX_LAG) {
+                    // Ahead of now (a burst after a stall, a fast clock) or far behind (the
+                    // phone paused and resumed): this frame is "now", later ones follow it.
+                    off = now.saturating_sub(rt);
+                    self.offset = Some(off);
+                }
                 off + rt
             }
             None => now,
         };
+        let captured = match self.last_captured {
+            Some(last) if self.anchor_to_now && captured <= last => last + Duration::from_micros(1),
+            _ => captured,
+        };
+        self.last_captured = Some(captured);
         let data = match format.pixel.frame_size(format.width, format.height) {
             Some(tight) if buffer.size() != tight => repack(&buffer, caps, tight)?,
             _ => {
