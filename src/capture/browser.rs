@@ -278,12 +278,12 @@ impl BrowserFeed {
     /// Open a decoding source pipeline fed by this feed.
     pub fn open(self: &Arc<Self>) -> Result<GstSource, CaptureError> {
         let feed = self.clone();
-        GstSource::open_with(PIPELINE, move |pipeline: &Pipeline| {
+        GstSource::open_fed(PIPELINE, move |pipeline: &Pipeline| {
             let src: gst_app::AppSrc = pipeline.by_name(APPSRC)?;
             src.set_max_bytes(MAX_QUEUED_BYTES);
             let gen = feed.attach(src);
             let guard: Guard = Box::new(Detach { feed, gen });
-            Ok(Some(guard))
+            Ok(guard)
         })
     }
 }

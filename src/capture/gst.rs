@@ -43,29 +43,40 @@ pub struct GstSource {
     last_captured: Option<Duration>,
 }
 
-/// How far a browser feed's media time may lag behind now before it is re-anchored.
-const MAX_LAG: Duration = Duration::from_secs(2);
+/// How far a browser feed's media time may lag behind now before it is re-anchored (longer than
+/// a MediaRecorder chunk, whose first frame lags by the chunk's length when it arrives).
+const MAX_LAG: Duration = Duration::from_secs(10);
 
 impl GstSource {
     /// Build and start `description ! appsink`, and wait for the first frame to learn the format.
     pub fn open(description: &str) -> Result<Self, CaptureError> {
-        Self::open_with(description, |_| Ok(None))
+        Self::build(description, |_| Ok(None))
     }
 
-    /// Like [`open`](Self::open), but `attach` runs on the parsed pipeline before it plays and
-    /// before the first frame is awaited (e.g. to connect an `appsrc` to its feed); the guard
-    /// it returns is dropped with the source, before the pipeline. Frames are then dated on a
-    /// foreign media clock: clamped to now and re-anchored when they lag (see `anchor_to_now`).
-    pub fn open_with(
+    /// A pipeline fed by the caller (a browser's chunks): `attach` runs on the parsed pipeline
+    /// before it plays and before the first frame is awaited (to connect its `appsrc` to the
+    /// feed; zero-copy as [`open`](Self::open)); the guard it returns is dropped with the source,
+    /// before the pipeline. Differences from a camera pipeline: the appsink holds the decoder
+    /// back instead of dropping (the feed waits compressed in front of it), and frames are dated
+    /// on the sender's media clock, never in the future (see `anchor_to_now`).
+    pub fn open_fed(
+        description: &str,
+        attach: impl FnOnce(&Pipeline) -> Result<Guard, CaptureError>,
+    ) -> Result<Self, CaptureError> {
+        Self::build(description, |p| attach(p).map(Some))
+    }
+
+    fn build(
         description: &str,
         attach: impl FnOnce(&Pipeline) -> Result<Option<Guard>, CaptureError>,
     ) -> Result<Self, CaptureError> {
-        let full =
-            format!("{description} ! appsink name=hindsight_sink caps=\"{ACCEPT}\" max-buffers=2 drop=true sync=false");
+        let full = format!("{description} ! appsink name=hindsight_sink caps=\"{ACCEPT}\" max-buffers=2 sync=false");
         let pipeline = Pipeline::parse(&full)?;
         let sink: gst_app::AppSink = pipeline.by_name("hindsight_sink")?;
         let guard = attach(&pipeline)?;
         let anchor_to_now = guard.is_some();
+        // A camera drops what we cannot take (it will not wait); a fed pipeline waits.
+        sink.set_drop(!anchor_to_now);
         pipeline.play()?;
         let mut src = GstSource {
             _guard: guard,
@@ -80,11 +91,13 @@ impl GstSource {
             seq: 0,
             description: description.into(),
         };
-        // Learn the negotiated format from the first sample (10 s covers slow camera start-up).
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // Learn the negotiated format from the first sample (10 s covers slow camera start-up;
+        // a phone's first MP4 fragment may take longer).
+        let first_wait = if anchor_to_now { 20 } else { 10 };
+        let deadline = std::time::Instant::now() + Duration::from_secs(first_wait);
         while src.first.is_none() {
             if std::time::Instant::now() > deadline {
-                return Err(CaptureError::Stalled { device: description.into(), seconds: 10 });
+                return Err(CaptureError::Stalled { device: description.into(), seconds: first_wait });
             }
             if let Some(f) = src.pull(Duration::from_millis(250))? {
                 src.format = f.format;

@@ -114,6 +114,11 @@ pub fn open(cfg: &SourceConfig, feed: Option<&Arc<BrowserFeed>>) -> Result<Box<d
 
 /// How long a source may go without a frame before it is reopened.
 const STALL: Duration = Duration::from_secs(5);
+/// The same for a browser: MediaRecorder may deliver MP4 fragments seconds apart.
+const STALL_BROWSER: Duration = Duration::from_secs(20);
+/// How long a browser's frame may wait for room in the ring (its stream waits, compressed,
+/// in front of the decoder meanwhile) before the oldest frame is dropped.
+const RING_WAIT_BROWSER: Duration = Duration::from_millis(500);
 
 /// The capture stage of one camera.
 pub struct Capture {
@@ -198,10 +203,11 @@ impl Capture {
         let base = self.next_seq;
         let mut idle = Duration::ZERO;
         let wait = Duration::from_millis(250);
+        let stall = if self.feed.is_some() { STALL_BROWSER } else { STALL };
         while !self.stop.is_stopped() {
             let Some(mut frame) = source.next_frame(wait)? else {
                 idle += wait;
-                if idle >= STALL {
+                if idle >= stall {
                     return Err(CaptureError::Stalled { device: source.describe(), seconds: idle.as_secs() });
                 }
                 continue;
@@ -222,7 +228,12 @@ impl Capture {
             if let Some(tap) = &self.tap {
                 tap.publish(&frame);
             }
-            self.ring.push(frame);
+            if self.feed.is_some() {
+                // Chunks arrive in bursts: hold the decoder back rather than drop raw frames.
+                self.ring.push_wait(frame, RING_WAIT_BROWSER);
+            } else {
+                self.ring.push(frame);
+            }
         }
         Ok(())
     }
