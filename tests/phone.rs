@@ -195,12 +195,18 @@ async fn a_phone_stream_becomes_a_camera_with_clips() {
     assert!(c["address"].as_str().unwrap().starts_with("127.0.0.1:"), "{c}");
     assert!(c["connected_at"].as_str().unwrap().ends_with('Z'), "{c}");
 
+    // The trigger hub (MQTT's way in) knows the new camera too.
+    use hindsight::trigger::TriggerTarget;
+    assert!(d.hub.camera_ids().contains(&"phone1".to_string()));
+    assert_eq!(d.hub.camera_state("phone1").expect("state for MQTT")["state"], "running");
+
     // Enough pre-roll for the whole pre_s, then a trigger on the phone's camera.
     wait_camera(addr, "phone1", "2.5 s buffered", |c| c["buffered_s"].as_f64().unwrap_or(0.0) >= 2.5).await;
     let (status, acc) = post_body(addr, "/api/cameras/phone1/trigger", r#"{"label":"phone"}"#).await;
     assert_eq!(status, 202, "{acc}");
     let id = acc["clip_id"].as_str().unwrap().to_string();
     let meta = wait_clip(addr, &id, Duration::from_secs(30)).await;
+
     assert_eq!(meta["camera"], "phone1");
     let file = storage.join(meta["path"].as_str().unwrap());
     assert_eq!(ffprobe_codec(&file), "h264");
@@ -211,6 +217,16 @@ async fn a_phone_stream_becomes_a_camera_with_clips() {
         let [r, g, b] = mean_rgb(&file, at);
         assert!(b > 150.0 && b > r + 80.0 && b > g + 80.0, "frame at {at} s is not the blue pattern: rgb {r} {g} {b}");
     }
+
+    // A decoder rebuilt mid-stream (camera restart while the phone streams) decodes again: the
+    // feed replays the kept init segment before the next chunks.
+    let (status, _) = post_json(addr, "/api/cameras/phone1/restart").await;
+    assert_eq!(status, 200);
+    let restarted = camera(addr, "phone1").await["frames_captured"].as_u64().unwrap();
+    wait_camera(addr, "phone1", "frames after a decoder restart", |c| {
+        c["state"] == "running" && c["frames_captured"].as_u64().unwrap_or(0) > restarted + 30
+    })
+    .await;
 
     // Disconnect: the camera stops, and health stays ok.
     drop(stop);

@@ -188,6 +188,17 @@ post_s = 2
     return `mean rgb ${a.rgb} / ${b.rgb}, luma ${a.min}..${a.max}`;
   });
 
+  await check('decoder restart mid-stream', async () => {
+    const r = await fetch(`${base}/api/cameras/phone1/restart`, { method: 'POST', signal: AbortSignal.timeout(10000) });
+    if (r.status !== 200) throw new Error(`restart → ${r.status}`);
+    const before = (await getJson('/api/cameras/phone1')).body.frames_captured;
+    return waitFor('frames after restart', 30, async () => {
+      const { body } = await getJson('/api/cameras/phone1');
+      if (body?.state === 'running' && body.frames_captured > before + 20)
+        return `frames_captured ${before} → ${body.frames_captured} (init segment replayed)`;
+    });
+  });
+
   await check('stop → camera stopped, health ok', async () => {
     await page.evaluate(() => window.__cam.stop());
     return waitFor('phone1 stopped and health ok', 20, async () => {
