@@ -261,7 +261,8 @@ async fn a_phone_stream_becomes_a_camera_with_clips() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_without_init_segment_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), vec![test_camera("cam0", 160, 120, 5, 1.0)]);
+    let mut cfg = config(dir.path(), vec![test_camera("cam0", 160, 120, 5, 1.0)]);
+    cfg.phone.max_cameras = 2;
     let d = start(cfg).await;
     let mut ws = connect(d.http_addr, "late").await.expect("push socket");
     // A WebM Cluster element: what MediaRecorder sends after the first chunk.
@@ -292,5 +293,30 @@ async fn a_stream_without_init_segment_is_refused() {
     assert_eq!(c["frames_captured"], 0);
     let (_, health) = get_json(d.http_addr, "/api/health").await;
     assert_eq!(health["status"], "ok", "{health}");
-    d.shutdown().await;
+
+    // A second phone camera is allowed (max_cameras = 2), a third is not.
+    let mut idle = connect(d.http_addr, "second").await.expect("second phone camera");
+    assert_eq!(connect(d.http_addr, "third").await.err(), Some(403));
+    // Its first status message says it is starting or running (it has sent nothing yet).
+    let first = tokio::time::timeout(Duration::from_secs(10), idle.next()).await.expect("a status message");
+    let Some(Ok(Message::Text(t))) = first else { panic!("expected a status message, got {first:?}") };
+    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+    assert_eq!(v["camera"], "second", "{v}");
+
+    // Shutdown with a phone connected (that never sent a chunk) ends its socket and finishes.
+    let t0 = Instant::now();
+    tokio::time::timeout(Duration::from_secs(15), d.shutdown()).await.expect("shutdown finishes");
+    assert!(t0.elapsed() < Duration::from_secs(10), "shutdown took {:?}", t0.elapsed());
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match idle.next().await {
+                Some(Ok(Message::Text(t))) if t.contains("error") => continue,
+                Some(Ok(Message::Text(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the phone's socket ends");
+    assert!(!matches!(end, Some(Ok(Message::Binary(_)))), "{end:?}");
 }

@@ -91,13 +91,16 @@ impl GstSource {
             seq: 0,
             description: description.into(),
         };
-        // Learn the negotiated format from the first sample (10 s covers slow camera start-up;
-        // a phone's first MP4 fragment may take longer).
-        let first_wait = if anchor_to_now { 20 } else { 10 };
-        let deadline = std::time::Instant::now() + Duration::from_secs(first_wait);
+        if anchor_to_now {
+            // Fed by a phone that may not have sent anything yet: the format is learnt from the
+            // first frame by the capture loop, which keeps checking for stop requests meanwhile.
+            return Ok(src);
+        }
+        // Learn the negotiated format from the first sample (10 s covers slow camera start-up).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while src.first.is_none() {
             if std::time::Instant::now() > deadline {
-                return Err(CaptureError::Stalled { device: description.into(), seconds: first_wait });
+                return Err(CaptureError::Stalled { device: description.into(), seconds: 10 });
             }
             if let Some(f) = src.pull(Duration::from_millis(250))? {
                 src.format = f.format;

@@ -187,7 +187,7 @@ impl Capture {
     /// Open the source and pump frames until it fails (`Err`) or the camera stops (`Ok`).
     fn run_once(&mut self) -> Result<(), CaptureError> {
         let mut source = open(&self.source, self.feed.as_ref())?;
-        let format = source.format();
+        let mut format = source.format();
         log::info!(
             "camera {}: {} delivers {}x{} {} @ {} fps",
             self.id,
@@ -222,6 +222,18 @@ impl Capture {
             frame.seq = base + src_seq.saturating_sub(first);
             self.next_seq = frame.seq + 1;
             if frame.format != format {
+                if format.width == 0 {
+                    // A browser source learns its format from its first frame.
+                    log::info!(
+                        "camera {}: stream is {}x{} {} @ {} fps",
+                        self.id,
+                        frame.format.width,
+                        frame.format.height,
+                        frame.format.pixel,
+                        frame.format.fps
+                    );
+                    format = frame.format;
+                }
                 self.status.set_format(frame.format);
             }
             self.status.frame_captured();
