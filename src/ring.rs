@@ -173,6 +173,25 @@ mod tests {
     }
 
     #[test]
+    fn push_wait_waits_for_room_then_drops_oldest() {
+        let r = std::sync::Arc::new(FrameRing::new(1));
+        r.push(frame(1));
+        // The consumer takes frame 1: the waiting push gets in without a drop.
+        let r2 = r.clone();
+        let t = std::thread::spawn(move || r2.push_wait(frame(2), Duration::from_secs(30)));
+        match r.pop(Duration::from_secs(5)) {
+            Pop::Frame(f) => assert_eq!(f.seq, 1),
+            other => panic!("{other:?}"),
+        }
+        t.join().unwrap();
+        assert_eq!(r.dropped(), 0);
+        // Nobody takes frame 2: after the wait the oldest is dropped.
+        r.push_wait(frame(3), Duration::from_millis(20));
+        assert_eq!(r.dropped(), 1);
+        assert!(matches!(r.pop(Duration::ZERO), Pop::Frame(f) if f.seq == 3));
+    }
+
+    #[test]
     fn pop_wakes_on_push_from_other_thread() {
         let r = std::sync::Arc::new(FrameRing::new(2));
         let r2 = r.clone();
