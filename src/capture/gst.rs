@@ -139,22 +139,18 @@ impl GstSource {
                     }
                 }
                 self.last_rt = Some(rt);
-                let mut off = *self.offset.get_or_insert_with(|| now.saturating_sub(rt));
-                if self.anchor_to_now && (off + rt > now || now - (off + rt) > MAX_LAG) {
-                    // Ahead of now (a burst after a stall, a fast clock) or far behind (the
-                    // phone paused and resumed): this frame is "now", later ones follow it.
-                    off = now.saturating_sub(rt);
+                let off = *self.offset.get_or_insert_with(|| now.saturating_sub(rt));
+                if self.anchor_to_now {
+                    let (captured, off) = anchored(off, rt, now, self.last_captured);
                     self.offset = Some(off);
+                    self.last_captured = Some(captured);
+                    captured
+                } else {
+                    off + rt
                 }
-                off + rt
             }
             None => now,
         };
-        let captured = match self.last_captured {
-            Some(last) if self.anchor_to_now && captured <= last => last + Duration::from_micros(1),
-            _ => captured,
-        };
-        self.last_captured = Some(captured);
         let data = match format.pixel.frame_size(format.width, format.height) {
             Some(tight) if buffer.size() != tight => repack(&buffer, caps, tight)?,
             _ => {
@@ -166,6 +162,26 @@ impl GstSource {
         self.seq += 1;
         Ok(Some(Frame { data, format, captured, seq }))
     }
+}
+
+/// The capture time of a fed source's frame at media running time `rt`, seen at monotonic
+/// `now`, with media-to-monotonic offset `off` and the previous frame's capture time `last`;
+/// returns it and the offset to keep. Never after `now` (a burst, or a sender's fast clock, moves
+/// the offset back so this frame is "now"); more than [`MAX_LAG`] behind (the sender paused)
+/// re-anchors at now; strictly after `last`, so the encoder's timestamps always increase.
+fn anchored(off: Duration, rt: Duration, now: Duration, last: Option<Duration>) -> (Duration, Duration) {
+    let mut off = off;
+    let t = off + rt;
+    if t > now || now - t > MAX_LAG {
+        off = now.saturating_sub(rt);
+    }
+    let mut captured = (off + rt).min(now);
+    if let Some(last) = last {
+        if captured <= last {
+            captured = last + Duration::from_micros(1);
+        }
+    }
+    (captured, off)
 }
 
 fn gst_err(msg: &str) -> CaptureError {
@@ -224,5 +240,53 @@ impl Source for GstSource {
 
     fn describe(&self) -> String {
         format!("gstreamer `{}`", self.description)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn fed_frames_are_never_dated_in_the_future() {
+        // First chunk: 10 frames (100 ms apart) decoded at once at now = 10 s.
+        let now = Duration::from_secs(10);
+        let mut off = now; // anchored on the first frame (rt 0)
+        let mut last = None;
+        let mut dates = Vec::new();
+        for i in 0..10u32 {
+            let (c, o) = anchored(off, MS * 100 * i, now + MS * i, last);
+            assert!(c <= now + MS * i, "frame {i} dated {c:?} after now");
+            off = o;
+            last = Some(c);
+            dates.push(c);
+        }
+        assert!(dates.windows(2).all(|w| w[1] > w[0]), "strictly increasing: {dates:?}");
+        // The next chunk (rt 1.0..2.0 s) arrives a second later, decoded at once: its frames
+        // keep their 100 ms spacing and none is after now.
+        let now2 = now + Duration::from_millis(1020);
+        let mut prev = last.unwrap();
+        for i in 10..20u32 {
+            let (c, o) = anchored(off, MS * 100 * i, now2, Some(prev));
+            assert!(c <= now2);
+            if i > 10 {
+                assert_eq!(
+                    c - prev,
+                    MS * 100,
+                    "spacing kept in a later burst: frame {i} {c:?} prev {prev:?} off {off:?}"
+                );
+            }
+            off = o;
+            prev = c;
+        }
+        // A 30 s pause: the next frame is re-anchored at now, not dated 30 s back.
+        let now3 = now2 + Duration::from_secs(31);
+        let (c, _) = anchored(off, MS * 2000, now3, Some(prev));
+        assert_eq!(c, now3);
+        // A media time larger than the monotonic clock cannot go past now either.
+        let (c, _) = anchored(Duration::ZERO, Duration::from_secs(100), Duration::from_secs(5), None);
+        assert_eq!(c, Duration::from_secs(5));
     }
 }
