@@ -261,9 +261,16 @@ async fn a_phone_stream_becomes_a_camera_with_clips() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_without_init_segment_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path(), vec![test_camera("cam0", 160, 120, 5, 1.0)]);
+    let mut door = hindsight::config::CameraConfig::new("door", hindsight::config::SourceConfig::browser());
+    door.encoder = "x264enc".into();
+    let mut cfg = config(dir.path(), vec![test_camera("cam0", 160, 120, 5, 1.0), door]);
     cfg.phone.max_cameras = 2;
     let d = start(cfg).await;
+    // A configured browser camera waits, stopped, for its phone; health is ok meanwhile.
+    assert!(d.wait_ready(Duration::from_secs(30)).await, "ready without the phone");
+    assert_eq!(camera(d.http_addr, "door").await["state"], "stopped");
+    let (_, health) = get_json(d.http_addr, "/api/health").await;
+    assert_eq!(health["status"], "ok", "{health}");
     let mut ws = connect(d.http_addr, "late").await.expect("push socket");
     // A WebM Cluster element: what MediaRecorder sends after the first chunk.
     ws.send(Message::Binary(b"\x1f\x43\xb6\x75\x01\xff\xff\xff\xff\xff\xff\xff".to_vec())).await.unwrap();
@@ -302,6 +309,24 @@ async fn a_stream_without_init_segment_is_refused() {
     let Some(Ok(Message::Text(t))) = first else { panic!("expected a status message, got {first:?}") };
     let v: serde_json::Value = serde_json::from_str(&t).unwrap();
     assert_eq!(v["camera"], "second", "{v}");
+
+    // A configured browser camera takes a phone (not counted against max_cameras); a second
+    // connection for it replaces the first, which is told so and closed.
+    let mut old = connect(d.http_addr, "door").await.expect("push to the configured browser camera");
+    let _new = connect(d.http_addr, "door").await.expect("a second phone for the same camera");
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = old.next().await {
+            if let Message::Text(t) = m {
+                if t.contains("\"error\"") {
+                    return Some(t);
+                }
+            }
+        }
+        None
+    })
+    .await
+    .expect("the replaced connection hears within 10 s");
+    assert!(told.is_some_and(|t| t.contains("took over")), "replaced connection gets an error message");
 
     // Shutdown with a phone connected (that never sent a chunk) ends its socket and finishes.
     let t0 = Instant::now();
