@@ -313,7 +313,7 @@ async fn a_stream_without_init_segment_is_refused() {
     // A configured browser camera takes a phone (not counted against max_cameras); a second
     // connection for it replaces the first, which is told so and closed.
     let mut old = connect(d.http_addr, "door").await.expect("push to the configured browser camera");
-    let _new = connect(d.http_addr, "door").await.expect("a second phone for the same camera");
+    let mut new = connect(d.http_addr, "door").await.expect("a second phone for the same camera");
     let told = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(m)) = old.next().await {
             if let Message::Text(t) = m {
@@ -327,6 +327,19 @@ async fn a_stream_without_init_segment_is_refused() {
     .await
     .expect("the replaced connection hears within 10 s");
     assert!(told.is_some_and(|t| t.contains("took over")), "replaced connection gets an error message");
+    // A message over the size limit ends the connection.
+    let _ = new.send(Message::Binary(vec![0u8; 9 << 20])).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match new.next().await {
+                Some(Ok(Message::Text(_))) | Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("an oversized message ends the connection within 10 s");
+    assert!(!matches!(ended, Some(Ok(Message::Binary(_)))), "{ended:?}");
 
     // Shutdown with a phone connected (that never sent a chunk) ends its socket and finishes.
     let t0 = Instant::now();
