@@ -4,6 +4,7 @@
 //! Drain order: STOPPING=1, end live MJPEG streams, stop the HTTP server, stop each camera
 //! (capture stops, the encoder gets EOS and flushes, threads are joined), then return.
 
+use crate::camera::registry::Registry;
 use crate::camera::status::CameraState;
 use crate::camera::Camera;
 use crate::clip::recorder::Recorder;
@@ -67,10 +68,12 @@ pub struct Daemon {
     pub tls_fingerprint: Option<String>,
     /// The plain-HTTP redirect listener's address (`http.redirect_listen`).
     pub redirect_addr: Option<SocketAddr>,
-    /// The cameras.
+    /// The configured cameras (phones may add more: see `registry`).
     pub cameras: Vec<Arc<Camera>>,
-    /// One recorder per camera.
+    /// One recorder per configured camera.
     pub recorders: Vec<Arc<Recorder>>,
+    /// Every camera, including those phones added at run time.
+    pub registry: Arc<Registry>,
     /// Triggers from MQTT and HTTP land here.
     pub hub: Arc<Hub>,
     stop: StopToken,
@@ -102,13 +105,18 @@ impl Daemon {
         let cameras: Vec<Arc<Camera>> =
             config.cameras.iter().map(|c| Arc::new(Camera::new(c.clone(), &config))).collect();
         for c in &cameras {
-            c.start().map_err(|e| StartError::Camera { id: c.id().into(), source: e })?;
+            if c.is_browser() {
+                // Runs while its phone is connected.
+                c.status.set_stopped();
+            } else {
+                c.start().map_err(|e| StartError::Camera { id: c.id().into(), source: e })?;
+            }
         }
         let stop = StopToken::new();
         let store = Arc::new(ClipStore::new(Storage::new(&config.storage)));
         let events = tokio::sync::broadcast::channel(256).0;
-        let recorders: Vec<Arc<Recorder>> =
-            cameras.iter().map(|c| Arc::new(Recorder::new(c.clone(), store.clone(), events.clone()))).collect();
+        let registry = Arc::new(Registry::new(cameras.clone(), store.clone(), events.clone(), &config));
+        let recorders = registry.recorders();
         // Open the index now so a crash's leftovers are reconciled before the first trigger.
         let s2 = store.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s2.index()).await {
@@ -117,13 +125,8 @@ impl Daemon {
                 crate::camera::status::error_chain(&e)
             );
         }
-        let hub = Arc::new(Hub { cameras: cameras.clone(), recorders: recorders.clone(), events });
-        let state = Arc::new(AppState {
-            cameras: cameras.clone(),
-            recorders: recorders.clone(),
-            store,
-            storage_path: config.storage.path.clone(),
-        });
+        let hub = Arc::new(Hub { registry: registry.clone(), events });
+        let state = Arc::new(AppState { registry: registry.clone(), store, storage_path: config.storage.path.clone() });
         let addr: SocketAddr =
             config.http.listen.parse().map_err(|_| StartError::BadListen(config.http.listen.clone()))?;
         let stop2 = stop.clone();
@@ -180,7 +183,7 @@ impl Daemon {
         } else {
             None
         };
-        let watchdog = tokio::spawn(notify::watchdog_loop(cameras.clone(), stop.clone()));
+        let watchdog = tokio::spawn(notify::watchdog_loop(registry.clone(), stop.clone()));
         Ok(Daemon {
             http_addr,
             https: tls.is_some(),
@@ -188,6 +191,7 @@ impl Daemon {
             redirect_addr,
             cameras,
             recorders,
+            registry,
             hub,
             stop,
             server,
@@ -198,14 +202,15 @@ impl Daemon {
     }
 
     /// Wait until every camera runs (or `timeout`), then send READY=1. Returns whether all run.
+    /// Browser cameras are not waited for: they run while a phone is connected.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        let all_running = || self.cameras.iter().all(|c| c.status.state() == CameraState::Running);
+        let all_running = || self.cameras.iter().all(|c| c.is_browser() || c.status.state() == CameraState::Running);
         while !all_running() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let ok = all_running();
-        let summary = notify::summary(&self.cameras);
+        let summary = notify::summary(&self.registry.cameras());
         if ok {
             log::info!("ready: {summary}");
         } else {
@@ -218,8 +223,11 @@ impl Daemon {
     /// Drain: stop HTTP, stop every camera (EOS through encoders), join threads.
     pub async fn shutdown(self) {
         notify::stopping();
+        // No new phone cameras; phones' WebSockets are told to end.
+        self.registry.close();
+        let cameras = self.registry.cameras();
         // Live MJPEG streams never end by themselves: close them so HTTP can drain.
-        for c in &self.cameras {
+        for c in &cameras {
             c.preview.close();
         }
         self.stop.stop();
@@ -233,12 +241,11 @@ impl Daemon {
         let _ = self.watchdog.await;
         // Cut open clips at now and wait for them to be saved, while frames still flow.
         let recs: Vec<_> =
-            self.recorders.iter().cloned().map(|r| tokio::task::spawn_blocking(move || r.shutdown())).collect();
+            self.registry.recorders().into_iter().map(|r| tokio::task::spawn_blocking(move || r.shutdown())).collect();
         for r in recs {
             let _ = r.await;
         }
-        let cams = self.cameras.clone();
-        let stops: Vec<_> = cams.into_iter().map(|c| tokio::task::spawn_blocking(move || c.stop())).collect();
+        let stops: Vec<_> = cameras.into_iter().map(|c| tokio::task::spawn_blocking(move || c.stop())).collect();
         for s in stops {
             let _ = s.await;
         }
@@ -286,19 +293,18 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
 /// Routes triggers from MQTT and HTTP to the cameras' recorders.
 pub struct Hub {
-    cameras: Vec<Arc<Camera>>,
-    recorders: Vec<Arc<Recorder>>,
+    registry: Arc<Registry>,
     events: tokio::sync::broadcast::Sender<ClipEvent>,
 }
 
 impl TriggerTarget for Hub {
     fn camera_ids(&self) -> Vec<String> {
-        self.cameras.iter().map(|c| c.id().to_string()).collect()
+        self.registry.snapshot().iter().map(|e| e.camera.id().to_string()).collect()
     }
 
     fn trigger(&self, camera: &str, req: TriggerRequest) -> Result<TriggerAccepted, TriggerRejected> {
-        match self.recorders.iter().find(|r| r.camera_id() == camera) {
-            Some(r) => r.trigger(&req),
+        match self.registry.get(camera) {
+            Some(e) => e.recorder.trigger(&req),
             None => Err(TriggerRejected {
                 code: RejectCode::UnknownCamera,
                 message: format!("no camera {camera:?}"),
@@ -308,9 +314,9 @@ impl TriggerTarget for Hub {
     }
 
     fn camera_state(&self, camera: &str) -> Option<serde_json::Value> {
-        let c = self.cameras.iter().find(|c| c.id() == camera)?;
-        let recording = self.recorders.iter().find(|r| r.camera_id() == camera).is_some_and(|r| r.recording());
-        let mut v = serde_json::to_value(c.info()).ok()?;
+        let e = self.registry.get(camera)?;
+        let recording = e.recorder.recording();
+        let mut v = serde_json::to_value(e.camera.info()).ok()?;
         if let Some(o) = v.as_object_mut() {
             o.insert("recording".into(), recording.into());
         }

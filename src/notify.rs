@@ -9,6 +9,7 @@
 //! threads hang — state `running` or `starting` with no progress — stops the pings, and systemd
 //! restarts the service.
 
+use crate::camera::registry::Registry;
 use crate::camera::status::CameraState;
 use crate::camera::Camera;
 use crate::shutdown::StopToken;
@@ -66,7 +67,7 @@ pub fn watchdog_interval() -> Option<Duration> {
 
 /// Until `stop`: ping the watchdog at half its period while the cameras progress, and refresh
 /// `STATUS=` every few seconds.
-pub async fn watchdog_loop(cameras: Vec<Arc<Camera>>, stop: StopToken) {
+pub async fn watchdog_loop(registry: Arc<Registry>, stop: StopToken) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
@@ -80,6 +81,8 @@ pub async fn watchdog_loop(cameras: Vec<Arc<Camera>>, stop: StopToken) {
             _ = stop.stopped() => return,
             _ = tokio::time::sleep(tick) => {}
         }
+        // Cameras added by phones since the last tick count too.
+        let cameras = registry.cameras();
         let healthy = cameras_healthy(&cameras, window);
         let mut pairs = vec![("STATUS", summary(&cameras))];
         if wd.is_some() && healthy {

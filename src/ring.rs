@@ -14,6 +14,8 @@ use std::time::Duration;
 pub struct FrameRing {
     inner: Mutex<Inner>,
     ready: Condvar,
+    /// Signalled when a frame is taken (for [`push_wait`](FrameRing::push_wait)).
+    space: Condvar,
     capacity: usize,
     dropped: AtomicU64,
 }
@@ -41,6 +43,7 @@ impl FrameRing {
         FrameRing {
             inner: Mutex::new(Inner { frames: VecDeque::with_capacity(capacity), closed: false }),
             ready: Condvar::new(),
+            space: Condvar::new(),
             capacity,
             dropped: AtomicU64::new(0),
         }
@@ -64,11 +67,30 @@ impl FrameRing {
         self.ready.notify_one();
     }
 
+    /// Add a frame, waiting up to `max_wait` for room first; then, like [`push`](Self::push),
+    /// drop the oldest. For sources that can be held back without losing anything (a browser's
+    /// chunks wait, compressed, in front of the decoder) and arrive in bursts.
+    pub fn push_wait(&self, frame: Frame, max_wait: Duration) {
+        let deadline = std::time::Instant::now() + max_wait;
+        let mut inner = self.lock();
+        while inner.frames.len() >= self.capacity && !inner.closed {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            inner = self.space.wait_timeout(inner, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        drop(inner);
+        self.push(frame);
+    }
+
     /// Take the oldest frame, waiting up to `timeout` for one.
     pub fn pop(&self, timeout: Duration) -> Pop {
         let mut inner = self.lock();
         loop {
             if let Some(f) = inner.frames.pop_front() {
+                drop(inner);
+                self.space.notify_one();
                 return Pop::Frame(f);
             }
             if inner.closed {
@@ -85,12 +107,14 @@ impl FrameRing {
     /// Drop every queued frame (e.g. when the encoder restarts) without counting them as drops.
     pub fn clear(&self) {
         self.lock().frames.clear();
+        self.space.notify_all();
     }
 
     /// Wake the consumer and make [`pop`](Self::pop) return `Closed` once empty.
     pub fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_all();
+        self.space.notify_all();
     }
 
     /// Re-open after [`close`](Self::close) (camera restarted).
@@ -146,6 +170,25 @@ mod tests {
         assert!(matches!(r.pop(Duration::from_millis(1)), Pop::Timeout));
         r.close();
         assert!(matches!(r.pop(Duration::from_secs(5)), Pop::Closed));
+    }
+
+    #[test]
+    fn push_wait_waits_for_room_then_drops_oldest() {
+        let r = std::sync::Arc::new(FrameRing::new(1));
+        r.push(frame(1));
+        // The consumer takes frame 1: the waiting push gets in without a drop.
+        let r2 = r.clone();
+        let t = std::thread::spawn(move || r2.push_wait(frame(2), Duration::from_secs(30)));
+        match r.pop(Duration::from_secs(5)) {
+            Pop::Frame(f) => assert_eq!(f.seq, 1),
+            other => panic!("{other:?}"),
+        }
+        t.join().unwrap();
+        assert_eq!(r.dropped(), 0);
+        // Nobody takes frame 2: after the wait the oldest is dropped.
+        r.push_wait(frame(3), Duration::from_millis(20));
+        assert_eq!(r.dropped(), 1);
+        assert!(matches!(r.pop(Duration::ZERO), Pop::Frame(f) if f.seq == 3));
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! Stop order: stop capture, close the ring, let the encoder drain (EOS), join both threads.
 //! `start`/`stop` block while threads are joined: call them off the async runtime.
 
+pub mod registry;
 pub mod status;
 
+use crate::capture::browser::BrowserFeed;
 use crate::capture::Capture;
-use crate::config::{CameraConfig, Config};
+use crate::config::{CameraConfig, Config, SourceKind};
 use crate::encode::{Encoder, EncoderConfig};
 use crate::live::hls::Hls;
 use crate::live::mjpeg::{Preview, PreviewSettings};
@@ -36,6 +38,8 @@ pub struct Camera {
     pub preview: Preview,
     /// The live HLS stream (packager runs only while someone watches).
     pub hls: Arc<Hls>,
+    /// A browser camera's incoming chunks (`source.kind = "browser"` only).
+    pub feed: Option<Arc<BrowserFeed>>,
     tap: Arc<FrameTap>,
     ring: Arc<FrameRing>,
     run: Mutex<Option<Running>>,
@@ -110,6 +114,7 @@ impl Camera {
             auto_encoders: config.auto_encoders.clone(),
             preview: Preview::new(&cfg.id, settings, tap.clone(), status.clone()),
             hls: Arc::new(Hls::new(&cfg.id, preroll.clone(), status.clone(), cfg.keyframe_interval_s)),
+            feed: (cfg.source.kind == SourceKind::Browser).then(|| Arc::new(BrowserFeed::new(&cfg.id))),
             tap,
             status,
             preroll,
@@ -121,6 +126,11 @@ impl Camera {
     /// Camera id.
     pub fn id(&self) -> &str {
         &self.cfg.id
+    }
+
+    /// Whether a browser feeds it (it runs only while a phone is connected).
+    pub fn is_browser(&self) -> bool {
+        self.feed.is_some()
     }
 
     /// Its configuration.
@@ -140,6 +150,7 @@ impl Camera {
         let capture =
             Capture::new(&self.cfg.id, self.cfg.source.clone(), self.ring.clone(), self.status.clone(), stop.clone())
                 .with_tap(self.tap.clone())
+                .with_feed(self.feed.clone())
                 .spawn()?;
         let enc_cfg = EncoderConfig {
             id: self.cfg.id.clone(),

@@ -19,8 +19,13 @@ use std::time::Duration;
 /// Caps hindsight accepts from a source pipeline.
 const ACCEPT: &str = "video/x-raw,format={I420,NV12,YUY2};image/jpeg";
 
+/// Dropped together with the source, before its pipeline (e.g. detaches a browser feed).
+pub type Guard = Box<dyn Send>;
+
 /// A running source pipeline.
 pub struct GstSource {
+    /// Dropped first: whatever the caller attached to the pipeline lets go of it.
+    _guard: Option<Guard>,
     pipeline: Pipeline,
     sink: gst_app::AppSink,
     format: VideoFormat,
@@ -31,17 +36,52 @@ pub struct GstSource {
     last_rt: Option<Duration>,
     seq: u64,
     description: String,
+    /// Live feeds whose media clock is not ours (a phone): never date a frame in the future,
+    /// and re-anchor when the media time falls far behind (pause/resume, drift).
+    anchor_to_now: bool,
+    /// Capture time of the previous frame (frames stay strictly increasing).
+    last_captured: Option<Duration>,
 }
+
+/// How far a browser feed's media time may lag behind now before it is re-anchored (longer than
+/// a MediaRecorder chunk, whose first frame lags by the chunk's length when it arrives).
+const MAX_LAG: Duration = Duration::from_secs(10);
 
 impl GstSource {
     /// Build and start `description ! appsink`, and wait for the first frame to learn the format.
     pub fn open(description: &str) -> Result<Self, CaptureError> {
-        let full =
-            format!("{description} ! appsink name=hindsight_sink caps=\"{ACCEPT}\" max-buffers=2 drop=true sync=false");
+        Self::build(description, |_| Ok(None))
+    }
+
+    /// A pipeline fed by the caller (a browser's chunks): `attach` runs on the parsed pipeline
+    /// before it plays and before the first frame is awaited (to connect its `appsrc` to the
+    /// feed; zero-copy as [`open`](Self::open)); the guard it returns is dropped with the source,
+    /// before the pipeline. Differences from a camera pipeline: the appsink holds the decoder
+    /// back instead of dropping (the feed waits compressed in front of it), and frames are dated
+    /// on the sender's media clock, never in the future (see `anchor_to_now`).
+    pub fn open_fed(
+        description: &str,
+        attach: impl FnOnce(&Pipeline) -> Result<Guard, CaptureError>,
+    ) -> Result<Self, CaptureError> {
+        Self::build(description, |p| attach(p).map(Some))
+    }
+
+    fn build(
+        description: &str,
+        attach: impl FnOnce(&Pipeline) -> Result<Option<Guard>, CaptureError>,
+    ) -> Result<Self, CaptureError> {
+        let full = format!("{description} ! appsink name=hindsight_sink caps=\"{ACCEPT}\" max-buffers=2 sync=false");
         let pipeline = Pipeline::parse(&full)?;
         let sink: gst_app::AppSink = pipeline.by_name("hindsight_sink")?;
+        let guard = attach(&pipeline)?;
+        let anchor_to_now = guard.is_some();
+        // A camera drops what we cannot take (it will not wait); a fed pipeline waits.
+        sink.set_drop(!anchor_to_now);
         pipeline.play()?;
         let mut src = GstSource {
+            _guard: guard,
+            anchor_to_now,
+            last_captured: None,
             pipeline,
             sink,
             format: VideoFormat { pixel: PixelFormat::I420, width: 0, height: 0, fps: 0 },
@@ -51,6 +91,11 @@ impl GstSource {
             seq: 0,
             description: description.into(),
         };
+        if anchor_to_now {
+            // Fed by a phone that may not have sent anything yet: the format is learnt from the
+            // first frame by the capture loop, which keeps checking for stop requests meanwhile.
+            return Ok(src);
+        }
         // Learn the negotiated format from the first sample (10 s covers slow camera start-up).
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while src.first.is_none() {
@@ -95,7 +140,14 @@ impl GstSource {
                 }
                 self.last_rt = Some(rt);
                 let off = *self.offset.get_or_insert_with(|| now.saturating_sub(rt));
-                off + rt
+                if self.anchor_to_now {
+                    let (captured, off) = anchored(off, rt, now, self.last_captured);
+                    self.offset = Some(off);
+                    self.last_captured = Some(captured);
+                    captured
+                } else {
+                    off + rt
+                }
             }
             None => now,
         };
@@ -110,6 +162,26 @@ impl GstSource {
         self.seq += 1;
         Ok(Some(Frame { data, format, captured, seq }))
     }
+}
+
+/// The capture time of a fed source's frame at media running time `rt`, seen at monotonic
+/// `now`, with media-to-monotonic offset `off` and the previous frame's capture time `last`;
+/// returns it and the offset to keep. Never after `now` (a burst, or a sender's fast clock, moves
+/// the offset back so this frame is "now"); more than [`MAX_LAG`] behind (the sender paused)
+/// re-anchors at now; strictly after `last`, so the encoder's timestamps always increase.
+fn anchored(off: Duration, rt: Duration, now: Duration, last: Option<Duration>) -> (Duration, Duration) {
+    let mut off = off;
+    let t = off + rt;
+    if t > now || now - t > MAX_LAG {
+        off = now.saturating_sub(rt);
+    }
+    let mut captured = (off + rt).min(now);
+    if let Some(last) = last {
+        if captured <= last {
+            captured = last + Duration::from_micros(1);
+        }
+    }
+    (captured, off)
 }
 
 fn gst_err(msg: &str) -> CaptureError {
@@ -168,5 +240,53 @@ impl Source for GstSource {
 
     fn describe(&self) -> String {
         format!("gstreamer `{}`", self.description)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn fed_frames_are_never_dated_in_the_future() {
+        // First chunk: 10 frames (100 ms apart) decoded at once at now = 10 s.
+        let now = Duration::from_secs(10);
+        let mut off = now; // anchored on the first frame (rt 0)
+        let mut last = None;
+        let mut dates = Vec::new();
+        for i in 0..10u32 {
+            let (c, o) = anchored(off, MS * 100 * i, now + MS * i, last);
+            assert!(c <= now + MS * i, "frame {i} dated {c:?} after now");
+            off = o;
+            last = Some(c);
+            dates.push(c);
+        }
+        assert!(dates.windows(2).all(|w| w[1] > w[0]), "strictly increasing: {dates:?}");
+        // The next chunk (rt 1.0..2.0 s) arrives a second later, decoded at once: its frames
+        // keep their 100 ms spacing and none is after now.
+        let now2 = now + Duration::from_millis(1020);
+        let mut prev = last.unwrap();
+        for i in 10..20u32 {
+            let (c, o) = anchored(off, MS * 100 * i, now2, Some(prev));
+            assert!(c <= now2);
+            if i > 10 {
+                assert_eq!(
+                    c - prev,
+                    MS * 100,
+                    "spacing kept in a later burst: frame {i} {c:?} prev {prev:?} off {off:?}"
+                );
+            }
+            off = o;
+            prev = c;
+        }
+        // A 30 s pause: the next frame is re-anchored at now, not dated 30 s back.
+        let now3 = now2 + Duration::from_secs(31);
+        let (c, _) = anchored(off, MS * 2000, now3, Some(prev));
+        assert_eq!(c, now3);
+        // A media time larger than the monotonic clock cannot go past now either.
+        let (c, _) = anchored(Duration::ZERO, Duration::from_secs(100), Duration::from_secs(5), None);
+        assert_eq!(c, Duration::from_secs(5));
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! Must never block on the encoder: the ring drops the oldest frame instead.
 
+pub mod browser;
 pub mod check;
 pub mod gst;
 pub mod test_pattern;
@@ -21,6 +22,7 @@ use crate::live::tap::FrameTap;
 use crate::pipeline::GstError;
 use crate::ring::FrameRing;
 use crate::shutdown::{Backoff, StopToken};
+use browser::BrowserFeed;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,14 +85,23 @@ pub trait Source: Send {
     fn describe(&self) -> String;
 }
 
-/// Open the source a camera is configured with.
-pub fn open(cfg: &SourceConfig) -> Result<Box<dyn Source>, CaptureError> {
+/// Open the source a camera is configured with (`feed`: a browser camera's chunks).
+pub fn open(cfg: &SourceConfig, feed: Option<&Arc<BrowserFeed>>) -> Result<Box<dyn Source>, CaptureError> {
     let w = cfg.width.unwrap_or(1280);
     let h = cfg.height.unwrap_or(720);
     let fps = cfg.fps.unwrap_or(30);
     Ok(match cfg.kind {
         SourceKind::Test => Box::new(test_pattern::TestPattern::new(w, h, fps)),
         SourceKind::Gstreamer => Box::new(gst::GstSource::open(cfg.pipeline.as_deref().unwrap_or(""))?),
+        SourceKind::Browser => match feed {
+            Some(f) => Box::new(f.open()?),
+            None => {
+                return Err(CaptureError::Format {
+                    device: "browser".into(),
+                    message: "no browser feed attached to this camera".into(),
+                })
+            }
+        },
         SourceKind::V4l2 => Box::new(v4l2::V4l2Source::open(
             cfg.device.as_deref().unwrap_or("/dev/video0"),
             cfg.format.as_deref().unwrap_or("auto"),
@@ -103,6 +114,11 @@ pub fn open(cfg: &SourceConfig) -> Result<Box<dyn Source>, CaptureError> {
 
 /// How long a source may go without a frame before it is reopened.
 const STALL: Duration = Duration::from_secs(5);
+/// The same for a browser: MediaRecorder may deliver MP4 fragments seconds apart.
+const STALL_BROWSER: Duration = Duration::from_secs(20);
+/// How long a browser's frame may wait for room in the ring (its stream waits, compressed,
+/// in front of the decoder meanwhile) before the oldest frame is dropped.
+const RING_WAIT_BROWSER: Duration = Duration::from_millis(500);
 
 /// The capture stage of one camera.
 pub struct Capture {
@@ -113,6 +129,7 @@ pub struct Capture {
     stop: StopToken,
     next_seq: u64,
     tap: Option<Arc<FrameTap>>,
+    feed: Option<Arc<BrowserFeed>>,
 }
 
 impl Capture {
@@ -124,12 +141,18 @@ impl Capture {
         status: Arc<CameraStatus>,
         stop: StopToken,
     ) -> Self {
-        Capture { id: id.into(), source, ring, status, stop, next_seq: 0, tap: None }
+        Capture { id: id.into(), source, ring, status, stop, next_seq: 0, tap: None, feed: None }
     }
 
     /// Also publish every frame into `tap` (the live preview's latest-frame slot).
     pub fn with_tap(mut self, tap: Arc<FrameTap>) -> Self {
         self.tap = Some(tap);
+        self
+    }
+
+    /// Read a browser's chunks from `feed` (sources of kind `browser`).
+    pub fn with_feed(mut self, feed: Option<Arc<BrowserFeed>>) -> Self {
+        self.feed = feed;
         self
     }
 
@@ -163,8 +186,8 @@ impl Capture {
 
     /// Open the source and pump frames until it fails (`Err`) or the camera stops (`Ok`).
     fn run_once(&mut self) -> Result<(), CaptureError> {
-        let mut source = open(&self.source)?;
-        let format = source.format();
+        let mut source = open(&self.source, self.feed.as_ref())?;
+        let mut format = source.format();
         log::info!(
             "camera {}: {} delivers {}x{} {} @ {} fps",
             self.id,
@@ -180,10 +203,11 @@ impl Capture {
         let base = self.next_seq;
         let mut idle = Duration::ZERO;
         let wait = Duration::from_millis(250);
+        let stall = if self.feed.is_some() { STALL_BROWSER } else { STALL };
         while !self.stop.is_stopped() {
             let Some(mut frame) = source.next_frame(wait)? else {
                 idle += wait;
-                if idle >= STALL {
+                if idle >= stall {
                     return Err(CaptureError::Stalled { device: source.describe(), seconds: idle.as_secs() });
                 }
                 continue;
@@ -198,13 +222,30 @@ impl Capture {
             frame.seq = base + src_seq.saturating_sub(first);
             self.next_seq = frame.seq + 1;
             if frame.format != format {
+                if format.width == 0 {
+                    // A browser source learns its format from its first frame.
+                    log::info!(
+                        "camera {}: stream is {}x{} {} @ {} fps",
+                        self.id,
+                        frame.format.width,
+                        frame.format.height,
+                        frame.format.pixel,
+                        frame.format.fps
+                    );
+                    format = frame.format;
+                }
                 self.status.set_format(frame.format);
             }
             self.status.frame_captured();
             if let Some(tap) = &self.tap {
                 tap.publish(&frame);
             }
-            self.ring.push(frame);
+            if self.feed.is_some() {
+                // Chunks arrive in bursts: hold the decoder back rather than drop raw frames.
+                self.ring.push_wait(frame, RING_WAIT_BROWSER);
+            } else {
+                self.ring.push(frame);
+            }
         }
         Ok(())
     }

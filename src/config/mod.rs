@@ -98,9 +98,68 @@ pub struct Config {
     /// MQTT triggers and events.
     #[serde(default)]
     pub mqtt: MqttConfig,
+    /// Phones (browsers) as cameras.
+    #[serde(default)]
+    pub phone: PhoneConfig,
     /// The cameras (`[[camera]]` tables).
     #[serde(default, rename = "camera")]
     pub cameras: Vec<CameraConfig>,
+}
+
+/// `[phone]`: browsers that push their camera to `/api/cameras/{id}/push`. Cameras declared
+/// with `source = { kind = "browser" }` always accept a phone; besides, a phone may create a new
+/// camera on the fly, with the settings below.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneConfig {
+    /// Whether a phone may create a camera that is not in the config.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How many cameras phones may create at run time.
+    #[serde(default = "default_phone_max_cameras")]
+    pub max_cameras: usize,
+    /// Encoder for cameras created by phones (`auto` or an element).
+    #[serde(default = "default_encoder")]
+    pub encoder: String,
+    /// Bitrate for cameras created by phones.
+    #[serde(default = "default_bitrate")]
+    pub bitrate_kbps: u32,
+    /// Seconds kept before a trigger, for cameras created by phones.
+    #[serde(default = "default_pre")]
+    pub pre_s: f64,
+    /// Seconds recorded after a trigger, for cameras created by phones.
+    #[serde(default = "default_post")]
+    pub post_s: f64,
+}
+
+fn default_phone_max_cameras() -> usize {
+    4
+}
+
+impl Default for PhoneConfig {
+    fn default() -> Self {
+        PhoneConfig {
+            enabled: true,
+            max_cameras: default_phone_max_cameras(),
+            encoder: default_encoder(),
+            bitrate_kbps: default_bitrate(),
+            pre_s: default_pre(),
+            post_s: default_post(),
+        }
+    }
+}
+
+impl PhoneConfig {
+    /// The configuration of a camera a phone creates as `id`.
+    pub fn camera(&self, id: &str) -> CameraConfig {
+        let mut c = CameraConfig::new(id, SourceConfig::browser());
+        c.encoder = self.encoder.clone();
+        c.bitrate_kbps = self.bitrate_kbps;
+        c.pre_s = self.pre_s;
+        c.post_s = self.post_s;
+        c.max_clip_s = c.max_clip_s.max(self.pre_s + self.post_s);
+        c
+    }
 }
 
 fn default_auto_encoders() -> Vec<String> {
@@ -347,6 +406,9 @@ pub enum SourceKind {
     Gstreamer,
     /// A synthetic moving pattern that carries its frame number (tests, development).
     Test,
+    /// A browser (a phone's camera) streaming MediaRecorder chunks over a WebSocket to
+    /// `/api/cameras/{id}/push`; decoded with GStreamer. width/height/fps are hints only.
+    Browser,
 }
 
 impl fmt::Display for SourceKind {
@@ -355,6 +417,7 @@ impl fmt::Display for SourceKind {
             SourceKind::V4l2 => "v4l2",
             SourceKind::Gstreamer => "gstreamer",
             SourceKind::Test => "test",
+            SourceKind::Browser => "browser",
         })
     }
 }
@@ -399,6 +462,19 @@ impl SourceConfig {
         }
     }
 
+    /// A browser-fed camera (a phone streaming to `/api/cameras/{id}/push`).
+    pub fn browser() -> Self {
+        SourceConfig {
+            kind: SourceKind::Browser,
+            device: None,
+            format: None,
+            pipeline: None,
+            width: None,
+            height: None,
+            fps: None,
+        }
+    }
+
     /// Short human description (`/api/cameras` `source` field).
     pub fn describe(&self) -> String {
         match self.kind {
@@ -407,6 +483,7 @@ impl SourceConfig {
                 format!("gstreamer:{}", self.pipeline.as_deref().unwrap_or(""))
             }
             SourceKind::Test => "test".into(),
+            SourceKind::Browser => "browser".into(),
         }
     }
 }
@@ -542,6 +619,7 @@ impl Config {
             storage: StorageConfig::default(),
             http: HttpConfig::default(),
             mqtt: MqttConfig::default(),
+            phone: PhoneConfig::default(),
             cameras: vec![CameraConfig::new("cam0", source)],
         }
     }

@@ -83,6 +83,23 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         err("mqtt.password".into(), "is set but mqtt.username is not".into());
     }
 
+    let ph = &config.phone;
+    if ph.max_cameras > 64 {
+        err("phone.max_cameras".into(), "must be 0..=64".into());
+    }
+    if ph.encoder != "auto" && !valid_element_name(&ph.encoder) {
+        err("phone.encoder".into(), format!("{:?} must be \"auto\" or a GStreamer element name", ph.encoder));
+    }
+    if !(100..=100_000).contains(&ph.bitrate_kbps) {
+        err("phone.bitrate_kbps".into(), "must be 100..=100000".into());
+    }
+    if !(0.0..=300.0).contains(&ph.pre_s) {
+        err("phone.pre_s".into(), "must be 0..=300".into());
+    }
+    if !(0.0..=300.0).contains(&ph.post_s) {
+        err("phone.post_s".into(), "must be 0..=300".into());
+    }
+
     if config.cameras.is_empty() {
         err("camera".into(), "at least one [[camera]] is required".into());
     }
@@ -215,7 +232,7 @@ fn check_source(cam: &CameraConfig, k: &dyn Fn(&str) -> String, err: &mut dyn Fn
                 }
             }
         }
-        SourceKind::Test => {
+        SourceKind::Test | SourceKind::Browser => {
             for (key, set) in
                 [("device", s.device.is_some()), ("format", s.format.is_some()), ("pipeline", s.pipeline.is_some())]
             {

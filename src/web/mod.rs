@@ -13,11 +13,13 @@ pub mod auth;
 pub mod clips;
 pub mod hls;
 pub mod mjpeg;
+pub mod phone;
 pub mod serve;
 pub mod tls;
 
 pub use serve::{peer, Peer};
 
+use crate::camera::registry::Registry;
 use crate::camera::status::CameraState;
 use crate::camera::Camera;
 use crate::clip::recorder::Recorder;
@@ -34,10 +36,8 @@ use warp::{Filter, Rejection, Reply};
 
 /// What the handlers share.
 pub struct AppState {
-    /// The cameras, in config order.
-    pub cameras: Vec<Arc<Camera>>,
-    /// One recorder per camera, same order.
-    pub recorders: Vec<Arc<Recorder>>,
+    /// The cameras and their recorders (config order, then those phones added).
+    pub registry: Arc<Registry>,
     /// Clip files and index.
     pub store: Arc<ClipStore>,
     /// Clip storage directory (for health's storage figures).
@@ -51,19 +51,11 @@ impl AppState {
     }
 
     fn recorder(&self, id: &str) -> Result<Arc<Recorder>, ApiError> {
-        self.recorders
-            .iter()
-            .find(|r| r.camera_id() == id)
-            .cloned()
-            .ok_or_else(|| ApiError::NotFound(format!("no camera {id:?}")))
+        self.registry.get(id).map(|e| e.recorder).ok_or_else(|| ApiError::NotFound(format!("no camera {id:?}")))
     }
 
     fn camera(&self, id: &str) -> Result<Arc<Camera>, ApiError> {
-        self.cameras
-            .iter()
-            .find(|c| c.id() == id)
-            .cloned()
-            .ok_or_else(|| ApiError::NotFound(format!("no camera {id:?}")))
+        self.registry.get(id).map(|e| e.camera).ok_or_else(|| ApiError::NotFound(format!("no camera {id:?}")))
     }
 }
 
@@ -249,9 +241,10 @@ struct Health {
 fn health(state: &AppState) -> Health {
     let mut cameras = serde_json::Map::new();
     let mut ok = true;
-    for c in &state.cameras {
+    for c in state.registry.cameras() {
         let info = c.info();
-        ok &= info.state == CameraState::Running;
+        // A browser camera is stopped while no phone is connected: that is not a fault.
+        ok &= info.state == CameraState::Running || (c.is_browser() && info.state == CameraState::Stopped);
         cameras.insert(
             info.id.clone(),
             serde_json::json!({"state": info.state, "buffered_s": info.buffered_s, "last_error": info.last_error}),
@@ -296,7 +289,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .map(|s: Arc<AppState>| warp::reply::json(&health(&s)).into_response());
 
     let list = warp::path!("api" / "cameras").and(warp::get()).and(st.clone()).map(|s: Arc<AppState>| {
-        let v: Vec<_> = s.cameras.iter().map(|c| c.info()).collect();
+        let v: Vec<_> = s.registry.snapshot().iter().map(|e| e.camera.info()).collect();
         warp::reply::json(&v).into_response()
     });
 
@@ -331,6 +324,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .or(mjpeg_routes)
         .unify()
         .or(hls::routes(st.clone()))
+        .unify()
+        .or(phone::routes(st.clone()))
         .unify()
         .or(ctl)
         .unify()

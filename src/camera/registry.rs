@@ -1,0 +1,205 @@
+//! The camera list, which can grow at run time (a phone creating a camera): each entry is a
+//! [`Camera`] and its clip [`Recorder`].
+//!
+//! Readers (HTTP handlers, the trigger hub, MQTT state publishing, the watchdog) take a cheap
+//! snapshot: an `Arc<Vec<Entry>>` swapped under a short lock on change, never held across I/O.
+//! Cameras are only added, never removed (a phone's camera stays, `stopped`, after it leaves;
+//! its id, clips and counters remain).
+
+use super::Camera;
+use crate::clip::recorder::Recorder;
+use crate::clip::store::ClipStore;
+use crate::clip::ClipEvent;
+use crate::config::{CameraConfig, Config, PhoneConfig};
+use std::sync::{Arc, RwLock};
+
+/// One camera and its recorder.
+#[derive(Clone)]
+pub struct Entry {
+    /// The camera.
+    pub camera: Arc<Camera>,
+    /// Its clip recorder.
+    pub recorder: Arc<Recorder>,
+}
+
+/// Why a camera could not be added.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    /// A camera with this id exists.
+    #[error("camera {0:?} exists")]
+    Exists(String),
+    /// `phone.enabled = false`.
+    #[error(
+        "phones may not create cameras here (phone.enabled = false); declare it with source = {{ kind = \"browser\" }}"
+    )]
+    Disabled,
+    /// `phone.max_cameras` reached.
+    #[error("phones already created {0} cameras (phone.max_cameras)")]
+    Full(usize),
+    /// The daemon is shutting down.
+    #[error("shutting down")]
+    Closed,
+}
+
+struct List {
+    entries: Arc<Vec<Entry>>,
+    /// Cameras created by phones at run time.
+    created: usize,
+    closed: bool,
+}
+
+/// The cameras of a running daemon.
+pub struct Registry {
+    list: RwLock<List>,
+    store: Arc<ClipStore>,
+    events: tokio::sync::broadcast::Sender<ClipEvent>,
+    config: Config,
+}
+
+impl Registry {
+    /// A registry holding `cameras` (config order), each with a new recorder on `store`.
+    pub fn new(
+        cameras: Vec<Arc<Camera>>,
+        store: Arc<ClipStore>,
+        events: tokio::sync::broadcast::Sender<ClipEvent>,
+        config: &Config,
+    ) -> Self {
+        let entries = cameras
+            .into_iter()
+            .map(|camera| Entry {
+                recorder: Arc::new(Recorder::new(camera.clone(), store.clone(), events.clone())),
+                camera,
+            })
+            .collect();
+        Registry {
+            list: RwLock::new(List { entries: Arc::new(entries), created: 0, closed: false }),
+            store,
+            events,
+            config: config.clone(),
+        }
+    }
+
+    /// Every camera now (cheap: one `Arc` clone).
+    pub fn snapshot(&self) -> Arc<Vec<Entry>> {
+        self.list.read().unwrap_or_else(|p| p.into_inner()).entries.clone()
+    }
+
+    /// The cameras now, in order of addition.
+    pub fn cameras(&self) -> Vec<Arc<Camera>> {
+        self.snapshot().iter().map(|e| e.camera.clone()).collect()
+    }
+
+    /// The recorders now.
+    pub fn recorders(&self) -> Vec<Arc<Recorder>> {
+        self.snapshot().iter().map(|e| e.recorder.clone()).collect()
+    }
+
+    /// The camera `id` and its recorder.
+    pub fn get(&self, id: &str) -> Option<Entry> {
+        self.snapshot().iter().find(|e| e.camera.id() == id).cloned()
+    }
+
+    /// The `[phone]` settings.
+    pub fn phone(&self) -> &PhoneConfig {
+        &self.config.phone
+    }
+
+    /// The clip events channel shared by every recorder.
+    pub fn events(&self) -> &tokio::sync::broadcast::Sender<ClipEvent> {
+        &self.events
+    }
+
+    /// Add a camera with `cfg` (not started). Refused when the id exists or after [`close`](Self::close).
+    pub fn add(&self, cfg: CameraConfig) -> Result<Entry, RegistryError> {
+        self.insert(cfg, false)
+    }
+
+    /// Add a browser camera a phone asked for as `id`, with the `[phone]` settings, within
+    /// `phone.enabled` and `phone.max_cameras`.
+    pub fn add_phone(&self, id: &str) -> Result<Entry, RegistryError> {
+        let p = &self.config.phone;
+        if !p.enabled {
+            return Err(RegistryError::Disabled);
+        }
+        self.insert(p.camera(id), true)
+    }
+
+    fn insert(&self, cfg: CameraConfig, by_phone: bool) -> Result<Entry, RegistryError> {
+        let mut list = self.list.write().unwrap_or_else(|p| p.into_inner());
+        if list.closed {
+            return Err(RegistryError::Closed);
+        }
+        if list.entries.iter().any(|e| e.camera.id() == cfg.id) {
+            return Err(RegistryError::Exists(cfg.id));
+        }
+        if by_phone && list.created >= self.config.phone.max_cameras {
+            return Err(RegistryError::Full(list.created));
+        }
+        let camera = Arc::new(Camera::new(cfg, &self.config));
+        if camera.is_browser() {
+            // Waits for its phone.
+            camera.status.set_stopped();
+        }
+        let entry = Entry {
+            recorder: Arc::new(Recorder::new(camera.clone(), self.store.clone(), self.events.clone())),
+            camera,
+        };
+        let mut entries: Vec<Entry> = list.entries.as_ref().clone();
+        entries.push(entry.clone());
+        list.entries = Arc::new(entries);
+        if by_phone {
+            list.created += 1;
+        }
+        log::info!("camera {} added{}", entry.camera.id(), if by_phone { " by a phone" } else { "" });
+        Ok(entry)
+    }
+
+    /// No more cameras (shutdown); every browser's connection is told to end.
+    pub fn close(&self) {
+        let entries = {
+            let mut list = self.list.write().unwrap_or_else(|p| p.into_inner());
+            list.closed = true;
+            list.entries.clone()
+        };
+        for e in entries.iter() {
+            if let Some(f) = &e.camera.feed {
+                f.kick();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clip::store::ClipStore;
+    use crate::config::SourceConfig;
+    use crate::storage::Storage;
+
+    #[test]
+    fn phones_add_cameras_within_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::builtin_default();
+        cfg.storage.path = dir.path().join("s");
+        cfg.phone.max_cameras = 1;
+        let store = Arc::new(ClipStore::new(Storage::new(&cfg.storage)));
+        let events = tokio::sync::broadcast::channel(4).0;
+        let cam = Arc::new(Camera::new(crate::config::CameraConfig::new("cam0", SourceConfig::test(64, 64, 5)), &cfg));
+        let r = Registry::new(vec![cam], store, events, &cfg);
+        let before = r.snapshot();
+        assert_eq!(r.add_phone("cam0").err(), Some(RegistryError::Exists("cam0".into())));
+        let e = r.add_phone("phone1").expect("first phone camera");
+        assert!(e.camera.is_browser());
+        assert_eq!(e.camera.status.state(), super::super::status::CameraState::Stopped);
+        assert_eq!(r.add_phone("phone2").err(), Some(RegistryError::Full(1)));
+        // Old snapshots are untouched; new ones see the camera.
+        assert_eq!(before.len(), 1);
+        assert_eq!(r.cameras().len(), 2);
+        assert!(r.get("phone1").is_some());
+        r.close();
+        assert_eq!(
+            r.add(crate::config::CameraConfig::new("x", SourceConfig::browser())).err(),
+            Some(RegistryError::Closed)
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! Phones as cameras: `GET /api/cameras/{id}/push` (a WebSocket carrying MediaRecorder chunks)
+//! and `GET /api/clients` (the browsers that push, for the Status page).
+//!
+//! The push route validates the id, finds the browser camera or creates it (`[phone]`:
+//! `enabled`, `max_cameras`), and upgrades. The connection then owns the camera: it (re)starts
+//! it, forwards each binary message to the camera's [`BrowserFeed`] (the first must carry the
+//! init segment), sends `{"camera","state","frames"}` about once a second, and on disconnect
+//! stops it (`stopped`, which health does not count as degraded). One phone per camera: a new
+//! connection for the same id **replaces** the old one (which gets `{"error":..}` and a close),
+//! so a phone whose old connection died silently can always come back.
+//!
+//! Bounded: messages over [`MAX_MESSAGE`] end the connection with an error; chunks go into the
+//! feed, which drops (and counts) what a lagging decoder cannot take; nothing queues per client.
+
+use super::{ApiError, AppState};
+use crate::camera::registry::{Entry, RegistryError};
+use crate::camera::Camera;
+use crate::capture::browser::BrowserFeed;
+use crate::config::valid_camera_id;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use warp::filters::ws::{Message, WebSocket, Ws};
+use warp::{Filter, Rejection, Reply};
+
+/// Largest chunk accepted (MediaRecorder chunks at 250 ms are ~100–300 KB).
+pub const MAX_MESSAGE: usize = 8 << 20;
+/// How often the server tells the phone how it is doing.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// Find the browser camera `id` or create it for a phone.
+fn camera_for(state: &AppState, id: &str) -> Result<Entry, ApiError> {
+    if !valid_camera_id(id) {
+        return Err(ApiError::BadRequest(format!("camera id {id:?} must match [a-z0-9_-]{{1,32}}")));
+    }
+    let not_browser =
+        || ApiError::Conflict(format!("camera {id:?} exists and is not a browser camera (source.kind = \"browser\")"));
+    if let Some(e) = state.registry.get(id) {
+        return if e.camera.is_browser() { Ok(e) } else { Err(not_browser()) };
+    }
+    match state.registry.add_phone(id) {
+        Ok(e) => Ok(e),
+        // Another phone created it a moment ago.
+        Err(RegistryError::Exists(_)) => match state.registry.get(id) {
+            Some(e) if e.camera.is_browser() => Ok(e),
+            _ => Err(not_browser()),
+        },
+        Err(e @ (RegistryError::Disabled | RegistryError::Full(_))) => Err(ApiError::Forbidden(e.to_string())),
+        Err(RegistryError::Closed) => Err(ApiError::Unavailable("shutting down".into())),
+    }
+}
+
+async fn push(
+    id: String,
+    ws: Ws,
+    addr: Option<SocketAddr>,
+    user_agent: Option<String>,
+    state: Arc<AppState>,
+) -> Result<warp::reply::Response, Rejection> {
+    let entry = camera_for(&state, &id)?;
+    let address = addr.map(|a| a.to_string());
+    Ok(ws
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |sock| session(sock, entry.camera, address, user_agent))
+        .into_response())
+}
+
+fn status_json(cam: &Camera, feed: &BrowserFeed) -> String {
+    let frames = cam.status.frames_captured.load(Ordering::Relaxed);
+    let received = feed.client(frames).map(|c| c.frames_received).unwrap_or(0);
+    serde_json::json!({"camera": cam.id(), "state": cam.status.state(), "frames": received}).to_string()
+}
+
+fn error_json(msg: &str) -> String {
+    serde_json::json!({ "error": msg }).to_string()
+}
+
+/// One phone's connection, from upgrade to close.
+async fn session(sock: WebSocket, cam: Arc<Camera>, address: Option<String>, user_agent: Option<String>) {
+    let Some(feed) = cam.feed.clone() else { return };
+    let (mut tx, mut rx) = sock.split();
+    let id = cam.id().to_string();
+    let gen = {
+        let _control = feed.control.lock().await;
+        let gen = feed.connect(address.clone(), user_agent, cam.status.frames_captured.load(Ordering::Relaxed));
+        // A fresh pipeline for the new stream (a replaced connection's decoder has another
+        // stream's state).
+        let c = cam.clone();
+        let started = tokio::task::spawn_blocking(move || c.restart()).await;
+        let err = match started {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("cannot start camera {id}: {e}")),
+            Err(e) => Some(format!("cannot start camera {id}: {e}")),
+        };
+        if let Some(e) = err {
+            log::error!("{e}");
+            let _ = tx.send(Message::text(error_json(&e))).await;
+            let _ = tx.send(Message::close_with(1011u16, "cannot start camera")).await;
+            feed.disconnect(gen);
+            return;
+        }
+        gen
+    };
+    log::info!("camera {id}: phone connected from {}", address.as_deref().unwrap_or("?"));
+    let mut replaced = feed.subscribe();
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let problem: Option<String> = loop {
+        tokio::select! {
+            msg = rx.next() => match msg {
+                None => break None,
+                Some(Err(e)) => {
+                    log::info!("camera {id}: phone connection failed: {e}");
+                    break Some(format!("websocket: {e}"));
+                }
+                Some(Ok(m)) if m.is_binary() => {
+                    let data = Bytes::from(m.into_bytes());
+                    if data.len() > MAX_MESSAGE {
+                        break Some(format!("chunk of {} bytes is over the {MAX_MESSAGE} byte limit", data.len()));
+                    }
+                    if let Err(e) = feed.push(data) {
+                        break Some(e.to_string());
+                    }
+                }
+                Some(Ok(m)) if m.is_close() => break None,
+                // Text, ping, pong: nothing to do (warp answers pings).
+                Some(Ok(_)) => {}
+            },
+            _ = tick.tick() => {
+                if tx.send(Message::text(status_json(&cam, &feed))).await.is_err() {
+                    break None;
+                }
+            }
+            changed = replaced.changed() => {
+                if changed.is_err() || *replaced.borrow() != gen {
+                    break Some("another connection took over this camera (or the server is stopping)".into());
+                }
+            }
+        }
+    };
+    if let Some(p) = &problem {
+        log::info!("camera {id}: closing phone connection: {p}");
+        let _ = tx.send(Message::text(error_json(p))).await;
+        let _ = tx.send(Message::close_with(1008u16, "error")).await;
+    }
+    let _ = tx.close().await;
+    let _control = feed.control.lock().await;
+    if feed.disconnect(gen) {
+        log::info!("camera {id}: phone disconnected; stopping the camera");
+        let c = cam.clone();
+        let _ = tokio::task::spawn_blocking(move || c.stop()).await;
+    }
+}
+
+/// `GET /api/cameras/{id}/push` (WebSocket) and `GET /api/clients`.
+pub fn routes(
+    st: impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+    let push = warp::path!("api" / "cameras" / String / "push")
+        .and(warp::get())
+        .and(warp::ws())
+        .and(super::peer())
+        .and(warp::header::optional::<String>("user-agent"))
+        .and(st.clone())
+        .and_then(push);
+    let clients = warp::path!("api" / "clients").and(warp::get()).and(st).map(|s: Arc<AppState>| {
+        let list: Vec<_> = s
+            .registry
+            .snapshot()
+            .iter()
+            .filter_map(|e| {
+                let frames = e.camera.status.frames_captured.load(Ordering::Relaxed);
+                e.camera.feed.as_ref()?.client(frames)
+            })
+            .collect();
+        warp::reply::json(&list).into_response()
+    });
+    push.or(clients).unify().boxed()
+}

@@ -1,0 +1,360 @@
+//! A phone as a camera, end to end: a live WebM/VP8 stream made by GStreamer in the test (what a
+//! browser's MediaRecorder sends: the first chunk carries the init segment, then ~250 ms chunks)
+//! pushed over the WebSocket `/api/cameras/{id}/push` in real time becomes a camera that runs,
+//! is listed, is triggerable, and makes H.264 clips whose pictures came from the stream. Also:
+//! a stream without init segment is refused, a configured non-browser camera id answers 409,
+//! disconnect stops the camera without making health degraded, reconnect runs it again.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use gst::prelude::*;
+use gstreamer as gst;
+use gstreamer_app as gst_app;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+/// How often the producer hands a chunk to the socket, like MediaRecorder's timeslice.
+const TIMESLICE: Duration = Duration::from_millis(250);
+
+/// A live WebM stream: blue background with a white ball, 640×360@30, VP8. Chunks (the first
+/// holding the EBML header, Segment and Tracks) arrive on the returned channel in real time.
+/// Dropping the receiver stops the producer.
+fn produce_webm() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(
+        "videotestsrc is-live=true pattern=ball background-color=0xff0000ff \
+         ! video/x-raw,width=640,height=360,framerate=30/1 \
+         ! vp8enc deadline=1 keyframe-max-dist=30 ! webmmux streamable=true ! appsink name=sink sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::spawn(move || {
+        let mut chunk = Vec::new();
+        let mut last = Instant::now();
+        loop {
+            if tx.is_closed() {
+                break;
+            }
+            if let Some(s) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+                let b = s.buffer().unwrap().map_readable().unwrap();
+                chunk.extend_from_slice(&b);
+            }
+            if !chunk.is_empty() && last.elapsed() >= TIMESLICE {
+                last = Instant::now();
+                if tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                    break;
+                }
+            }
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+    });
+    rx
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(addr: std::net::SocketAddr, id: &str) -> Result<Ws, u16> {
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/api/cameras/{id}/push")).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("websocket connect failed: {e}"),
+    }
+}
+
+/// Pushes the producer's chunks into the socket and collects the server's JSON messages, until
+/// the returned sender is dropped (then it closes the socket) or the server closes.
+fn pump(mut ws: Ws) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Vec<serde_json::Value>>) {
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut chunks = produce_webm();
+        let mut got = Vec::new();
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                c = chunks.recv() => {
+                    let Some(c) = c else { break };
+                    if ws.send(Message::Binary(c)).await.is_err() {
+                        break;
+                    }
+                }
+                m = ws.next() => match m {
+                    Some(Ok(Message::Text(t))) => got.push(serde_json::from_str(&t).expect("server sends JSON")),
+                    Some(Ok(_)) => {}
+                    _ => break,
+                }
+            }
+        }
+        let _ = ws.close(None).await;
+        got
+    });
+    (stop_tx, task)
+}
+
+async fn camera(addr: std::net::SocketAddr, id: &str) -> serde_json::Value {
+    let (status, body) = get_json(addr, "/api/cameras").await;
+    assert_eq!(status, 200);
+    body.as_array().unwrap().iter().find(|c| c["id"] == id).cloned().unwrap_or(serde_json::Value::Null)
+}
+
+/// Wait until `check` holds for the camera as `/api/cameras` lists it.
+async fn wait_camera(
+    addr: std::net::SocketAddr,
+    id: &str,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = camera(addr, id).await;
+        if check(&c) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {c}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ffprobe_codec(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "default=nw=1:nk=1",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Mean R, G, B of the frame at `at_s`, scaled down to 32×18.
+fn mean_rgb(path: &std::path::Path, at_s: f64) -> [f64; 3] {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{at_s}"), "-i"])
+        .arg(path)
+        .args(["-frames:v", "1", "-vf", "scale=32:18", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.len(), 32 * 18 * 3, "one scaled frame");
+    let mut sum = [0f64; 3];
+    for px in out.stdout.chunks_exact(3) {
+        for i in 0..3 {
+            sum[i] += px[i] as f64;
+        }
+    }
+    sum.map(|s| s / (32.0 * 18.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_stream_becomes_a_camera_with_clips() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), vec![test_camera("cam0", 320, 240, 15, 2.0)]);
+    cfg.phone.encoder = "x264enc".into();
+    cfg.phone.pre_s = 2.0;
+    cfg.phone.post_s = 2.0;
+    cfg.phone.bitrate_kbps = 1500;
+    let storage = cfg.storage.path.clone();
+    let d = start(cfg).await;
+    let addr = d.http_addr;
+
+    // A configured non-browser camera cannot be pushed to; a bad id is refused.
+    assert_eq!(connect(addr, "cam0").await.err(), Some(409));
+    assert_eq!(connect(addr, "Bad!").await.err(), Some(400));
+
+    let ws = connect(addr, "phone1").await.expect("push socket for a new camera");
+    let (stop, task) = pump(ws);
+    let first = wait_camera(addr, "phone1", "phone1 running with frames", |c| {
+        c["state"] == "running" && c["frames_captured"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    assert_eq!(first["source"], "browser");
+    let later = wait_camera(addr, "phone1", "frames_captured growing", |c| {
+        c["frames_captured"].as_u64().unwrap_or(0) >= first["frames_captured"].as_u64().unwrap() + 15
+    })
+    .await;
+    assert_eq!((later["width"].as_u64(), later["height"].as_u64()), (Some(640), Some(360)), "{later}");
+
+    let (status, clients) = get_json(addr, "/api/clients").await;
+    assert_eq!(status, 200);
+    let c = clients.as_array().unwrap().iter().find(|c| c["camera"] == "phone1").expect("client listed").clone();
+    assert_eq!(c["connected"], true, "{c}");
+    assert!(c["chunks"].as_u64().unwrap() > 0 && c["bytes"].as_u64().unwrap() > 0, "{c}");
+    assert!(c["address"].as_str().unwrap().starts_with("127.0.0.1:"), "{c}");
+    assert!(c["connected_at"].as_str().unwrap().ends_with('Z'), "{c}");
+
+    // The trigger hub (MQTT's way in) knows the new camera too.
+    use hindsight::trigger::TriggerTarget;
+    assert!(d.hub.camera_ids().contains(&"phone1".to_string()));
+    assert_eq!(d.hub.camera_state("phone1").expect("state for MQTT")["state"], "running");
+
+    // Enough pre-roll for the whole pre_s, then a trigger on the phone's camera.
+    wait_camera(addr, "phone1", "2.5 s buffered", |c| c["buffered_s"].as_f64().unwrap_or(0.0) >= 2.5).await;
+    let (status, acc) = post_body(addr, "/api/cameras/phone1/trigger", r#"{"label":"phone"}"#).await;
+    assert_eq!(status, 202, "{acc}");
+    let id = acc["clip_id"].as_str().unwrap().to_string();
+    let meta = wait_clip(addr, &id, Duration::from_secs(30)).await;
+
+    assert_eq!(meta["camera"], "phone1");
+    let file = storage.join(meta["path"].as_str().unwrap());
+    assert_eq!(ffprobe_codec(&file), "h264");
+    let dur = ffprobe_duration(&file);
+    assert!((dur - 4.0).abs() <= 0.25, "clip duration {dur}, want pre + post = 4 s");
+    // The pictures are the phone's: the blue background of the producer's pattern.
+    for at in [0.5, 3.5] {
+        let [r, g, b] = mean_rgb(&file, at);
+        assert!(b > 150.0 && b > r + 80.0 && b > g + 80.0, "frame at {at} s is not the blue pattern: rgb {r} {g} {b}");
+    }
+
+    // A decoder rebuilt mid-stream (camera restart while the phone streams) decodes again: the
+    // feed replays the kept init segment before the next chunks.
+    let (status, _) = post_json(addr, "/api/cameras/phone1/restart").await;
+    assert_eq!(status, 200);
+    let restarted = camera(addr, "phone1").await["frames_captured"].as_u64().unwrap();
+    wait_camera(addr, "phone1", "frames after a decoder restart", |c| {
+        c["state"] == "running" && c["frames_captured"].as_u64().unwrap_or(0) > restarted + 30
+    })
+    .await;
+
+    // Disconnect: the camera stops, and health stays ok.
+    drop(stop);
+    let msgs = task.await.unwrap();
+    assert!(
+        msgs.iter().any(|m| m["camera"] == "phone1" && m["state"] == "running" && m["frames"].as_u64() > Some(0)),
+        "status messages: {msgs:?}"
+    );
+    assert!(msgs.iter().all(|m| m.get("error").is_none()), "{msgs:?}");
+    wait_camera(addr, "phone1", "phone1 stopped", |c| c["state"] == "stopped").await;
+    let (_, health) = get_json(addr, "/api/health").await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["cameras"]["phone1"]["state"], "stopped");
+    let (_, clients) = get_json(addr, "/api/clients").await;
+    assert_eq!(clients[0]["connected"], false, "{clients}");
+    let (status, _) = post_body(addr, "/api/cameras/phone1/trigger", "").await;
+    assert_eq!(status, 409, "a stopped phone camera refuses triggers");
+
+    // Reconnect: runs again with new frames.
+    let before = camera(addr, "phone1").await["frames_captured"].as_u64().unwrap();
+    let ws = connect(addr, "phone1").await.expect("reconnect");
+    let (stop, task) = pump(ws);
+    wait_camera(addr, "phone1", "phone1 running again", |c| {
+        c["state"] == "running" && c["frames_captured"].as_u64().unwrap_or(0) > before + 15
+    })
+    .await;
+    drop(stop);
+    task.await.unwrap();
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_init_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut door = hindsight::config::CameraConfig::new("door", hindsight::config::SourceConfig::browser());
+    door.encoder = "x264enc".into();
+    let mut cfg = config(dir.path(), vec![test_camera("cam0", 160, 120, 5, 1.0), door]);
+    cfg.phone.max_cameras = 2;
+    let d = start(cfg).await;
+    // A configured browser camera waits, stopped, for its phone; health is ok meanwhile.
+    assert!(d.wait_ready(Duration::from_secs(30)).await, "ready without the phone");
+    assert_eq!(camera(d.http_addr, "door").await["state"], "stopped");
+    let (_, health) = get_json(d.http_addr, "/api/health").await;
+    assert_eq!(health["status"], "ok", "{health}");
+    let mut ws = connect(d.http_addr, "late").await.expect("push socket");
+    // A WebM Cluster element: what MediaRecorder sends after the first chunk.
+    ws.send(Message::Binary(b"\x1f\x43\xb6\x75\x01\xff\xff\xff\xff\xff\xff\xff".to_vec())).await.unwrap();
+    let mut error = None;
+    let mut closed = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Ok(Some(m)) = tokio::time::timeout_at(deadline, ws.next()).await {
+        match m {
+            Ok(Message::Text(t)) => {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if let Some(e) = v.get("error") {
+                    error = Some(e.as_str().unwrap().to_string());
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    let error = error.expect("an error message before the close");
+    assert!(error.contains("init segment"), "{error}");
+    assert!(closed, "the server closes the socket");
+    let c =
+        wait_camera(d.http_addr, "late", "camera stopped after the refused stream", |c| c["state"] == "stopped").await;
+    assert_eq!(c["frames_captured"], 0);
+    let (_, health) = get_json(d.http_addr, "/api/health").await;
+    assert_eq!(health["status"], "ok", "{health}");
+
+    // A second phone camera is allowed (max_cameras = 2), a third is not.
+    let mut idle = connect(d.http_addr, "second").await.expect("second phone camera");
+    assert_eq!(connect(d.http_addr, "third").await.err(), Some(403));
+    // Its first status message says it is starting or running (it has sent nothing yet).
+    let first = tokio::time::timeout(Duration::from_secs(10), idle.next()).await.expect("a status message");
+    let Some(Ok(Message::Text(t))) = first else { panic!("expected a status message, got {first:?}") };
+    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+    assert_eq!(v["camera"], "second", "{v}");
+
+    // A configured browser camera takes a phone (not counted against max_cameras); a second
+    // connection for it replaces the first, which is told so and closed.
+    let mut old = connect(d.http_addr, "door").await.expect("push to the configured browser camera");
+    let mut new = connect(d.http_addr, "door").await.expect("a second phone for the same camera");
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = old.next().await {
+            if let Message::Text(t) = m {
+                if t.contains("\"error\"") {
+                    return Some(t);
+                }
+            }
+        }
+        None
+    })
+    .await
+    .expect("the replaced connection hears within 10 s");
+    assert!(told.is_some_and(|t| t.contains("took over")), "replaced connection gets an error message");
+    // A message over the size limit ends the connection.
+    let _ = new.send(Message::Binary(vec![0u8; 9 << 20])).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match new.next().await {
+                Some(Ok(Message::Text(_))) | Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("an oversized message ends the connection within 10 s");
+    assert!(!matches!(ended, Some(Ok(Message::Binary(_)))), "{ended:?}");
+
+    // Shutdown with a phone connected (that never sent a chunk) ends its socket and finishes.
+    let t0 = Instant::now();
+    tokio::time::timeout(Duration::from_secs(15), d.shutdown()).await.expect("shutdown finishes");
+    assert!(t0.elapsed() < Duration::from_secs(10), "shutdown took {:?}", t0.elapsed());
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match idle.next().await {
+                Some(Ok(Message::Text(t))) if t.contains("error") => continue,
+                Some(Ok(Message::Text(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the phone's socket ends");
+    assert!(!matches!(end, Some(Ok(Message::Binary(_)))), "{end:?}");
+}
