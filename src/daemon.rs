@@ -314,13 +314,7 @@ impl TriggerTarget for Hub {
     }
 
     fn camera_state(&self, camera: &str) -> Option<serde_json::Value> {
-        let e = self.registry.get(camera)?;
-        let recording = e.recorder.recording();
-        let mut v = serde_json::to_value(e.camera.info()).ok()?;
-        if let Some(o) = v.as_object_mut() {
-            o.insert("recording".into(), recording.into());
-        }
-        Some(v)
+        serde_json::to_value(self.registry.get(camera)?.info()).ok()
     }
 
     fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<ClipEvent> {

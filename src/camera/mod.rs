@@ -98,6 +98,9 @@ pub struct CameraInfo {
     pub hls_clients: usize,
     /// Whether the HLS packager runs (it stops 30 s after the last request).
     pub hls_active: bool,
+    /// Whether a clip is being written now (the web app's REC indicator). Set by
+    /// [`registry::Entry::info`], which knows the recorder; `false` from [`Camera::info`].
+    pub recording: bool,
 }
 
 impl Camera {
@@ -221,6 +224,7 @@ impl Camera {
             jpeg_passthrough: live.jpeg_passthrough,
             hls_clients: self.hls.clients(),
             hls_active: self.hls.active(),
+            recording: false,
         }
     }
 }

@@ -22,6 +22,13 @@ pub struct Entry {
     pub recorder: Arc<Recorder>,
 }
 
+impl Entry {
+    /// The camera's snapshot for the API, with `recording` from its recorder.
+    pub fn info(&self) -> super::CameraInfo {
+        super::CameraInfo { recording: self.recorder.recording(), ..self.camera.info() }
+    }
+}
+
 /// Why a camera could not be added.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RegistryError {

@@ -289,14 +289,14 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .map(|s: Arc<AppState>| warp::reply::json(&health(&s)).into_response());
 
     let list = warp::path!("api" / "cameras").and(warp::get()).and(st.clone()).map(|s: Arc<AppState>| {
-        let v: Vec<_> = s.registry.snapshot().iter().map(|e| e.camera.info()).collect();
+        let v: Vec<_> = s.registry.snapshot().iter().map(|e| e.info()).collect();
         warp::reply::json(&v).into_response()
     });
 
     let one = warp::path!("api" / "cameras" / String).and(warp::get()).and(st.clone()).and_then(
         |id: String, s: Arc<AppState>| async move {
-            let cam = s.camera(&id)?;
-            Ok::<_, Rejection>(warp::reply::json(&cam.info()).into_response())
+            let e = s.registry.get(&id).ok_or_else(|| ApiError::NotFound(format!("no camera {id:?}")))?;
+            Ok::<_, Rejection>(warp::reply::json(&e.info()).into_response())
         },
     );
 
