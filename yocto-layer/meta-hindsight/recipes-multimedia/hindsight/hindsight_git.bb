@@ -20,6 +20,8 @@ SRC_URI = "git://github.com/hindsight/hindsight.git;protocol=https;branch=main;d
 # The commit whose Cargo.lock generated hindsight-crates.inc (scripts/yocto-crates): bump both
 # together. AUTOREV would let the two drift.
 SRCREV = "c17597f790c7373477a4f84646b4a6454013be09"
+# scarthgap unpacks into WORKDIR and has no UNPACKDIR; styhead and later set it (sources-unpack).
+UNPACKDIR ??= "${WORKDIR}"
 S = "${UNPACKDIR}/${BP}"
 
 # The hindsight crate's own dependencies, generated from Cargo.lock by scripts/yocto-crates.
