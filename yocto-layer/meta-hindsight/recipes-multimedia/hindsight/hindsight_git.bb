@@ -30,8 +30,8 @@ require ${BPN}-boards.inc
 
 REQUIRED_DISTRO_FEATURES = "systemd"
 
-# Cargo.toml wants Rust >= 1.95 (resolver 3): newer than OE-core's own rust in these releases;
-# build with meta-rust-bin (rust-bin-layer) or a newer rust from a mixin layer.
+# Cargo.toml wants Rust >= 1.95 (resolver 3): newer than OE-core's own rust recipes in these
+# releases; add a layer providing newer rust/cargo recipes (the cargo class uses them).
 inherit cargo cargo-update-recipe-crates features_check pkgconfig systemd useradd
 
 # bindgen parses the target's linux/videodev2.h with clang-native against the target sysroot.
