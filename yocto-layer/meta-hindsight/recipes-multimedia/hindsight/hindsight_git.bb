@@ -1,0 +1,73 @@
+# nooelint: oelint.var.bbclassextend - a target daemon; there is no use for a -native build
+SUMMARY = "Camera appliance daemon that always remembers the last 30 seconds"
+DESCRIPTION = "hindsight records cameras into a RAM ring buffer, saves clips on triggers \
+               (HTTP, MQTT) and serves live HLS/MJPEG views; GStreamer does capture and encoding."
+# nooelint: oelint.vars.homepageping - the project's public address; CI has no network for it
+HOMEPAGE = "https://github.com/hindsight/hindsight"
+BUGTRACKER = "https://github.com/hindsight/hindsight/issues"
+SECTION = "multimedia"
+LICENSE = "MIT | Apache-2.0"
+# nooelint: oelint.var.licenseremotefile - the crate is "MIT OR Apache-2.0" (Cargo.toml) and ships no license file of its own yet
+LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302 \
+                    file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+CVE_PRODUCT = "hindsight"
+
+# bindgen (v4l crate) needs clang-native (meta-clang); libsystemd for journald and sd_notify.
+DEPENDS = "clang-native gstreamer1.0 gstreamer1.0-plugins-base systemd"
+
+PV = "0.1.0+git"
+SRC_URI = "git://github.com/hindsight/hindsight.git;protocol=https;branch=main;destsuffix=${BP}"
+# The commit whose Cargo.lock generated hindsight-crates.inc (scripts/yocto-crates): bump both
+# together. AUTOREV would let the two drift.
+SRCREV = "c17597f790c7373477a4f84646b4a6454013be09"
+# scarthgap unpacks into WORKDIR and has no UNPACKDIR; styhead and later set it (sources-unpack).
+UNPACKDIR ??= "${WORKDIR}"
+S = "${UNPACKDIR}/${BP}"
+
+# The hindsight crate's own dependencies, generated from Cargo.lock by scripts/yocto-crates.
+require ${BPN}-crates.inc
+require ${BPN}-boards.inc
+
+REQUIRED_DISTRO_FEATURES = "systemd"
+
+# Cargo.toml wants Rust >= 1.95 (resolver 3): newer than OE-core's own rust recipes in these
+# releases; add a layer providing newer rust/cargo recipes (the cargo class uses them).
+inherit cargo cargo-update-recipe-crates features_check pkgconfig systemd useradd
+
+# bindgen parses the target's linux/videodev2.h with clang-native against the target sysroot.
+export LIBCLANG_PATH = "${STAGING_LIBDIR_NATIVE}"
+export BINDGEN_EXTRA_CLANG_ARGS = "--sysroot=${STAGING_DIR_TARGET} --target=${TARGET_SYS}"
+
+do_install:append() {
+    install -d ${D}${sysconfdir}/hindsight
+    install -m 0644 ${S}/board-configs/${HINDSIGHT_BOARD}.toml ${D}${sysconfdir}/hindsight/hindsight.toml
+    install -d ${D}${systemd_system_unitdir} ${D}${nonarch_libdir}/sysusers.d ${D}${nonarch_libdir}/tmpfiles.d
+    install -m 0644 ${S}/systemd/hindsight.service ${D}${systemd_system_unitdir}/hindsight.service
+    install -m 0644 ${S}/systemd/hindsight.sysusers ${D}${nonarch_libdir}/sysusers.d/hindsight.conf
+    install -m 0644 ${S}/systemd/hindsight.tmpfiles ${D}${nonarch_libdir}/tmpfiles.d/hindsight.conf
+    install -d -m 0750 ${D}${localstatedir}/lib/hindsight
+    chown hindsight:hindsight ${D}${localstatedir}/lib/hindsight
+}
+
+# The user at image build time (useradd class); on a systemd image the sysusers.d file above
+# does the same at boot. render may be missing from base-passwd: create it.
+USERADD_PACKAGES = "${PN}"
+GROUPADD_PARAM:${PN} = "--system --force render"
+USERADD_PARAM:${PN} = "--system --home-dir ${localstatedir}/lib/hindsight --no-create-home \
+                       --shell /sbin/nologin --user-group --groups video,render hindsight"
+
+SYSTEMD_SERVICE:${PN} = "hindsight.service"
+SYSTEMD_AUTO_ENABLE:${PN} = "enable"
+
+FILES:${PN} += "${localstatedir}/lib/hindsight ${nonarch_libdir}/sysusers.d/hindsight.conf \
+                ${nonarch_libdir}/tmpfiles.d/hindsight.conf"
+CONFFILES:${PN} = "${sysconfdir}/hindsight/hindsight.toml"
+
+# GStreamer elements the daemon builds pipelines from (appsrc/appsink, queue, videoconvert and
+# videoscale, h264parse, jpegenc for previews, qtdemux for uploads), then the board's encoder.
+RDEPENDS:${PN} = "gstreamer1.0-plugins-bad-videoparsersbad gstreamer1.0-plugins-base-app \
+                  gstreamer1.0-plugins-base-coreelements gstreamer1.0-plugins-base-typefindfunctions \
+                  gstreamer1.0-plugins-base-videoconvertscale gstreamer1.0-plugins-base-videotestsrc \
+                  gstreamer1.0-plugins-good-isomp4 gstreamer1.0-plugins-good-jpeg \
+                  gstreamer1.0-plugins-good-video4linux2"
+RRECOMMENDS:${PN} = "${HINDSIGHT_ENCODER_PLUGINS}"
