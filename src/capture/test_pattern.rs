@@ -56,7 +56,8 @@ impl TestPattern {
         // Moving box.
         let bw = (w / 8).max(2);
         let bh = (h / 4).max(2);
-        let x0 = (seq as usize * 8) % (w.saturating_sub(bw).max(1));
+        // In u64: on 32-bit boards `seq as usize * 8` would overflow after 2^29 frames.
+        let x0 = (seq.wrapping_mul(8) % (w.saturating_sub(bw).max(1) as u64)) as usize;
         let y0 = h / 2 - bh / 2;
         for y in y0..(y0 + bh).min(h) {
             buf[y * w + x0..y * w + x0 + bw].fill(220);
