@@ -90,6 +90,7 @@ impl Daemon {
         let state = Arc::new(AppState {
             cameras: cameras.clone(),
             recorders: recorders.clone(),
+            uploads: crate::upload::Uploads::new(&config, store.clone()),
             store,
             storage_path: config.storage.path.clone(),
         });

@@ -26,6 +26,7 @@
 //! - [`live`]: the live view from RAM: MJPEG preview (pass-through or encode-once fan-out,
 //!   only while watched, "NO SIGNAL" while the camera is down) and low-latency HLS cut from the
 //!   pre-roll's H.264 (packager runs only while watched).
+//! - [`upload`]: tus uploads streamed to disk, typefound, remuxed/transcoded to clips.
 //! - [`web`]: the HTTP API (warp). [`notify`]: systemd readiness and watchdog.
 //! - [`mqtt`]: MQTT triggers in, status/state/recording/clip events out; embedded broker.
 //! - [`daemon`]: `hindsight run` — starts everything and drains on SIGTERM.
@@ -50,4 +51,5 @@ pub mod ring;
 pub mod shutdown;
 pub mod storage;
 pub mod trigger;
+pub mod upload;
 pub mod web;

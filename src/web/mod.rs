@@ -8,6 +8,7 @@
 pub mod clips;
 pub mod hls;
 pub mod mjpeg;
+pub mod uploads;
 
 use crate::camera::status::CameraState;
 use crate::camera::Camera;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub store: Arc<ClipStore>,
     /// Clip storage directory (for health's storage figures).
     pub storage_path: PathBuf,
+    /// tus uploads in progress and recently finished.
+    pub uploads: Arc<crate::upload::Uploads>,
 }
 
 impl AppState {
@@ -80,6 +83,18 @@ pub enum ApiError {
     /// shutting down): retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// The body is larger than allowed (uploads over `uploads.max_bytes`).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The content is of a kind we do not take (an upload that is not a video).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A required precondition header is wrong (tus: `Tus-Resumable`).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// tus checksum extension: the chunk's `Upload-Checksum` does not match (460).
+    #[error("{0}")]
+    ChecksumMismatch(String),
     /// Our fault.
     #[error("{0}")]
     Internal(String),
@@ -116,6 +131,11 @@ impl ApiError {
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            // tus checksum extension's "Checksum Mismatch".
+            ApiError::ChecksumMismatch(_) => StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,7 +146,7 @@ struct ErrorBody {
     error: String,
 }
 
-fn json_error(status: StatusCode, msg: impl Into<String>) -> warp::reply::Response {
+pub(crate) fn json_error(status: StatusCode, msg: impl Into<String>) -> warp::reply::Response {
     warp::reply::with_status(warp::reply::json(&ErrorBody { error: msg.into() }), status).into_response()
 }
 
@@ -300,6 +320,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .or(mjpeg_routes)
         .unify()
         .or(hls::routes(st.clone()))
+        .unify()
+        .or(uploads::routes(st.clone()))
         .unify()
         .or(ctl)
         .unify()
