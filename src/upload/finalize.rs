@@ -136,6 +136,11 @@ pub fn to_mp4(
     stop(&pipeline);
     let s = shared.lock().unwrap_or_else(|p| p.into_inner());
     let codec = s.video.clone();
+    // A linking problem explains a later bus error ("not-linked"): report it first.
+    let outcome = match (&s.error, outcome) {
+        (Some(e), Err(_)) => Err(e.clone()),
+        (_, o) => o,
+    };
     if let Err(e) = outcome {
         return Err(match (&codec, e) {
             (None, e) if e.contains("not-linked") || e.contains("determine type") => FinalizeError::NoVideo,
@@ -178,7 +183,7 @@ fn link_video(
         let element = resolve("auto", encoders, element_exists).map_err(|e| format!("no H.264 encoder: {e}"))?;
         // Uploads are files, not live: a generous bitrate and a 2 s keyframe period.
         let chain = encoder_chain(&element, &EncodeSettings { bitrate_kbps: 6000, keyframe_frames: 60 });
-        format!("decodebin ! videoconvert ! {chain} ! {tail}")
+        format!("videoconvert ! {chain} ! {tail}")
     };
     let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| format!("cannot build `{desc}`: {e}"))?;
     pipeline.add(&bin).map_err(|e| e.to_string())?;
@@ -190,7 +195,28 @@ fn link_video(
     });
     bin.sync_state_with_parent().map_err(|e| e.to_string())?;
     let sink = bin.static_pad("sink").ok_or("bin has no sink pad")?;
-    pad.link(&sink).map_err(|e| format!("cannot link {caps_name}: {e:?}"))?;
+    if caps_name == "video/x-h264" {
+        pad.link(&sink).map_err(|e| format!("cannot link {caps_name}: {e:?}"))?;
+        return Ok(());
+    }
+    // Anything else is decoded first; decodebin's raw pad appears once it knows the stream.
+    let dec = gst::ElementFactory::make("decodebin").build().map_err(|e| e.to_string())?;
+    pipeline.add(&dec).map_err(|e| e.to_string())?;
+    dec.connect_pad_added(move |_, dpad| {
+        let raw = dpad
+            .current_caps()
+            .unwrap_or_else(|| dpad.query_caps(None))
+            .structure(0)
+            .is_some_and(|s| s.name().starts_with("video/x-raw"));
+        if raw && !sink.is_linked() {
+            if let Err(e) = dpad.link(&sink) {
+                log::warn!("upload transcode: cannot link the decoder: {e:?}");
+            }
+        }
+    });
+    dec.sync_state_with_parent().map_err(|e| e.to_string())?;
+    let dsink = dec.static_pad("sink").ok_or("decodebin has no sink pad")?;
+    pad.link(&dsink).map_err(|e| format!("cannot link {caps_name} to a decoder: {e:?}"))?;
     Ok(())
 }
 
@@ -224,4 +250,46 @@ fn file_duration(path: &Path) -> Result<f64, FinalizeError> {
         .query_duration::<gst::ClockTime>()
         .ok_or_else(|| FinalizeError::Broken("the written MP4 has no duration".into()))?;
     Ok(d.nseconds() as f64 / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn make(dir: &Path, name: &str, desc: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        let cmd = format!("{desc} ! filesink location={}", p.display());
+        let st = std::process::Command::new("gst-launch-1.0").arg("-q").args(cmd.split_whitespace()).status();
+        assert!(st.is_ok_and(|s| s.success()), "{cmd}");
+        p
+    }
+
+    #[test]
+    fn vp8_is_transcoded_and_h264_remuxed() {
+        let dir = tempfile::tempdir().unwrap();
+        let enc = vec!["nosuchenc".to_string(), "x264enc".to_string()];
+        let webm = make(
+            dir.path(),
+            "a.webm",
+            "videotestsrc num-buffers=20 ! video/x-raw,width=160,height=120,framerate=10/1 ! vp8enc ! webmmux",
+        );
+        let out = dir.path().join("a.mp4");
+        let o = to_mp4(&webm, &out, &enc, Duration::from_secs(60)).unwrap();
+        assert!(!o.remuxed);
+        assert_eq!(o.codec, "video/x-vp8");
+        assert_eq!(o.frames, 20);
+        assert!((o.duration_s - 2.0).abs() < 0.05, "{o:?}");
+        let mkv = make(
+            dir.path(),
+            "b.mkv",
+            "videotestsrc num-buffers=20 ! video/x-raw,width=160,height=120,framerate=10/1,format=I420 \
+             ! x264enc ! h264parse ! matroskamux",
+        );
+        let o = to_mp4(&mkv, &out, &enc, Duration::from_secs(60)).unwrap();
+        assert!(o.remuxed);
+        assert_eq!(o.frames, 20);
+        let txt = dir.path().join("t.txt");
+        std::fs::write(&txt, "hello ".repeat(1000)).unwrap();
+        assert!(to_mp4(&txt, &out, &enc, Duration::from_secs(60)).is_err());
+    }
 }
