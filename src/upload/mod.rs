@@ -604,4 +604,23 @@ mod tests {
         assert!(!valid_device_name(""));
         assert_eq!(clean_filename("C:\\x\\a.mp4"), "a.mp4");
     }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let cam = "[[camera]]\nid = \"c\"\nsource = { kind = \"test\", width = 64, height = 48, fps = 5 }\n";
+        let ok = Config::from_toml(&format!("[uploads]\nexpire_h = 0.001\nmax_bytes = \"1GiB\"\n{cam}"), "f").unwrap();
+        assert_eq!(ok.uploads.max_bytes.0, 1 << 30);
+        assert!(ok.uploads.enabled);
+        assert_eq!(Config::from_toml(cam, "f").unwrap().uploads.max_bytes.0, 4 << 30);
+        for (text, key) in [
+            ("[uploads]\nexpire_h = 0\n", "uploads.expire_h"),
+            ("[uploads]\nexpire_h = -1.5\n", "uploads.expire_h"),
+            ("[uploads]\nmax_bytes = \"12\"\n", "uploads.max_bytes"),
+            ("[uploads]\nmax_bytes = \"lots\"\n", "uploads.max_bytes"),
+            ("[uploads]\nenable = true\n", "uploads"),
+        ] {
+            let errs = Config::from_toml(&format!("{text}{cam}"), "f").unwrap_err();
+            assert!(errs.0.iter().any(|e| e.key.starts_with(key)), "{text}: {errs:?}");
+        }
+    }
 }
