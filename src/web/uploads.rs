@@ -16,7 +16,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use warp::http::{HeaderMap, HeaderValue, Response, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
@@ -133,9 +132,48 @@ fn parse_checksum(h: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
     Ok(Some(Checksum { algo: algo.into(), kind, expected }))
 }
 
-/// Stream `body` into `path` from `start` (at most `room` bytes). On success the bytes are on
-/// disk (fdatasync) and their count is returned; a checksum mismatch, too many bytes or an
-/// interrupted checksummed chunk truncate the file back to `start`.
+/// Chunks queued between the connection and the writer thread (backpressure: the body is read
+/// no faster than the disk takes it; memory is bounded by this many chunks).
+const QUEUE_CHUNKS: usize = 8;
+
+/// What the writer thread did.
+struct Written {
+    file: std::fs::File,
+    bytes: u64,
+    digest: Option<Vec<u8>>,
+}
+
+/// The writer thread's side: truncate to `start`, append every chunk (hashing it), fdatasync.
+fn write_chunks(
+    path: &Path,
+    start: u64,
+    kind: Option<gstreamer::glib::ChecksumType>,
+    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> std::io::Result<Written> {
+    use std::io::{Seek, Write};
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    // Whatever lies past the offset is from a write we did not accept.
+    file.set_len(start)?;
+    let mut w = std::io::BufWriter::with_capacity(WRITE_BATCH, file);
+    w.seek(std::io::SeekFrom::Start(start))?;
+    let mut hasher = kind.and_then(gstreamer::glib::Checksum::new);
+    let mut bytes = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk);
+        }
+        w.write_all(&chunk)?;
+        bytes += chunk.len() as u64;
+    }
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_data()?;
+    Ok(Written { file, bytes, digest: hasher.map(|h| h.digest()) })
+}
+
+/// Stream `body` into `path` from `start` (at most `room` bytes): the connection task reads
+/// chunks and hands them (no copy) to a blocking writer thread through a bounded queue. On
+/// success the bytes are on disk (fdatasync) and their count is returned; a checksum mismatch,
+/// too many bytes or an interrupted checksummed chunk truncate the file back to `start`.
 async fn write_body<B: Buf>(
     path: &Path,
     start: u64,
@@ -144,86 +182,68 @@ async fn write_body<B: Buf>(
     checksum: Option<Checksum>,
 ) -> Result<u64, UploadError> {
     let io = |e: std::io::Error| UploadError::Io { path: path.to_path_buf(), source: e };
-    let mut file = tokio::fs::OpenOptions::new().write(true).open(path).await.map_err(io)?;
-    // Whatever lies past the offset is from a write we did not accept.
-    file.set_len(start).await.map_err(io)?;
-    file.seek(std::io::SeekFrom::Start(start)).await.map_err(io)?;
-    let mut hasher = match &checksum {
-        Some(c) => Some(
-            gstreamer::glib::Checksum::new(c.kind)
-                .ok_or_else(|| UploadError::BadRequest(format!("checksum {} unavailable", c.algo)))?,
-        ),
-        None => None,
-    };
-    let mut pending: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
-    let mut written: u64 = 0;
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
+    let kind = checksum.as_ref().map(|c| c.kind);
+    let p = path.to_path_buf();
+    let writer = tokio::task::spawn_blocking(move || write_chunks(&p, start, kind, rx));
+    let mut received: u64 = 0;
     let mut too_large = false;
     let mut interrupted = false;
     futures_util::pin_mut!(body);
-    'read: while let Some(item) = body.next().await {
+    while let Some(item) = body.next().await {
         let mut buf = match item {
             Ok(b) => b,
             Err(e) => {
-                log::info!("upload {}: body interrupted after {written} bytes: {e}", path.display());
+                log::info!("upload {}: body interrupted after {received} bytes: {e}", path.display());
                 interrupted = true;
                 break;
             }
         };
-        while buf.has_remaining() {
-            let c = buf.chunk();
-            let n = c.len();
-            if written + n as u64 > room {
-                too_large = true;
-                break 'read;
-            }
-            if let Some(h) = hasher.as_mut() {
-                h.update(c);
-            }
-            pending.extend_from_slice(c);
-            buf.advance(n);
-            written += n as u64;
+        let n = buf.remaining() as u64;
+        if received + n > room {
+            too_large = true;
+            break;
         }
-        if pending.len() >= WRITE_BATCH {
-            file.write_all(&pending).await.map_err(io)?;
-            pending.clear();
+        received += n;
+        if tx.send(buf.copy_to_bytes(n as usize)).await.is_err() {
+            break; // the writer failed: its error is reported below
         }
     }
-    let result = async {
-        file.write_all(&pending).await?;
-        file.flush().await?;
-        file.sync_data().await
-    }
-    .await;
-    if let Err(e) = result {
-        let _ = file.set_len(start).await;
-        return Err(io(e));
-    }
-    let rollback = |msg: UploadError| async {
-        let _ = file.set_len(start).await;
-        let _ = file.sync_data().await;
-        Err(msg)
+    drop(tx);
+    let written = writer.await.map_err(|e| io(std::io::Error::other(format!("writer thread: {e}"))))?;
+    let rollback = |file: Option<std::fs::File>, err: UploadError| async move {
+        let p = path.to_path_buf();
+        let _ = tokio::task::spawn_blocking(move || {
+            let f = match file {
+                Some(f) => f,
+                None => std::fs::OpenOptions::new().write(true).open(&p)?,
+            };
+            f.set_len(start)?;
+            f.sync_data()
+        })
+        .await;
+        Err(err)
+    };
+    let w = match written {
+        Ok(w) => w,
+        Err(e) => return rollback(None, io(e)).await,
     };
     if too_large {
-        return rollback(UploadError::TooLarge(format!(
-            "the body carries more than the {room} bytes left of the Upload-Length"
-        )))
-        .await;
+        let msg = format!("the body carries more than the {room} bytes left of the Upload-Length");
+        return rollback(Some(w.file), UploadError::TooLarge(msg)).await;
     }
-    if let (Some(c), Some(h)) = (checksum, hasher) {
+    if let Some(c) = checksum {
         if interrupted {
-            return rollback(UploadError::Conflict("the checksummed chunk was interrupted; send it again".into()))
-                .await;
+            let msg = "the checksummed chunk was interrupted; send it again".to_string();
+            return rollback(Some(w.file), UploadError::Conflict(msg)).await;
         }
-        let digest = h.digest();
-        if digest != c.expected {
-            return rollback(UploadError::Checksum(format!(
-                "{} of the {written} bytes received differs from Upload-Checksum; chunk discarded",
-                c.algo
-            )))
-            .await;
+        if w.digest.as_deref() != Some(c.expected.as_slice()) {
+            let msg =
+                format!("{} of the {} bytes received differs from Upload-Checksum; chunk discarded", c.algo, w.bytes);
+            return rollback(Some(w.file), UploadError::Checksum(msg)).await;
         }
     }
-    Ok(written)
+    Ok(w.bytes)
 }
 
 /// After bytes landed at `offset`: the early type check, and the hand-off when complete.
