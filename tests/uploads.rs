@@ -166,6 +166,8 @@ fn cfg(dir: &Path, max: &str, expire_h: f64) -> hindsight::config::Config {
     let mut c = config(dir, vec![test_camera("cam0", 160, 120, 10, 1.0)]);
     c.uploads.max_bytes = max.parse().unwrap();
     c.uploads.expire_h = expire_h;
+    // The shared disk may be fuller than the default 10 % reserve allows.
+    c.storage.min_free_percent = 0;
     c
 }
 
@@ -401,10 +403,17 @@ async fn vp8_webm_is_transcoded_and_broken_files_fail() {
     let dir = tempfile::tempdir().unwrap();
     let (_, webm) = vp8_webm(dir.path());
     let (_, mp4) = h264_mp4(dir.path());
-    let c = cfg(dir.path(), "4GiB", 24.0);
+    let mut c = cfg(dir.path(), "1TiB", 24.0);
+    c.storage.max_bytes = "1GiB".parse().unwrap();
     let storage = c.storage.path.clone();
     let d = start(c).await;
     let t = Tus::new(d.http_addr);
+
+    // More than storage can hold (storage.max_bytes) → 507 before any byte is sent.
+    let r = t.req(Method::POST, "/api/uploads").header("Upload-Length", 2u64 << 30).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(r.headers()["tus-resumable"], "1.0.0");
+    assert!(upload_files(&storage).is_empty());
 
     // creation-with-upload: the whole WebM in the POST.
     let r = t

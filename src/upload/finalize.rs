@@ -54,6 +54,9 @@ pub struct Outcome {
     pub codec: String,
 }
 
+/// Longest time without a new frame before the file is given up as broken.
+const STALL: Duration = Duration::from_secs(20);
+
 #[derive(Default)]
 struct Shared {
     video: Option<String>,
@@ -115,9 +118,20 @@ pub fn to_mp4(
         return Err(FinalizeError::Broken(bus_error(&bus).unwrap_or_else(|| "cannot start".into())));
     }
     let deadline = Instant::now() + timeout;
+    let (mut last_frames, mut last_change) = (0u64, Instant::now());
     let outcome = loop {
-        if let Some(e) = shared.lock().unwrap_or_else(|p| p.into_inner()).error.clone() {
+        let (error, frames) = {
+            let s = shared.lock().unwrap_or_else(|p| p.into_inner());
+            (s.error.clone(), s.frames)
+        };
+        if let Some(e) = error {
             break Err(e);
+        }
+        // A demuxer stuck on a broken file posts neither error nor EOS: no new frame for STALL.
+        if frames != last_frames {
+            (last_frames, last_change) = (frames, Instant::now());
+        } else if last_change.elapsed() > STALL {
+            break Err(format!("no video frame for {} s after frame {frames} (broken file?)", STALL.as_secs()));
         }
         if Instant::now() > deadline {
             stop(&pipeline);
@@ -288,6 +302,24 @@ mod tests {
         let o = to_mp4(&mkv, &out, &enc, Duration::from_secs(60)).unwrap();
         assert!(o.remuxed);
         assert_eq!(o.frames, 20);
+        // A broken MP4 (valid start, zeros after it: no moov) fails promptly, never hangs.
+        let mut bytes = std::fs::read(&mkv).unwrap();
+        let mp4 = make(
+            dir.path(),
+            "c.mp4",
+            "videotestsrc num-buffers=90 pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1,format=I420 \
+             ! x264enc bitrate=3000 ! h264parse ! mp4mux",
+        );
+        bytes.clear();
+        bytes.extend(std::fs::read(&mp4).unwrap());
+        let n = bytes.len();
+        bytes[70_000..n].fill(0);
+        let broken = dir.path().join("broken.mp4");
+        std::fs::write(&broken, &bytes).unwrap();
+        let t = Instant::now();
+        let r = to_mp4(&broken, &out, &enc, Duration::from_secs(20));
+        assert!(r.is_err(), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{r:?} after {:?}", t.elapsed());
         let txt = dir.path().join("t.txt");
         std::fs::write(&txt, "hello ".repeat(1000)).unwrap();
         assert!(to_mp4(&txt, &out, &enc, Duration::from_secs(60)).is_err());
