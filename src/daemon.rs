@@ -126,7 +126,12 @@ impl Daemon {
             );
         }
         let hub = Arc::new(Hub { registry: registry.clone(), events });
-        let state = Arc::new(AppState { registry: registry.clone(), store, storage_path: config.storage.path.clone() });
+        let state = Arc::new(AppState {
+            registry: registry.clone(),
+            uploads: crate::upload::Uploads::new(&config, store.clone()),
+            store,
+            storage_path: config.storage.path.clone(),
+        });
         let addr: SocketAddr =
             config.http.listen.parse().map_err(|_| StartError::BadListen(config.http.listen.clone()))?;
         let stop2 = stop.clone();

@@ -66,6 +66,10 @@ pub struct ClipQuery {
     pub label: Option<String>,
     /// Case-insensitive substring of label, camera or id.
     pub q: Option<String>,
+    /// Only clips from this source (`trigger`, `manual`, `upload`).
+    pub source: Option<String>,
+    /// Only uploads from this device (exact name).
+    pub device: Option<String>,
     /// Page size, 1..=500 (default 50).
     pub limit: Option<usize>,
     /// The last id of the previous page: results are strictly older.
@@ -280,10 +284,22 @@ impl Index {
             }
         }
         let camera = non_empty(&q.camera);
+        let source = match non_empty(&q.source) {
+            None => None,
+            Some("trigger") => Some(crate::clip::ClipSource::Trigger),
+            Some("manual") => Some(crate::clip::ClipSource::Manual),
+            Some("upload") => Some(crate::clip::ClipSource::Upload),
+            Some(other) => {
+                return Err(IndexError::BadQuery(format!("source: {other:?} is not one of trigger, manual, upload")))
+            }
+        };
+        let device = non_empty(&q.device);
         let label = non_empty(&q.label).map(str::to_lowercase);
         let needle = non_empty(&q.q).map(str::to_lowercase);
         let matches = |m: &ClipMeta| {
             camera.is_none_or(|c| m.camera == c)
+                && source.is_none_or(|s| m.source == s)
+                && device.is_none_or(|d| m.device.as_deref() == Some(d))
                 && label.as_deref().is_none_or(|l| m.label.as_deref().map(str::to_lowercase).as_deref() == Some(l))
                 && since.is_none_or(|s| m.start_ms >= s)
                 && until.is_none_or(|u| m.start_ms <= u)
@@ -291,6 +307,7 @@ impl Index {
                     m.id.to_lowercase().contains(n)
                         || m.camera.to_lowercase().contains(n)
                         || m.label.as_deref().is_some_and(|l| l.to_lowercase().contains(n))
+                        || m.device.as_deref().is_some_and(|d| d.to_lowercase().contains(n))
                 })
         };
 

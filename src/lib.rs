@@ -55,4 +55,5 @@ pub mod ring;
 pub mod shutdown;
 pub mod storage;
 pub mod trigger;
+pub mod upload;
 pub mod web;

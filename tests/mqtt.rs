@@ -97,6 +97,7 @@ fn meta(id: &str) -> ClipMeta {
         path: format!("clips/cam0/2026-01-01/{id}.mp4"),
         pinned: false,
         partial: false,
+        device: None,
     }
 }
 

@@ -68,6 +68,9 @@ pub struct ClipMeta {
     /// Recovered after a crash: plays up to its last complete fragment.
     #[serde(default)]
     pub partial: bool,
+    /// Uploads: the device or user that sent the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// Events the recorder announces (MQTT publishes them).

@@ -492,6 +492,7 @@ impl Writer {
             path: self.rel.clone(),
             pinned: false,
             partial: false,
+            device: None,
         };
         shared.store.index().map_err(|e| format!("index: {e}"))?.insert(&meta).map_err(|e| format!("index: {e}"))?;
         let _ = std::fs::remove_file(final_path.with_extension("json"));

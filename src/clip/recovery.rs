@@ -180,6 +180,7 @@ fn index_orphan(storage: &Storage, index: &Index, path: &Path, id: &str, partial
         path: rel,
         pinned: false,
         partial,
+        device: None,
     };
     // The writer never got to the poster: make it from the file (best effort; the clip plays
     // without it).

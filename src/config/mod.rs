@@ -101,6 +101,9 @@ pub struct Config {
     /// Phones (browsers) as cameras.
     #[serde(default)]
     pub phone: PhoneConfig,
+    /// Resumable (tus) uploads of video files.
+    #[serde(default)]
+    pub uploads: UploadsConfig,
     /// The cameras (`[[camera]]` tables).
     #[serde(default, rename = "camera")]
     pub cameras: Vec<CameraConfig>,
@@ -159,6 +162,48 @@ impl PhoneConfig {
         c.post_s = self.post_s;
         c.max_clip_s = c.max_clip_s.max(self.pre_s + self.post_s);
         c
+    }
+}
+
+/// `[uploads]`: tus uploads at `/api/uploads`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadsConfig {
+    /// Accept uploads at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Largest file accepted (`Upload-Length`).
+    #[serde(default = "default_upload_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Hours after its last byte that an unfinished upload is deleted (fractions allowed).
+    #[serde(default = "default_upload_expire_h")]
+    pub expire_h: f64,
+}
+
+fn default_upload_max_bytes() -> ByteSize {
+    ByteSize(4 << 30)
+}
+fn default_upload_expire_h() -> f64 {
+    24.0
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig { enabled: true, max_bytes: default_upload_max_bytes(), expire_h: default_upload_expire_h() }
+    }
+}
+
+impl UploadsConfig {
+    /// Problems as (key, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.max_bytes.0 < 1024 {
+            out.push(("uploads.max_bytes".to_string(), "must be at least 1KiB".to_string()));
+        }
+        if !(self.expire_h.is_finite() && self.expire_h > 0.0 && self.expire_h <= 8760.0) {
+            out.push(("uploads.expire_h".to_string(), "must be a number of hours in (0, 8760]".to_string()));
+        }
+        out
     }
 }
 
@@ -620,6 +665,7 @@ impl Config {
             http: HttpConfig::default(),
             mqtt: MqttConfig::default(),
             phone: PhoneConfig::default(),
+            uploads: UploadsConfig::default(),
             cameras: vec![CameraConfig::new("cam0", source)],
         }
     }

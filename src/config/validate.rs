@@ -151,6 +151,9 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             err(k("preview_encoder"), format!("{e:?} must be a GStreamer JPEG encoder element name"));
         }
     }
+    for (key, message) in config.uploads.problems() {
+        err(key, message);
+    }
     errs
 }
 

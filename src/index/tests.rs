@@ -24,6 +24,7 @@ pub(crate) fn clip(ms: i64, camera: &str, label: Option<&str>, size: u64) -> Cli
         source: ClipSource::Trigger,
         pinned: false,
         partial: false,
+        device: None,
     }
 }
 

@@ -286,6 +286,8 @@ fn serde_urlencoded_query(raw: &str) -> Result<ClipQuery, Rejection> {
             "until" => q.until = Some(v),
             "label" => q.label = Some(v),
             "q" => q.q = Some(v),
+            "source" => q.source = Some(v),
+            "device" => q.device = Some(v),
             "limit" => {
                 q.limit = Some(v.parse().map_err(|_| ApiError::BadRequest(format!("limit: {v:?} is not a number")))?)
             }
@@ -298,7 +300,7 @@ fn serde_urlencoded_query(raw: &str) -> Result<ClipQuery, Rejection> {
     Ok(q)
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

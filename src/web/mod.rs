@@ -16,6 +16,7 @@ pub mod mjpeg;
 pub mod phone;
 pub mod serve;
 pub mod tls;
+pub mod uploads;
 
 pub use serve::{peer, Peer};
 
@@ -42,6 +43,8 @@ pub struct AppState {
     pub store: Arc<ClipStore>,
     /// Clip storage directory (for health's storage figures).
     pub storage_path: PathBuf,
+    /// tus uploads in progress and recently finished.
+    pub uploads: Arc<crate::upload::Uploads>,
 }
 
 impl AppState {
@@ -90,6 +93,18 @@ pub enum ApiError {
     /// Too many failed attempts: retry after this many seconds.
     #[error("too many failed attempts: try again in {0} s")]
     TooManyRequests(u64),
+    /// The body is larger than allowed (uploads over `uploads.max_bytes`).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The content is of a kind we do not take (an upload that is not a video).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A required precondition header is wrong (tus: `Tus-Resumable`).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// tus checksum extension: the chunk's `Upload-Checksum` does not match (460).
+    #[error("{0}")]
+    ChecksumMismatch(String),
     /// Our fault.
     #[error("{0}")]
     Internal(String),
@@ -129,6 +144,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            // tus checksum extension's "Checksum Mismatch".
+            ApiError::ChecksumMismatch(_) => StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -326,6 +346,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .or(hls::routes(st.clone()))
         .unify()
         .or(phone::routes(st.clone()))
+        .unify()
+        .or(uploads::routes(st.clone()))
         .unify()
         .or(ctl)
         .unify()

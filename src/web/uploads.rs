@@ -1,0 +1,559 @@
+//! tus 1.0 at `/api/uploads` (core, creation, creation-with-upload, termination, checksum,
+//! expiration), the upload status/list routes, and the devices routes (`/api/devices`).
+//!
+//! PATCH bodies are streamed: chunks are hashed (when `Upload-Checksum` is given) and written
+//! in ≤ 1 MiB batches as they arrive, so memory does not grow with the upload's size. A chunk
+//! that fails its checksum (or carries more bytes than announced) is truncated away before the
+//! offset moves. Every tus answer — errors included — carries `Tus-Resumable: 1.0.0`; errors
+//! are the usual `{"error": ...}` with the status from [`ApiError::status`].
+
+use super::{json_error, ApiError, AppState};
+use crate::clip::{ClipMeta, ClipSource};
+use crate::upload::{self, parse_metadata, valid_device_name, valid_upload_id, UploadError, Uploads};
+use bytes::Buf;
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use warp::http::{HeaderMap, HeaderValue, Response, StatusCode};
+use warp::{Filter, Rejection, Reply};
+
+const TUS_VERSION: &str = "1.0.0";
+const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,checksum,expiration";
+const CHECKSUM_ALGORITHMS: &str = "sha1,sha256,md5";
+const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
+/// Bytes gathered before one write to the file.
+const WRITE_BATCH: usize = 1 << 20;
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        match e {
+            UploadError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            UploadError::Disabled => ApiError::NotFound(e.to_string()),
+            UploadError::BadRequest(_) => ApiError::BadRequest(e.to_string()),
+            UploadError::TooLarge(_) => ApiError::PayloadTooLarge(e.to_string()),
+            UploadError::Conflict(_) => ApiError::Conflict(e.to_string()),
+            UploadError::Checksum(_) => ApiError::ChecksumMismatch(e.to_string()),
+            UploadError::NotVideo(_) => ApiError::UnsupportedMediaType(e.to_string()),
+            UploadError::Storage(s) => ApiError::from(s),
+            UploadError::Io { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+type Reply_ = Result<Response<warp::hyper::Body>, ApiError>;
+
+/// Add the tus headers to an answer (or a JSON error).
+fn tus(r: Reply_) -> warp::reply::Response {
+    let mut resp = match r {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status().is_server_error() {
+                log::error!("upload request failed: {e}");
+            }
+            let mut r = json_error(e.status(), e.to_string());
+            if matches!(e, ApiError::PreconditionFailed(_)) {
+                r.headers_mut().insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+            }
+            r
+        }
+    };
+    resp.headers_mut().insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+    resp
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn check_tus(h: &HeaderMap) -> Result<(), ApiError> {
+    match header(h, "tus-resumable") {
+        Some(TUS_VERSION) => Ok(()),
+        Some(v) => Err(ApiError::PreconditionFailed(format!("Tus-Resumable {v:?} is not supported (use 1.0.0)"))),
+        None => Err(ApiError::PreconditionFailed("Tus-Resumable: 1.0.0 header required".into())),
+    }
+}
+
+fn upload_id(id: &str) -> Result<(), ApiError> {
+    if valid_upload_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("no upload {id:?}")))
+    }
+}
+
+fn parse_u64(h: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+    header(h, name)
+        .map(|v| {
+            v.trim().parse::<u64>().map_err(|_| ApiError::BadRequest(format!("{name}: {v:?} is not a byte count")))
+        })
+        .transpose()
+}
+
+/// RFC 9110 HTTP-date of Unix ms.
+fn http_date(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        .unwrap_or_default()
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("task failed: {e}")))?
+}
+
+/// `Upload-Checksum: ALGO BASE64`.
+struct Checksum {
+    algo: String,
+    kind: gstreamer::glib::ChecksumType,
+    expected: Vec<u8>,
+}
+
+fn parse_checksum(h: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
+    use base64::Engine;
+    let Some(v) = header(h, "upload-checksum") else { return Ok(None) };
+    let (algo, b64) = v
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| ApiError::BadRequest("Upload-Checksum must be `ALGORITHM BASE64`".into()))?;
+    let kind = match algo {
+        "sha1" => gstreamer::glib::ChecksumType::Sha1,
+        "sha256" => gstreamer::glib::ChecksumType::Sha256,
+        "md5" => gstreamer::glib::ChecksumType::Md5,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "Upload-Checksum algorithm {other:?} is not supported ({CHECKSUM_ALGORITHMS})"
+            )))
+        }
+    };
+    let expected = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| ApiError::BadRequest("Upload-Checksum: the digest is not base64".into()))?;
+    Ok(Some(Checksum { algo: algo.into(), kind, expected }))
+}
+
+/// Chunks queued between the connection and the writer thread (backpressure: the body is read
+/// no faster than the disk takes it; memory is bounded by this many chunks).
+const QUEUE_CHUNKS: usize = 8;
+
+/// What the writer thread did.
+struct Written {
+    file: std::fs::File,
+    bytes: u64,
+    digest: Option<Vec<u8>>,
+}
+
+/// The writer thread's side: truncate to `start`, append every chunk (hashing it), fdatasync.
+fn write_chunks(
+    path: &Path,
+    start: u64,
+    kind: Option<gstreamer::glib::ChecksumType>,
+    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> std::io::Result<Written> {
+    use std::io::{Seek, Write};
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    // Whatever lies past the offset is from a write we did not accept.
+    file.set_len(start)?;
+    let mut w = std::io::BufWriter::with_capacity(WRITE_BATCH, file);
+    w.seek(std::io::SeekFrom::Start(start))?;
+    let mut hasher = kind.and_then(gstreamer::glib::Checksum::new);
+    let mut bytes = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk);
+        }
+        w.write_all(&chunk)?;
+        bytes += chunk.len() as u64;
+    }
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_data()?;
+    Ok(Written { file, bytes, digest: hasher.map(|h| h.digest()) })
+}
+
+/// Stream `body` into `path` from `start` (at most `room` bytes): the connection task reads
+/// chunks and hands them (no copy) to a blocking writer thread through a bounded queue. On
+/// success the bytes are on disk (fdatasync) and their count is returned; a checksum mismatch,
+/// too many bytes or an interrupted checksummed chunk truncate the file back to `start`.
+async fn write_body<B: Buf>(
+    path: &Path,
+    start: u64,
+    room: u64,
+    body: impl Stream<Item = Result<B, warp::Error>>,
+    checksum: Option<Checksum>,
+) -> Result<u64, UploadError> {
+    let io = |e: std::io::Error| UploadError::Io { path: path.to_path_buf(), source: e };
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
+    let kind = checksum.as_ref().map(|c| c.kind);
+    let p = path.to_path_buf();
+    let writer = tokio::task::spawn_blocking(move || write_chunks(&p, start, kind, rx));
+    let mut received: u64 = 0;
+    let mut too_large = false;
+    let mut interrupted = false;
+    futures_util::pin_mut!(body);
+    while let Some(item) = body.next().await {
+        let mut buf = match item {
+            Ok(b) => b,
+            Err(e) => {
+                log::info!("upload {}: body interrupted after {received} bytes: {e}", path.display());
+                interrupted = true;
+                break;
+            }
+        };
+        let n = buf.remaining() as u64;
+        if received + n > room {
+            too_large = true;
+            break;
+        }
+        received += n;
+        if tx.send(buf.copy_to_bytes(n as usize)).await.is_err() {
+            break; // the writer failed: its error is reported below
+        }
+    }
+    drop(tx);
+    let written = writer.await.map_err(|e| io(std::io::Error::other(format!("writer thread: {e}"))))?;
+    let rollback = |file: Option<std::fs::File>, err: UploadError| async move {
+        let p = path.to_path_buf();
+        let _ = tokio::task::spawn_blocking(move || {
+            let f = match file {
+                Some(f) => f,
+                None => std::fs::OpenOptions::new().write(true).open(&p)?,
+            };
+            f.set_len(start)?;
+            f.sync_data()
+        })
+        .await;
+        Err(err)
+    };
+    let w = match written {
+        Ok(w) => w,
+        Err(e) => return rollback(None, io(e)).await,
+    };
+    if too_large {
+        let msg = format!("the body carries more than the {room} bytes left of the Upload-Length");
+        return rollback(Some(w.file), UploadError::TooLarge(msg)).await;
+    }
+    if let Some(c) = checksum {
+        if interrupted {
+            let msg = "the checksummed chunk was interrupted; send it again".to_string();
+            return rollback(Some(w.file), UploadError::Conflict(msg)).await;
+        }
+        if w.digest.as_deref() != Some(c.expected.as_slice()) {
+            let msg =
+                format!("{} of the {} bytes received differs from Upload-Checksum; chunk discarded", c.algo, w.bytes);
+            return rollback(Some(w.file), UploadError::Checksum(msg)).await;
+        }
+    }
+    Ok(w.bytes)
+}
+
+/// After bytes landed at `offset`: the early type check, and the hand-off when complete.
+async fn after_write(up: &Arc<Uploads>, id: &str, offset: u64) -> Result<Option<&'static str>, ApiError> {
+    let Some((typefind_due, complete)) = up.end_patch(id, offset) else {
+        let path = up.file(id);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
+        return Err(ApiError::NotFound(format!("upload {id} was terminated")));
+    };
+    if typefind_due {
+        let path = up.file(id);
+        let checked = tokio::task::spawn_blocking(move || upload::typefind(&path))
+            .await
+            .map_err(|e| ApiError::Internal(format!("task failed: {e}")))?;
+        match checked {
+            Ok(()) => up.set_typefound(id),
+            Err(e) => {
+                let (up2, id2) = (up.clone(), id.to_string());
+                let _ = tokio::task::spawn_blocking(move || up2.reject(&id2)).await;
+                log::info!("upload {id} refused: {e}");
+                return Err(e.into());
+            }
+        }
+    }
+    if complete {
+        up.finish(id);
+        return Ok(Some("processing"));
+    }
+    Ok(None)
+}
+
+fn offset_reply(status: StatusCode, up: &Uploads, id: &str, offset: u64) -> Response<warp::hyper::Body> {
+    let mut r = Response::builder().status(status).header("upload-offset", offset);
+    if let Some(ms) = up.expires_ms(id) {
+        r = r.header("upload-expires", http_date(ms));
+    }
+    r.body(warp::hyper::Body::empty()).unwrap_or_default()
+}
+
+async fn create<B: Buf>(s: Arc<AppState>, h: HeaderMap, body: impl Stream<Item = Result<B, warp::Error>>) -> Reply_ {
+    check_tus(&h)?;
+    if header(&h, "upload-defer-length").is_some() {
+        return Err(ApiError::BadRequest("Upload-Defer-Length is not supported: send Upload-Length".into()));
+    }
+    let length =
+        parse_u64(&h, "upload-length")?.ok_or_else(|| ApiError::BadRequest("Upload-Length required".into()))?;
+    let meta = header(&h, "upload-metadata").map(parse_metadata).transpose()?.unwrap_or_default();
+    let up = s.uploads.clone();
+    let up2 = up.clone();
+    let st = blocking(move || up2.create(length, meta).map_err(ApiError::from)).await?;
+    up.ensure_sweeper();
+    let id = st.id.clone();
+    let location = format!("/api/uploads/{id}");
+    // creation-with-upload: a body with the offset+octet-stream type is the first chunk.
+    let mut state = None;
+    let mut offset = 0;
+    let with_body = header(&h, "content-type").is_some_and(|t| t.starts_with(OFFSET_OCTET_STREAM))
+        && parse_u64(&h, "content-length")?.is_none_or(|n| n > 0);
+    if with_body {
+        let checksum = parse_checksum(&h)?;
+        let (path, room) = up.begin_patch(&id, 0)?;
+        match write_body(&path, 0, room, body, checksum).await {
+            Ok(n) => {
+                offset = n;
+                state = after_write(&up, &id, n).await?;
+            }
+            Err(e) => {
+                up.end_patch(&id, 0);
+                return Err(e.into());
+            }
+        }
+    }
+    let mut r = offset_reply(StatusCode::CREATED, &up, &id, offset);
+    r.headers_mut()
+        .insert("location", HeaderValue::from_str(&location).map_err(|e| ApiError::Internal(e.to_string()))?);
+    if let Some(st) = state {
+        r.headers_mut().insert("hindsight-upload-state", HeaderValue::from_static(st));
+    }
+    Ok(r)
+}
+
+async fn patch<B: Buf>(
+    s: Arc<AppState>,
+    id: String,
+    h: HeaderMap,
+    body: impl Stream<Item = Result<B, warp::Error>>,
+) -> Reply_ {
+    check_tus(&h)?;
+    upload_id(&id)?;
+    if !header(&h, "content-type").is_some_and(|t| t.starts_with(OFFSET_OCTET_STREAM)) {
+        return Err(ApiError::UnsupportedMediaType(format!("Content-Type must be {OFFSET_OCTET_STREAM}")));
+    }
+    let offset =
+        parse_u64(&h, "upload-offset")?.ok_or_else(|| ApiError::BadRequest("Upload-Offset required".into()))?;
+    let checksum = parse_checksum(&h)?;
+    let up = s.uploads.clone();
+    let (path, room) = up.begin_patch(&id, offset)?;
+    let written = match write_body(&path, offset, room, body, checksum).await {
+        Ok(n) => n,
+        Err(e) => {
+            up.end_patch(&id, offset);
+            return Err(e.into());
+        }
+    };
+    let state = after_write(&up, &id, offset + written).await?;
+    let mut r = offset_reply(StatusCode::NO_CONTENT, &up, &id, offset + written);
+    if let Some(st) = state {
+        r.headers_mut().insert("hindsight-upload-state", HeaderValue::from_static(st));
+    }
+    Ok(r)
+}
+
+fn head(s: &AppState, id: &str, h: &HeaderMap) -> Reply_ {
+    check_tus(h)?;
+    upload_id(id)?;
+    let st = s.uploads.status(id).ok_or_else(|| ApiError::NotFound(format!("no upload {id:?}")))?;
+    let mut r = offset_reply(StatusCode::OK, &s.uploads, id, st.offset);
+    let hm = r.headers_mut();
+    hm.insert("upload-length", HeaderValue::from(st.length));
+    hm.insert("cache-control", HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+fn options(s: &AppState) -> Reply_ {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header("tus-version", TUS_VERSION)
+        .header("tus-extension", TUS_EXTENSIONS)
+        .header("tus-max-size", s.uploads.config().max_bytes.0)
+        .header("tus-checksum-algorithm", CHECKSUM_ALGORITHMS)
+        .body(warp::hyper::Body::empty())
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn json(status: StatusCode, v: &impl Serialize) -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::json(v), status).into_response()
+}
+
+/// One device (or user) that uploaded clips.
+#[derive(Debug, Serialize)]
+struct Device {
+    name: String,
+    uploads: usize,
+    bytes: u64,
+    last_upload_at: String,
+}
+
+fn uploaded(s: &AppState) -> Result<Vec<ClipMeta>, ApiError> {
+    Ok(s.index()?.all()?.into_iter().filter(|c| c.source == ClipSource::Upload).collect())
+}
+
+fn devices(s: &AppState) -> Result<Vec<Device>, ApiError> {
+    let mut by: BTreeMap<String, Device> = BTreeMap::new();
+    let mut last_ms: BTreeMap<String, i64> = BTreeMap::new();
+    for c in uploaded(s)? {
+        let name = c.device.clone().unwrap_or_else(|| "unknown".into());
+        let d = by.entry(name.clone()).or_insert_with(|| Device {
+            name: name.clone(),
+            uploads: 0,
+            bytes: 0,
+            last_upload_at: String::new(),
+        });
+        d.uploads += 1;
+        d.bytes += c.size_bytes;
+        let l = last_ms.entry(name).or_insert(i64::MIN);
+        if c.start_ms > *l {
+            *l = c.start_ms;
+            d.last_upload_at = c.start_at.clone();
+        }
+    }
+    let mut v: Vec<Device> = by.into_values().collect();
+    v.sort_by(|a, b| b.last_upload_at.cmp(&a.last_upload_at));
+    Ok(v)
+}
+
+fn device_clips(s: &AppState, name: &str) -> Result<Vec<ClipMeta>, ApiError> {
+    let v: Vec<ClipMeta> =
+        uploaded(s)?.into_iter().filter(|c| c.device.as_deref().unwrap_or("unknown") == name).collect();
+    if v.is_empty() {
+        return Err(ApiError::NotFound(format!("no uploads from device {name:?}")));
+    }
+    Ok(v)
+}
+
+#[derive(serde::Deserialize)]
+struct Rename {
+    name: String,
+}
+
+fn rename_device(s: &AppState, old: &str, new: &str) -> Result<serde_json::Value, ApiError> {
+    if !valid_device_name(new) {
+        return Err(ApiError::BadRequest(format!(
+            "name {new:?}: must be 1..=64 characters without control characters or outer spaces"
+        )));
+    }
+    let clips = device_clips(s, old)?;
+    let index = s.index()?;
+    for mut c in clips.iter().cloned() {
+        c.device = Some(new.to_string());
+        index.insert(&c)?;
+    }
+    Ok(serde_json::json!({"name": new, "renamed": clips.len()}))
+}
+
+fn delete_device(s: &AppState, name: &str) -> Result<serde_json::Value, ApiError> {
+    let clips = device_clips(s, name)?;
+    let index = s.index()?;
+    let mut deleted = 0;
+    for c in &clips {
+        if s.store.storage.delete_clip(&index, &c.id)?.is_some() {
+            deleted += 1;
+        }
+    }
+    Ok(serde_json::json!({"name": name, "deleted": deleted}))
+}
+
+fn path_name(raw: &str) -> Result<String, ApiError> {
+    super::clips::percent_decode(raw).ok_or_else(|| ApiError::BadRequest("bad encoding in the device name".into()))
+}
+
+/// tus, upload status and devices routes.
+pub fn routes(
+    st: impl Filter<Extract = (Arc<AppState>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+    let headers = warp::header::headers_cloned();
+    let opts =
+        warp::path!("api" / "uploads").and(warp::options()).and(st.clone()).map(|s: Arc<AppState>| tus(options(&s)));
+    let post = warp::path!("api" / "uploads")
+        .and(warp::post())
+        .and(st.clone())
+        .and(headers.clone())
+        .and(warp::body::stream())
+        .then(|s, h, body| async move { tus(create(s, h, body).await) });
+    let list = warp::path!("api" / "uploads")
+        .and(warp::get())
+        .and(st.clone())
+        .map(|s: Arc<AppState>| json(StatusCode::OK, &s.uploads.list()));
+    let head = warp::path!("api" / "uploads" / String)
+        .and(warp::head())
+        .and(st.clone())
+        .and(headers.clone())
+        .map(|id: String, s: Arc<AppState>, h: HeaderMap| tus(head(&s, &id, &h)));
+    let patch = warp::path!("api" / "uploads" / String)
+        .and(warp::patch())
+        .and(st.clone())
+        .and(headers.clone())
+        .and(warp::body::stream())
+        .then(|id, s, h, body| async move { tus(patch(s, id, h, body).await) });
+    let delete = warp::path!("api" / "uploads" / String).and(warp::delete()).and(st.clone()).and(headers).then(
+        |id: String, s: Arc<AppState>, h: HeaderMap| async move {
+            let r = async {
+                check_tus(&h)?;
+                upload_id(&id)?;
+                let up = s.uploads.clone();
+                blocking(move || up.terminate(&id).map_err(ApiError::from)).await?;
+                Response::builder()
+                    .status(StatusCode::NO_CONTENT)
+                    .body(warp::hyper::Body::empty())
+                    .map_err(|e| ApiError::Internal(e.to_string()))
+            }
+            .await;
+            tus(r)
+        },
+    );
+    let status = warp::path!("api" / "uploads" / String / "status").and(warp::get()).and(st.clone()).and_then(
+        |id: String, s: Arc<AppState>| async move {
+            upload_id(&id)?;
+            let v = s.uploads.status(&id).ok_or_else(|| ApiError::NotFound(format!("no upload {id:?}")))?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &v))
+        },
+    );
+    let dev_list =
+        warp::path!("api" / "devices").and(warp::get()).and(st.clone()).and_then(|s: Arc<AppState>| async move {
+            let v = blocking(move || devices(&s)).await?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &v))
+        });
+    let dev_rename = warp::path!("api" / "devices" / String)
+        .and(warp::patch())
+        .and(st.clone())
+        .and(warp::body::content_length_limit(4096))
+        .and(warp::body::json())
+        .and_then(|raw: String, s: Arc<AppState>, body: Rename| async move {
+            let old = path_name(&raw)?;
+            let v = blocking(move || rename_device(&s, &old, body.name.trim())).await?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &v))
+        });
+    let dev_delete = warp::path!("api" / "devices" / String).and(warp::delete()).and(st).and_then(
+        |raw: String, s: Arc<AppState>| async move {
+            let name = path_name(&raw)?;
+            let v = blocking(move || delete_device(&s, &name)).await?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &v))
+        },
+    );
+    opts.or(post)
+        .unify()
+        .or(list)
+        .unify()
+        .or(head)
+        .unify()
+        .or(patch)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(status)
+        .unify()
+        .or(dev_list)
+        .unify()
+        .or(dev_rename)
+        .unify()
+        .or(dev_delete)
+        .unify()
+        .boxed()
+}
