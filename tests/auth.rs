@@ -146,6 +146,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/api/devices/phone"),
     ("DELETE", "/api/devices/phone"),
     ("GET", "/api/clients"),
+    ("GET", "/api/events"),
     ("GET", "/api/metrics"),
     ("GET", "/api/no-such-route"),
 ];

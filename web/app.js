@@ -137,6 +137,30 @@ function fmtAgo(s) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Server-sent events (`/api/events`): `clip` when a clip is saved, `recording` when a camera
+ * starts/stops writing one. One EventSource for the whole app (it reconnects by itself);
+ * pages subscribe with `onServerEvent` and are unsubscribed when they are left.
+ */
+const serverEvents = new Set();
+function startServerEvents() {
+  if (!('EventSource' in window)) return;
+  const es = new EventSource('/api/events');
+  for (const type of ['clip', 'recording', 'clip_failed']) {
+    es.addEventListener(type, (m) => {
+      let data;
+      try { data = JSON.parse(m.data); } catch { return; }
+      for (const fn of [...serverEvents]) fn(type, data);
+    });
+  }
+}
+function onServerEvent(fn, { page = true } = {}) {
+  serverEvents.add(fn);
+  const off = () => serverEvents.delete(fn);
+  if (page) onLeave(off);
+  return off;
+}
+
 function randomSuffix(n = 4) {
   const a = 'abcdefghijklmnopqrstuvwxyz0123456789';
   const b = crypto.getRandomValues(new Uint8Array(n));
@@ -265,18 +289,34 @@ function useHls() {
   return native && /Safari/.test(ua) && !/Chrome|Chromium|CriOS|Android|Firefox|FxiOS/.test(ua);
 }
 
-/** Waits (polling every 2 s, up to ~2 min) for a clip to be indexed, then tells the user. */
-async function announceWhenReady(clipId) {
-  for (let i = 0; i < 60; i++) {
-    await sleep(2000);
-    try {
-      await api(`/api/clips/${enc(clipId)}`);
-      toast(`Clip ${clipId} is ready.`, { link: { href: `#/clips?clip=${enc(clipId)}`, text: 'Open' }, ms: 8000 });
-      return;
-    } catch (e) {
-      if (e.status !== 404) return;
+/**
+ * Tells the user when a clip is saved: at once from the `clip` server event, or (events
+ * unavailable) by polling every 5 s, for up to ~5 min.
+ */
+function announceWhenReady(clipId) {
+  let done = false;
+  const ready = () => {
+    if (done) return;
+    done = true;
+    off();
+    toast(`Clip ${clipId} is ready.`, { link: { href: `#/clips?clip=${enc(clipId)}`, text: 'Open' }, ms: 8000 });
+  };
+  const off = onServerEvent((type, d) => {
+    if (type === 'clip' && d.id === clipId) ready();
+    if (type === 'clip_failed' && d.clip_id === clipId && !done) {
+      done = true;
+      off();
+      toast(`Clip ${clipId} failed: ${d.error}`, { error: true });
     }
-  }
+  }, { page: false });
+  (async () => {
+    for (let i = 0; i < 60 && !done; i++) {
+      await sleep(5000);
+      if (done) return;
+      try { await api(`/api/clips/${enc(clipId)}`); ready(); return; } catch (e) { if (e.status !== 404) break; }
+    }
+    off();
+  })();
 }
 
 async function trigger(cameraId, resultEl) {
@@ -339,6 +379,9 @@ function cameraCard(cam, hls) {
   return { card, attach, detach, update };
 }
 
+/** The newest /api/cameras entry per camera (Live page). */
+const lastCams = new Map();
+
 async function pageLive(view) {
   const hls = useHls();
   const grid = h('div', { class: 'grid', id: 'cameras' });
@@ -350,6 +393,7 @@ async function pageLive(view) {
   const refresh = async () => {
     const cams = await api('/api/cameras');
     if (currentPage !== 'live') return;
+    for (const cam of cams) lastCams.set(cam.id, cam);
     const ids = new Set(cams.map((c) => c.id));
     for (const [id, c] of cards) if (!ids.has(id)) { c.detach(); c.card.remove(); cards.delete(id); }
     for (const cam of cams) {
@@ -365,6 +409,12 @@ async function pageLive(view) {
     empty.hidden = cams.length > 0;
   };
   await refresh();
+  onServerEvent((type, d) => {
+    if (type === 'recording' && cards.has(d.camera)) {
+      if (!d.on) recUntil.delete(d.camera);
+      cards.get(d.camera).update({ ...lastCams.get(d.camera), recording: Boolean(d.on) });
+    }
+  });
   every(3000, refresh, { now: false });
 }
 
@@ -524,6 +574,17 @@ async function pageClips(view, params) {
     { rootMargin: '400px' });
   io.observe(sentinel);
   onLeave(() => { io.disconnect(); clearTimeout(debounce); generation++; });
+  // A clip saved while the page is open appears at the top at once (server event).
+  onServerEvent((type, c) => {
+    if (type !== 'clip' || list.querySelector(`[data-clip="${CSS.escape(c.id)}"]`)) return;
+    const dayMs = c.start_ms ?? Date.parse(c.start_at);
+    const matches = (!f.camera || c.camera === f.camera) && (!f.source || c.source === f.source)
+      && (!f.device || c.device === f.device)
+      && (!f.label || (c.label || '').toLowerCase() === f.label.toLowerCase())
+      && (!f.q || [c.id, c.camera, c.label, c.device].some((v) => (v || '').toLowerCase().includes(f.q.toLowerCase())))
+      && (!f.since || dayMs >= Date.parse(dayStart(f.since))) && (!f.until || dayMs <= Date.parse(dayEnd(f.until)));
+    if (matches) list.prepend(clipCard(c));
+  });
   await load();
   const open = params.get('clip');
   if (open) {
@@ -978,4 +1039,5 @@ async function pageDevices(view) {
 
 window.addEventListener('hashchange', route);
 initSession();
+startServerEvents();
 route();

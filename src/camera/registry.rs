@@ -60,6 +60,8 @@ pub struct Registry {
     list: RwLock<List>,
     store: Arc<ClipStore>,
     events: tokio::sync::broadcast::Sender<ClipEvent>,
+    /// Turns `true` at [`close`](Self::close): long-lived streams (events) end on it.
+    closing: tokio::sync::watch::Sender<bool>,
     config: Config,
 }
 
@@ -82,6 +84,7 @@ impl Registry {
             list: RwLock::new(List { entries: Arc::new(entries), created: 0, closed: false }),
             store,
             events,
+            closing: tokio::sync::watch::channel(false).0,
             config: config.clone(),
         }
     }
@@ -109,6 +112,14 @@ impl Registry {
     /// The `[phone]` settings.
     pub fn phone(&self) -> &PhoneConfig {
         &self.config.phone
+    }
+
+    /// Resolves once the daemon shuts down ([`close`](Self::close)).
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closed| *closed).await;
+        }
     }
 
     /// The clip events channel shared by every recorder.
@@ -163,6 +174,7 @@ impl Registry {
 
     /// No more cameras (shutdown); every browser's connection is told to end.
     pub fn close(&self) {
+        self.closing.send_replace(true);
         let entries = {
             let mut list = self.list.write().unwrap_or_else(|p| p.into_inner());
             list.closed = true;

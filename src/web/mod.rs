@@ -11,6 +11,7 @@
 pub mod assets;
 pub mod auth;
 pub mod clips;
+pub mod events;
 pub mod hls;
 pub mod mjpeg;
 pub mod phone;
@@ -344,6 +345,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .or(mjpeg_routes)
         .unify()
         .or(hls::routes(st.clone()))
+        .unify()
+        .or(events::routes(st.clone()))
         .unify()
         .or(phone::routes(st.clone()))
         .unify()

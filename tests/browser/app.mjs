@@ -217,6 +217,40 @@ async function stepSave() {
   return `clip ${id} (toast ${toast}, REC shown), plays in Clips: ${p}`;
 }
 
+/**
+ * With the Clips page open (it does not poll), a clip saved by a trigger from elsewhere (the
+ * API, as MQTT or another phone would) appears at the top through the `/api/events` server
+ * event. Prints how long after the clip was indexed (seen by polling the API every 20 ms)
+ * the card was on the page.
+ */
+async function stepVisible() {
+  await goto('clips');
+  await page.waitForSelector('#clip-list');
+  // The page notes when each clip card is added (wall clock, same machine as this process).
+  await page.evaluate(() => {
+    window.__cardAt = {};
+    new MutationObserver((muts) => {
+      for (const m of muts) for (const n of m.addedNodes) if (n.dataset?.clip) window.__cardAt[n.dataset.clip] ??= Date.now();
+    }).observe(document.getElementById('clip-list'), { childList: true });
+  });
+  const r = await api(`/api/cameras/${CAM}/trigger`, { method: 'POST', data: { label: 'visible' } });
+  if (r.status !== 202) throw new Error(`trigger → ${r.status} ${JSON.stringify(r.body)}`);
+  const id = r.body.clip_id;
+  const card = page.locator(`#clip-list [data-clip="${id}"]`);
+  const shown = card.waitFor({ timeout: 60000 });
+  let indexedAt;
+  for (const end = Date.now() + 60000; Date.now() < end;) {
+    if ((await api(`/api/clips/${id}`)).status === 200) { indexedAt = Date.now(); break; }
+    await sleep(20);
+  }
+  if (!indexedAt) throw new Error(`clip ${id} not indexed within 60 s`);
+  await shown;
+  const visibleAt = await page.evaluate((id) => window.__cardAt[id], id);
+  const first = await page.locator('#clip-list [data-clip]').first().getAttribute('data-clip');
+  if (first !== id) throw new Error(`the new clip is not at the top (first: ${first})`);
+  return `clip ${id} on the open Clips page ${visibleAt - indexedAt} ms after the API first listed it (no reload, no poll: server event)`;
+}
+
 async function stepScroll() {
   // Two more clips, one labelled, each indexed before the next trigger (so they are separate).
   const made = [];
@@ -432,6 +466,7 @@ const STEPS = [
   ['login', 'log in through /login (when auth is on)', stepLogin],
   ['live', 'Live shows moving frames', stepLive],
   ['save', 'Save clip → the clip in Clips plays', stepSave],
+  ['visible', 'a clip saved elsewhere appears on the open Clips page (server event)', stepVisible],
   ['scroll', 'Clips: infinite scroll with cursor, label filter, pin, delete', stepScroll],
   ['upload', 'resumable upload through a dropped connection and a reload', stepUpload],
   ['phone', 'Phone camera (fake device) → live camera → clip plays', stepPhone],
