@@ -34,7 +34,7 @@ fn ready_then_watchdog_then_stopping() {
     std::fs::write(
         &cfg,
         format!(
-            "[storage]\npath = \"{}/data\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[camera]]\nid = \"cam0\"\nencoder = \"x264enc\"\npre_s = 2\npost_s = 1\nsource = {{ kind = \"test\", width = 320, height = 240, fps = 15 }}\n",
+            "[storage]\npath = \"{}/data\"\nmin_free_percent = 0\n[http]\nlisten = \"127.0.0.1:0\"\n[[camera]]\nid = \"cam0\"\nencoder = \"x264enc\"\npre_s = 2\npost_s = 1\nsource = {{ kind = \"test\", width = 320, height = 240, fps = 15 }}\n",
             dir.path().display()
         ),
     )

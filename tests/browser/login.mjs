@@ -24,6 +24,7 @@ async function submit(page, password) {
 async function main() {
   const httpBase = await startDaemon((port) => `[storage]
 path = ${JSON.stringify(join(dir, 'storage'))}
+min_free_percent = 0 # the host's free space is not under test
 
 [http]
 listen = "127.0.0.1:${port}"
