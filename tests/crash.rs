@@ -168,7 +168,12 @@ fn files_with(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 fn kill_9_during_post_roll_then_restart_recovers_the_partial_clip() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("storage");
-    let cfg = write_config(dir.path(), &storage, "{ kind = \"test\", width = 320, height = 240, fps = 30 }", "min_free_percent = 0");
+    let cfg = write_config(
+        dir.path(),
+        &storage,
+        "{ kind = \"test\", width = 320, height = 240, fps = 30 }",
+        "min_free_percent = 0",
+    );
     let d = Daemon::start(&cfg);
 
     // A finished clip first.

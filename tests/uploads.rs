@@ -258,7 +258,8 @@ async fn tus_protocol_and_h264_remux() {
     let r = t.patch(&loc, 100_000, chunk, Some(sha1_b64(b"something else"))).await;
     assert_eq!(r.status().as_u16(), 460);
     assert_eq!(t.head(&loc).await.1, Some(100_000));
-    let part = std::fs::metadata(upload_files(&storage)[0].clone()).unwrap().len();
+    let bin = upload_files(&storage).into_iter().find(|p| p.extension().is_some_and(|e| e == "bin")).unwrap();
+    let part = std::fs::metadata(bin).unwrap().len();
     assert_eq!(part, 100_000, "the rejected chunk is not kept on disk");
     // Right checksum → accepted.
     let r = t.patch(&loc, 100_000, chunk, Some(sha1_b64(chunk))).await;
@@ -326,7 +327,7 @@ async fn tus_protocol_and_h264_remux() {
     // Termination.
     let loc2 = t.create(data.len(), "other.mp4", "anna-phone").await;
     assert_eq!(t.patch(&loc2, 0, &data[..70_000], None).await.status(), StatusCode::NO_CONTENT);
-    assert_eq!(upload_files(&storage).len(), 1);
+    assert_eq!(upload_files(&storage).len(), 2, "the bytes and the sidecar");
     let r = t.req(Method::DELETE, &loc2).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(r.headers()["tus-resumable"], "1.0.0");
@@ -470,7 +471,7 @@ async fn abandoned_uploads_expire() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let expires = r.headers()["upload-expires"].to_str().unwrap().to_string();
     assert!(expires.ends_with(" GMT"), "{expires}");
-    assert_eq!(upload_files(&storage).len(), 1);
+    assert_eq!(upload_files(&storage).len(), 2, "the bytes and the sidecar");
     let created = tokio::time::Instant::now();
     let deadline = created + Duration::from_secs(15);
     while t.head(&loc).await.0 == StatusCode::OK {
@@ -480,5 +481,44 @@ async fn abandoned_uploads_expire() {
     assert!(created.elapsed() >= Duration::from_millis(1500), "expired too early: {:?}", created.elapsed());
     assert_eq!(t.head(&loc).await.0, StatusCode::NOT_FOUND);
     assert!(upload_files(&storage).is_empty(), "expired upload's file removed");
+    d.shutdown().await;
+}
+
+/// A restart keeps unfinished uploads: HEAD answers the bytes that reached the disk, the upload
+/// resumes and becomes a clip; one that had every byte when the daemon stopped is finalized at
+/// start; stray files (a `.bin` without its sidecar) are removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_uploads_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, data) = h264_mp4(dir.path());
+    let c = cfg(dir.path(), "64MiB", 24.0);
+    let storage = c.storage.path.clone();
+    let d = start(c.clone()).await;
+    let t = Tus::new(d.http_addr);
+    let half = data.len() / 2;
+    let loc = t.create(data.len(), "before-restart.mp4", "restart-phone").await;
+    assert_eq!(t.patch(&loc, 0, &data[..half], None).await.status(), StatusCode::NO_CONTENT);
+    d.shutdown().await;
+    // A stray file from nowhere is cleaned up at start.
+    std::fs::write(storage.join("uploads/0123456789abcdef.bin"), b"stray").unwrap();
+
+    let d = start(c).await;
+    let t = Tus::new(d.http_addr);
+    assert_eq!(t.head(&loc).await, (StatusCode::OK, Some(half as u64)), "offset kept across the restart");
+    assert!(!storage.join("uploads/0123456789abcdef.bin").exists(), "stray file removed");
+    let state = t.upload_all_from(&loc, &data, half, 2).await;
+    assert_eq!(state, "processing");
+    let v = t.wait_finished(&loc).await;
+    assert_eq!(v["state"], "done", "{v}");
+    assert_eq!(v["device"], "restart-phone");
+    let clip = v["clip_id"].as_str().unwrap().to_string();
+    let r = t.c.get(format!("{}/api/clips/{clip}", t.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let meta: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(meta["source"], "upload");
+    assert_eq!(meta["label"], "before-restart.mp4");
+    let probe = ffprobe(&storage.join(meta["path"].as_str().unwrap()));
+    assert_eq!(probe.codec, "h264");
+    assert!(upload_files(&storage).is_empty(), "{:?}", upload_files(&storage));
     d.shutdown().await;
 }

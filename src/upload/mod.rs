@@ -3,9 +3,11 @@
 //! to [`finalize`] which turns a finished file into a clip.
 //!
 //! The HTTP side (headers, streaming the PATCH body) is `web::uploads`; this module owns the
-//! state. Upload state lives in memory only: files left by a previous run are removed at start
-//! (a restart abandons unfinished uploads; tus clients then start again with a new POST). An
-//! idle daemon writes nothing: the expiry sweep runs only while unfinished uploads exist.
+//! state. Each upload is `{id}.bin` (the bytes) plus `{id}.json` (length, name, device; written
+//! once at creation), so a restart keeps unfinished uploads: they resume at the `.bin`'s length,
+//! and one that had every byte is finalized at start. Anything else left in the directory
+//! (a finalize's temporary files, a `.bin` without its `.json`) is removed at start. An idle
+//! daemon writes nothing: the expiry sweep runs only while unfinished uploads exist.
 //!
 //! Locks: one `std::sync::Mutex` over the map, never held across an `.await` or a file
 //! operation.
@@ -16,7 +18,7 @@ use crate::clip::store::ClipStore;
 use crate::clip::{new_clip_id, now_ms, rfc3339, ClipMeta, ClipSource};
 use crate::config::{Config, UploadsConfig};
 use crate::storage::{Storage, StorageError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -107,6 +109,15 @@ pub struct UploadStatus {
     pub expires_at: Option<String>,
 }
 
+/// `{id}.json`: what a restart needs to take an upload up again.
+#[derive(Debug, Serialize, Deserialize)]
+struct Sidecar {
+    filename: String,
+    device: String,
+    length: u64,
+    created_ms: i64,
+}
+
 struct Entry {
     status: UploadStatus,
     created_ms: i64,
@@ -187,28 +198,86 @@ pub struct Uploads {
 }
 
 impl Uploads {
-    /// The registry for `config`; removes files a previous run left in the uploads directory.
+    /// The registry for `config`: takes up the uploads a previous run left unfinished (see the
+    /// module docs) and removes every other file in the uploads directory. Call inside the
+    /// tokio runtime (the expiry sweep and finalize threads may start).
     pub fn new(config: &Config, store: Arc<ClipStore>) -> Arc<Uploads> {
         let dir = config.storage.path.join("uploads");
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.is_file() {
-                    match std::fs::remove_file(&p) {
-                        Ok(()) => log::warn!("uploads: removed {} left by a previous run", p.display()),
-                        Err(err) => log::warn!("uploads: cannot remove {}: {err}", p.display()),
-                    }
-                }
-            }
-        }
-        Arc::new(Uploads {
+        let me = Arc::new(Uploads {
             cfg: config.uploads.clone(),
             auto_encoders: config.auto_encoders.clone(),
             store,
             dir,
             entries: Mutex::new(HashMap::new()),
             sweeping: std::sync::atomic::AtomicBool::new(false),
-        })
+        });
+        let (waiting, complete) = me.restore();
+        for id in &complete {
+            me.finish(id);
+        }
+        if waiting > 0 && tokio::runtime::Handle::try_current().is_ok() {
+            me.ensure_sweeper();
+        }
+        me
+    }
+
+    /// Read the uploads directory: returns how many uploads wait for bytes and the ids of those
+    /// that have all of them.
+    fn restore(&self) -> (usize, Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else { return (0, Vec::new()) };
+        let files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+        let mut kept = std::collections::HashSet::new();
+        let (mut waiting, mut complete) = (0, Vec::new());
+        let now = now_ms();
+        for p in &files {
+            let Some(id) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            let bin = self.file(id);
+            let sidecar: Option<Sidecar> =
+                std::fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok()).filter(|_| valid_upload_id(id));
+            let (Some(sc), Ok(m)) = (sidecar, std::fs::metadata(&bin)) else { continue };
+            let offset = m.len().min(sc.length);
+            let state = UploadState::Uploading;
+            let status = UploadStatus {
+                id: id.to_string(),
+                filename: sc.filename,
+                device: sc.device,
+                offset,
+                length: sc.length,
+                state,
+                clip_id: None,
+                error: None,
+                created_at: rfc3339(sc.created_ms),
+                expires_at: None,
+            };
+            log::info!("upload {id}: taken up after restart at {offset} of {} bytes", sc.length);
+            if offset == sc.length {
+                complete.push(id.to_string());
+            } else {
+                waiting += 1;
+            }
+            // The type check runs again at the next PATCH (typefound = false).
+            self.lock().insert(
+                id.to_string(),
+                Entry { status, created_ms: sc.created_ms, last_ms: now, busy: false, typefound: false },
+            );
+            kept.insert(bin);
+            kept.insert(p.clone());
+        }
+        for p in files.iter().filter(|p| !kept.contains(*p)) {
+            match std::fs::remove_file(p) {
+                Ok(()) => log::warn!("uploads: removed {} left by a previous run", p.display()),
+                Err(err) => log::warn!("uploads: cannot remove {}: {err}", p.display()),
+            }
+        }
+        (waiting, complete)
+    }
+
+    /// Delete upload `id`'s files (bytes and sidecar).
+    fn remove_files(&self, id: &str) {
+        remove_quietly(&self.file(id));
+        remove_quietly(&self.dir.join(format!("{id}.json")));
     }
 
     /// The `[uploads]` config.
@@ -268,6 +337,13 @@ impl Uploads {
         let path = self.file(&id);
         std::fs::File::create(&path).map_err(io_err(&path))?;
         let now = now_ms();
+        let sidecar = Sidecar { filename: filename.clone(), device: device.clone(), length, created_ms: now };
+        let side = self.dir.join(format!("{id}.json"));
+        let json = serde_json::to_vec(&sidecar).map_err(|e| UploadError::BadRequest(e.to_string()))?;
+        if let Err(e) = std::fs::write(&side, json) {
+            remove_quietly(&path);
+            return Err(io_err(&side)(e));
+        }
         let status = UploadStatus {
             id: id.clone(),
             filename,
@@ -371,7 +447,7 @@ impl Uploads {
             }
         };
         if removed.is_some() {
-            remove_quietly(&self.file(id));
+            self.remove_files(id);
         }
         Ok(())
     }
@@ -395,7 +471,7 @@ impl Uploads {
     }
 
     fn finished(&self, id: &str, result: Result<String, String>) {
-        remove_quietly(&self.file(id));
+        self.remove_files(id);
         let mut g = self.lock();
         if let Some(e) = g.get_mut(id) {
             match result {
@@ -510,18 +586,20 @@ impl Uploads {
         if self.sweeping.swap(true, Ordering::SeqCst) {
             return;
         }
-        let me = self.clone();
-        tokio::spawn(async move { me.sweep().await });
+        // A weak reference: the sweep must not keep the uploads (and the clip index) alive
+        // after the daemon has stopped.
+        tokio::spawn(Self::sweep(Arc::downgrade(self)));
     }
 
     /// While unfinished uploads exist: sleep until the earliest expires, delete expired ones.
-    async fn sweep(self: Arc<Self>) {
+    async fn sweep(weak: std::sync::Weak<Self>) {
         use std::sync::atomic::Ordering;
         loop {
+            let Some(me) = weak.upgrade() else { return };
             let (expired, next) = {
-                let mut g = self.lock();
+                let mut g = me.lock();
                 let now = now_ms();
-                let limit = self.expire_ms();
+                let limit = me.expire_ms();
                 let expired: Vec<String> = g
                     .iter()
                     .filter(|(_, e)| e.status.state == UploadState::Uploading && !e.busy && now - e.last_ms >= limit)
@@ -536,15 +614,16 @@ impl Uploads {
                     .map(|e| if e.busy { now + 1000 } else { e.last_ms + limit })
                     .min();
                 if next.is_none() {
-                    self.sweeping.store(false, Ordering::SeqCst);
+                    me.sweeping.store(false, Ordering::SeqCst);
                 }
                 (expired, next)
             };
             for id in expired {
-                log::info!("upload {id} expired (no bytes for uploads.expire_h = {} h)", self.cfg.expire_h);
-                let path = self.file(&id);
-                let _ = tokio::task::spawn_blocking(move || remove_quietly(&path)).await;
+                log::info!("upload {id} expired (no bytes for uploads.expire_h = {} h)", me.cfg.expire_h);
+                let me = me.clone();
+                let _ = tokio::task::spawn_blocking(move || me.remove_files(&id)).await;
             }
+            drop(me);
             let Some(next) = next else { return };
             let wait = (next - now_ms()).clamp(10, 3_600_000) as u64;
             tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
@@ -554,7 +633,7 @@ impl Uploads {
     /// Fail the upload as not a video: forget it and delete its file. Blocking (one unlink).
     pub fn reject(&self, id: &str) {
         self.lock().remove(id);
-        remove_quietly(&self.file(id));
+        self.remove_files(id);
     }
 }
 

@@ -50,7 +50,9 @@ where
     let bound = listener.local_addr()?;
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let fut = async move {
+        // false: serving; true: finish gracefully. `kill`: drop whatever is still open.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (kill_tx, kill_rx) = tokio::sync::watch::channel(false);
         // Every connection task holds a clone; when all are dropped, `recv` answers None.
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
@@ -71,15 +73,16 @@ where
             let filter = filter.clone();
             let acceptor = acceptor.clone();
             let stop = stop_rx.clone();
+            let kill = kill_rx.clone();
             let done = done_tx.clone();
             tokio::spawn(async move {
                 match acceptor {
                     Some(acc) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(stream)).await {
-                        Ok(Ok(tls)) => connection(tls, remote, filter, stop).await,
+                        Ok(Ok(tls)) => connection(tls, remote, filter, stop, kill).await,
                         Ok(Err(e)) => log::debug!("TLS handshake with {remote} failed: {e}"),
                         Err(_) => log::debug!("TLS handshake with {remote} timed out"),
                     },
-                    None => connection(stream, remote, filter, stop).await,
+                    None => connection(stream, remote, filter, stop, kill).await,
                 }
                 drop(done);
             });
@@ -89,14 +92,22 @@ where
         drop(done_tx);
         if tokio::time::timeout(DRAIN, done_rx.recv()).await.is_err() {
             log::warn!("HTTP: connections still open after {DRAIN:?}; closing them");
+            // Dropping a connection drops its handler state too (the app state, the index).
+            let _ = kill_tx.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(1), done_rx.recv()).await;
         }
     };
     Ok((bound, fut))
 }
 
-/// Serve one connection until it ends, or until `stop` (then finish gracefully).
-async fn connection<I, F>(io: I, remote: SocketAddr, filter: F, mut stop: tokio::sync::watch::Receiver<bool>)
-where
+/// Serve one connection until it ends, or until `stop` (then finish gracefully), or `kill`.
+async fn connection<I, F>(
+    io: I,
+    remote: SocketAddr,
+    filter: F,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut kill: tokio::sync::watch::Receiver<bool>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     F: Filter + Clone + Send + Sync + 'static,
     F::Extract: Reply,
@@ -124,6 +135,7 @@ where
                     conn.as_mut().graceful_shutdown();
                 }
             }
+            _ = kill.changed() => return,
         }
     }
 }
