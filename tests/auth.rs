@@ -147,6 +147,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/devices/phone"),
     ("GET", "/api/clients"),
     ("GET", "/api/events"),
+    ("GET", "/metrics"),
     ("GET", "/api/metrics"),
     ("GET", "/api/no-such-route"),
 ];

@@ -321,3 +321,47 @@ async fn force_keyframe_starts_a_gop_now() {
     assert!(forced - asked_at <= 10, "forced keyframe came {} frames after the request", forced - asked_at);
     assert_ne!(forced % 60, grid, "keyframe at {forced} is a regular one, not the forced one");
 }
+
+/// `/metrics` speaks the Prometheus text format: every family has HELP and TYPE, every sample
+/// line is `name{labels} value`, and the figures follow the camera (frames counted, running).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_with_camera_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(config(dir.path(), vec![test_camera("cam0", 320, 240, 15, 1.0)])).await;
+    let cam = d.cameras[0].clone();
+    wait_for("frames encoded", Duration::from_secs(20), || {
+        cam.status.frames_encoded.load(std::sync::atomic::Ordering::Relaxed) > 5
+    })
+    .await;
+    let r = reqwest::get(format!("http://{}/metrics", d.http_addr)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    let body = r.text().await.unwrap();
+    let mut values = std::collections::HashMap::new();
+    let (mut helps, mut types) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helps.insert(rest.split(' ').next().unwrap().to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split(' ');
+            let name = it.next().unwrap().to_string();
+            assert!(matches!(it.next(), Some("gauge" | "counter")), "{line}");
+            types.insert(name);
+        } else {
+            let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("sample line: {line:?}"));
+            let v: f64 = value.parse().unwrap_or_else(|_| panic!("value in {line:?}"));
+            let name = key.split('{').next().unwrap();
+            assert!(name.starts_with("hindsight_") && types.contains(name), "{line}: family declared first");
+            values.insert(key.to_string(), v);
+        }
+    }
+    assert_eq!(helps, types, "every family has HELP and TYPE");
+    assert_eq!(values["hindsight_camera_up{camera=\"cam0\"}"], 1.0, "{body}");
+    assert!(values["hindsight_frames_captured_total{camera=\"cam0\"}"] > 5.0, "{body}");
+    assert!(values["hindsight_frames_encoded_total{camera=\"cam0\"}"] > 5.0, "{body}");
+    assert_eq!(values["hindsight_recording{camera=\"cam0\"}"], 0.0);
+    assert!(values["hindsight_storage_total_bytes"] > 0.0);
+    assert_eq!(values["hindsight_uploads{state=\"uploading\"}"], 0.0);
+    d.shutdown().await;
+}

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod clips;
 pub mod events;
 pub mod hls;
+pub mod metrics;
 pub mod mjpeg;
 pub mod phone;
 pub mod serve;
@@ -347,6 +348,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .or(hls::routes(st.clone()))
         .unify()
         .or(events::routes(st.clone()))
+        .unify()
+        .or(metrics::routes(st.clone()))
         .unify()
         .or(phone::routes(st.clone()))
         .unify()

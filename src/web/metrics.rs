@@ -1,0 +1,93 @@
+//! `GET /metrics`: the counters of `/api/cameras`, storage and uploads in the Prometheus text
+//! format (0.0.4), for a Prometheus on the home network (with a bearer token when auth is on).
+//!
+//! Built from the same snapshots as the JSON routes; it reads state only and never blocks
+//! (storage figures are one `statvfs`).
+
+use super::AppState;
+use crate::camera::status::CameraState;
+use crate::upload::UploadState;
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::sync::Arc;
+use warp::{Filter, Reply};
+
+/// One metric family: `# HELP`, `# TYPE`, then its samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP hindsight_{name} {help}");
+    let _ = writeln!(out, "# TYPE hindsight_{name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "hindsight_{name}{labels} {v}");
+    }
+}
+
+/// The whole exposition.
+pub fn render(s: &AppState) -> String {
+    let cams: Vec<_> = s.registry.snapshot().iter().map(|e| e.info()).collect();
+    let per = |f: &dyn Fn(&crate::camera::CameraInfo) -> f64| -> Vec<(String, f64)> {
+        // Camera ids are `[a-z0-9_-]`: nothing to escape in a label value.
+        cams.iter().map(|c| (format!("{{camera=\"{}\"}}", c.id), f(c))).collect()
+    };
+    let mut out = String::with_capacity(4096);
+    let up = |c: &crate::camera::CameraInfo| f64::from(u8::from(c.state == CameraState::Running));
+    family(&mut out, "camera_up", "gauge", "1 while the camera runs.", &per(&up));
+    let captured = |c: &crate::camera::CameraInfo| c.frames_captured as f64;
+    family(&mut out, "frames_captured_total", "counter", "Frames from the source.", &per(&captured));
+    let dropped = |c: &crate::camera::CameraInfo| c.frames_dropped as f64;
+    family(&mut out, "frames_dropped_total", "counter", "Frames lost before the encoder.", &per(&dropped));
+    let encoded = |c: &crate::camera::CameraInfo| c.frames_encoded as f64;
+    family(&mut out, "frames_encoded_total", "counter", "H.264 access units encoded.", &per(&encoded));
+    let secs = |c: &crate::camera::CameraInfo| c.buffered_s;
+    family(&mut out, "buffered_seconds", "gauge", "Seconds of video in the RAM pre-roll.", &per(&secs));
+    let bytes = |c: &crate::camera::CameraInfo| c.buffered_bytes as f64;
+    family(&mut out, "buffered_bytes", "gauge", "Bytes of video in the RAM pre-roll.", &per(&bytes));
+    let rec = |c: &crate::camera::CameraInfo| f64::from(u8::from(c.recording));
+    family(&mut out, "recording", "gauge", "1 while a clip is being written.", &per(&rec));
+    let viewers = |c: &crate::camera::CameraInfo| c.viewers as f64;
+    family(&mut out, "mjpeg_viewers", "gauge", "MJPEG live viewers.", &per(&viewers));
+    let hls = |c: &crate::camera::CameraInfo| c.hls_clients as f64;
+    family(&mut out, "hls_clients", "gauge", "HLS clients in the last 10 s.", &per(&hls));
+    let jpeg = |c: &crate::camera::CameraInfo| c.jpeg_encodes as f64;
+    family(&mut out, "jpeg_encodes_total", "counter", "Preview JPEGs encoded.", &per(&jpeg));
+    let st = super::storage_health(&s.storage_path);
+    family(
+        &mut out,
+        "storage_free_bytes",
+        "gauge",
+        "Free bytes on the clip filesystem.",
+        &[(String::new(), st.free_bytes as f64)],
+    );
+    family(
+        &mut out,
+        "storage_total_bytes",
+        "gauge",
+        "Size of the clip filesystem.",
+        &[(String::new(), st.total_bytes as f64)],
+    );
+    let uploads = s.uploads.list();
+    let by_state: Vec<(String, f64)> =
+        [UploadState::Uploading, UploadState::Processing, UploadState::Done, UploadState::Failed]
+            .iter()
+            .map(|st| {
+                let name = serde_json::to_value(st).ok().and_then(|v| v.as_str().map(str::to_string));
+                let n = uploads.iter().filter(|u| u.state == *st).count();
+                (format!("{{state=\"{}\"}}", name.unwrap_or_default()), n as f64)
+            })
+            .collect();
+    family(&mut out, "uploads", "gauge", "Uploads of this run by state.", &by_state);
+    out
+}
+
+/// `GET /metrics`.
+pub fn routes(
+    st: impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(st)
+        .map(|s: Arc<AppState>| {
+            warp::reply::with_header(render(&s), "content-type", "text/plain; version=0.0.4; charset=utf-8")
+                .into_response()
+        })
+        .boxed()
+}
