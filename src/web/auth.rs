@@ -588,7 +588,8 @@ impl Auth {
         if !self.enabled || EXEMPT.contains(&path) {
             return Ok(());
         }
-        let api = path.starts_with("/api/") || path == "/api";
+        // `/metrics` is for scrapers: 401 like the API, never a redirect to the login page.
+        let api = path.starts_with("/api/") || path == "/api" || path == "/metrics";
         let unauthorized = || {
             let mut next = path.to_string();
             if let Some(q) = query.filter(|q| !q.is_empty()) {
