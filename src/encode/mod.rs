@@ -28,6 +28,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Frame rate assumed for a source that announces a variable one (`framerate=0/1`).
+const VFR_FPS: u32 = 30;
+
 /// Why the encoder could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -178,12 +181,16 @@ impl Encoder {
         pipeline::init()?;
         let element = chain::resolve(&self.cfg.encoder, &self.cfg.auto_encoders, pipeline::element_exists)
             .map_err(EncodeError::NoEncoder)?;
-        let fps = format.fps.max(1);
+        // A variable-frame-rate source (a phone's MediaRecorder stream may announce 0/1 before
+        // the demuxer knows better) gets 30 fps for the keyframe period and frame duration;
+        // 1 fps would make every frame a keyframe lasting a second.
+        let fps = if format.fps == 0 { VFR_FPS } else { format.fps };
         let settings = chain::EncodeSettings {
             bitrate_kbps: self.cfg.bitrate_kbps,
             keyframe_frames: (self.cfg.keyframe_interval_s * fps as f64).round().max(1.0) as u32,
         };
-        let desc = chain::pipeline_description(&format.caps(), format.pixel, &element, &settings);
+        let desc =
+            chain::pipeline_description(&VideoFormat { fps, ..format }.caps(), format.pixel, &element, &settings);
         log::info!("camera {}: encoder {element}: {desc}", self.cfg.id);
         let pipeline = Pipeline::parse(&desc)?;
         let src: gst_app::AppSrc = pipeline.by_name("src")?;
