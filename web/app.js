@@ -351,7 +351,10 @@ function cameraCard(cam, hls) {
   };
   const detach = () => {
     // Removing src closes the MJPEG connection (the daemon stops encoding when nobody watches).
-    if (hls) { media.pause(); media.removeAttribute('src'); media.load(); } else media.removeAttribute('src');
+    if (hls) { media.pause(); media.removeAttribute('src'); media.load(); }
+    // Removing the attribute alone may leave Chromium reading the multipart stream: point the
+    // image at an empty resource, which cancels the request.
+    else media.src = 'data:,';
   };
   const result = h('div', { class: 'last-clip muted' });
   const btn = h('button', { class: 'big save', onclick: async () => {
