@@ -10,7 +10,7 @@
 // Ends with `browser: N passed, M failed` and exits non-zero when anything failed.
 
 import { join } from 'node:path';
-import { createHarness } from './harness.mjs';
+import { createHarness, configHead } from './harness.mjs';
 
 const FPS = 30;
 const WIDTH = 320;
@@ -29,16 +29,7 @@ let context;
 let base;
 
 async function main() {
-  base = await startDaemon((port) => `[storage]
-path = ${JSON.stringify(join(dir, 'storage'))}
-min_free_percent = 0 # the host's free space is not under test
-
-[http]
-listen = "127.0.0.1:${port}"
-
-[mqtt]
-enabled = false
-
+  base = await startDaemon((port) => `${configHead(dir, port)}
 [[camera]]
 id = "cam0"
 source = { kind = "test", width = ${WIDTH}, height = ${HEIGHT}, fps = ${FPS} }

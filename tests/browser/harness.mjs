@@ -185,3 +185,20 @@ export function createHarness({ name, tmpPrefix }) {
     get failed() { return failed; },
   };
 }
+
+/**
+ * The config head every browser test shares: storage under `dir` (no free-space reserve: the
+ * host's disk is not under test), HTTP on `port` (plain, no login), MQTT off.
+ */
+export function configHead(dir, port) {
+  return `[storage]
+path = ${JSON.stringify(join(dir, 'storage'))}
+min_free_percent = 0
+
+[http]
+listen = "127.0.0.1:${port}"
+
+[mqtt]
+enabled = false
+`;
+}

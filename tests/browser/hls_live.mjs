@@ -15,7 +15,7 @@
 
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { createHarness } from './harness.mjs';
+import { createHarness, configHead } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const HLS_JS = require.resolve('hls.js/dist/hls.min.js');
@@ -152,16 +152,7 @@ async function runMode(label, lowLatencyMode) {
 }
 
 async function main() {
-  base = await startDaemon((port) => `[storage]
-path = ${JSON.stringify(join(dir, 'storage'))}
-min_free_percent = 0 # the host's free space is not under test
-
-[http]
-listen = "127.0.0.1:${port}"
-
-[mqtt]
-enabled = false
-
+  base = await startDaemon((port) => `${configHead(dir, port)}
 [[camera]]
 id = "cam0"
 source = { kind = "test", width = ${WIDTH}, height = ${HEIGHT}, fps = ${FPS} }

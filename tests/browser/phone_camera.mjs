@@ -15,7 +15,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createHarness } from './harness.mjs';
+import { createHarness, configHead } from './harness.mjs';
 
 const PRE_S = 2;
 const POST_S = 2;
@@ -41,16 +41,7 @@ function frameStats(file, at) {
 }
 
 async function main() {
-  const base = await startDaemon((port) => `[storage]
-path = ${JSON.stringify(join(dir, 'storage'))}
-min_free_percent = 0 # the host's free space is not under test
-
-[http]
-listen = "127.0.0.1:${port}"
-
-[mqtt]
-enabled = false
-
+  const base = await startDaemon((port) => `${configHead(dir, port)}
 [phone]
 encoder = "x264enc"
 bitrate_kbps = 1500

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tus from 'tus-js-client';
-import { createHarness } from './harness.mjs';
+import { createHarness, configHead } from './harness.mjs';
 
 const FRAMES = 90;
 const h = createHarness({ name: 'tus_conformance', tmpPrefix: 'hindsight-tus-' });
@@ -67,16 +67,7 @@ function tusUpload(base, file, opts) {
 }
 
 async function main() {
-  const base = await startDaemon((port) => `[storage]
-path = ${JSON.stringify(join(dir, 'storage'))}
-min_free_percent = 0 # the host's free space is not under test
-
-[http]
-listen = "127.0.0.1:${port}"
-
-[mqtt]
-enabled = false
-
+  const base = await startDaemon((port) => `${configHead(dir, port)}
 [uploads]
 max_bytes = "64MiB"
 
