@@ -172,6 +172,18 @@ function randomSuffix(n = 4) {
 let pageTimers = [];
 let pageCleanups = [];
 let visibilityHooks = [];
+/** Bumped on every route change, also to the same page (a hash change while its first render awaits). */
+let pageGen = 0;
+
+/**
+ * A check that stays true while the render that called it is the one shown. A page's async
+ * continuation tests it before touching the DOM, attaching media or registering timers, so a
+ * render left mid-await cannot leave an orphan live preview (an MJPEG viewer nobody detaches).
+ */
+function stillShown() {
+  const g = pageGen;
+  return () => g === pageGen;
+}
 
 /** Runs `fn` (at once unless `now` is false, then) every `ms` (≥ 2000 ms) while the page is shown and the tab visible. */
 function every(ms, fn, { now = true } = {}) {
@@ -205,6 +217,7 @@ function leavePage() {
   pageTimers = [];
   pageCleanups = [];
   visibilityHooks = [];
+  pageGen += 1;
 }
 
 const PAGES = {
@@ -386,6 +399,7 @@ function cameraCard(cam, hls) {
 const lastCams = new Map();
 
 async function pageLive(view) {
+  const shown = stillShown();
   const hls = useHls();
   const grid = h('div', { class: 'grid', id: 'cameras' });
   const empty = h('p', { class: 'muted center', hidden: true }, 'No cameras configured.');
@@ -395,7 +409,7 @@ async function pageLive(view) {
   onVisibility((hidden) => { for (const c of cards.values()) (hidden ? c.detach : c.attach)(); });
   const refresh = async () => {
     const cams = await api('/api/cameras');
-    if (currentPage !== 'live') return;
+    if (!shown()) return;
     for (const cam of cams) lastCams.set(cam.id, cam);
     const ids = new Set(cams.map((c) => c.id));
     for (const [id, c] of cards) if (!ids.has(id)) { c.detach(); c.card.remove(); cards.delete(id); }
@@ -412,6 +426,7 @@ async function pageLive(view) {
     empty.hidden = cams.length > 0;
   };
   await refresh();
+  if (!shown()) return;
   onServerEvent((type, d) => {
     if (type === 'recording' && cards.has(d.camera)) {
       if (!d.on) recUntil.delete(d.camera);
@@ -588,9 +603,10 @@ async function pageClips(view, params) {
       && (!f.since || dayMs >= Date.parse(dayStart(f.since))) && (!f.until || dayMs <= Date.parse(dayEnd(f.until)));
     if (matches) list.prepend(clipCard(c));
   });
+  const shown = stillShown();
   await load();
   const open = params.get('clip');
-  if (open) {
+  if (open && shown()) {
     const card = list.querySelector(`[data-clip="${CSS.escape(open)}"]`);
     if (card) { card.play(); card.scrollIntoView({ block: 'center' }); }
   }
@@ -940,6 +956,7 @@ function table(headers, rows) {
 }
 
 async function pageStatus(view) {
+  const shown = stillShown();
   const health = h('section', { class: 'card', id: 'status-health' }, h('h2', {}, 'Health'));
   const storage = h('section', { class: 'card', id: 'status-storage' }, h('h2', {}, 'Storage'));
   const cams = h('section', { class: 'card', id: 'status-cameras' }, h('h2', {}, 'Cameras'));
@@ -955,7 +972,7 @@ async function pageStatus(view) {
       apiOptional('/api/clients', null).catch((e) => ({ error: e.message })),
       apiOptional('/api/sessions', null).catch((e) => ({ error: e.message })),
     ]);
-    if (currentPage !== 'status') return;
+    if (!shown()) return;
     fill(health, hl.error ? h('p', { class: 'error' }, hl.error) : kv([
       ['status', h('span', { class: `state ${hl.status === 'ok' ? 'running' : 'failed'}`, id: 'health-status' }, hl.status)],
       ...Object.entries(hl.cameras || {}).map(([id, c]) => [id, `${c.state}${c.last_error ? ` — ${c.last_error}` : ''}`]),
@@ -984,7 +1001,7 @@ async function pageStatus(view) {
         h('span', { class: 'muted' }, (s.user_agent || '').slice(0, 40))])));
   };
   await refresh();
-  every(5000, refresh, { now: false });
+  if (shown()) every(5000, refresh, { now: false });
 }
 
 // ---------------------------------------------------------------- Devices
