@@ -6,8 +6,9 @@
 //! Watchdog rule: a camera counts as healthy when capture and encode both produced a frame
 //! recently, or when it is `failed`/`stopped` (its retry loop is alive and the failure is
 //! reported; restarting the daemon would not bring back an unplugged camera). A camera whose
-//! threads hang — state `running` or `starting` with no progress — stops the pings, and systemd
-//! restarts the service.
+//! threads hang — state `running` with no progress, or `starting` for longer than
+//! [`STARTING_GRACE`] — stops the pings, and systemd restarts the service. The grace matters for
+//! a phone camera: it is `starting` from the moment the phone connects until its first frame.
 
 use crate::camera::registry::Registry;
 use crate::camera::status::CameraState;
@@ -49,11 +50,17 @@ pub fn stopping() {
     send(&[("STOPPING", "1".into()), ("STATUS", "draining".into())]);
 }
 
+/// How long a camera may stay `starting` without frames before it counts as hung. Longer than
+/// the slowest legitimate start (a phone's first MediaRecorder chunk, a browser source's stall
+/// limit after which it reports `failed`), short next to a real hang.
+pub const STARTING_GRACE: Duration = Duration::from_secs(60);
+
 /// Whether every camera is healthy for the watchdog (see the module docs).
 pub fn cameras_healthy(cameras: &[Arc<Camera>], window: Duration) -> bool {
     cameras.iter().all(|c| match c.status.state() {
         CameraState::Failed | CameraState::Stopped => true,
-        CameraState::Running | CameraState::Starting => c.status.progressing(window),
+        CameraState::Running => c.status.progressing(window),
+        CameraState::Starting => c.status.progressing(window) || c.status.starting_within(STARTING_GRACE),
     })
 }
 
@@ -111,7 +118,16 @@ mod tests {
         let cfg = Config::builtin_default();
         let cam = Arc::new(Camera::new(CameraConfig::new("a", SourceConfig::test(64, 64, 10)), &cfg));
         let window = Duration::from_secs(5);
-        // Starting, nothing produced yet: not healthy.
+        // Never started, nothing produced: not healthy.
+        assert!(!cameras_healthy(&[cam.clone()], window));
+        // Just (re)started, no frame yet (a phone that has not sent its first chunk): within
+        // the grace. Starting for longer than the grace without a frame: a hang.
+        cam.status.set_started();
+        assert_eq!(cam.status.state(), CameraState::Starting);
+        assert!(cameras_healthy(&[cam.clone()], window));
+        let now = crate::frame::monotonic_now().as_millis() as u64;
+        let long_ago = now.saturating_sub(STARTING_GRACE.as_millis() as u64 + 1_000).max(1);
+        cam.status.started_ms.store(long_ago, Ordering::Relaxed);
         assert!(!cameras_healthy(&[cam.clone()], window));
         cam.status.frame_captured();
         cam.status.frame_encoded();

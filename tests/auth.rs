@@ -496,3 +496,54 @@ async fn generated_password_is_logged_once_and_kept() {
     assert_eq!(status, StatusCode::OK, "{body}");
     d.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_sent_at_once_share_one_failure_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(auth_config(dir.path())).await;
+    let c = client();
+    // Twelve wrong passwords at the same moment: each attempt is counted before its (slow)
+    // password check, so only MAX_FAILURES of them get a verdict; the rest are refused unchecked.
+    let tries = (0..12).map(|_| login(&c, d.http_addr, "wrong"));
+    let answers = futures_util::future::join_all(tries).await;
+    let count = |s: StatusCode| answers.iter().filter(|(st, _, _)| *st == s).count();
+    assert_eq!(count(StatusCode::UNAUTHORIZED), hindsight::web::auth::MAX_FAILURES, "{answers:?}");
+    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 12 - hindsight::web::auth::MAX_FAILURES);
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_login_a_cross_site_request_is_still_refused() {
+    // Loopback without config: no TLS, no login (development). A page of another site open in
+    // the same browser must still not trigger a clip or push a camera here.
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(config(dir.path(), vec![test_camera("cam0", 320, 240, 10, 1.0)])).await;
+    assert!(!d.https);
+    let c = Client::new();
+    let trigger = format!("http://{}/api/cameras/cam0/trigger", d.http_addr);
+    for bad in [("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")] {
+        let r = c.post(&trigger).header(bad.0, bad.1).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{bad:?}");
+    }
+    assert!(!d.recorders[0].recording(), "a refused cross-site trigger must not record");
+    let push = format!("http://{}/api/cameras/phone9/push", d.http_addr);
+    let r = c
+        .get(&push)
+        .header("origin", "https://evil.example")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(d.registry.get("phone9").is_none(), "a refused push must not create a camera");
+    // The same origin, and tools that send no Origin (curl, Home Assistant), still work.
+    let own = format!("http://{}", d.http_addr);
+    let r = c.post(&trigger).header("origin", own.as_str()).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = c.post(format!("http://{}/api/cameras/cam0/trigger", d.http_addr)).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    d.shutdown().await;
+}

@@ -341,6 +341,34 @@ async fn a_stream_without_init_segment_is_refused() {
     .expect("an oversized message ends the connection within 10 s");
     assert!(!matches!(ended, Some(Ok(Message::Binary(_)))), "{ended:?}");
 
+    // A phone camera without its phone cannot be started from the API (it would only stall);
+    // stopping one whose phone is connected ends that connection too.
+    let (status, body) = post_json(d.http_addr, "/api/cameras/late/start").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("phone connects"), "{body}");
+    let mut door = connect(d.http_addr, "door").await.expect("the door phone again");
+    // The first status message: the connection has taken the camera.
+    let first = tokio::time::timeout(Duration::from_secs(10), door.next()).await.expect("a status message");
+    assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}");
+    let (status, body) = post_json(d.http_addr, "/api/cameras/door/stop").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "stopped", "{body}");
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = door.next().await {
+            if let Message::Text(t) = m {
+                if t.contains("\"error\"") {
+                    return Some(t);
+                }
+            }
+        }
+        None
+    })
+    .await
+    .expect("the stopped camera's phone hears within 10 s");
+    assert!(told.is_some_and(|t| t.contains("stopped")), "the phone is told its camera was stopped");
+    let c = wait_camera(d.http_addr, "door", "door stays stopped", |c| c["state"] == "stopped").await;
+    assert_eq!(c["state"], "stopped");
+
     // Shutdown with a phone connected (that never sent a chunk) ends its socket and finishes.
     let t0 = Instant::now();
     tokio::time::timeout(Duration::from_secs(15), d.shutdown()).await.expect("shutdown finishes");

@@ -227,6 +227,10 @@ async fn tus_protocol_and_h264_remux() {
     assert!(body["error"].as_str().unwrap().contains("uploads.max_bytes"), "{body}");
     let r = t.req(Method::POST, "/api/uploads").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // An empty file can never complete: refused at creation, nothing created.
+    let r = t.req(Method::POST, "/api/uploads").header("Upload-Length", "0").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(!r.headers().contains_key("location"));
 
     // Upload in pieces.
     let loc = t.create(data.len(), "dog.mp4", "anna-phone").await;

@@ -40,8 +40,11 @@ pub enum RegistryError {
         "phones may not create cameras here (phone.enabled = false); declare it with source = {{ kind = \"browser\" }}"
     )]
     Disabled,
-    /// `phone.max_cameras` reached.
-    #[error("phones already created {0} cameras (phone.max_cameras)")]
+    /// `phone.max_cameras` reached and none of them idle long enough to give its place.
+    #[error(
+        "phones already have {0} cameras (phone.max_cameras), all in use or idle for less than {secs} s",
+        secs = PHONE_IDLE_EVICT.as_secs()
+    )]
     Full(usize),
     /// The daemon is shutting down.
     #[error("shutting down")]
@@ -50,9 +53,20 @@ pub enum RegistryError {
 
 struct List {
     entries: Arc<Vec<Entry>>,
-    /// Cameras created by phones at run time.
-    created: usize,
+    /// Cameras created by phones at run time, oldest first.
+    by_phone: Vec<String>,
     closed: bool,
+}
+
+/// A phone camera idle (stopped, no phone, not recording) for this long may give its place to
+/// a new one when `phone.max_cameras` is reached: a typo'd id or a phone that left for good does
+/// not hold a slot until the daemon restarts.
+pub const PHONE_IDLE_EVICT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn evictable(e: &Entry, after: std::time::Duration) -> bool {
+    e.camera.status.state() == super::status::CameraState::Stopped
+        && !e.recorder.recording()
+        && e.camera.feed.as_ref().and_then(|f| f.idle_for()).is_some_and(|d| d >= after)
 }
 
 /// The cameras of a running daemon.
@@ -63,6 +77,8 @@ pub struct Registry {
     /// Turns `true` at [`close`](Self::close): long-lived streams (events) end on it.
     closing: tokio::sync::watch::Sender<bool>,
     config: Config,
+    /// [`PHONE_IDLE_EVICT`] (shorter in tests).
+    evict_after: std::time::Duration,
 }
 
 impl Registry {
@@ -81,11 +97,12 @@ impl Registry {
             })
             .collect();
         Registry {
-            list: RwLock::new(List { entries: Arc::new(entries), created: 0, closed: false }),
+            list: RwLock::new(List { entries: Arc::new(entries), by_phone: Vec::new(), closed: false }),
             store,
             events,
             closing: tokio::sync::watch::channel(false).0,
             config: config.clone(),
+            evict_after: PHONE_IDLE_EVICT,
         }
     }
 
@@ -112,6 +129,11 @@ impl Registry {
     /// The `[phone]` settings.
     pub fn phone(&self) -> &PhoneConfig {
         &self.config.phone
+    }
+
+    /// Whether [`close`](Self::close) was called (the daemon is shutting down).
+    pub fn is_closed(&self) -> bool {
+        self.list.read().unwrap_or_else(|p| p.into_inner()).closed
     }
 
     /// Resolves once the daemon shuts down ([`close`](Self::close)).
@@ -150,8 +172,21 @@ impl Registry {
         if list.entries.iter().any(|e| e.camera.id() == cfg.id) {
             return Err(RegistryError::Exists(cfg.id));
         }
-        if by_phone && list.created >= self.config.phone.max_cameras {
-            return Err(RegistryError::Full(list.created));
+        if by_phone && list.by_phone.len() >= self.config.phone.max_cameras {
+            // Make room by forgetting the phone camera idle the longest (its clips stay).
+            let idle = list
+                .by_phone
+                .iter()
+                .filter_map(|id| list.entries.iter().find(|e| e.camera.id() == id))
+                .filter(|e| evictable(e, self.evict_after))
+                .max_by_key(|e| e.camera.feed.as_ref().and_then(|f| f.idle_for()))
+                .map(|e| e.camera.id().to_string());
+            let Some(old) = idle else {
+                return Err(RegistryError::Full(list.by_phone.len()));
+            };
+            log::info!("camera {old} removed: idle phone camera, making room for {:?} (phone.max_cameras)", cfg.id);
+            list.by_phone.retain(|id| *id != old);
+            list.entries = Arc::new(list.entries.iter().filter(|e| e.camera.id() != old).cloned().collect());
         }
         let camera = Arc::new(Camera::new(cfg, &self.config));
         if camera.is_browser() {
@@ -166,7 +201,7 @@ impl Registry {
         entries.push(entry.clone());
         list.entries = Arc::new(entries);
         if by_phone {
-            list.created += 1;
+            list.by_phone.push(entry.camera.id().to_string());
         }
         log::info!("camera {} added{}", entry.camera.id(), if by_phone { " by a phone" } else { "" });
         Ok(entry)
@@ -210,15 +245,40 @@ mod tests {
         let e = r.add_phone("phone1").expect("first phone camera");
         assert!(e.camera.is_browser());
         assert_eq!(e.camera.status.state(), super::super::status::CameraState::Stopped);
+        // phone1 stopped, but idle for less than PHONE_IDLE_EVICT: it keeps its place.
         assert_eq!(r.add_phone("phone2").err(), Some(RegistryError::Full(1)));
         // Old snapshots are untouched; new ones see the camera.
         assert_eq!(before.len(), 1);
         assert_eq!(r.cameras().len(), 2);
         assert!(r.get("phone1").is_some());
         r.close();
+        assert!(r.is_closed());
         assert_eq!(
             r.add(crate::config::CameraConfig::new("x", SourceConfig::browser())).err(),
             Some(RegistryError::Closed)
         );
+    }
+
+    #[test]
+    fn an_idle_phone_camera_gives_its_place_a_busy_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::builtin_default();
+        cfg.storage.path = dir.path().join("s");
+        cfg.phone.max_cameras = 1;
+        let store = Arc::new(ClipStore::new(Storage::new(&cfg.storage)));
+        let events = tokio::sync::broadcast::channel(4).0;
+        let mut r = Registry::new(Vec::new(), store, events, &cfg);
+        r.evict_after = std::time::Duration::ZERO;
+        let first = r.add_phone("typo").expect("first phone camera");
+        // Its phone is connected: not idle, so no place for another.
+        let feed = first.camera.feed.clone().expect("browser feed");
+        let gen = feed.connect(None, None, 0);
+        assert_eq!(r.add_phone("phone2").err(), Some(RegistryError::Full(1)));
+        // The phone left: the idle camera gives its place (its clips are in storage, not here).
+        assert!(feed.disconnect(gen));
+        r.add_phone("phone2").expect("the idle camera made room");
+        assert!(r.get("typo").is_none());
+        assert!(r.get("phone2").is_some());
+        assert_eq!(r.cameras().len(), 1);
     }
 }

@@ -40,6 +40,8 @@ pub struct CameraStatus {
     pub last_encode_ms: AtomicU64,
     /// Set by the API to request an IDR frame at the next opportunity.
     pub force_keyframe: AtomicBool,
+    /// Monotonic ms of the last `set_started` (0: never), for the start-up grace.
+    pub started_ms: AtomicU64,
     stopped: AtomicBool,
     capture_ok: AtomicBool,
     encode_ok: AtomicBool,
@@ -126,6 +128,7 @@ impl CameraStatus {
 
     /// Mark started (after `start`/`restart`): clears the stage flags, keeps counters.
     pub fn set_started(&self) {
+        self.started_ms.store(now_ms(), Ordering::Relaxed);
         self.stopped.store(false, Ordering::SeqCst);
         self.capture_ok.store(false, Ordering::SeqCst);
         self.encode_ok.store(false, Ordering::SeqCst);
@@ -167,6 +170,13 @@ impl CameraStatus {
         let w = window.as_millis() as u64;
         let fresh = |t: u64| t != 0 && now.saturating_sub(t) <= w;
         fresh(self.last_capture_ms.load(Ordering::Relaxed)) && fresh(self.last_encode_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether the camera was (re)started within `grace`: a source that is still opening (a
+    /// phone that connected but has not sent its first chunk, a slow sensor) is not a hang yet.
+    pub fn starting_within(&self, grace: Duration) -> bool {
+        let t = self.started_ms.load(Ordering::Relaxed);
+        t != 0 && now_ms().saturating_sub(t) <= grace.as_millis() as u64
     }
 }
 

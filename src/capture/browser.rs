@@ -8,9 +8,12 @@
 //! pipeline it is attached to, so a decoder can be rebuilt mid-stream (later chunks alone are not
 //! decodable).
 //!
-//! Bounded: chunks go straight into the appsrc; when more than [`MAX_QUEUED_BYTES`] wait there
-//! (a stalled or missing decoder) new chunks are dropped and counted, so memory never grows with
-//! a slow pipeline. Also tracks the connected client for `GET /api/clients`.
+//! Bounded: chunks go straight into the appsrc. When more than [`MAX_QUEUED_BYTES`] would wait
+//! there (a decoder slower than the phone), the feed does **not** drop that one chunk — the rest
+//! of the container stream would be spliced, which a demuxer cannot follow. It ends the pipeline
+//! instead (EOS: the decoder drains what it has), drops (and counts) chunks until the capture
+//! loop has built a new one, and that one starts again from the init segment. Memory never grows
+//! with a slow pipeline. Also tracks the connected client for `GET /api/clients`.
 
 use super::gst::{GstSource, Guard};
 use super::CaptureError;
@@ -127,6 +130,8 @@ pub struct BrowserFeed {
     dropped: AtomicU64,
     /// Serialises connect/disconnect (camera start/stop) of successive connections.
     pub control: tokio::sync::Mutex<()>,
+    /// When the feed was made (idle time of a camera no phone ever connected to).
+    created: std::time::Instant,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -144,6 +149,18 @@ impl BrowserFeed {
             bytes: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             control: tokio::sync::Mutex::new(()),
+            created: std::time::Instant::now(),
+        }
+    }
+
+    /// How long no phone has been connected: `None` while one is, else the time since the last
+    /// one left (or since the feed was made, if none ever came).
+    pub fn idle_for(&self) -> Option<std::time::Duration> {
+        let inner = self.lock();
+        match &inner.client {
+            Some(c) if c.connected => None,
+            Some(c) => Some(c.last_seen_at.elapsed().unwrap_or_default()),
+            None => Some(self.created.elapsed()),
         }
     }
 
@@ -184,15 +201,23 @@ impl BrowserFeed {
         if *self.generation.borrow() != gen {
             return false;
         }
-        if let Some(c) = self.lock().client.as_mut() {
+        let mut inner = self.lock();
+        // The init segment belongs to this connection's stream (up to MAX_MESSAGE bytes).
+        inner.init = None;
+        if let Some(c) = inner.client.as_mut() {
             c.connected = false;
             c.last_seen_at = SystemTime::now();
         }
         true
     }
 
-    /// Tell the current handler to end (daemon shutdown).
+    /// Tell the current handler to end (daemon shutdown, camera stopped from the API); the
+    /// client counts as gone from now.
     pub fn kick(&self) {
+        if let Some(c) = self.lock().client.as_mut().filter(|c| c.connected) {
+            c.connected = false;
+            c.last_seen_at = SystemTime::now();
+        }
         self.generation.send_modify(|v| *v += 1);
     }
 
@@ -206,12 +231,15 @@ impl BrowserFeed {
         *self.generation.borrow()
     }
 
-    /// A chunk from the browser: the first of a connection must carry the init segment (kept);
-    /// every chunk goes into the attached pipeline, or is dropped (counted) when the pipeline
-    /// is behind by more than [`MAX_QUEUED_BYTES`]. Never blocks.
+    /// A chunk from the browser: the first of a connection must carry the init segment (kept,
+    /// and replayed into every new pipeline). Every chunk goes into the attached pipeline; when
+    /// the pipeline is behind by more than [`MAX_QUEUED_BYTES`] it is ended instead of spliced
+    /// (see the module docs), and chunks are dropped (counted) until a new one is attached.
+    /// Never blocks.
     pub fn push(&self, chunk: Bytes) -> Result<(), FeedError> {
         let mut inner = self.lock();
-        if inner.init.is_none() {
+        let first = inner.init.is_none();
+        if first {
             let c = Container::sniff(&chunk).ok_or(FeedError::NoInitSegment)?;
             inner.container = Some(c);
             inner.init = Some(chunk.clone());
@@ -221,14 +249,27 @@ impl BrowserFeed {
         if let Some(c) = inner.client.as_mut() {
             c.last_seen_at = SystemTime::now();
         }
-        if let Some(src) = &inner.appsrc {
-            if src.current_level_bytes() + chunk.len() as u64 > MAX_QUEUED_BYTES {
+        let Some(src) = &inner.appsrc else {
+            // Between pipelines (start, restart, back-off): the next one gets the init segment
+            // and resynchronises on a later chunk. The init chunk itself is not lost.
+            if !first {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-            } else {
-                // A flushing or stopped appsrc refuses: the pipeline is going away anyway.
-                let _ = src.push_buffer(gst::Buffer::from_slice(chunk));
             }
+            return Ok(());
+        };
+        if src.current_level_bytes() + chunk.len() as u64 > MAX_QUEUED_BYTES {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "camera {}: the decoder is {} bytes behind the phone; restarting it from the init segment",
+                self.camera,
+                src.current_level_bytes()
+            );
+            let _ = src.end_of_stream();
+            inner.appsrc = None;
+            return Ok(());
         }
+        // A flushing or stopped appsrc refuses: the pipeline is going away anyway.
+        let _ = src.push_buffer(gst::Buffer::from_slice(chunk));
         Ok(())
     }
 

@@ -10,7 +10,7 @@ mod bytesize;
 mod validate;
 
 pub use bytesize::ByteSize;
-pub use validate::{valid_camera_id, validate};
+pub use validate::{valid_camera_id, validate, UPLOAD_CAMERA};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -4,10 +4,15 @@ use super::{CameraConfig, Config, ConfigError, HttpConfig, SourceKind, Switch};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-/// Whether `id` is a valid camera id: `[a-z0-9_-]{1,32}`.
+/// The camera name uploaded videos are filed under (`clips/upload/…`, `?camera=upload`); no
+/// real camera may take it.
+pub const UPLOAD_CAMERA: &str = "upload";
+
+/// Whether `id` is a valid camera id: `[a-z0-9_-]{1,32}`, and not [`UPLOAD_CAMERA`].
 pub fn valid_camera_id(id: &str) -> bool {
     (1..=32).contains(&id.len())
         && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && id != UPLOAD_CAMERA
 }
 
 /// Whether `name` looks like a GStreamer element factory name.
@@ -107,7 +112,7 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     for (i, cam) in config.cameras.iter().enumerate() {
         let k = |rest: &str| format!("camera[{i}].{rest}");
         if !valid_camera_id(&cam.id) {
-            err(k("id"), format!("{:?} must match [a-z0-9_-]{{1,32}}", cam.id));
+            err(k("id"), format!("{:?} must match [a-z0-9_-]{{1,32}} and not be {UPLOAD_CAMERA:?} (uploads)", cam.id));
         } else if !seen.insert(cam.id.clone()) {
             err(k("id"), format!("{:?} is used by another camera", cam.id));
         }
@@ -284,5 +289,6 @@ mod tests {
         assert!(!valid_camera_id(""));
         assert!(!valid_camera_id(&"a".repeat(33)));
         assert!(!valid_camera_id("../x"));
+        assert!(!valid_camera_id(UPLOAD_CAMERA));
     }
 }

@@ -195,6 +195,9 @@ pub struct Uploads {
     entries: Mutex<HashMap<String, Entry>>,
     /// The expiry sweep is running (guarded by `entries`' lock for start/stop decisions).
     sweeping: std::sync::atomic::AtomicBool,
+    /// Held while one upload is remuxed or transcoded: finalizing runs one at a time, so ten
+    /// finished uploads do not start ten encoders next to the cameras'.
+    finalizing: Mutex<()>,
 }
 
 impl Uploads {
@@ -210,6 +213,7 @@ impl Uploads {
             dir,
             entries: Mutex::new(HashMap::new()),
             sweeping: std::sync::atomic::AtomicBool::new(false),
+            finalizing: Mutex::new(()),
         });
         let (waiting, complete) = me.restore();
         for id in &complete {
@@ -368,7 +372,8 @@ impl Uploads {
     fn check_space(&self, length: u64) -> Result<(), UploadError> {
         let storage: &Storage = &self.store.storage;
         let index = self.store.index()?;
-        storage.make_room(&index, length, now_ms())?;
+        // The upload and its remuxed copy, both.
+        storage.make_room(&index, length.saturating_mul(2), now_ms())?;
         if let Some(fs) = storage.fs_stats() {
             let reserve = (fs.total_bytes as u128 * storage.config().min_free_percent as u128 / 100) as u64;
             let needed = length.saturating_mul(2).saturating_add(reserve);
@@ -414,17 +419,27 @@ impl Uploads {
         Ok((self.file(id), e.status.length - e.status.offset))
     }
 
-    /// End a PATCH: the upload now holds `offset` bytes. Returns whether it still exists (it may
-    /// have been terminated meanwhile), whether the type check is due, and whether it is complete.
+    /// End a PATCH's write: the upload now holds `offset` bytes. Returns whether it still
+    /// exists (it may have been terminated meanwhile), whether the type check is due, and whether
+    /// it is complete. While either follow-up is due the upload stays busy (no other PATCH can
+    /// start, a second "complete" cannot finalize it twice) until [`settled`](Self::settled).
     pub fn end_patch(&self, id: &str, offset: u64) -> Option<(bool, bool)> {
         let mut g = self.lock();
         let e = g.get_mut(id)?;
-        e.busy = false;
         e.status.offset = offset;
         e.last_ms = now_ms();
         let complete = offset == e.status.length;
         let typefind_due = !e.typefound && (offset >= TYPEFIND_BYTES || complete);
+        e.busy = typefind_due || complete;
         Some((typefind_due, complete))
+    }
+
+    /// The follow-up of [`end_patch`](Self::end_patch) is done: the upload takes PATCHes again
+    /// (if it still accepts bytes).
+    pub fn settled(&self, id: &str) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.busy = false;
+        }
     }
 
     /// The type check passed.
@@ -456,13 +471,21 @@ impl Uploads {
     pub fn finish(self: &Arc<Self>, id: &str) {
         {
             let mut g = self.lock();
+            // Only once: from Uploading, with every byte.
             let Some(e) = g.get_mut(id) else { return };
+            if e.status.state != UploadState::Uploading || e.status.offset != e.status.length {
+                return;
+            }
             e.status.state = UploadState::Processing;
+            e.busy = false;
         }
         let me = self.clone();
         let id2 = id.to_string();
         let spawned = std::thread::Builder::new().name(format!("upload-{}", &id[..8])).spawn(move || {
-            let result = me.make_clip(&id2);
+            let result = {
+                let _one_at_a_time = me.finalizing.lock().unwrap_or_else(|p| p.into_inner());
+                me.make_clip(&id2)
+            };
             me.finished(&id2, result);
         });
         if let Err(e) = spawned {
@@ -533,7 +556,7 @@ impl Uploads {
         std::fs::write(tmp_jpg, jpeg).map_err(|e| format!("poster: {e}"))?;
         let now = now_ms();
         let clip_id = new_clip_id(now);
-        let rel = Storage::clip_rel_path("upload", &clip_id, now);
+        let rel = Storage::clip_rel_path(crate::config::UPLOAD_CAMERA, &clip_id, now);
         let storage = &self.store.storage;
         let dest = storage.abs(&rel).ok_or("clip path outside storage")?;
         let dest_dir = dest.parent().ok_or("clip path has no directory")?.to_path_buf();
@@ -545,7 +568,7 @@ impl Uploads {
         std::fs::File::open(&dest_dir).and_then(|d| d.sync_all()).map_err(|e| format!("fsync dir: {e}"))?;
         let meta = ClipMeta {
             id: clip_id.clone(),
-            camera: "upload".into(),
+            camera: crate::config::UPLOAD_CAMERA.into(),
             label: Some(filename.to_string()),
             trigger_id: None,
             trigger_ids: Vec::new(),

@@ -190,11 +190,30 @@ pub fn list_tokens(state_dir: &Path) -> Result<Vec<TokenEntry>, AuthError> {
     Ok(read_json(&tokens_path(state_dir))?.unwrap_or_default())
 }
 
+/// Run a read-modify-write of tokens.json holding an exclusive lock (`tokens.lock`), so the
+/// daemon and the `token` CLI never interleave and lose each other's change.
+fn tokens_locked<R>(state_dir: &Path, f: impl FnOnce() -> Result<R, AuthError>) -> Result<R, AuthError> {
+    std::fs::create_dir_all(state_dir).map_err(|e| state_err(state_dir, format!("cannot create: {e}")))?;
+    let path = state_dir.join("tokens.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| state_err(&path, format!("cannot open: {e}")))?;
+    lock.lock().map_err(|e| state_err(&path, format!("cannot lock: {e}")))?;
+    f()
+}
+
 /// Create token `name`; returns the token (the only time it is visible).
 pub fn create_token(state_dir: &Path, name: &str) -> Result<String, AuthError> {
     if !valid_token_name(name) {
         return Err(AuthError::Token(format!("token name {name:?} must match [A-Za-z0-9_.-]{{1,64}}")));
     }
+    tokens_locked(state_dir, || create_token_unlocked(state_dir, name))
+}
+
+fn create_token_unlocked(state_dir: &Path, name: &str) -> Result<String, AuthError> {
     let mut tokens = list_tokens(state_dir)?;
     if tokens.iter().any(|t| t.name == name) {
         return Err(AuthError::TokenExists(name.into()));
@@ -207,13 +226,15 @@ pub fn create_token(state_dir: &Path, name: &str) -> Result<String, AuthError> {
 
 /// Revoke token `name`.
 pub fn revoke_token(state_dir: &Path, name: &str) -> Result<(), AuthError> {
-    let mut tokens = list_tokens(state_dir)?;
-    let before = tokens.len();
-    tokens.retain(|t| t.name != name);
-    if tokens.len() == before {
-        return Err(AuthError::Token(format!("no token named {name:?}")));
-    }
-    write_json(&tokens_path(state_dir), &tokens)
+    tokens_locked(state_dir, || {
+        let mut tokens = list_tokens(state_dir)?;
+        let before = tokens.len();
+        tokens.retain(|t| t.name != name);
+        if tokens.len() == before {
+            return Err(AuthError::Token(format!("no token named {name:?}")));
+        }
+        write_json(&tokens_path(state_dir), &tokens)
+    })
 }
 
 /// The daemon's view of tokens.json, re-read when the file changes.
@@ -226,6 +247,18 @@ struct TokenCache {
 
 // ---------------------------------------------------------------------------------------------
 // Rate limiting
+
+/// The rate limiter's key for `ip`: the address, or its /64 for IPv6 (one home network's
+/// prefix; a client can pick any address within it).
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+        v4 => v4,
+    }
+}
 
 /// Login failures per address in a sliding window, with a bounded number of addresses.
 pub struct RateLimiter {
@@ -410,6 +443,8 @@ pub struct Auth {
     state_dir: PathBuf,
     sessions: Mutex<HashMap<String, Session>>,
     limiter: Mutex<RateLimiter>,
+    /// Password hashes computed at once (login).
+    hashing: tokio::sync::Semaphore,
     tokens: Mutex<TokenCache>,
     /// Serialises sessions.json writes.
     write_lock: Mutex<()>,
@@ -454,6 +489,7 @@ impl Auth {
             state_dir,
             sessions: Mutex::new(HashMap::new()),
             limiter: Mutex::new(RateLimiter::new(MAX_FAILURES, FAIL_WINDOW, LIMITER_CAPACITY)),
+            hashing: tokio::sync::Semaphore::new(2),
             tokens: Mutex::new(TokenCache::default()),
             write_lock: Mutex::new(()),
         };
@@ -585,8 +621,18 @@ impl Auth {
         authority: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<(), Denied> {
-        if !self.enabled || EXEMPT.contains(&path) {
+        if EXEMPT.contains(&path) {
             return Ok(());
+        }
+        let scheme = if self.tls { "https" } else { "http" };
+        if !self.enabled {
+            // No login (loopback development), but a page of another site still may not make
+            // the browser trigger, delete or push a camera here (no cookie protects it).
+            return if needs_same_origin(&method, headers) && !same_origin(headers, scheme, authority) {
+                Err(Denied::CrossSite)
+            } else {
+                Ok(())
+            };
         }
         // `/metrics` is for scrapers: 401 like the API, never a redirect to the login page.
         let api = path.starts_with("/api/") || path == "/api" || path == "/metrics";
@@ -605,7 +651,6 @@ impl Auth {
         match self.identify(headers).await {
             Ok(Some(Identity::Token(_))) => Ok(()),
             Ok(Some(Identity::Session(..))) => {
-                let scheme = if self.tls { "https" } else { "http" };
                 if needs_same_origin(&method, headers) && !same_origin(headers, scheme, authority) {
                     Err(Denied::CrossSite)
                 } else {
@@ -719,13 +764,21 @@ async fn login(
         return Ok(json_with(StatusCode::OK, &serde_json::json!({"user": null, "auth": false})));
     }
     let ip = remote.map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let key = limit_key(ip);
     let now = Instant::now();
-    let limited = auth.limiter.lock().unwrap_or_else(|e| e.into_inner()).check(ip, now);
+    let LoginBody { username, password } = body?;
+    // The attempt counts as a failure from the start (cleared on success): logins sent all at
+    // once cannot each pass the check before any failure is recorded.
+    let limited = {
+        let mut l = auth.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        l.check(key, now).map(|()| l.fail(key, now))
+    };
     if let Err(wait) = limited {
         return Err(ApiError::TooManyRequests(wait.as_secs().max(1)));
     }
+    // PBKDF2 costs ~100 ms of a Pi core: at most two at once, whatever arrives.
+    let _permit = auth.hashing.acquire().await.map_err(|e| ApiError::Internal(format!("login check: {e}")))?;
     let a2 = auth.clone();
-    let LoginBody { username, password } = body?;
     let ok = tokio::task::spawn_blocking(move || {
         // Both checks always run: the answer's timing does not tell which one failed.
         let pass = verify_password(&a2.password_hash, &password);
@@ -734,11 +787,10 @@ async fn login(
     .await
     .map_err(|e| ApiError::Internal(format!("login check failed: {e}")))?;
     if !ok {
-        auth.limiter.lock().unwrap_or_else(|e| e.into_inner()).fail(ip, now);
         log::info!("failed login from {ip}");
         return Err(ApiError::Unauthorized("wrong user name or password".into()));
     }
-    auth.limiter.lock().unwrap_or_else(|e| e.into_inner()).clear(ip);
+    auth.limiter.lock().unwrap_or_else(|e| e.into_inner()).clear(key);
     let value = hex(&random_bytes::<32>().map_err(|e| ApiError::Internal(e.to_string()))?);
     let now_s = now_s();
     let session = Session {
@@ -844,10 +896,16 @@ fn done(r: Result<warp::reply::Response, ApiError>) -> warp::reply::Response {
 
 /// A small JSON body, parsed here so a bad one answers 400 on this route.
 fn json_body<T: for<'de> Deserialize<'de> + Send>(
-) -> impl Filter<Extract = (Result<T, ApiError>,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(16 * 1024).and(warp::body::bytes()).map(|b: bytes::Bytes| {
-        serde_json::from_slice::<T>(&b).map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))
-    })
+) -> impl Filter<Extract = (Result<T, ApiError>,), Error = std::convert::Infallible> + Clone {
+    // Never rejects: a missing or too large body is this route's 400, not another route's 404.
+    warp::body::content_length_limit(16 * 1024)
+        .and(warp::body::bytes())
+        .map(|b: bytes::Bytes| {
+            serde_json::from_slice::<T>(&b).map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))
+        })
+        .or(warp::any()
+            .map(|| Err(ApiError::BadRequest("send a JSON body of at most 16 KiB, with a Content-Length".into()))))
+        .unify()
 }
 
 async fn tokens_list(auth: Arc<Auth>) -> Result<warp::reply::Response, ApiError> {
@@ -983,6 +1041,18 @@ mod tests {
             h.append(*k, HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn rate_limit_key_is_the_ipv6_prefix() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::7".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limit_key(a), limit_key(b));
+        assert_ne!(limit_key(a), limit_key(other));
+        let v4: IpAddr = "192.168.1.20".parse().unwrap();
+        assert_eq!(limit_key(v4), v4);
+        assert_eq!(limit_key("::ffff:192.168.1.20".parse().unwrap()), v4);
     }
 
     #[test]

@@ -286,6 +286,26 @@ enum Control {
 
 async fn control(state: Arc<AppState>, id: String, verb: Control) -> Result<warp::reply::Response, Rejection> {
     let cam = state.camera(&id)?;
+    // A phone camera runs while its phone is connected: starting one without a phone would only
+    // stall; stopping one ends the phone's connection too. Serialised with the connection's own
+    // start/stop.
+    let _control = match &cam.feed {
+        Some(feed) => {
+            let guard = feed.control.lock().await;
+            match verb {
+                Control::Start | Control::Restart if feed.idle_for().is_some() => {
+                    return Err(ApiError::Conflict(format!(
+                        "camera {id} is a phone camera: it starts when a phone connects to /api/cameras/{id}/push"
+                    ))
+                    .into())
+                }
+                Control::Stop => feed.kick(),
+                _ => {}
+            }
+            Some(guard)
+        }
+        None => None,
+    };
     let cam2 = cam.clone();
     let res = tokio::task::spawn_blocking(move || match verb {
         Control::Start => cam2.start(),

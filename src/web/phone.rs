@@ -13,7 +13,7 @@
 //! feed, which drops (and counts) what a lagging decoder cannot take; nothing queues per client.
 
 use super::{ApiError, AppState};
-use crate::camera::registry::{Entry, RegistryError};
+use crate::camera::registry::{Entry, Registry, RegistryError};
 use crate::camera::Camera;
 use crate::capture::browser::BrowserFeed;
 use crate::config::valid_camera_id;
@@ -27,15 +27,26 @@ use std::time::Duration;
 use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Rejection, Reply};
 
-/// Largest chunk accepted (MediaRecorder chunks at 250 ms are ~100–300 KB).
-pub const MAX_MESSAGE: usize = 8 << 20;
+/// Largest chunk accepted (MediaRecorder chunks at 250 ms are ~100–300 KB): no more than the
+/// feed lets wait for the decoder, so one chunk always fits.
+pub const MAX_MESSAGE: usize = crate::capture::browser::MAX_QUEUED_BYTES as usize;
 /// How often the server tells the phone how it is doing.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// A phone that sent nothing for this long is gone (dropped off Wi-Fi without closing).
+const SILENT_FOR: Duration = Duration::from_secs(30);
+/// A status message the phone does not take within this long: the connection is dead.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Find the browser camera `id` or create it for a phone.
 fn camera_for(state: &AppState, id: &str) -> Result<Entry, ApiError> {
     if !valid_camera_id(id) {
-        return Err(ApiError::BadRequest(format!("camera id {id:?} must match [a-z0-9_-]{{1,32}}")));
+        return Err(ApiError::BadRequest(format!(
+            "camera id {id:?} must match [a-z0-9_-]{{1,32}} and not be {:?}",
+            crate::config::UPLOAD_CAMERA
+        )));
+    }
+    if state.registry.is_closed() {
+        return Err(ApiError::Unavailable("shutting down".into()));
     }
     let not_browser =
         || ApiError::Conflict(format!("camera {id:?} exists and is not a browser camera (source.kind = \"browser\")"));
@@ -66,7 +77,7 @@ async fn push(
     Ok(ws
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |sock| session(sock, entry.camera, address, user_agent))
+        .on_upgrade(move |sock| session(sock, entry.camera, address, user_agent, state.registry.clone()))
         .into_response())
 }
 
@@ -81,12 +92,23 @@ fn error_json(msg: &str) -> String {
 }
 
 /// One phone's connection, from upgrade to close.
-async fn session(sock: WebSocket, cam: Arc<Camera>, address: Option<String>, user_agent: Option<String>) {
+async fn session(
+    sock: WebSocket,
+    cam: Arc<Camera>,
+    address: Option<String>,
+    user_agent: Option<String>,
+    registry: Arc<Registry>,
+) {
     let Some(feed) = cam.feed.clone() else { return };
     let (mut tx, mut rx) = sock.split();
     let id = cam.id().to_string();
-    let gen = {
+    let (gen, mut replaced) = {
         let _control = feed.control.lock().await;
+        // Subscribed before connecting: a takeover or shutdown kick after this point is seen.
+        let replaced = feed.subscribe();
+        if registry.is_closed() {
+            return;
+        }
         let gen = feed.connect(address.clone(), user_agent, cam.status.frames_captured.load(Ordering::Relaxed));
         // A fresh pipeline for the new stream (a replaced connection's decoder has another
         // stream's state).
@@ -104,10 +126,10 @@ async fn session(sock: WebSocket, cam: Arc<Camera>, address: Option<String>, use
             feed.disconnect(gen);
             return;
         }
-        gen
+        (gen, replaced)
     };
     log::info!("camera {id}: phone connected from {}", address.as_deref().unwrap_or("?"));
-    let mut replaced = feed.subscribe();
+    let mut last_message = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(STATUS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let problem: Option<String> = loop {
@@ -119,6 +141,7 @@ async fn session(sock: WebSocket, cam: Arc<Camera>, address: Option<String>, use
                     break Some(format!("websocket: {e}"));
                 }
                 Some(Ok(m)) if m.is_binary() => {
+                    last_message = tokio::time::Instant::now();
                     let data = Bytes::from(m.into_bytes());
                     if data.len() > MAX_MESSAGE {
                         break Some(format!("chunk of {} bytes is over the {MAX_MESSAGE} byte limit", data.len()));
@@ -132,23 +155,31 @@ async fn session(sock: WebSocket, cam: Arc<Camera>, address: Option<String>, use
                 Some(Ok(_)) => {}
             },
             _ = tick.tick() => {
-                if tx.send(Message::text(status_json(&cam, &feed))).await.is_err() {
-                    break None;
+                if last_message.elapsed() >= SILENT_FOR {
+                    break Some(format!("no video from the phone for {} s", SILENT_FOR.as_secs()));
+                }
+                match tokio::time::timeout(SEND_TIMEOUT, tx.send(Message::text(status_json(&cam, &feed)))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => break Some("the phone stopped reading (send timed out)".into()),
                 }
             }
             changed = replaced.changed() => {
                 if changed.is_err() || *replaced.borrow() != gen {
-                    break Some("another connection took over this camera (or the server is stopping)".into());
+                    break Some("connection ended: another phone took over this camera, it was stopped, or the server is stopping".into());
                 }
             }
         }
     };
     if let Some(p) = &problem {
         log::info!("camera {id}: closing phone connection: {p}");
-        let _ = tx.send(Message::text(error_json(p))).await;
-        let _ = tx.send(Message::close_with(1008u16, "error")).await;
+        let bye = async {
+            let _ = tx.send(Message::text(error_json(p))).await;
+            let _ = tx.send(Message::close_with(1008u16, "error")).await;
+        };
+        let _ = tokio::time::timeout(SEND_TIMEOUT, bye).await;
     }
-    let _ = tx.close().await;
+    let _ = tokio::time::timeout(SEND_TIMEOUT, tx.close()).await;
     let _control = feed.control.lock().await;
     if feed.disconnect(gen) {
         log::info!("camera {id}: phone disconnected; stopping the camera");

@@ -4,8 +4,17 @@
 //! [`Peer`] extension, which [`peer`] reads — `warp::addr::remote()` does not work here.
 //!
 //! A failed or slow handshake (10 s) is logged at debug and dropped; it never stops the accept
-//! loop. On shutdown the listener closes, open connections are asked to finish (keep-alive ends
-//! after the current response) and are awaited for at most [`DRAIN`].
+//! loop. Bounded: at most [`MAX_CONNECTIONS`] at once (further ones wait in the kernel's
+//! backlog), and a connection with no request in flight for [`IDLE_TIMEOUT`] is closed (a
+//! socket that never sends a whole request, an idle keep-alive), so idle sockets cannot use up
+//! the file descriptors that clip writing needs. (hyper 0.14's own header timeout needs its
+//! `runtime` feature, which warp does not enable.)
+//!
+//! On shutdown the listener closes and open connections are asked to finish (keep-alive ends
+//! after the current response). A connection with no request in flight — counted from the
+//! request's arrival to the end of its response body — closes at once: hyper 0.14's graceful
+//! shutdown would otherwise wait for the first request on a connection that never sent one (a
+//! browser's spare socket). The rest are awaited for at most [`DRAIN`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,6 +31,11 @@ use warp::{Filter, Reply};
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish after shutdown.
 pub const DRAIN: Duration = Duration::from_secs(10);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a connection may go without a request in flight (sending headers, or idle between
+/// requests) before it is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The peer address of the connection a request came on (a request extension).
 #[derive(Debug, Clone, Copy)]
@@ -55,8 +69,16 @@ where
         let (kill_tx, kill_rx) = tokio::sync::watch::channel(false);
         // Every connection task holds a clone; when all are dropped, `recv` answers None.
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         tokio::pin!(shutdown);
         loop {
+            let slot = tokio::select! {
+                _ = &mut shutdown => break,
+                s = slots.clone().acquire_owned() => match s {
+                    Ok(s) => s,
+                    Err(_) => break,
+                },
+            };
             let (stream, remote) = tokio::select! {
                 _ = &mut shutdown => break,
                 r = listener.accept() => match r {
@@ -84,6 +106,7 @@ where
                     },
                     None => connection(stream, remote, filter, stop, kill).await,
                 }
+                drop(slot);
                 drop(done);
             });
         }
@@ -113,13 +136,29 @@ async fn connection<I, F>(
     F::Extract: Reply,
 {
     let svc = warp::service(filter);
+    // (requests in flight until their response body ends, requests ever started) on this connection.
+    let (busy_tx, mut busy) = tokio::sync::watch::channel((0usize, 0u64));
+    let busy_tx = Arc::new(busy_tx);
     let svc = warp::hyper::service::service_fn(move |mut req: warp::hyper::Request<warp::hyper::Body>| {
         req.extensions_mut().insert(Peer(remote));
+        let guard = InFlight::new(busy_tx.clone());
         let mut s = svc.clone();
-        s.call(req)
+        let fut = s.call(req);
+        async move { fut.await.map(|r| r.map(|body| Counted { body, _guard: guard })) }
     });
     let conn = Http::new().serve_connection(io, svc).with_upgrades();
     tokio::pin!(conn);
+    let mut watch_idle = busy.clone();
+    let idle = async move {
+        loop {
+            let Ok(v) = watch_idle.wait_for(|v| v.0 == 0).await.map(|v| *v) else { return };
+            // Idle since now: a request starting (even one that ends at once) resets the clock.
+            if tokio::time::timeout(IDLE_TIMEOUT, watch_idle.wait_for(|n| n.1 != v.1)).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::pin!(idle);
     let mut stopping = false;
     loop {
         tokio::select! {
@@ -135,8 +174,66 @@ async fn connection<I, F>(
                     conn.as_mut().graceful_shutdown();
                 }
             }
+            // Stopping and nothing in flight: nothing to finish.
+            _ = busy.wait_for(|n| n.0 == 0), if stopping => return,
+            _ = &mut idle => {
+                log::debug!("HTTP connection from {remote}: idle for {IDLE_TIMEOUT:?}; closing");
+                return;
+            }
             _ = kill.changed() => return,
         }
+    }
+}
+
+/// Counts one request in flight for as long as it lives (moved into the response body).
+struct InFlight(Arc<tokio::sync::watch::Sender<(usize, u64)>>);
+
+impl InFlight {
+    fn new(tx: Arc<tokio::sync::watch::Sender<(usize, u64)>>) -> Self {
+        tx.send_modify(|n| {
+            n.0 += 1;
+            n.1 += 1;
+        });
+        InFlight(tx)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| n.0 = n.0.saturating_sub(1));
+    }
+}
+
+/// A response body that keeps its request counted in flight until it ends or is dropped.
+struct Counted {
+    body: warp::hyper::Body,
+    _guard: InFlight,
+}
+
+impl warp::hyper::body::HttpBody for Counted {
+    type Data = warp::hyper::body::Bytes;
+    type Error = warp::hyper::Error;
+
+    fn poll_data(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Self::Data, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_data(cx)
+    }
+
+    fn poll_trailers(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Option<warp::http::HeaderMap>, Self::Error>> {
+        std::pin::Pin::new(&mut self.body).poll_trailers(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> warp::hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

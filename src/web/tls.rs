@@ -103,16 +103,28 @@ pub fn subject_alt_names() -> Vec<String> {
     names
 }
 
-/// Write `data` to `path` atomically (temporary file + rename) with `mode`.
+/// Write `data` to `path` atomically with `mode`: a temporary file of this process (two
+/// writers — the daemon and the `token` CLI — never share one), fsync, rename, fsync of the
+/// directory (so the rename survives a power cut).
 pub fn write_private(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    written?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Generate a self-signed certificate for [`subject_alt_names`] into `dir`.
@@ -121,8 +133,11 @@ fn generate(dir: &Path) -> Result<(), TlsError> {
     let mut params = rcgen::CertificateParams::new(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     params.distinguished_name.push(rcgen::DnType::CommonName, "hindsight");
     params.distinguished_name.push(rcgen::DnType::OrganizationName, "hindsight camera appliance");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     // Browsers (Apple's in particular) refuse server certificates valid for more than 825 days.
-    let today = jiff::Zoned::now().date();
+    // A board without a real-time clock may start before NTP with a date decades ago: never
+    // date the certificate before EARLIEST, or it would be expired once the clock is right.
+    let today = jiff::Zoned::now().date().max(EARLIEST);
     let start = today.checked_sub(jiff::Span::new().days(1)).unwrap_or(today);
     let end = today.checked_add(jiff::Span::new().days(825)).unwrap_or(today);
     params.not_before = rcgen::date_time_ymd(start.year().into(), start.month() as u8, start.day() as u8);
@@ -136,7 +151,30 @@ fn generate(dir: &Path) -> Result<(), TlsError> {
     let cert_path = dir.join("cert.pem");
     write_private(&cert_path, cert.pem().as_bytes(), 0o644)
         .map_err(|e| file_err("http.state_dir", &cert_path, format!("cannot write: {e}")))?;
+    let until_path = dir.join(UNTIL_FILE);
+    write_private(&until_path, end.to_string().as_bytes(), 0o644)
+        .map_err(|e| file_err("http.state_dir", &until_path, format!("cannot write: {e}")))?;
     Ok(())
+}
+
+/// No generated certificate is dated before this (see [`generate`]).
+const EARLIEST: jiff::civil::Date = jiff::civil::date(2026, 1, 1);
+/// Beside the generated certificate: its last valid day, `YYYY-MM-DD`.
+const UNTIL_FILE: &str = "valid-until";
+/// A generated certificate this close to its end is replaced at start.
+const RENEW_DAYS: i64 = 30;
+
+/// Whether the generated certificate in `dir` is within [`RENEW_DAYS`] of its end (or past it),
+/// judged by the date written beside it. A clock set to the past (no RTC, before NTP) never
+/// makes it look expired, so it is not replaced by one dated in the past.
+fn generated_expiring(dir: &Path) -> bool {
+    let Some(until) =
+        std::fs::read_to_string(dir.join(UNTIL_FILE)).ok().and_then(|s| s.trim().parse::<jiff::civil::Date>().ok())
+    else {
+        return false;
+    };
+    let renew_from = until.checked_sub(jiff::Span::new().days(RENEW_DAYS)).unwrap_or(until);
+    jiff::Zoned::now().date() >= renew_from
 }
 
 /// The paths of the generated certificate and key under `state_dir`.
@@ -157,6 +195,9 @@ pub fn load(http: &HttpConfig, state_dir: &Path) -> Result<Tls, TlsError> {
             if !cert_path.exists() || !key_path.exists() {
                 generate(&state_dir.join("tls"))?;
                 source = format!("self-signed, generated now in {}", cert_path.display());
+            } else if generated_expiring(&state_dir.join("tls")) {
+                generate(&state_dir.join("tls"))?;
+                source = format!("self-signed, renewed now (the old one was expiring) in {}", cert_path.display());
             }
             (read_certs("http.state_dir", &cert_path)?, read_key("http.state_dir", &key_path)?, source)
         }
@@ -188,6 +229,25 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("tls/key.pem")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn an_expiring_generated_certificate_is_renewed() {
+        let dir = tempfile::tempdir().unwrap();
+        let http = HttpConfig::default();
+        let a = load(&http, dir.path()).unwrap();
+        let until = std::fs::read_to_string(dir.path().join("tls").join(UNTIL_FILE)).unwrap();
+        let until: jiff::civil::Date = until.trim().parse().unwrap();
+        assert!(until > jiff::Zoned::now().date().checked_add(jiff::Span::new().days(800)).unwrap());
+        // Its end comes within RENEW_DAYS: the next start makes a new one.
+        let soon = jiff::Zoned::now().date().checked_add(jiff::Span::new().days(RENEW_DAYS - 1)).unwrap();
+        std::fs::write(dir.path().join("tls").join(UNTIL_FILE), soon.to_string()).unwrap();
+        let b = load(&http, dir.path()).unwrap();
+        assert_ne!(a.fingerprint, b.fingerprint);
+        assert!(b.source.contains("renewed"), "{}", b.source);
+        // Far from its end: kept.
+        let c = load(&http, dir.path()).unwrap();
+        assert_eq!(b.fingerprint, c.fingerprint);
     }
 
     #[test]

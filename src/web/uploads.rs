@@ -37,6 +37,13 @@ impl From<UploadError> for ApiError {
             UploadError::Checksum(_) => ApiError::ChecksumMismatch(e.to_string()),
             UploadError::NotVideo(_) => ApiError::UnsupportedMediaType(e.to_string()),
             UploadError::Storage(s) => ApiError::from(s),
+            // The disk filled up under a PATCH (other writers, a misjudged reserve): 507, so
+            // the client knows to retry later rather than that the server broke.
+            UploadError::Io { ref source, .. }
+                if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) =>
+            {
+                ApiError::InsufficientStorage(e.to_string())
+            }
             UploadError::Io { .. } => ApiError::Internal(e.to_string()),
         }
     }
@@ -135,6 +142,9 @@ fn parse_checksum(h: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
 /// Chunks queued between the connection and the writer thread (backpressure: the body is read
 /// no faster than the disk takes it; memory is bounded by this many chunks).
 const QUEUE_CHUNKS: usize = 8;
+/// A PATCH body that sends nothing for this long counts as interrupted: the bytes so far are
+/// kept (the client resumes from them) and the upload takes PATCHes again.
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What the writer thread did.
 struct Written {
@@ -190,7 +200,16 @@ async fn write_body<B: Buf>(
     let mut too_large = false;
     let mut interrupted = false;
     futures_util::pin_mut!(body);
-    while let Some(item) = body.next().await {
+    loop {
+        let item = match tokio::time::timeout(BODY_IDLE, body.next()).await {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(_) => {
+                log::info!("upload {}: no bytes for {} s, after {received} bytes", path.display(), BODY_IDLE.as_secs());
+                interrupted = true;
+                break;
+            }
+        };
         let mut buf = match item {
             Ok(b) => b,
             Err(e) => {
@@ -253,19 +272,33 @@ async fn after_write(up: &Arc<Uploads>, id: &str, offset: u64) -> Result<Option<
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
         return Err(ApiError::NotFound(format!("upload {id} was terminated")));
     };
+    let result = follow_up(up, id, typefind_due, complete).await;
+    up.settled(id);
+    result
+}
+
+async fn follow_up(
+    up: &Arc<Uploads>,
+    id: &str,
+    typefind_due: bool,
+    complete: bool,
+) -> Result<Option<&'static str>, ApiError> {
     if typefind_due {
         let path = up.file(id);
         let checked = tokio::task::spawn_blocking(move || upload::typefind(&path))
             .await
-            .map_err(|e| ApiError::Internal(format!("task failed: {e}")))?;
+            .unwrap_or_else(|e| Err(UploadError::BadRequest(format!("type check task failed: {e}"))));
         match checked {
             Ok(()) => up.set_typefound(id),
-            Err(e) => {
+            Err(e @ UploadError::NotVideo(_)) => {
                 let (up2, id2) = (up.clone(), id.to_string());
                 let _ = tokio::task::spawn_blocking(move || up2.reject(&id2)).await;
                 log::info!("upload {id} refused: {e}");
                 return Err(e.into());
             }
+            // Our problem, not the file's: keep the bytes. The check runs again after the
+            // next PATCH; a complete upload goes to finalize, which judges the whole file.
+            Err(e) => log::warn!("upload {id}: type check failed ({e}); the bytes are kept"),
         }
     }
     if complete {
@@ -273,6 +306,30 @@ async fn after_write(up: &Arc<Uploads>, id: &str, offset: u64) -> Result<Option<
         return Ok(Some("processing"));
     }
     Ok(None)
+}
+
+/// Write a PATCH body at `start` and settle the upload, on a task of its own: a client that
+/// goes away mid-request (an HTTP/2 reset, a killed connection) drops the request handler, not
+/// this, so the upload is never left busy and a complete one always reaches finalize.
+async fn write_and_settle<B: Buf + Send + 'static>(
+    up: Arc<Uploads>,
+    id: String,
+    start: u64,
+    body: impl Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    checksum: Option<Checksum>,
+) -> Result<(u64, Option<&'static str>), ApiError> {
+    let (path, room) = up.begin_patch(&id, start)?;
+    let task = tokio::spawn(async move {
+        match write_body(&path, start, room, body, checksum).await {
+            Ok(n) => after_write(&up, &id, start + n).await.map(|st| (n, st)),
+            Err(e) => {
+                up.end_patch(&id, start);
+                up.settled(&id);
+                Err(e.into())
+            }
+        }
+    });
+    task.await.map_err(|e| ApiError::Internal(format!("upload task failed: {e}")))?
 }
 
 fn offset_reply(status: StatusCode, up: &Uploads, id: &str, offset: u64) -> Response<warp::hyper::Body> {
@@ -283,14 +340,25 @@ fn offset_reply(status: StatusCode, up: &Uploads, id: &str, offset: u64) -> Resp
     r.body(warp::hyper::Body::empty()).unwrap_or_default()
 }
 
-async fn create<B: Buf>(s: Arc<AppState>, h: HeaderMap, body: impl Stream<Item = Result<B, warp::Error>>) -> Reply_ {
+async fn create<B: Buf + Send + 'static>(
+    s: Arc<AppState>,
+    h: HeaderMap,
+    body: impl Stream<Item = Result<B, warp::Error>> + Send + 'static,
+) -> Reply_ {
     check_tus(&h)?;
     if header(&h, "upload-defer-length").is_some() {
         return Err(ApiError::BadRequest("Upload-Defer-Length is not supported: send Upload-Length".into()));
     }
     let length =
         parse_u64(&h, "upload-length")?.ok_or_else(|| ApiError::BadRequest("Upload-Length required".into()))?;
+    if length == 0 {
+        return Err(ApiError::BadRequest("Upload-Length is 0: an empty file is not a video".into()));
+    }
     let meta = header(&h, "upload-metadata").map(parse_metadata).transpose()?.unwrap_or_default();
+    // Every header is checked before anything is created: a bad one leaves no orphan upload.
+    let with_body = header(&h, "content-type").is_some_and(|t| t.starts_with(OFFSET_OCTET_STREAM))
+        && parse_u64(&h, "content-length")?.is_none_or(|n| n > 0);
+    let checksum = if with_body { parse_checksum(&h)? } else { None };
     let up = s.uploads.clone();
     let up2 = up.clone();
     let st = blocking(move || up2.create(length, meta).map_err(ApiError::from)).await?;
@@ -300,20 +368,20 @@ async fn create<B: Buf>(s: Arc<AppState>, h: HeaderMap, body: impl Stream<Item =
     // creation-with-upload: a body with the offset+octet-stream type is the first chunk.
     let mut state = None;
     let mut offset = 0;
-    let with_body = header(&h, "content-type").is_some_and(|t| t.starts_with(OFFSET_OCTET_STREAM))
-        && parse_u64(&h, "content-length")?.is_none_or(|n| n > 0);
     if with_body {
-        let checksum = parse_checksum(&h)?;
-        let (path, room) = up.begin_patch(&id, 0)?;
-        match write_body(&path, 0, room, body, checksum).await {
-            Ok(n) => {
-                offset = n;
-                state = after_write(&up, &id, n).await?;
-            }
-            Err(e) => {
-                up.end_patch(&id, 0);
-                return Err(e.into());
-            }
+        match write_and_settle(up.clone(), id.clone(), 0, body, checksum).await {
+            Ok(r) => (offset, state) = r,
+            // Not a video: the upload is gone, say why.
+            Err(e @ ApiError::UnsupportedMediaType(_)) => return Err(e),
+            // The upload exists but its first chunk did not land (a checksum mismatch, a cut):
+            // 201 with the offset it holds, so the client resumes with PATCH (tus creation-with-upload).
+            Err(e) => match up.status(&id) {
+                Some(st) => {
+                    log::info!("upload {id}: the chunk sent with the creation was not stored: {e}");
+                    offset = st.offset;
+                }
+                None => return Err(e),
+            },
         }
     }
     let mut r = offset_reply(StatusCode::CREATED, &up, &id, offset);
@@ -325,11 +393,11 @@ async fn create<B: Buf>(s: Arc<AppState>, h: HeaderMap, body: impl Stream<Item =
     Ok(r)
 }
 
-async fn patch<B: Buf>(
+async fn patch<B: Buf + Send + 'static>(
     s: Arc<AppState>,
     id: String,
     h: HeaderMap,
-    body: impl Stream<Item = Result<B, warp::Error>>,
+    body: impl Stream<Item = Result<B, warp::Error>> + Send + 'static,
 ) -> Reply_ {
     check_tus(&h)?;
     upload_id(&id)?;
@@ -340,15 +408,7 @@ async fn patch<B: Buf>(
         parse_u64(&h, "upload-offset")?.ok_or_else(|| ApiError::BadRequest("Upload-Offset required".into()))?;
     let checksum = parse_checksum(&h)?;
     let up = s.uploads.clone();
-    let (path, room) = up.begin_patch(&id, offset)?;
-    let written = match write_body(&path, offset, room, body, checksum).await {
-        Ok(n) => n,
-        Err(e) => {
-            up.end_patch(&id, offset);
-            return Err(e.into());
-        }
-    };
-    let state = after_write(&up, &id, offset + written).await?;
+    let (written, state) = write_and_settle(up.clone(), id.clone(), offset, body, checksum).await?;
     let mut r = offset_reply(StatusCode::NO_CONTENT, &up, &id, offset + written);
     if let Some(st) = state {
         r.headers_mut().insert("hindsight-upload-state", HeaderValue::from_static(st));
