@@ -155,8 +155,11 @@ impl Daemon {
         let redirect = match (&config.http.redirect_listen, &tls) {
             (Some(r), Some(_)) => {
                 let raddr: SocketAddr = r.parse().map_err(|_| StartError::BadListen(r.clone()))?;
-                let fallback =
-                    if http_addr.ip().is_unspecified() { "localhost".to_string() } else { http_addr.ip().to_string() };
+                let fallback = match http_addr.ip() {
+                    ip if ip.is_unspecified() => "localhost".to_string(),
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                    ip => ip.to_string(),
+                };
                 let stop3 = stop.clone();
                 let (bound, fut) = web::serve::serve(
                     web::serve::redirect_filter(http_addr.port(), fallback),

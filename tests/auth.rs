@@ -343,6 +343,26 @@ async fn login_cookie_csrf_tokens_and_restart() {
     assert_eq!(served_fingerprint(&c, addr).await, fp1, "the generated certificate is reused");
     let (status, _, body) = send(&c, Method::GET, addr, "/api/cameras", &[ck], None).await;
     assert_eq!(status, StatusCode::OK, "sessions survive a restart: {body}");
+    d.shutdown().await;
+
+    // A new password ends the sessions opened with the old one (a leaked password is changed).
+    let mut cfg2 = cfg.clone();
+    cfg2.http.password = Some("a new password 42".into());
+    let d = start(cfg2.clone()).await;
+    let (status, _, _) = send(&c, Method::GET, d.http_addr, "/api/cameras", &[ck], None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a session of the old password");
+    d.shutdown().await;
+
+    // A damaged sessions.json (only a cache) costs a login, not the start.
+    std::fs::write(cfg2.state_dir().join("sessions.json"), "{ not json").unwrap();
+    let d = start(cfg2.clone()).await;
+    let addr = d.http_addr;
+    let (status, h, body) = login(&c, addr, "a new password 42").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cookie = session_cookie(&h);
+    let ck = ("cookie", cookie.as_str());
+    let (status, _, _) = send(&c, Method::GET, addr, "/api/cameras", &[ck], None).await;
+    assert_eq!(status, StatusCode::OK);
     // Logout ends the session.
     let (status, h, _) =
         send(&c, Method::POST, addr, "/api/logout", &[ck, ("origin", &format!("https://{addr}"))], None).await;

@@ -388,6 +388,9 @@ struct Session {
     created_at: i64,
     last_seen_at: i64,
     user_agent: String,
+    /// [`Auth::credential`] at login (absent in files of older versions: such sessions end).
+    #[serde(default)]
+    cred: String,
 }
 
 /// A session as `/api/sessions` lists it.
@@ -458,7 +461,21 @@ impl Auth {
         let state_dir = config.state_dir();
         let enabled = http.auth_enabled();
         let password_hash = match (&http.password, enabled) {
-            (Some(p), _) => hash_password(p)?,
+            (Some(p), false) => hash_password(p)?,
+            // The hash of the configured password is kept while the password stays the same
+            // (salted: hashing again would give another one), so sessions opened with it survive a
+            // restart and end when it changes (see `credential`). Written only when it changes.
+            (Some(p), true) => {
+                let path = state_dir.join("config-password.json");
+                match read_json::<AuthFile>(&path).ok().flatten() {
+                    Some(f) if verify_password(&f.password_hash, p) => f.password_hash,
+                    _ => {
+                        let f = AuthFile { password_hash: hash_password(p)?, created_at: now_s() };
+                        write_json(&path, &f)?;
+                        f.password_hash
+                    }
+                }
+            }
             (None, false) => String::new(),
             (None, true) => {
                 let path = state_dir.join("auth.json");
@@ -494,12 +511,19 @@ impl Auth {
             write_lock: Mutex::new(()),
         };
         let path = auth.sessions_path();
-        let stored: Vec<Session> = read_json(&path)?.unwrap_or_default();
+        // Only a cache of logins: a damaged file costs a new login, never the start.
+        let stored: Vec<Session> = read_json(&path)
+            .unwrap_or_else(|e| {
+                log::warn!("{e}; starting with no sessions (everyone logs in again)");
+                None
+            })
+            .unwrap_or_default();
         let n = stored.len();
         let now = now_s();
+        let cred = auth.credential();
         let live: HashMap<_, _> = stored
             .into_iter()
-            .filter(|s| s.created_at + auth.session_max_age > now && s.user == auth.username)
+            .filter(|s| s.created_at + auth.session_max_age > now && s.user == auth.username && s.cred == cred)
             .map(|s| (s.id_hash.clone(), s))
             .collect();
         let expired = live.len() != n;
@@ -508,6 +532,12 @@ impl Auth {
             auth.save_sessions()?;
         }
         Ok(auth)
+    }
+
+    /// Which password a session was opened with (a digest of its hash): a new password ends
+    /// every session opened with the old one, also those kept in sessions.json.
+    fn credential(&self) -> String {
+        sha256_hex(&format!("{}\n{}", self.username, self.password_hash))[..16].to_string()
     }
 
     /// Whether requests need credentials.
@@ -800,6 +830,7 @@ async fn login(
         created_at: now_s,
         last_seen_at: now_s,
         user_agent: user_agent.unwrap_or_default().chars().take(256).collect(),
+        cred: auth.credential(),
     };
     {
         let mut map = auth.sessions.lock().unwrap_or_else(|e| e.into_inner());

@@ -246,8 +246,14 @@ pub fn redirect_filter(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .map(move |host: Option<String>, path: warp::path::FullPath, query: String| {
-            let host = host.as_deref().map(strip_port).unwrap_or(&fallback_host).to_string();
-            let host = if host.is_empty() { fallback_host.clone() } else { host };
+            // Only a well-formed host name or address is echoed into the Location.
+            let host = host
+                .as_deref()
+                .filter(|h| !h.contains('@') && h.parse::<warp::http::uri::Authority>().is_ok_and(|a| a.as_str() == *h))
+                .map(strip_port)
+                .filter(|h| !h.is_empty())
+                .unwrap_or(&fallback_host)
+                .to_string();
             let mut loc = format!("https://{host}:{https_port}{}", path.as_str());
             if !query.is_empty() {
                 loc.push('?');
