@@ -506,6 +506,7 @@ async fn unfinished_uploads_survive_a_restart() {
     // A stray file from nowhere is cleaned up at start.
     std::fs::write(storage.join("uploads/0123456789abcdef.bin"), b"stray").unwrap();
 
+    let c2 = c.clone();
     let d = start(c).await;
     let t = Tus::new(d.http_addr);
     assert_eq!(t.head(&loc).await, (StatusCode::OK, Some(half as u64)), "offset kept across the restart");
@@ -524,5 +525,32 @@ async fn unfinished_uploads_survive_a_restart() {
     let probe = ffprobe(&storage.join(meta["path"].as_str().unwrap()));
     assert_eq!(probe.codec, "h264");
     assert!(upload_files(&storage).is_empty(), "{:?}", upload_files(&storage));
+    let uploads_before: serde_json::Value =
+        t.c.get(format!("{}/api/uploads", t.base)).send().await.unwrap().json().await.unwrap();
+    d.shutdown().await;
+
+    // A power cut after finalize moved the clip into place but before the upload's files were
+    // removed: its bytes, sidecar and done marker (naming the clip) are still there. The restart
+    // must not finalize the same bytes into a second clip.
+    let id = "00000000000000aa";
+    std::fs::write(storage.join(format!("uploads/{id}.bin")), &data).unwrap();
+    let sidecar = serde_json::json!({"filename": "before-restart.mp4", "device": "restart-phone",
+        "length": data.len(), "created_ms": 1});
+    std::fs::write(storage.join(format!("uploads/{id}.json")), sidecar.to_string()).unwrap();
+    std::fs::write(storage.join(format!("uploads/{id}.done")), meta["path"].as_str().unwrap()).unwrap();
+    let d = start(c2).await;
+    let t = Tus::new(d.http_addr);
+    let uploads: serde_json::Value =
+        t.c.get(format!("{}/api/uploads", t.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        uploads.as_array().map(|a| a.len()),
+        Some(0),
+        "not taken up again: {uploads} (before: {uploads_before})"
+    );
+    assert!(upload_files(&storage).is_empty(), "{:?}", upload_files(&storage));
+    let r = t.c.get(format!("{}/api/clips?camera=upload", t.base)).send().await.unwrap();
+    let clips: serde_json::Value = r.json().await.unwrap();
+    let n = clips["clips"].as_array().or(clips.as_array()).map(|a| a.len());
+    assert_eq!(n, Some(1), "still one clip: {clips}");
     d.shutdown().await;
 }

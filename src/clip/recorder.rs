@@ -47,6 +47,9 @@ pub struct Sidecar {
     pub start_ms: i64,
     /// Seconds before the trigger.
     pub pre_s_actual: f64,
+    /// Uploads: the device that sent it (absent in recorder sidecars).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// Shared by the recorder and its writer threads.
@@ -410,6 +413,7 @@ impl Writer {
             trigger_ms: wall_ms(first_at),
             start_ms,
             pre_s_actual: first_at.saturating_sub(presented).as_secs_f64(),
+            device: None,
         };
         let side = abs.with_extension("json");
         if let Ok(json) = serde_json::to_vec(&sidecar) {

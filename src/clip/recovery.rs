@@ -180,7 +180,7 @@ fn index_orphan(storage: &Storage, index: &Index, path: &Path, id: &str, partial
         path: rel,
         pinned: false,
         partial,
-        device: None,
+        device: side.as_ref().and_then(|s| s.device.clone()),
     };
     // The writer never got to the poster: make it from the file (best effort; the clip plays
     // without it).

@@ -241,6 +241,16 @@ impl Uploads {
             let sidecar: Option<Sidecar> =
                 std::fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok()).filter(|_| valid_upload_id(id));
             let (Some(sc), Ok(m)) = (sidecar, std::fs::metadata(&bin)) else { continue };
+            // Finalized before the stop, but not cleaned up: the clip exists (recovery indexes
+            // it if the index missed it); making it again would give a second clip.
+            let marker = self.done_marker(id);
+            if let Ok(rel) = std::fs::read_to_string(&marker) {
+                if self.store.storage.abs(rel.trim()).is_some_and(|p| p.exists()) {
+                    log::info!("upload {id}: already became the clip at {}; removing its files", rel.trim());
+                    continue;
+                }
+                remove_quietly(&marker);
+            }
             let offset = m.len().min(sc.length);
             let state = UploadState::Uploading;
             let status = UploadStatus {
@@ -278,10 +288,17 @@ impl Uploads {
         (waiting, complete)
     }
 
-    /// Delete upload `id`'s files (bytes and sidecar).
+    /// Delete upload `id`'s files (bytes, sidecar, done marker).
     fn remove_files(&self, id: &str) {
         remove_quietly(&self.file(id));
         remove_quietly(&self.dir.join(format!("{id}.json")));
+        remove_quietly(&self.done_marker(id));
+    }
+
+    /// `{id}.done`: written (holding the clip's path) just before finalize moves the clip into
+    /// place; removed with the upload's other files once the clip is indexed.
+    fn done_marker(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.done"))
     }
 
     /// The `[uploads]` config.
@@ -534,14 +551,16 @@ impl Uploads {
         let input = self.file(id);
         let tmp = self.dir.join(format!("{id}.out.mp4"));
         let tmp_jpg = tmp.with_extension("jpg");
-        let result = self.make_clip_files(&input, &tmp, &tmp_jpg, &filename, &device, length);
+        let result = self.make_clip_files(id, &input, &tmp, &tmp_jpg, &filename, &device, length);
         remove_quietly(&tmp);
         remove_quietly(&tmp_jpg);
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn make_clip_files(
         &self,
+        id: &str,
         input: &Path,
         tmp: &Path,
         tmp_jpg: &Path,
@@ -563,6 +582,25 @@ impl Uploads {
         std::fs::create_dir_all(&dest_dir).map_err(|e| format!("{}: {e}", dest_dir.display()))?;
         let size = std::fs::metadata(tmp).map_err(|e| e.to_string())?.len();
         std::fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| format!("fsync: {e}"))?;
+        // Crash safety, before the clip appears: its sidecar (so recovery indexes a clip the
+        // index never got as an upload, with its device) and this upload's marker naming it (so
+        // a restart does not finalize the same bytes into a second clip).
+        let sidecar = crate::clip::recorder::Sidecar {
+            id: clip_id.clone(),
+            camera: crate::config::UPLOAD_CAMERA.into(),
+            source: ClipSource::Upload,
+            label: Some(filename.to_string()),
+            trigger_ids: Vec::new(),
+            trigger_ms: now,
+            start_ms: now,
+            pre_s_actual: 0.0,
+            device: Some(device.to_string()),
+        };
+        let json = serde_json::to_vec(&sidecar).map_err(|e| format!("sidecar: {e}"))?;
+        crate::web::tls::write_private(&dest.with_extension("json"), &json, 0o644)
+            .map_err(|e| format!("sidecar: {e}"))?;
+        let marker = self.done_marker(id);
+        crate::web::tls::write_private(&marker, rel.as_bytes(), 0o644).map_err(|e| format!("marker: {e}"))?;
         std::fs::rename(tmp_jpg, dest.with_extension("jpg")).map_err(|e| format!("poster: {e}"))?;
         std::fs::rename(tmp, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
         std::fs::File::open(&dest_dir).and_then(|d| d.sync_all()).map_err(|e| format!("fsync dir: {e}"))?;
@@ -591,8 +629,10 @@ impl Uploads {
         if let Err(e) = indexed {
             remove_quietly(&dest);
             remove_quietly(&dest.with_extension("jpg"));
+            remove_quietly(&dest.with_extension("json"));
             return Err(format!("cannot index the clip: {e}"));
         }
+        remove_quietly(&dest.with_extension("json"));
         log::info!(
             "upload → clip {clip_id}: {} ({} frames, {:.3} s, {size} bytes)",
             if out.remuxed { "remuxed" } else { "transcoded" },
