@@ -162,8 +162,21 @@ impl Camera {
             bitrate_kbps: self.cfg.bitrate_kbps,
             keyframe_interval_s: self.cfg.keyframe_interval_s,
         };
-        let encode = Encoder::new(enc_cfg, self.ring.clone(), self.preroll.clone(), self.status.clone(), stop.clone())
-            .spawn()?;
+        let encode =
+            match Encoder::new(enc_cfg, self.ring.clone(), self.preroll.clone(), self.status.clone(), stop.clone())
+                .spawn()
+            {
+                Ok(e) => e,
+                Err(e) => {
+                    // No thread may outlive a failed start (nothing else could stop it).
+                    stop.stop();
+                    let _ = capture.join();
+                    self.ring.close();
+                    self.ring.clear();
+                    self.status.set_stopped();
+                    return Err(e);
+                }
+            };
         *run = Some(Running { stop, capture, encode });
         Ok(())
     }

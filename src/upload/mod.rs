@@ -198,7 +198,12 @@ pub struct Uploads {
     /// Held while one upload is remuxed or transcoded: finalizing runs one at a time, so ten
     /// finished uploads do not start ten encoders next to the cameras'.
     finalizing: Mutex<()>,
+    /// PATCH bodies streaming at once (each holds a writer thread): more get 503.
+    pub patch_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many PATCH bodies may stream at once (a phone sends one at a time per upload).
+pub const MAX_PATCHES: usize = 8;
 
 impl Uploads {
     /// The registry for `config`: takes up the uploads a previous run left unfinished (see the
@@ -214,6 +219,7 @@ impl Uploads {
             entries: Mutex::new(HashMap::new()),
             sweeping: std::sync::atomic::AtomicBool::new(false),
             finalizing: Mutex::new(()),
+            patch_slots: Arc::new(tokio::sync::Semaphore::new(MAX_PATCHES)),
         });
         let (waiting, complete) = me.restore();
         for id in &complete {

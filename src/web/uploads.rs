@@ -318,8 +318,12 @@ async fn write_and_settle<B: Buf + Send + 'static>(
     body: impl Stream<Item = Result<B, warp::Error>> + Send + 'static,
     checksum: Option<Checksum>,
 ) -> Result<(u64, Option<&'static str>), ApiError> {
+    let slot = up.patch_slots.clone().try_acquire_owned().map_err(|_| {
+        ApiError::Unavailable(format!("{} uploads are streaming already; retry in a moment", upload::MAX_PATCHES))
+    })?;
     let (path, room) = up.begin_patch(&id, start)?;
     let task = tokio::spawn(async move {
+        let _slot = slot;
         match write_body(&path, start, room, body, checksum).await {
             Ok(n) => after_write(&up, &id, start + n).await.map(|st| (n, st)),
             Err(e) => {
