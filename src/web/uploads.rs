@@ -146,6 +146,24 @@ const QUEUE_CHUNKS: usize = 8;
 /// kept (the client resumes from them) and the upload takes PATCHes again.
 const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The writer starts the disk on every this many bytes as they arrive (see [`start_writeback`]).
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// Ask the kernel to start writing `len` bytes of `file` from `offset` to the disk now, without
+/// waiting: the disk works while the network delivers the next bytes, the fdatasync at the end of
+/// the PATCH only waits for the tail, and dirty pages do not pile up (a 2 GB upload on a board
+/// with 1 GB of RAM). Best effort: on failure the final fdatasync still writes everything.
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+    // SAFETY: `file` is an open descriptor for the whole call; the kernel reads only the
+    // integer arguments and touches no memory of ours.
+    let r = unsafe { libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE) };
+    if r != 0 {
+        log::debug!("sync_file_range: {}", std::io::Error::last_os_error());
+    }
+}
+
 /// What the writer thread did.
 struct Written {
     file: std::fs::File,
@@ -168,12 +186,18 @@ fn write_chunks(
     w.seek(std::io::SeekFrom::Start(start))?;
     let mut hasher = kind.and_then(gstreamer::glib::Checksum::new);
     let mut bytes = 0u64;
+    let mut kicked = start;
     while let Some(chunk) = rx.blocking_recv() {
         if let Some(h) = hasher.as_mut() {
             h.update(&chunk);
         }
         w.write_all(&chunk)?;
         bytes += chunk.len() as u64;
+        let on_file = start + bytes - w.buffer().len() as u64;
+        if on_file - kicked >= WRITEBACK_EVERY {
+            start_writeback(w.get_ref(), kicked, on_file - kicked);
+            kicked = on_file;
+        }
     }
     let file = w.into_inner().map_err(|e| e.into_error())?;
     file.sync_data()?;
