@@ -103,6 +103,22 @@ async fn camera(addr: std::net::SocketAddr, id: &str) -> serde_json::Value {
 }
 
 /// Wait until `check` holds for the camera as `/api/cameras` lists it.
+/// The next `{"error":..}` text the server sends on `ws` (within 10 s); `None` if it closes first.
+async fn error_message(ws: &mut Ws) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m {
+                if t.contains("\"error\"") {
+                    return Some(t.to_string());
+                }
+            }
+        }
+        None
+    })
+    .await
+    .expect("the server speaks within 10 s")
+}
+
 async fn wait_camera(
     addr: std::net::SocketAddr,
     id: &str,
@@ -314,18 +330,7 @@ async fn a_stream_without_init_segment_is_refused() {
     // connection for it replaces the first, which is told so and closed.
     let mut old = connect(d.http_addr, "door").await.expect("push to the configured browser camera");
     let mut new = connect(d.http_addr, "door").await.expect("a second phone for the same camera");
-    let told = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(m)) = old.next().await {
-            if let Message::Text(t) = m {
-                if t.contains("\"error\"") {
-                    return Some(t);
-                }
-            }
-        }
-        None
-    })
-    .await
-    .expect("the replaced connection hears within 10 s");
+    let told = error_message(&mut old).await;
     assert!(told.is_some_and(|t| t.contains("took over")), "replaced connection gets an error message");
     // A message over the size limit ends the connection.
     let _ = new.send(Message::Binary(vec![0u8; 9 << 20])).await;
@@ -353,18 +358,7 @@ async fn a_stream_without_init_segment_is_refused() {
     let (status, body) = post_json(d.http_addr, "/api/cameras/door/stop").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"], "stopped", "{body}");
-    let told = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(m)) = door.next().await {
-            if let Message::Text(t) = m {
-                if t.contains("\"error\"") {
-                    return Some(t);
-                }
-            }
-        }
-        None
-    })
-    .await
-    .expect("the stopped camera's phone hears within 10 s");
+    let told = error_message(&mut door).await;
     assert!(told.is_some_and(|t| t.contains("stopped")), "the phone is told its camera was stopped");
     let c = wait_camera(d.http_addr, "door", "door stays stopped", |c| c["state"] == "stopped").await;
     assert_eq!(c["state"], "stopped");

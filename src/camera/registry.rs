@@ -230,16 +230,24 @@ mod tests {
     use crate::config::SourceConfig;
     use crate::storage::Storage;
 
-    #[test]
-    fn phones_add_cameras_within_limits() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A registry with `cameras` configured and room for one phone camera.
+    fn registry(dir: &std::path::Path, cameras: &[&str]) -> Registry {
         let mut cfg = Config::builtin_default();
-        cfg.storage.path = dir.path().join("s");
+        cfg.storage.path = dir.join("s");
         cfg.phone.max_cameras = 1;
         let store = Arc::new(ClipStore::new(Storage::new(&cfg.storage)));
         let events = tokio::sync::broadcast::channel(4).0;
-        let cam = Arc::new(Camera::new(crate::config::CameraConfig::new("cam0", SourceConfig::test(64, 64, 5)), &cfg));
-        let r = Registry::new(vec![cam], store, events, &cfg);
+        let cams = cameras
+            .iter()
+            .map(|id| Arc::new(Camera::new(crate::config::CameraConfig::new(id, SourceConfig::test(64, 64, 5)), &cfg)))
+            .collect();
+        Registry::new(cams, store, events, &cfg)
+    }
+
+    #[test]
+    fn phones_add_cameras_within_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), &["cam0"]);
         let before = r.snapshot();
         assert_eq!(r.add_phone("cam0").err(), Some(RegistryError::Exists("cam0".into())));
         let e = r.add_phone("phone1").expect("first phone camera");
@@ -262,12 +270,7 @@ mod tests {
     #[test]
     fn an_idle_phone_camera_gives_its_place_a_busy_one_does_not() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::builtin_default();
-        cfg.storage.path = dir.path().join("s");
-        cfg.phone.max_cameras = 1;
-        let store = Arc::new(ClipStore::new(Storage::new(&cfg.storage)));
-        let events = tokio::sync::broadcast::channel(4).0;
-        let mut r = Registry::new(Vec::new(), store, events, &cfg);
+        let mut r = registry(dir.path(), &[]);
         r.evict_after = std::time::Duration::ZERO;
         let first = r.add_phone("typo").expect("first phone camera");
         // Its phone is connected: not idle, so no place for another.
