@@ -113,6 +113,26 @@ fn config(port: u16) -> MqttConfig {
     MqttConfig { url: Some(format!("mqtt://127.0.0.1:{port}")), ..MqttConfig::default() }
 }
 
+/// An `Mqtt` that connects to the broker on `port` and triggers `fake`.
+fn mqtt_at(port: u16, fake: Arc<Fake>) -> Mqtt {
+    Mqtt::new(&config(port), fake).unwrap()
+}
+
+/// A mosquitto of the test's own on a free loopback port; its config file lives in `_dir`.
+struct Broker {
+    port: u16,
+    mosquitto: Mosquitto,
+    _dir: tempfile::TempDir,
+}
+
+async fn mosquitto() -> Broker {
+    init_log();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mosquitto = Mosquitto::start(dir.path(), port, "").await;
+    Broker { port, mosquitto, _dir: dir }
+}
+
 /// `Mqtt::run` in a task; `finish` stops it and waits for it.
 struct Running {
     stop: StopToken,
@@ -125,11 +145,39 @@ fn run(mqtt: Mqtt) -> Running {
     Running { stop, task }
 }
 
+/// Run `mqtt` and wait until `ha` sees it come online.
+async fn run_online(mqtt: Mqtt, ha: &mut Observer) -> Running {
+    let running = run(mqtt);
+    ha.status("online").await;
+    running
+}
+
+/// Home Assistant subscribed to `filter` on `port`, then `mqtt` running and seen online.
+async fn online(mqtt: Mqtt, port: u16, filter: &str) -> (Observer, Running) {
+    let mut ha = Observer::connect(port, filter);
+    let running = run_online(mqtt, &mut ha).await;
+    (ha, running)
+}
+
 impl Running {
     async fn finish(self) {
         self.stop.stop();
         tokio::time::timeout(WAIT, self.task).await.expect("run returns after stop").unwrap();
     }
+
+    /// `finish`, which must not wait out back-off or drain timeouts.
+    async fn finish_promptly(self) {
+        let t0 = Instant::now();
+        self.finish().await;
+        assert!(t0.elapsed() < Duration::from_millis(1500), "stop took {:?}", t0.elapsed());
+    }
+}
+
+/// `ha` sees `offline`, and a client that connects now gets it retained.
+async fn offline_retained(ha: &mut Observer, port: u16) {
+    ha.status("offline").await;
+    let m = retained(port, "hindsight/status").await;
+    assert_eq!((m.body.as_str(), m.retain), ("offline", true));
 }
 
 fn init_log() {
@@ -140,25 +188,20 @@ fn init_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triggers_results_and_events_with_mosquitto() {
-    init_log();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _broker = Mosquitto::start(dir.path(), port, "").await;
+    let broker = mosquitto().await;
+    let port = broker.port;
     let fake = Fake::new();
-    let mqtt = Mqtt::new(&config(port), fake.clone()).unwrap();
+    let mqtt = mqtt_at(port, fake.clone());
     assert_eq!(mqtt.url(), format!("mqtt://127.0.0.1:{port}"));
     assert!(!mqtt.embedded());
-    let mut ha = Observer::connect(port, "hindsight/#");
-    let running = run(mqtt);
+    let (mut ha, running) = online(mqtt, port, "hindsight/#").await;
 
-    ha.next("hindsight/status", |m| m.body == "online").await;
     assert!(retained(port, "hindsight/status").await.body == "online");
     let state = retained(port, "hindsight/cam0/state").await.json();
     assert_eq!((state["id"].as_str(), state["state"].as_str()), (Some("cam0"), Some("running")));
 
     // One camera, JSON payload.
-    ha.publish("hindsight/cam0/trigger", br#"{"pre_s":3,"post_s":3,"label":"door","id":"t1"}"#).await;
-    let r = ha.next_result().await;
+    let r = ha.ask("hindsight/cam0/trigger", br#"{"pre_s":3,"post_s":3,"label":"door","id":"t1"}"#).await;
     assert_eq!(r.topic, "hindsight/cam0/trigger/result");
     assert!(!r.retain);
     let v = r.json();
@@ -172,8 +215,7 @@ async fn triggers_results_and_events_with_mosquitto() {
     assert_eq!(calls[0].1.label.as_deref(), Some("door"));
 
     // Every camera: an answer each (cam1's canned refusal included).
-    ha.publish("hindsight/trigger", b"ON").await;
-    let mut answers = [ha.next_result().await, ha.next_result().await];
+    let mut answers = [ha.ask("hindsight/trigger", b"ON").await, ha.next_result().await];
     answers.sort_by(|a, b| a.topic.cmp(&b.topic));
     assert_eq!(answers[0].topic, "hindsight/cam0/trigger/result");
     assert_eq!(answers[0].json()["accepted"], true);
@@ -193,8 +235,7 @@ async fn triggers_results_and_events_with_mosquitto() {
         ("nocam", br#"{"id":"u1"}"#, "unknown_camera"),
     ];
     for (cam, payload, code) in bad {
-        ha.publish(&format!("hindsight/{cam}/trigger"), payload).await;
-        let r = ha.next_result().await;
+        let r = ha.ask(&format!("hindsight/{cam}/trigger"), payload).await;
         assert_eq!(r.topic, format!("hindsight/{cam}/trigger/result"));
         let v = r.json();
         assert_eq!((v["accepted"].as_bool(), v["code"].as_str()), (Some(false), Some(*code)), "{v}");
@@ -204,8 +245,7 @@ async fn triggers_results_and_events_with_mosquitto() {
 
     // A segment that is no camera id gets no answer: the next answer is the next valid trigger's.
     ha.publish("hindsight/NOT%20A%20CAMERA/trigger", b"").await;
-    ha.publish("hindsight/cam0/trigger", br#"{"id":"after"}"#).await;
-    let r = ha.next_result().await;
+    let r = ha.ask("hindsight/cam0/trigger", br#"{"id":"after"}"#).await;
     assert_eq!((r.topic.as_str(), r.json()["trigger_id"].as_str()), ("hindsight/cam0/trigger/result", Some("after")));
 
     // Clip events.
@@ -239,23 +279,17 @@ async fn triggers_results_and_events_with_mosquitto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_echo_the_trigger_id_and_retained_triggers_are_ignored() {
-    init_log();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _broker = Mosquitto::start(dir.path(), port, "").await;
+    let broker = mosquitto().await;
     let fake = Fake::new();
     // A stale retained trigger waits on the broker before hindsight connects.
-    let mut ha = Observer::connect(port, "hindsight/#");
+    let mut ha = Observer::connect(broker.port, "hindsight/#");
     ha.client.publish("hindsight/cam0/trigger", QoS::AtLeastOnce, true, "ON").await.unwrap();
     ha.next("hindsight/cam0/trigger", |_| true).await; // the broker has it
 
-    let running = run(Mqtt::new(&config(port), fake.clone()).unwrap());
-    ha.next("hindsight/status", |m| m.body == "online").await;
-    ha.publish("hindsight/cam0/trigger", br#"{"pre_s":-1,"id":"neg"}"#).await;
-    let v = ha.next_result().await.json();
+    let running = run_online(mqtt_at(broker.port, fake.clone()), &mut ha).await;
+    let v = ha.ask("hindsight/cam0/trigger", br#"{"pre_s":-1,"id":"neg"}"#).await.json();
     assert_eq!((v["code"].as_str(), v["trigger_id"].as_str()), (Some("out_of_range"), Some("neg")), "{v}");
-    ha.publish("hindsight/nocam/trigger", br#"{"id":"u1"}"#).await;
-    let v = ha.next_result().await.json();
+    let v = ha.ask("hindsight/nocam/trigger", br#"{"id":"u1"}"#).await.json();
     assert_eq!((v["code"].as_str(), v["trigger_id"].as_str()), (Some("unknown_camera"), Some("u1")), "{v}");
     assert!(fake.calls().is_empty(), "the retained trigger was acted on: {:?}", fake.calls());
     running.finish().await;
@@ -263,59 +297,39 @@ async fn refusals_echo_the_trigger_id_and_retained_triggers_are_ignored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_the_broker_is_killed_and_restarted() {
-    init_log();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut broker = Mosquitto::start(dir.path(), port, "").await;
-    let fake = Fake::new();
-    let mut ha = Observer::connect(port, "hindsight/#");
-    let running = run(Mqtt::new(&config(port), fake.clone()).unwrap());
-    ha.next("hindsight/status", |m| m.body == "online").await;
+    let mut broker = mosquitto().await;
+    let port = broker.port;
+    let (mut ha, running) = online(mqtt_at(port, Fake::new()), port, "hindsight/#").await;
 
-    broker.kill();
+    broker.mosquitto.kill();
     ha.drain();
-    let conf = broker.conf.clone();
-    let _broker = Mosquitto::spawn(conf, port).await;
+    let conf = broker.mosquitto.conf.clone();
+    let _restarted = Mosquitto::spawn(conf, port).await;
 
     // No persistence: an `online` now comes from the reconnected session.
-    ha.next("hindsight/status", |m| m.body == "online").await;
+    ha.status("online").await;
     ha.next("hindsight/cam0/state", |_| true).await;
-    ha.publish("hindsight/cam0/trigger", br#"{"id":"again"}"#).await;
-    let v = ha.next_result().await.json();
+    let v = ha.ask("hindsight/cam0/trigger", br#"{"id":"again"}"#).await.json();
     assert_eq!((v["accepted"].as_bool(), v["trigger_id"].as_str()), (Some(true), Some("again")), "{v}");
     running.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_stop_publishes_offline_retained() {
-    init_log();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _broker = Mosquitto::start(dir.path(), port, "").await;
-    let mut ha = Observer::connect(port, "hindsight/status");
-    let running = run(Mqtt::new(&config(port), Fake::new()).unwrap());
-    ha.next("hindsight/status", |m| m.body == "online").await;
+    let broker = mosquitto().await;
+    let (mut ha, running) = online(mqtt_at(broker.port, Fake::new()), broker.port, "hindsight/status").await;
     running.finish().await;
-    ha.next("hindsight/status", |m| m.body == "offline").await;
-    let m = retained(port, "hindsight/status").await;
-    assert_eq!((m.body.as_str(), m.retain), ("offline", true));
+    offline_retained(&mut ha, broker.port).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_will_when_the_connection_vanishes() {
-    init_log();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _broker = Mosquitto::start(dir.path(), port, "").await;
-    let mut ha = Observer::connect(port, "hindsight/status");
-    let running = run(Mqtt::new(&config(port), Fake::new()).unwrap());
-    ha.next("hindsight/status", |m| m.body == "online").await;
+    let broker = mosquitto().await;
+    let (mut ha, running) = online(mqtt_at(broker.port, Fake::new()), broker.port, "hindsight/status").await;
     // Abort the task: the socket closes without DISCONNECT, as when the process dies.
     running.task.abort();
     let _ = running.task.await;
-    ha.next("hindsight/status", |m| m.body == "offline").await;
-    let m = retained(port, "hindsight/status").await;
-    assert_eq!((m.body.as_str(), m.retain), ("offline", true));
+    offline_retained(&mut ha, broker.port).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,17 +342,13 @@ async fn embedded_broker_end_to_end() {
     assert!(mqtt.embedded());
     let port: u16 = mqtt.url().strip_prefix("mqtt://127.0.0.1:").and_then(|p| p.parse().ok()).expect("a concrete port");
     assert_ne!(port, 0);
-    let mut ha = Observer::connect(port, "hindsight/#");
-    let running = run(mqtt);
-    ha.next("hindsight/status", |m| m.body == "online").await;
+    let (mut ha, running) = online(mqtt, port, "hindsight/#").await;
     assert_eq!(retained(port, "hindsight/status").await.body, "online");
 
-    ha.publish("hindsight/cam0/trigger", br#"{"pre_s":3,"post_s":3,"label":"door","id":"t1"}"#).await;
-    let v = ha.next_result().await.json();
+    let v = ha.ask("hindsight/cam0/trigger", br#"{"pre_s":3,"post_s":3,"label":"door","id":"t1"}"#).await.json();
     assert_eq!((v["accepted"].as_bool(), v["trigger_id"].as_str()), (Some(true), Some("t1")), "{v}");
     assert_eq!(fake.calls()[0].1.pre_s, Some(3.0));
-    ha.publish("hindsight/cam0/trigger", b"not json").await;
-    let v = ha.next_result().await.json();
+    let v = ha.ask("hindsight/cam0/trigger", b"not json").await.json();
     assert_eq!(v["code"], "bad_payload");
     fake.events.send(ClipEvent::Recording { camera: "cam0".into(), on: true }).unwrap();
     assert_eq!(ha.next("hindsight/cam0/recording", |_| true).await.body, "ON");
@@ -350,19 +360,14 @@ async fn embedded_broker_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_port_taken_uses_the_broker_there() {
-    init_log();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _broker = Mosquitto::start(dir.path(), port, "").await;
+    let broker = mosquitto().await;
+    let port = broker.port;
     let cfg = MqttConfig { listen: format!("127.0.0.1:{port}"), ..MqttConfig::default() };
     let mqtt = Mqtt::new(&cfg, Fake::new()).unwrap();
     assert!(!mqtt.embedded(), "port {port} is mosquitto's");
     assert_eq!(mqtt.url(), format!("mqtt://127.0.0.1:{port}"));
-    let mut ha = Observer::connect(port, "hindsight/#");
-    let running = run(mqtt);
-    ha.next("hindsight/status", |m| m.body == "online").await;
-    ha.publish("hindsight/trigger", b"").await;
-    ha.next_result().await;
+    let (mut ha, running) = online(mqtt, port, "hindsight/#").await;
+    ha.ask("hindsight/trigger", b"").await;
     running.finish().await;
 }
 
@@ -394,32 +399,19 @@ async fn mqtts_with_a_private_ca() {
     };
     let mqtt = Mqtt::new(&cfg, Fake::new()).unwrap();
     assert_eq!(mqtt.url(), format!("mqtts://localhost:{tls}"));
-    let mut ha = Observer::connect(plain, "hindsight/#");
-    let running = run(mqtt);
-    ha.next("hindsight/status", |m| m.body == "online").await;
-    ha.publish("hindsight/cam0/trigger", b"ON").await;
-    assert_eq!(ha.next_result().await.json()["accepted"], true);
+    let (mut ha, running) = online(mqtt, plain, "hindsight/#").await;
+    assert_eq!(ha.ask("hindsight/cam0/trigger", b"ON").await.json()["accepted"], true);
     running.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_during_an_outage_is_prompt() {
-    init_log();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut broker = Mosquitto::start(dir.path(), port, "").await;
-    let mut ha = Observer::connect(port, "hindsight/status");
-    let running = run(Mqtt::new(&config(port), Fake::new()).unwrap());
-    ha.next("hindsight/status", |m| m.body == "online").await;
-    broker.kill();
+    let mut broker = mosquitto().await;
+    let (_ha, running) = online(mqtt_at(broker.port, Fake::new()), broker.port, "hindsight/status").await;
+    broker.mosquitto.kill();
     // Whether or not the loop has noticed yet, stop must not wait out back-off or drain timeouts.
-    let t0 = Instant::now();
-    running.finish().await;
-    assert!(t0.elapsed() < Duration::from_millis(1500), "stop took {:?}", t0.elapsed());
+    running.finish_promptly().await;
 
     // And with nothing ever listening.
-    let running = run(Mqtt::new(&config(free_port()), Fake::new()).unwrap());
-    let t0 = Instant::now();
-    running.finish().await;
-    assert!(t0.elapsed() < Duration::from_millis(1500), "stop took {:?}", t0.elapsed());
+    run(mqtt_at(free_port(), Fake::new())).finish_promptly().await;
 }

@@ -37,7 +37,7 @@ import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
-import { createHarness } from './harness.mjs';
+import { configHead, createHarness } from './harness.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TLS = process.env.APP_TLS === '1';
@@ -480,17 +480,8 @@ const STEPS = [
 // ---------------------------------------------------------------- main
 
 async function main() {
-  const http = await startDaemon((port) => `[storage]
-path = ${JSON.stringify(join(dir, 'storage'))}
-# A shared CI disk may be fuller than the default 10 % reserve; the test writes ~10 MB.
-min_free_percent = 0
-
-[http]
-listen = "127.0.0.1:${port}"
-${TLS ? `tls = "on"\nauth = "on"\nusername = "${USER}"\npassword = "${PASSWORD}"\n` : ''}
-[mqtt]
-enabled = false
-
+  const login = `tls = "on"\nauth = "on"\nusername = "${USER}"\npassword = "${PASSWORD}"\n`;
+  const http = await startDaemon((port) => `${configHead(dir, port, TLS ? login : '')}
 [[camera]]
 id = "${CAM}"
 source = { kind = "test", width = 640, height = 360, fps = 15 }
@@ -521,11 +512,7 @@ ${EXTRA}
   page.on('dialog', (d) => d.accept());
 
   try {
-    if (!(await check('daemon healthy', () =>
-      waitFor('GET /api/health → status ok', 60, async () => {
-        const { status, body } = await api('/api/health');
-        if (status === 200 && body?.status === 'ok') return `${base}/api/health ok`;
-      })))) return;
+    if (!(await h.checkHealthy(api))) return;
     await check('2 s buffered', () => waitFor(`${CAM} buffered_s ≥ 2`, 60, async () => {
       // With auth on this needs the session: ask the open health route instead.
       const { body } = await api('/api/health');

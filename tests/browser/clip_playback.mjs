@@ -23,7 +23,7 @@ const DURATION_TOLERANCE_S = 0.1;
 const GOP_S = 4;
 
 const h = createHarness({ name: 'browser', tmpPrefix: 'hindsight-browser-' });
-const { dir, since, check, waitFor, getJson, startDaemon, launchChromium, run } = h;
+const { dir, since, check, waitFor, getJson, startDaemon, checkHealthy, checkBuffered, launchChromium, run } = h;
 
 let context;
 let base;
@@ -39,17 +39,8 @@ pre_s = 2
 post_s = 2
 `);
 
-  if (!(await check('daemon healthy', () =>
-    waitFor('GET /api/health → status ok', 60, async () => {
-      const { status, body } = await getJson('/api/health');
-      if (status === 200 && body?.status === 'ok') return `${base}/api/health ok`;
-    })))) return;
-
-  if (!(await check('3 s buffered', () =>
-    waitFor('cam0 buffered_s ≥ 3', 60, async () => {
-      const { body } = await getJson('/api/cameras/cam0');
-      if (body?.buffered_s >= 3) return `buffered_s ${body.buffered_s}, encoder ${body.encoder}`;
-    })))) return;
+  if (!(await checkHealthy())) return;
+  if (!(await checkBuffered('cam0', 3))) return;
 
   let clipId;
   if (!(await check('trigger', async () => {

@@ -117,6 +117,27 @@ export function createHarness({ name, tmpPrefix }) {
     return base;
   }
 
+  /**
+   * The check "daemon healthy": GET /api/health answers ok within 60 s. `get` fetches a path
+   * (default: plain HTTP on the daemon; pass the test's own for HTTPS). Resolves to whether it passed.
+   */
+  function checkHealthy(get = getJson) {
+    return check('daemon healthy', () =>
+      waitFor('GET /api/health → status ok', 60, async () => {
+        const { status, body } = await get('/api/health');
+        if (status === 200 && body?.status === 'ok') return `${base}/api/health ok`;
+      }));
+  }
+
+  /** The check "N s buffered": camera `cam` holds ≥ `seconds` of pre-roll within 60 s. */
+  function checkBuffered(cam, seconds) {
+    return check(`${seconds} s buffered`, () =>
+      waitFor(`${cam} buffered_s ≥ ${seconds}`, 60, async () => {
+        const { body } = await getJson(`/api/cameras/${cam}`);
+        if (body?.buffered_s >= seconds) return `buffered_s ${body.buffered_s}, encoder ${body.encoder}`;
+      }));
+  }
+
   async function stopDaemon() {
     if (!daemon || daemonExit) return;
     const exited = new Promise((r) => daemon.once('exit', r));
@@ -179,6 +200,8 @@ export function createHarness({ name, tmpPrefix }) {
     waitFor,
     getJson,
     startDaemon,
+    checkHealthy,
+    checkBuffered,
     launchChromium,
     run,
     get passed() { return passed; },
@@ -188,16 +211,17 @@ export function createHarness({ name, tmpPrefix }) {
 
 /**
  * The config head every browser test shares: storage under `dir` (no free-space reserve: the
- * host's disk is not under test), HTTP on `port` (plain, no login), MQTT off.
+ * host's disk is not under test), HTTP on `port` (plain, no login, unless `http` adds keys such
+ * as `tls`/`auth`/`password`: one `key = value` per line), MQTT off.
  */
-export function configHead(dir, port) {
+export function configHead(dir, port, http = '') {
   return `[storage]
 path = ${JSON.stringify(join(dir, 'storage'))}
 min_free_percent = 0
 
 [http]
 listen = "127.0.0.1:${port}"
-
+${http}
 [mqtt]
 enabled = false
 `;

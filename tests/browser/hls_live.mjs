@@ -32,7 +32,7 @@ const MIN_PLAYED_S = 5;
 const EXTRA = JSON.parse(process.env.HLS_JS_CONFIG || '{}');
 
 const h = createHarness({ name: 'browser-hls', tmpPrefix: 'hindsight-hls-' });
-const { dir, since, check, waitFor, getJson, startDaemon, launchChromium, run } = h;
+const { dir, since, check, waitFor, getJson, startDaemon, checkHealthy, checkBuffered, launchChromium, run } = h;
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -162,17 +162,8 @@ pre_s = 3
 post_s = 2
 `);
 
-  if (!(await check('daemon healthy', () =>
-    waitFor('GET /api/health → status ok', 60, async () => {
-      const { status, body } = await getJson('/api/health');
-      if (status === 200 && body?.status === 'ok') return `${base}/api/health ok`;
-    })))) return;
-
-  if (!(await check('3 s buffered', () =>
-    waitFor('cam0 buffered_s ≥ 3', 60, async () => {
-      const { body } = await getJson('/api/cameras/cam0');
-      if (body?.buffered_s >= 3) return `buffered_s ${body.buffered_s}, encoder ${body.encoder}`;
-    })))) return;
+  if (!(await checkHealthy())) return;
+  if (!(await checkBuffered('cam0', 3))) return;
 
   context = await launchChromium(['--autoplay-policy=no-user-gesture-required']);
   console.log(`chromium ${context.browser()?.version() ?? '(version unknown)'}, hls.js ${HLS_JS_VERSION}` +

@@ -10,7 +10,7 @@
 // Ends with `login: N passed, M failed` and exits non-zero when anything failed.
 
 import { join } from 'node:path';
-import { createHarness } from './harness.mjs';
+import { configHead, createHarness } from './harness.mjs';
 
 const PASSWORD = 'correct horse battery';
 const h = createHarness({ name: 'login', tmpPrefix: 'hindsight-login-' });
@@ -22,19 +22,7 @@ async function submit(page, password) {
 }
 
 async function main() {
-  const httpBase = await startDaemon((port) => `[storage]
-path = ${JSON.stringify(join(dir, 'storage'))}
-min_free_percent = 0 # the host's free space is not under test
-
-[http]
-listen = "127.0.0.1:${port}"
-tls = "on"
-auth = "on"
-password = ${JSON.stringify(PASSWORD)}
-
-[mqtt]
-enabled = false
-
+  const httpBase = await startDaemon((port) => `${configHead(dir, port, `tls = "on"\nauth = "on"\npassword = ${JSON.stringify(PASSWORD)}\n`)}
 [[camera]]
 id = "cam0"
 source = { kind = "test", width = 320, height = 240, fps = 10 }

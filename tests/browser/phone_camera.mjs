@@ -20,7 +20,7 @@ import { createHarness, configHead } from './harness.mjs';
 const PRE_S = 2;
 const POST_S = 2;
 const h = createHarness({ name: 'phone', tmpPrefix: 'hindsight-phone-' });
-const { dir, check, waitFor, getJson, startDaemon, launchChromium, run } = h;
+const { dir, check, waitFor, getJson, startDaemon, checkHealthy, launchChromium, run } = h;
 const PHONE_JS = readFileSync(new URL('../../web/phone.js', import.meta.url), 'utf8');
 
 /** Mean R, G, B and luma spread of the clip's frame at `at` s, scaled to 32×18. */
@@ -56,11 +56,7 @@ pre_s = 2
 post_s = 2
 `);
 
-  if (!(await check('daemon healthy', () =>
-    waitFor('GET /api/health → ok', 60, async () => {
-      const { body } = await getJson('/api/health');
-      if (body?.status === 'ok') return 'ok';
-    })))) return;
+  if (!(await checkHealthy())) return;
 
   const context = await launchChromium(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
   const page = context.pages()[0] ?? (await context.newPage());

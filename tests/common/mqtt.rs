@@ -156,8 +156,19 @@ impl Observer {
         }
     }
 
+    /// The next `hindsight/status` that says `body` (`online`, `offline`).
+    pub async fn status(&mut self, body: &str) -> Msg {
+        self.next("hindsight/status", |m| m.body == body).await
+    }
+
     pub async fn publish(&self, topic: &str, body: &[u8]) {
         self.client.publish(topic, QoS::AtLeastOnce, false, body.to_vec()).await.unwrap();
+    }
+
+    /// Publish `body` to `topic` and return the next trigger result.
+    pub async fn ask(&mut self, topic: &str, body: &[u8]) -> Msg {
+        self.publish(topic, body).await;
+        self.next_result().await
     }
 
     /// Drop what has arrived so far.
