@@ -197,6 +197,13 @@ async fn a_phone_stream_becomes_a_camera_with_clips() {
     })
     .await;
     assert_eq!(first["source"], "browser");
+    // /metrics counts what the phone's stream lost, per phone camera.
+    let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let dropped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hindsight_phone_chunks_dropped_total{camera=\"phone1\"} "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(dropped.is_some(), "{metrics}");
     let later = wait_camera(addr, "phone1", "frames_captured growing", |c| {
         c["frames_captured"].as_u64().unwrap_or(0) >= first["frames_captured"].as_u64().unwrap() + 15
     })

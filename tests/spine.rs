@@ -362,6 +362,9 @@ async fn metrics_are_prometheus_text_with_camera_counters() {
     assert!(values["hindsight_frames_encoded_total{camera=\"cam0\"}"] > 5.0, "{body}");
     assert_eq!(values["hindsight_recording{camera=\"cam0\"}"], 0.0);
     assert!(values["hindsight_storage_total_bytes"] > 0.0);
+    assert_eq!(values["hindsight_storage_ok"], 1.0);
+    // No phone camera here: the family is declared, with no samples.
+    assert!(types.contains("hindsight_phone_chunks_dropped_total"), "{body}");
     assert_eq!(values["hindsight_uploads{state=\"uploading\"}"], 0.0);
     d.shutdown().await;
 }

@@ -25,11 +25,12 @@ export function pickMimeType() {
 }
 
 /**
- * Start streaming this device's camera as hindsight camera `id`.
+ * Start streaming this device's camera as hindsight camera `id`, asking for `width`×`height`
+ * (ideal, the camera picks the nearest it has).
  * Resolves once the socket is open and recording runs; rejects when the camera, the recorder or
  * the connection cannot be had. Returns `{ stop(), mimeType }`.
  */
-export async function startPhoneCamera({ id, video, onStatus = () => {}, timesliceMs = 250 }) {
+export async function startPhoneCamera({ id, video, onStatus = () => {}, timesliceMs = 250, width = 1280, height = 720 }) {
   const report = (obj) => {
     try {
       onStatus(obj);
@@ -46,7 +47,7 @@ export async function startPhoneCamera({ id, video, onStatus = () => {}, timesli
 
   const stream = await navigator.mediaDevices.getUserMedia({
     audio: false,
-    video: { facingMode: { ideal: 'environment' }, width: { ideal: 1280 }, height: { ideal: 720 } },
+    video: { facingMode: { ideal: 'environment' }, width: { ideal: width }, height: { ideal: height } },
   });
   const stopTracks = () => stream.getTracks().forEach((t) => t.stop());
   if (video) {

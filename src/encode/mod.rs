@@ -63,7 +63,15 @@ pub struct EncoderConfig {
     pub bitrate_kbps: u32,
     /// Keyframe period in seconds.
     pub keyframe_interval_s: f64,
+    /// Wait (up to [`BURST_WAIT`]) for the encoder instead of dropping a frame when it is behind:
+    /// for a source whose frames come in bursts it can wait for (a phone's MediaRecorder sends a
+    /// second of video at once; its backlog waits compressed in front of the decoder). A camera
+    /// that cannot wait keeps `false`: a frame it cannot take now is dropped and counted.
+    pub wait_for_room: bool,
 }
+
+/// How long an encoder fed in bursts may make the capture side wait for room for one frame.
+pub const BURST_WAIT: Duration = Duration::from_millis(500);
 
 /// The encode stage of one camera.
 pub struct Encoder {
@@ -144,7 +152,7 @@ impl Encoder {
                 a.force_keyframe();
             }
             let base = self.base.unwrap_or(frame.captured);
-            match a.push(frame, base) {
+            match a.push(frame, base, self.cfg.wait_for_room) {
                 Ok(true) => {}
                 Ok(false) => {
                     self.status.frames_dropped_encoder.fetch_add(1, Ordering::Relaxed);
@@ -270,11 +278,23 @@ impl Output {
 impl Active {
     /// Hand one frame to appsrc; its data is shared, not copied.
     /// Returns `Ok(false)` when the frame was dropped because the encoder is behind.
-    fn push(&self, frame: Frame, base: Duration) -> Result<bool, EncodeError> {
+    fn push(&self, frame: Frame, base: Duration, wait_for_room: bool) -> Result<bool, EncodeError> {
         // appsrc's own queue is unbounded: keep at most three frames waiting inside GStreamer;
-        // past that the encoder is behind and the frame is dropped (and counted), like the ring.
-        if self.src.current_level_bytes() > 3 * frame.data.len() as u64 {
-            return Ok(false);
+        // past that the encoder is behind and the frame is dropped (and counted), like the ring
+        // — unless the source can wait: then up to BURST_WAIT for the encoder to catch up (a
+        // 2 ms poll, only while behind).
+        let limit = 3 * frame.data.len() as u64;
+        if self.src.current_level_bytes() > limit {
+            if !wait_for_room {
+                return Ok(false);
+            }
+            let deadline = std::time::Instant::now() + BURST_WAIT;
+            while self.src.current_level_bytes() > limit {
+                if std::time::Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
         let pts = frame.captured.saturating_sub(base).as_nanos() as u64;
         {

@@ -64,6 +64,28 @@ pub fn render(s: &AppState) -> String {
         "Size of the clip filesystem.",
         &[(String::new(), st.total_bytes as f64)],
     );
+    family(
+        &mut out,
+        "storage_ok",
+        "gauge",
+        "1 while the clip filesystem can be examined (0: the free and total figures are unknown, not 0).",
+        &[(String::new(), f64::from(u8::from(st.ok)))],
+    );
+    let phones: Vec<(String, f64)> = s
+        .registry
+        .snapshot()
+        .iter()
+        .filter_map(|e| {
+            e.camera.feed.as_ref().map(|f| (format!("{{camera=\"{}\"}}", e.camera.id()), f.dropped() as f64))
+        })
+        .collect();
+    family(
+        &mut out,
+        "phone_chunks_dropped_total",
+        "counter",
+        "Phone stream chunks dropped on the current connection (decoder behind, or between pipelines).",
+        &phones,
+    );
     let uploads = s.uploads.list();
     let by_state: Vec<(String, f64)> =
         [UploadState::Uploading, UploadState::Processing, UploadState::Done, UploadState::Failed]
