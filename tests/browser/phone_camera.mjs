@@ -75,8 +75,8 @@ post_s = 2
       const types = Object.fromEntries(mod.MIME_TYPES.map((t) => [t, MediaRecorder.isTypeSupported(t)]));
       window.__cam = await mod.startPhoneCamera({
         id: 'phone1',
-        // 640×360: Chromium's software H.264, the daemon's decoder and x264 share CI's two cores;
-        // at 1280×720 the encoder dropped whole seconds and cut the clip short.
+        // 640×360 leaves CI's two cores some headroom (Chromium's software H.264, the daemon's
+        // decoder and x264 share them); app.mjs's phone step runs the 1280×720 default.
         width: 640,
         height: 360,
         video: document.getElementById('v'),
