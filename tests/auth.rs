@@ -559,6 +559,15 @@ async fn without_login_a_cross_site_request_is_still_refused() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(d.registry.get("phone9").is_none(), "a refused push must not create a camera");
+    // DNS rebinding: a page of another site whose name resolves to 127.0.0.1 is same-origin
+    // with itself; its Host names no name of this machine, so nothing is served to it.
+    let clips = format!("http://{}/api/clips", d.http_addr);
+    let r = c.get(&clips).header("host", "evil.example").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("evil.example"), "{body}");
+    let r = c.get(&clips).header("host", format!("localhost:{}", d.http_addr.port())).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     // The same origin, and tools that send no Origin (curl, Home Assistant), still work.
     let own = format!("http://{}", d.http_addr);
     let r = c.post(&trigger).header("origin", own.as_str()).send().await.unwrap();

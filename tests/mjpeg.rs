@@ -255,7 +255,7 @@ async fn stalled_client_does_not_grow_memory() {
 
     use tokio::io::AsyncWriteExt;
     let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stalled.write_all(b"GET /api/cameras/big/mjpeg HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    stalled.write_all(b"GET /api/cameras/big/mjpeg HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
     let c2 = c.clone();
     wait_for("2 viewers", Duration::from_secs(10), move || c2.info().viewers == 2).await;
     // Warm up: let the stalled socket's buffers fill and the reader's allocations settle.

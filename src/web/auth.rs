@@ -353,6 +353,24 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
+/// Whether `authority` (a Host header: `name[:port]`, `[v6][:port]`) names this machine:
+/// `localhost` or `*.localhost`, a loopback address, or `own` (the host name) and `own.local`.
+pub fn loopback_host(authority: &str, own: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip.is_loopback()
+            || matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()));
+    }
+    let own = own.to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || (!own.is_empty() && (host == own || host == format!("{own}.local")))
+}
+
 /// Whether a request needs the same-origin check: a method other than GET/HEAD/OPTIONS, or a
 /// WebSocket upgrade.
 pub fn needs_same_origin(method: &Method, headers: &HeaderMap) -> bool {
@@ -440,6 +458,8 @@ impl Identity {
 pub struct Auth {
     enabled: bool,
     tls: bool,
+    /// This machine's host name (for [`loopback_host`]).
+    own_host: String,
     username: String,
     password_hash: String,
     session_max_age: i64,
@@ -500,6 +520,7 @@ impl Auth {
         let auth = Auth {
             enabled,
             tls: http.tls_enabled(),
+            own_host: nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default(),
             username: http.username.clone(),
             password_hash,
             session_max_age: i64::from(http.session_days) * 86_400,
@@ -656,8 +677,14 @@ impl Auth {
         }
         let scheme = if self.tls { "https" } else { "http" };
         if !self.enabled {
-            // No login (loopback development), but a page of another site still may not make
-            // the browser trigger, delete or push a camera here (no cookie protects it).
+            // No login (loopback development). A page of another site whose name it made resolve
+            // to 127.0.0.1 (DNS rebinding) would be "same-origin" and could read clips: only
+            // this machine's names are served.
+            if let Some(a) = authority.filter(|a| !loopback_host(a, &self.own_host)) {
+                return Err(Denied::ForeignHost(a.to_string()));
+            }
+            // And a page of another site may not make the browser trigger, delete or push a
+            // camera here (no cookie protects it).
             return if needs_same_origin(&method, headers) && !same_origin(headers, scheme, authority) {
                 Err(Denied::CrossSite)
             } else {
@@ -701,6 +728,8 @@ enum Denied {
     Login(String),
     /// Cookie-authenticated cross-site unsafe request: 403.
     CrossSite,
+    /// Auth off and the Host header names another machine (DNS rebinding): 403.
+    ForeignHost(String),
 }
 
 impl warp::reject::Reject for Denied {}
@@ -727,6 +756,13 @@ pub async fn recover(r: Rejection) -> Result<warp::reply::Response, std::convert
             Ok(resp)
         }
         Some(Denied::CrossSite) => Ok(json_error(StatusCode::FORBIDDEN, "cross-site request refused")),
+        Some(Denied::ForeignHost(host)) => Ok(json_error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "Host {host:?} is not this machine: without login only localhost, loopback addresses and this \
+                 machine's name are served"
+            ),
+        )),
         Some(Denied::Login(next)) => {
             let loc = format!("/login?next={}", percent_encode(next));
             let mut resp = warp::reply::with_status("", StatusCode::SEE_OTHER).into_response();
@@ -1072,6 +1108,34 @@ mod tests {
             h.append(*k, HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn without_login_only_this_machine_s_names_are_served() {
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "127.1.2.3",
+            "[::1]:8080",
+            "cam.localhost",
+            "pi:8080",
+            "PI.local",
+            "localhost.",
+        ] {
+            assert!(loopback_host(ok, "pi"), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "192.168.1.20:8080",
+            "[2001:db8::1]",
+            "pi.evil.example",
+            "localhost.evil.example",
+        ] {
+            assert!(!loopback_host(bad, "pi"), "{bad}");
+        }
+        assert!(!loopback_host("anything", ""));
     }
 
     #[test]
