@@ -63,10 +63,13 @@ struct List {
 /// not hold a slot until the daemon restarts.
 pub const PHONE_IDLE_EVICT: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn evictable(e: &Entry, after: std::time::Duration) -> bool {
-    e.camera.status.state() == super::status::CameraState::Stopped
-        && !e.recorder.recording()
-        && e.camera.feed.as_ref().and_then(|f| f.idle_for()).is_some_and(|d| d >= after)
+/// How long phone camera `e` has been idle, if it may give its place (stopped, not recording,
+/// no phone for at least `after`).
+fn evictable(e: &Entry, after: std::time::Duration) -> Option<std::time::Duration> {
+    if e.camera.status.state() != super::status::CameraState::Stopped || e.recorder.recording() {
+        return None;
+    }
+    e.camera.feed.as_ref()?.idle_for().filter(|d| *d >= after)
 }
 
 /// The cameras of a running daemon.
@@ -178,9 +181,9 @@ impl Registry {
                 .by_phone
                 .iter()
                 .filter_map(|id| list.entries.iter().find(|e| e.camera.id() == id))
-                .filter(|e| evictable(e, self.evict_after))
-                .max_by_key(|e| e.camera.feed.as_ref().and_then(|f| f.idle_for()))
-                .map(|e| e.camera.id().to_string());
+                .filter_map(|e| evictable(e, self.evict_after).map(|idle| (idle, e)))
+                .max_by_key(|(idle, _)| *idle)
+                .map(|(_, e)| e.camera.id().to_string());
             let Some(old) = idle else {
                 return Err(RegistryError::Full(list.by_phone.len()));
             };

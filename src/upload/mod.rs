@@ -603,10 +603,10 @@ impl Uploads {
             device: Some(device.to_string()),
         };
         let json = serde_json::to_vec(&sidecar).map_err(|e| format!("sidecar: {e}"))?;
-        crate::web::tls::write_private(&dest.with_extension("json"), &json, 0o644)
+        crate::storage::write_private(&dest.with_extension("json"), &json, 0o644)
             .map_err(|e| format!("sidecar: {e}"))?;
         let marker = self.done_marker(id);
-        crate::web::tls::write_private(&marker, rel.as_bytes(), 0o644).map_err(|e| format!("marker: {e}"))?;
+        crate::storage::write_private(&marker, rel.as_bytes(), 0o644).map_err(|e| format!("marker: {e}"))?;
         std::fs::rename(tmp_jpg, dest.with_extension("jpg")).map_err(|e| format!("poster: {e}"))?;
         std::fs::rename(tmp, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
         std::fs::File::open(&dest_dir).and_then(|d| d.sync_all()).map_err(|e| format!("fsync dir: {e}"))?;

@@ -158,7 +158,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), AuthError> {
         std::fs::create_dir_all(dir).map_err(|e| state_err(dir, format!("cannot create: {e}")))?;
     }
     let data = serde_json::to_vec_pretty(value).map_err(|e| state_err(path, e))?;
-    super::tls::write_private(path, &data, 0o600).map_err(|e| state_err(path, format!("cannot write: {e}")))
+    crate::storage::write_private(path, &data, 0o600).map_err(|e| state_err(path, format!("cannot write: {e}")))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,34 +21,33 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
     }
 }
 
+type CameraInfo = crate::camera::CameraInfo;
+
+/// The per-camera families: name, type, help, value.
+const PER_CAMERA: &[(&str, &str, &str, fn(&CameraInfo) -> f64)] = &[
+    ("camera_up", "gauge", "1 while the camera runs.", |c| f64::from(u8::from(c.state == CameraState::Running))),
+    ("frames_captured_total", "counter", "Frames from the source.", |c| c.frames_captured as f64),
+    ("frames_dropped_total", "counter", "Frames lost before the encoder.", |c| c.frames_dropped as f64),
+    ("frames_encoded_total", "counter", "H.264 access units encoded.", |c| c.frames_encoded as f64),
+    ("buffered_seconds", "gauge", "Seconds of video in the RAM pre-roll.", |c| c.buffered_s),
+    ("buffered_bytes", "gauge", "Bytes of video in the RAM pre-roll.", |c| c.buffered_bytes as f64),
+    ("recording", "gauge", "1 while a clip is being written.", |c| f64::from(u8::from(c.recording))),
+    ("mjpeg_viewers", "gauge", "MJPEG live viewers.", |c| c.viewers as f64),
+    ("hls_clients", "gauge", "HLS clients in the last 10 s.", |c| c.hls_clients as f64),
+    ("jpeg_encodes_total", "counter", "Preview JPEGs encoded.", |c| c.jpeg_encodes as f64),
+];
+
 /// The whole exposition.
 pub fn render(s: &AppState) -> String {
     let cams: Vec<_> = s.registry.snapshot().iter().map(|e| e.info()).collect();
-    let per = |f: &dyn Fn(&crate::camera::CameraInfo) -> f64| -> Vec<(String, f64)> {
+    let per = |f: &fn(&CameraInfo) -> f64| -> Vec<(String, f64)> {
         // Camera ids are `[a-z0-9_-]`: nothing to escape in a label value.
         cams.iter().map(|c| (format!("{{camera=\"{}\"}}", c.id), f(c))).collect()
     };
     let mut out = String::with_capacity(4096);
-    let up = |c: &crate::camera::CameraInfo| f64::from(u8::from(c.state == CameraState::Running));
-    family(&mut out, "camera_up", "gauge", "1 while the camera runs.", &per(&up));
-    let captured = |c: &crate::camera::CameraInfo| c.frames_captured as f64;
-    family(&mut out, "frames_captured_total", "counter", "Frames from the source.", &per(&captured));
-    let dropped = |c: &crate::camera::CameraInfo| c.frames_dropped as f64;
-    family(&mut out, "frames_dropped_total", "counter", "Frames lost before the encoder.", &per(&dropped));
-    let encoded = |c: &crate::camera::CameraInfo| c.frames_encoded as f64;
-    family(&mut out, "frames_encoded_total", "counter", "H.264 access units encoded.", &per(&encoded));
-    let secs = |c: &crate::camera::CameraInfo| c.buffered_s;
-    family(&mut out, "buffered_seconds", "gauge", "Seconds of video in the RAM pre-roll.", &per(&secs));
-    let bytes = |c: &crate::camera::CameraInfo| c.buffered_bytes as f64;
-    family(&mut out, "buffered_bytes", "gauge", "Bytes of video in the RAM pre-roll.", &per(&bytes));
-    let rec = |c: &crate::camera::CameraInfo| f64::from(u8::from(c.recording));
-    family(&mut out, "recording", "gauge", "1 while a clip is being written.", &per(&rec));
-    let viewers = |c: &crate::camera::CameraInfo| c.viewers as f64;
-    family(&mut out, "mjpeg_viewers", "gauge", "MJPEG live viewers.", &per(&viewers));
-    let hls = |c: &crate::camera::CameraInfo| c.hls_clients as f64;
-    family(&mut out, "hls_clients", "gauge", "HLS clients in the last 10 s.", &per(&hls));
-    let jpeg = |c: &crate::camera::CameraInfo| c.jpeg_encodes as f64;
-    family(&mut out, "jpeg_encodes_total", "counter", "Preview JPEGs encoded.", &per(&jpeg));
+    for (name, kind, help, value) in PER_CAMERA {
+        family(&mut out, name, kind, help, &per(value));
+    }
     let st = super::storage_health(&s.storage_path);
     family(
         &mut out,

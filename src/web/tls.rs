@@ -6,7 +6,6 @@
 //! compare with what the phone's browser shows.
 
 use crate::config::HttpConfig;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_rustls::rustls;
@@ -103,30 +102,6 @@ pub fn subject_alt_names() -> Vec<String> {
     names
 }
 
-/// Write `data` to `path` atomically with `mode`: a temporary file of this process (two
-/// writers — the daemon and the `token` CLI — never share one), fsync, rename, fsync of the
-/// directory (so the rename survives a power cut).
-pub fn write_private(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 /// Generate a self-signed certificate for [`subject_alt_names`] into `dir`.
 fn generate(dir: &Path) -> Result<(), TlsError> {
     let names = subject_alt_names();
@@ -146,13 +121,13 @@ fn generate(dir: &Path) -> Result<(), TlsError> {
     let cert = params.self_signed(&key).map_err(|e| TlsError::Generate(e.to_string()))?;
     std::fs::create_dir_all(dir).map_err(|e| file_err("http.state_dir", dir, format!("cannot create: {e}")))?;
     let key_path = dir.join("key.pem");
-    write_private(&key_path, key.serialize_pem().as_bytes(), 0o600)
+    crate::storage::write_private(&key_path, key.serialize_pem().as_bytes(), 0o600)
         .map_err(|e| file_err("http.state_dir", &key_path, format!("cannot write: {e}")))?;
     let cert_path = dir.join("cert.pem");
-    write_private(&cert_path, cert.pem().as_bytes(), 0o644)
+    crate::storage::write_private(&cert_path, cert.pem().as_bytes(), 0o644)
         .map_err(|e| file_err("http.state_dir", &cert_path, format!("cannot write: {e}")))?;
     let until_path = dir.join(UNTIL_FILE);
-    write_private(&until_path, end.to_string().as_bytes(), 0o644)
+    crate::storage::write_private(&until_path, end.to_string().as_bytes(), 0o644)
         .map_err(|e| file_err("http.state_dir", &until_path, format!("cannot write: {e}")))?;
     Ok(())
 }
