@@ -4,7 +4,8 @@
 //! `{id}.jpg` beside it), mapping relative clip paths to absolute ones without ever escaping
 //! the root, the mount check (`require_mount`), free-space figures (statvfs), and retention by
 //! age, total size and free space, which deletes the oldest unpinned clips: file first, then
-//! the index entry.
+//! the index entry. Also [`write_private`], the one crash-safe small-file write (temporary
+//! file, fsync, rename, directory fsync) used for state files, markers and sidecars.
 //!
 //! Must never delete a pinned clip, never touch a path outside the storage root, never create
 //! the root when `require_mount` is set (a missing USB disk must not fill the SD card), and
