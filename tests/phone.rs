@@ -67,19 +67,32 @@ async fn connect(addr: std::net::SocketAddr, id: &str) -> Result<Ws, u16> {
     }
 }
 
+/// Set to an instant, the pump holds the chunks made until then and sends them all at once with
+/// the first chunk after it: a Wi-Fi hiccup.
+type Hold = std::sync::Arc<std::sync::Mutex<Option<Instant>>>;
+
 /// Pushes the producer's chunks into the socket and collects the server's JSON messages, until
 /// the returned sender is dropped (then it closes the socket) or the server closes.
-fn pump(mut ws: Ws) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Vec<serde_json::Value>>) {
+fn pump(mut ws: Ws, hold: Hold) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Vec<serde_json::Value>>) {
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut chunks = produce_webm();
         let mut got = Vec::new();
+        let mut held = Vec::new();
         loop {
             tokio::select! {
                 _ = &mut stop_rx => break,
                 c = chunks.recv() => {
                     let Some(c) = c else { break };
-                    if ws.send(Message::Binary(c)).await.is_err() {
+                    held.push(c);
+                    if hold.lock().unwrap().is_some_and(|until| Instant::now() < until) {
+                        continue;
+                    }
+                    let mut sent = true;
+                    for c in held.drain(..) {
+                        sent &= ws.send(Message::Binary(c)).await.is_ok();
+                    }
+                    if !sent {
                         break;
                     }
                 }
@@ -191,7 +204,8 @@ async fn a_phone_stream_becomes_a_camera_with_clips() {
     assert_eq!(connect(addr, "Bad!").await.err(), Some(400));
 
     let ws = connect(addr, "phone1").await.expect("push socket for a new camera");
-    let (stop, task) = pump(ws);
+    let hold = Hold::default();
+    let (stop, task) = pump(ws, hold.clone());
     let first = wait_camera(addr, "phone1", "phone1 running with frames", |c| {
         c["state"] == "running" && c["frames_captured"].as_u64().unwrap_or(0) > 0
     })
@@ -227,7 +241,14 @@ async fn a_phone_stream_becomes_a_camera_with_clips() {
     wait_camera(addr, "phone1", "2.5 s buffered", |c| c["buffered_s"].as_f64().unwrap_or(0.0) >= 2.5).await;
     let (status, acc) = post_body(addr, "/api/cameras/phone1/trigger", r#"{"label":"phone"}"#).await;
     assert_eq!(status, 202, "{acc}");
+    let triggered = Instant::now();
     let id = acc["clip_id"].as_str().unwrap().to_string();
+    // A Wi-Fi hiccup over the end of the post-roll: from 1 s after the trigger, the phone's
+    // chunks are held back for 2.2 s, then arrive at once. The clip still gets its last second
+    // (the frames are dated on the phone's clock): it waits for them instead of ending on the
+    // clock at T + post.
+    tokio::time::sleep_until((triggered + Duration::from_secs(1)).into()).await;
+    *hold.lock().unwrap() = Some(Instant::now() + Duration::from_millis(2200));
     let meta = wait_clip(addr, &id, Duration::from_secs(30)).await;
 
     assert_eq!(meta["camera"], "phone1");
@@ -271,7 +292,7 @@ async fn a_phone_stream_becomes_a_camera_with_clips() {
     // Reconnect: runs again with new frames.
     let before = camera(addr, "phone1").await["frames_captured"].as_u64().unwrap();
     let ws = connect(addr, "phone1").await.expect("reconnect");
-    let (stop, task) = pump(ws);
+    let (stop, task) = pump(ws, Hold::default());
     wait_camera(addr, "phone1", "phone1 running again", |c| {
         c["state"] == "running" && c["frames_captured"].as_u64().unwrap_or(0) > before + 15
     })

@@ -63,7 +63,8 @@ struct Shared {
 /// One camera's recorder.
 pub struct Recorder {
     shared: Arc<Shared>,
-    writer: Mutex<Option<(String, JoinHandle<Result<ClipMeta, String>>)>>,
+    /// Writer threads by clip id: the open clip's, and any still finishing an older clip.
+    writers: Mutex<Vec<(String, JoinHandle<Result<ClipMeta, String>>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -81,7 +82,7 @@ impl Recorder {
         };
         Recorder {
             shared: Arc::new(Shared { machine: Mutex::new(ClipMachine::new(limits)), camera, store, events }),
-            writer: Mutex::new(None),
+            writers: Mutex::new(Vec::new()),
         }
     }
 
@@ -177,11 +178,16 @@ impl Recorder {
             self.make_room(self.shared.camera.config().max_clip_s, &req)?;
         }
         let now = monotonic_now();
-        let had_open = self.recording();
-        let id = lock(&self.shared.machine)
-            .start_manual(now, || new_clip_id(now_ms()))
-            .map_err(|e: ManualError| Self::reject(RejectCode::Conflict, e.to_string(), &req))?;
-        if !had_open {
+        let (id, opened) = {
+            let mut m = lock(&self.shared.machine);
+            let before = m.open().map(|o| o.clip_id.clone());
+            let id = m
+                .start_manual(now, || new_clip_id(now_ms()))
+                .map_err(|e: ManualError| Self::reject(RejectCode::Conflict, e.to_string(), &req))?;
+            let opened = before.as_deref() != Some(id.as_str());
+            (id, opened)
+        };
+        if opened {
             self.spawn_writer(&id);
         }
         self.shared.camera.force_keyframe();
@@ -200,34 +206,32 @@ impl Recorder {
     /// Wait for the writer of `clip_id` to finish.
     fn wait_for(&self, clip_id: &str) -> Result<ClipMeta, String> {
         let handle = {
-            let mut w = lock(&self.writer);
-            match w.take() {
-                Some((id, h)) if id == clip_id => h,
-                other => {
-                    *w = other;
-                    return Err("no writer for this clip".into());
-                }
+            let mut w = lock(&self.writers);
+            match w.iter().position(|(id, _)| id == clip_id) {
+                Some(i) => w.swap_remove(i).1,
+                None => return Err("no writer for this clip".into()),
             }
         };
         handle.join().unwrap_or_else(|_| Err("clip writer panicked".into()))
     }
 
-    /// Shutdown: cut the open clip at now and wait for it (bounded by the writer's timeouts).
+    /// Shutdown: cut the open clip at now and wait for every writer (bounded by their timeouts).
     pub fn shutdown(&self) {
-        let open = lock(&self.shared.machine).cut(monotonic_now());
-        if let Some(id) = open {
+        if let Some(id) = lock(&self.shared.machine).cut(monotonic_now()) {
             log::info!("camera {}: cutting clip {id} for shutdown", self.camera_id());
-            if let Err(e) = self.wait_for(&id) {
+        }
+        let writers = std::mem::take(&mut *lock(&self.writers));
+        for (id, h) in writers {
+            if let Err(e) = h.join().unwrap_or_else(|_| Err("clip writer panicked".into())) {
                 log::warn!("camera {}: clip {id}: {e}", self.camera_id());
             }
         }
     }
 
     fn spawn_writer(&self, clip_id: &str) {
-        // Reap a finished previous writer (it ended on its own).
-        if let Some((_, h)) = lock(&self.writer).take() {
-            let _ = h.join();
-        }
+        // Reap finished writers (they ended on their own); one still finishing an older clip
+        // (past its hard end, waiting for its last frame) is left to finish.
+        lock(&self.writers).retain(|(_, h)| !h.is_finished());
         let shared = self.shared.clone();
         let id = clip_id.to_string();
         let name = format!("clip-{}", shared.camera.id());
@@ -259,16 +263,25 @@ impl Recorder {
         });
         match spawned {
             Ok(h) => {
-                *lock(&self.writer) = Some((clip_id.to_string(), h));
+                lock(&self.writers).push((clip_id.to_string(), h));
                 let _ = self.shared.events.send(ClipEvent::Recording { camera: self.camera_id().into(), on: true });
             }
             Err(e) => {
                 log::error!("cannot spawn clip writer: {e}");
-                lock(&self.shared.machine).close_now();
+                lock(&self.shared.machine).close_now(clip_id);
             }
         }
     }
 }
+
+/// The most a source's lag (see `write_clip`) may delay cutting a clip whose frames stopped.
+const MAX_LAG: Duration = Duration::from_secs(10);
+/// How long after its end (plus the source's lag) a clip waits for a frame that may still come
+/// when the camera delivers none: a sensor's frames come steadily (a stopped one is cut sooner,
+/// by its state) ...
+const END_GRACE: Duration = Duration::from_secs(1);
+/// ... a phone's come in bursts over Wi-Fi, and a burst delayed by a second is ordinary.
+const END_GRACE_FED: Duration = Duration::from_secs(3);
 
 /// Write clip `id` until the machine closes it. Runs on the writer thread.
 fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
@@ -281,21 +294,19 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
     let mut w: Option<Writer> = None;
     let mut gop: Vec<EncodedFrame> = Vec::new();
     let mut idle = Duration::ZERO;
+    // How far the newest frame's time trailed the clock when it was read. A fed source (a phone)
+    // dates frames on its own media clock and runs behind by its backlog, so the frames up to
+    // the clip's end arrive that much after the end on the clock.
+    let mut lag = Duration::ZERO;
     let closed: OpenClip = loop {
         match follower.next_blocking(Duration::from_millis(250)) {
             Next::Frame(f) => {
                 idle = Duration::ZERO;
+                lag = monotonic_now().saturating_sub(f.pts).min(MAX_LAG);
                 if gop.is_empty() && w.is_none() && !f.keyframe {
                     continue;
                 }
-                let done = {
-                    let mut m = lock(&shared.machine);
-                    if m.open().is_some_and(|o| o.clip_id == id) {
-                        m.close_if_done(f.pts)
-                    } else {
-                        None
-                    }
-                };
+                let done = lock(&shared.machine).close_if_done(id, f.pts);
                 if let Some(c) = done {
                     flush(shared, id, &mut w, &mut gop, Some(f.pts), start)?;
                     break c;
@@ -311,13 +322,21 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
             }
             Next::Timeout => {
                 idle += Duration::from_millis(250);
-                // No frames (camera failed or stopping): past the end, or stalled for 10 s, cut.
+                // No frames (camera failed or stopping): past the end (allowing for the source's
+                // lag and a late burst), or stalled for 10 s, cut.
                 let mut m = lock(&shared.machine);
-                let past_end = m.open().is_some_and(|o| o.clip_id == id && monotonic_now() >= o.effective_end());
+                let grace = if cam.is_browser() { END_GRACE_FED } else { END_GRACE };
+                let past_end = m.get(id).is_some_and(|o| monotonic_now() >= o.effective_end() + lag + grace);
                 if past_end || idle >= Duration::from_secs(10) || cam.status.state() == CameraState::Stopped {
-                    match m.close_now() {
+                    match m.close_now(id) {
                         Some(c) => {
                             drop(m);
+                            log::info!(
+                                "camera {}: clip {id} cut: no frame for {:.2} s (source lag {:.2} s)",
+                                cam.id(),
+                                idle.as_secs_f64(),
+                                lag.as_secs_f64()
+                            );
                             flush(shared, id, &mut w, &mut gop, None, start)?;
                             break c;
                         }

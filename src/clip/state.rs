@@ -1,9 +1,12 @@
 //! The clip state machine of one camera: pure, no clock, no I/O (times are passed in on the
 //! capture clock, CLOCK_MONOTONIC), so it is tested with simulated time.
 //!
-//! A trigger at T opens a clip covering T − pre … T + post. A trigger while a clip is open (at or
-//! before its end) extends the end to T + post, capped at start + `max_clip_s`, and is recorded
-//! on the same clip. Per-trigger `pre_s`/`post_s` are clamped to the camera's config and to what
+//! A trigger at T opens a clip covering T − pre … T + post. A trigger while a clip is open
+//! extends the end to T + post, capped at start + `max_clip_s`, and is recorded on the same clip.
+//! A clip stays open until its writer has seen a frame at its end, which from a source that lags
+//! (a phone's bursts) comes after the end on the clock: a trigger in that gap extends the clip
+//! seamlessly rather than opening a second one beside a writer still busy. Only a clip past its
+//! hard end gives way: it moves to `closing`, where its writer still finds and closes it by id. Per-trigger `pre_s`/`post_s` are clamped to the camera's config and to what
 //! the buffer holds; the actual pre-roll is reported. A manual recording is open-ended until
 //! `stop_manual` (capped the same way); triggers during it are recorded on it.
 
@@ -103,12 +106,25 @@ pub enum ManualError {
 pub struct ClipMachine {
     limits: Limits,
     open: Option<OpenClip>,
+    /// Clips at their hard end, replaced by a newer clip before their writer saw their last
+    /// frame: still closed by their writer (by id), no longer extended.
+    closing: Vec<OpenClip>,
 }
 
 impl ClipMachine {
     /// An idle machine.
     pub fn new(limits: Limits) -> Self {
-        ClipMachine { limits, open: None }
+        ClipMachine { limits, open: None, closing: Vec::new() }
+    }
+
+    /// The open clip, if it may still take a trigger or a manual start at `now`: it is open until
+    /// its writer has seen a frame at its end (a source that lags delivers those after the end on
+    /// the clock), and it may grow until its hard end. One past its hard end moves to `closing`.
+    fn extendable(&mut self, now: Duration) -> Option<&mut OpenClip> {
+        if self.open.as_ref().is_some_and(|o| now > o.hard_end) {
+            self.closing.extend(self.open.take());
+        }
+        self.open.as_mut()
     }
 
     /// The clip being recorded, if any.
@@ -130,19 +146,17 @@ impl ClipMachine {
         let pre = secs(req.pre_s, self.limits.pre).min(self.limits.pre);
         let post = secs(req.post_s, self.limits.post).min(self.limits.max_clip);
         let mark = TriggerMark { id: trigger_id.into(), at: now, label: req.label.clone() };
-        if let Some(open) = self.open.as_mut() {
-            if now <= open.effective_end() {
-                let want = (now + post).min(open.hard_end);
-                if let Some(end) = open.end.as_mut() {
-                    *end = (*end).max(want);
-                }
-                open.triggers.push(mark);
-                return Outcome::Extended {
-                    clip_id: open.clip_id.clone(),
-                    pre_actual: open.pre_actual(),
-                    post: want.saturating_sub(now),
-                };
+        if let Some(open) = self.extendable(now) {
+            let want = (now + post).min(open.hard_end);
+            if let Some(end) = open.end.as_mut() {
+                *end = (*end).max(want);
             }
+            open.triggers.push(mark);
+            return Outcome::Extended {
+                clip_id: open.clip_id.clone(),
+                pre_actual: open.pre_actual(),
+                post: want.saturating_sub(now),
+            };
         }
         let start = now.saturating_sub(pre).max(oldest.unwrap_or(now)).min(now);
         let hard_end = start + self.limits.max_clip;
@@ -164,15 +178,13 @@ impl ClipMachine {
     /// Start a manual recording at `now` (no pre-roll). A trigger clip already open becomes
     /// open-ended (manual) rather than starting a second clip.
     pub fn start_manual(&mut self, now: Duration, new_id: impl FnOnce() -> String) -> Result<String, ManualError> {
-        if let Some(open) = self.open.as_mut() {
-            if open.end.is_none() {
-                return Err(ManualError::AlreadyRecording);
-            }
-            if now <= open.effective_end() {
-                open.end = None;
-                open.source = ClipSource::Manual;
-                return Ok(open.clip_id.clone());
-            }
+        if self.open.as_ref().is_some_and(|o| o.end.is_none()) {
+            return Err(ManualError::AlreadyRecording);
+        }
+        if let Some(open) = self.extendable(now) {
+            open.end = None;
+            open.source = ClipSource::Manual;
+            return Ok(open.clip_id.clone());
         }
         let clip = OpenClip {
             clip_id: new_id(),
@@ -199,10 +211,15 @@ impl ClipMachine {
         }
     }
 
-    /// Close the clip if a frame at `pts` lies at or past its end; returns it.
-    pub fn close_if_done(&mut self, pts: Duration) -> Option<OpenClip> {
-        if self.open.as_ref().is_some_and(|o| pts >= o.effective_end()) {
-            self.open.take()
+    /// Clip `id` while its writer has not closed it (open, or closing).
+    pub fn get(&self, id: &str) -> Option<&OpenClip> {
+        self.open.iter().chain(&self.closing).find(|o| o.clip_id == id)
+    }
+
+    /// Close clip `id` if a frame at `pts` lies at or past its end; returns it.
+    pub fn close_if_done(&mut self, id: &str, pts: Duration) -> Option<OpenClip> {
+        if self.get(id).is_some_and(|o| pts >= o.effective_end()) {
+            self.close_now(id)
         } else {
             None
         }
@@ -215,9 +232,13 @@ impl ClipMachine {
         Some(open.clip_id.clone())
     }
 
-    /// Close the clip now whatever its end (camera stopped, shutdown).
-    pub fn close_now(&mut self) -> Option<OpenClip> {
-        self.open.take()
+    /// Close clip `id` now whatever its end (camera stopped, no frames).
+    pub fn close_now(&mut self, id: &str) -> Option<OpenClip> {
+        if self.open.as_ref().is_some_and(|o| o.clip_id == id) {
+            return self.open.take();
+        }
+        let i = self.closing.iter().position(|o| o.clip_id == id)?;
+        Some(self.closing.remove(i))
     }
 }
 
@@ -249,8 +270,8 @@ mod tests {
         assert_eq!(out, Outcome::Opened { clip_id: "clip1".into(), pre_actual: s(30.0), post: s(30.0) });
         let o = m.open().unwrap();
         assert_eq!((o.start, o.end), (s(70.0), Some(s(130.0))));
-        assert!(m.close_if_done(s(129.9)).is_none());
-        assert_eq!(m.close_if_done(s(130.0)).unwrap().clip_id, "clip1");
+        assert!(m.close_if_done("clip1", s(129.9)).is_none());
+        assert_eq!(m.close_if_done("clip1", s(130.0)).unwrap().clip_id, "clip1");
         assert!(m.open().is_none());
     }
 
@@ -270,11 +291,44 @@ mod tests {
     }
 
     #[test]
+    fn trigger_past_the_end_before_the_last_frame_extends() {
+        let mut m = machine();
+        let mut id = ids();
+        m.trigger(s(100.0), &TriggerRequest::default(), "t1", Some(s(0.0)), &mut id);
+        // The clock is past the end (130) but no frame at 130 has been seen yet: same clip.
+        let out = m.trigger(s(131.0), &TriggerRequest::default(), "t2", None, &mut id);
+        assert_eq!(out, Outcome::Extended { clip_id: "clip1".into(), pre_actual: s(30.0), post: s(30.0) });
+        assert!(m.close_if_done("clip1", s(131.0)).is_none());
+        // A manual start in that gap turns it into the manual recording.
+        assert_eq!(m.start_manual(s(162.0), &mut id), Ok("clip1".into()));
+        assert_eq!(m.open().unwrap().end, None);
+    }
+
+    #[test]
+    fn a_clip_past_its_hard_end_gives_way_and_is_still_closed_by_id() {
+        let mut m = ClipMachine::new(Limits { pre: s(5.0), post: s(5.0), max_clip: s(20.0) });
+        let mut id = ids();
+        m.trigger(s(100.0), &TriggerRequest::default(), "a", Some(s(0.0)), &mut id);
+        m.trigger(s(112.0), &TriggerRequest::default(), "b", None, &mut id);
+        assert_eq!(m.open().unwrap().end, Some(s(115.0)));
+        // Past the hard end (115) and still not closed: a new clip, the old one still closable.
+        let out = m.trigger(s(115.5), &TriggerRequest::default(), "c", Some(s(100.0)), &mut id);
+        assert!(matches!(out, Outcome::Opened { ref clip_id, .. } if clip_id == "clip2"), "{out:?}");
+        assert_eq!(m.get("clip1").unwrap().effective_end(), s(115.0));
+        assert!(m.close_if_done("clip1", s(114.9)).is_none());
+        assert_eq!(m.close_if_done("clip1", s(115.0)).unwrap().clip_id, "clip1");
+        assert!(m.get("clip1").is_none());
+        assert_eq!(m.open().unwrap().clip_id, "clip2");
+        assert_eq!(m.close_now("clip2").unwrap().clip_id, "clip2");
+        assert!(m.open().is_none() && m.close_now("clip2").is_none());
+    }
+
+    #[test]
     fn trigger_after_end_opens_a_new_clip() {
         let mut m = machine();
         let mut id = ids();
         m.trigger(s(100.0), &TriggerRequest::default(), "t1", Some(s(0.0)), &mut id);
-        m.close_if_done(s(130.0)).unwrap();
+        m.close_if_done("clip1", s(130.0)).unwrap();
         let out = m.trigger(s(131.0), &TriggerRequest::default(), "t2", Some(s(0.0)), &mut id);
         assert!(matches!(out, Outcome::Opened { ref clip_id, .. } if clip_id == "clip2"));
     }
@@ -325,16 +379,16 @@ mod tests {
         let mut id = ids();
         let clip = m.start_manual(s(10.0), &mut id).unwrap();
         assert_eq!(m.start_manual(s(11.0), &mut id), Err(ManualError::AlreadyRecording));
-        assert!(m.close_if_done(s(200.0)).is_none());
+        assert!(m.close_if_done(&clip, s(200.0)).is_none());
         // Triggers during it are recorded on it.
         m.trigger(s(50.0), &TriggerRequest::default(), "t", None, &mut id);
         assert_eq!(m.stop_manual(s(60.0)).unwrap(), clip);
         assert_eq!(m.open().unwrap().end, Some(s(60.0)));
         assert_eq!(m.stop_manual(s(61.0)), Err(ManualError::NotRecording));
-        assert!(m.close_if_done(s(60.0)).is_some());
+        assert!(m.close_if_done(&clip, s(60.0)).is_some());
         // Capped at max_clip even without stop.
-        m.start_manual(s(1000.0), &mut id).unwrap();
-        assert!(m.close_if_done(s(1299.0)).is_none());
-        assert!(m.close_if_done(s(1300.0)).is_some());
+        let clip = m.start_manual(s(1000.0), &mut id).unwrap();
+        assert!(m.close_if_done(&clip, s(1299.0)).is_none());
+        assert!(m.close_if_done(&clip, s(1300.0)).is_some());
     }
 }
