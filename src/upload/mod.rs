@@ -4,7 +4,7 @@
 //!
 //! The HTTP side (headers, streaming the PATCH body) is `web::uploads`; this module owns the
 //! state. Each upload is `{id}.bin` (the bytes) plus `{id}.json` (length, name, device; written
-//! once at creation), so a restart keeps unfinished uploads: they resume at the `.bin`'s length,
+//! once at creation, atomically), so a restart keeps unfinished uploads: they resume at the `.bin`'s length,
 //! and one that had every byte is finalized at start. Anything else left in the directory
 //! (a finalize's temporary files, a `.bin` without its `.json`) is removed at start. An idle
 //! daemon writes nothing: the expiry sweep runs only while unfinished uploads exist.
@@ -367,7 +367,9 @@ impl Uploads {
         let sidecar = Sidecar { filename: filename.clone(), device: device.clone(), length, created_ms: now };
         let side = self.dir.join(format!("{id}.json"));
         let json = serde_json::to_vec(&sidecar).map_err(|e| UploadError::BadRequest(e.to_string()))?;
-        if let Err(e) = std::fs::write(&side, json) {
+        // Atomic (temporary file, fsync, rename, directory fsync): a torn sidecar would orphan
+        // the upload's bytes at the next start.
+        if let Err(e) = crate::storage::write_private(&side, &json, 0o640) {
             remove_quietly(&path);
             return Err(io_err(&side)(e));
         }
