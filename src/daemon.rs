@@ -87,6 +87,14 @@ impl Daemon {
     /// Start cameras and HTTP (must be called inside a tokio runtime).
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
         crate::pipeline::init()?;
+        for n in crate::probe::missing_elements() {
+            log::warn!(
+                "GStreamer element {} is missing: {} will not work (install {})",
+                n.element,
+                n.needed_for,
+                n.package
+            );
+        }
         // Login state and the certificate first: a broken one fails the start before any camera runs.
         let cfg2 = config.clone();
         let auth = tokio::task::spawn_blocking(move || crate::web::auth::Auth::new(&cfg2))

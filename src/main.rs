@@ -231,6 +231,12 @@ fn main() -> ExitCode {
                     "JPEG encoders:  {}",
                     if p.jpeg_encoders.is_empty() { "(none)".into() } else { p.jpeg_encoders.join(", ") }
                 );
+                if p.missing.is_empty() {
+                    println!("Other elements: all {} present", hindsight::probe::NEEDED.len());
+                }
+                for n in &p.missing {
+                    println!("MISSING:        {} (for {}; package {})", n.element, n.needed_for, n.package);
+                }
                 if let Some(m) = &p.model {
                     println!("Board model:    {m}");
                 }

@@ -1,5 +1,7 @@
 //! `hindsight probe`: what this machine offers — V4L2 devices with formats, sizes and rates,
-//! the H.264 and JPEG encoders GStreamer has — and which board config fits.
+//! the H.264 and JPEG encoders GStreamer has, the GStreamer elements hindsight needs that are
+//! missing (with what each is for and the package that has it) — and which board config fits.
+//! The daemon logs the missing elements at start too.
 //!
 //! Read-only: opens devices to query them, never streams.
 
@@ -13,6 +15,51 @@ pub const H264_ENCODERS: &[&str] =
 /// JPEG encoders for the live preview.
 pub const JPEG_ENCODERS: &[&str] = &["v4l2jpegenc", "nvjpegenc", "jpegenc"];
 
+/// A GStreamer element hindsight builds pipelines from (besides the encoders above).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Needed {
+    /// Element factory name.
+    pub element: &'static str,
+    /// What does not work without it.
+    pub needed_for: &'static str,
+    /// The Debian / Raspberry Pi OS package that has it.
+    pub package: &'static str,
+}
+
+const fn needed(element: &'static str, needed_for: &'static str, package: &'static str) -> Needed {
+    Needed { element, needed_for, package }
+}
+
+const BASE: &str = "gstreamer1.0-plugins-base";
+const GOOD: &str = "gstreamer1.0-plugins-good";
+
+/// Every element hindsight's pipelines name or rely on (decodebin picks the demuxers and
+/// decoders), by feature. The `.deb`'s `Depends` must bring all of them (`scripts/deb-check`
+/// probes an arm64 Debian root made from them); the Yocto recipe's `RDEPENDS` lists their plugins.
+pub const NEEDED: &[Needed] = &[
+    needed("appsrc", "every pipeline", BASE),
+    needed("appsink", "every pipeline", BASE),
+    needed("videoconvert", "encoding, previews, posters", BASE),
+    needed("videoscale", "previews, posters", BASE),
+    needed("videotestsrc", "test-pattern cameras", BASE),
+    needed("decodebin", "phone cameras, upload transcoding", BASE),
+    needed("parsebin", "uploads", BASE),
+    needed("h264parse", "encoding, clips, uploads", "gstreamer1.0-plugins-bad"),
+    needed("jpegenc", "posters, live previews", GOOD),
+    needed("jpegdec", "MJPEG cameras", GOOD),
+    needed("jpegparse", "MJPEG cameras", GOOD),
+    needed("qtdemux", "MP4 phone streams (Chromium, iPhone), uploads, posters of recovered clips", GOOD),
+    needed("matroskademux", "WebM phone streams (Firefox), WebM uploads", GOOD),
+    needed("mp4mux", "uploads", GOOD),
+    needed("vp8dec", "VP8 phone streams and uploads", GOOD),
+    needed("avdec_h264", "posters; H.264 phone streams and uploads without a hardware decoder", "gstreamer1.0-libav"),
+];
+
+/// The elements of [`NEEDED`] this machine lacks.
+pub fn missing_elements() -> Vec<Needed> {
+    NEEDED.iter().filter(|n| !element_exists(n.element)).copied().collect()
+}
+
 /// What `probe` found.
 #[derive(Debug, Serialize)]
 pub struct Probe {
@@ -22,6 +69,8 @@ pub struct Probe {
     pub h264_encoders: Vec<String>,
     /// JPEG encoder elements present.
     pub jpeg_encoders: Vec<String>,
+    /// Needed elements that are missing.
+    pub missing: Vec<Needed>,
     /// Board model from the device tree, if any.
     pub model: Option<String>,
     /// The board config that fits best.
@@ -58,6 +107,7 @@ pub fn probe() -> Probe {
     Probe {
         devices: probe_devices(),
         jpeg_encoders: present(JPEG_ENCODERS),
+        missing: missing_elements(),
         suggested_board: suggest_board(model.as_deref(), &h264_encoders).into(),
         h264_encoders,
         model,

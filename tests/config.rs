@@ -1,5 +1,6 @@
 //! The configuration as users meet it: the real `hindsight` binary run as
-//! `hindsight check-config PATH` and `hindsight print-config [--board NAME]`.
+//! `hindsight check-config PATH` and `hindsight print-config [--board NAME]`; and `hindsight probe`
+//! naming the GStreamer elements a machine lacks.
 //!
 //! Contract (CONTRACT.md): on success `check-config` prints the effective config as TOML and
 //! exits 0; on error it prints `PATH: key.path: what is wrong` and exits 2.
@@ -511,4 +512,36 @@ fn board_defaults_merge_under_user_file() {
     assert!(run.stdout.contains("/dev/video0"), "user source lost\n{}", run.stdout);
     assert!(!run.stdout.contains("libcamerasrc"), "board source mixed into the user's\n{}", run.stdout);
     assert!(run.stdout.contains("3000"), "user bitrate lost\n{}", run.stdout);
+}
+
+/// `hindsight probe --json` with GStreamer's plugin path set to `plugins` (None: the machine's).
+fn probe_json(plugins: Option<&Path>, cwd: &Path) -> serde_json::Value {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["probe", "--json"]).current_dir(cwd).env_remove("RUST_LOG");
+    if let Some(dir) = plugins {
+        cmd.env("GST_PLUGIN_SYSTEM_PATH", dir).env("GST_PLUGIN_PATH", dir).env("GST_REGISTRY", cwd.join("registry.bin"));
+    }
+    let out = cmd.output().expect("run hindsight probe");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("probe --json prints JSON")
+}
+
+#[test]
+fn probe_names_missing_gstreamer_elements_and_their_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    // The test machine has every needed element (scripts/deps installs them): the names are right.
+    let here = probe_json(None, dir.path());
+    assert_eq!(here["missing"], serde_json::json!([]), "{here}");
+    // Without plugins, every one is missing, each with what it is for and its package.
+    let empty = dir.path().join("no-plugins");
+    std::fs::create_dir(&empty).unwrap();
+    let bare = probe_json(Some(&empty), dir.path());
+    let missing = bare["missing"].as_array().expect("missing is a list");
+    let names: Vec<&str> = missing.iter().filter_map(|m| m["element"].as_str()).collect();
+    let want: Vec<&str> = hindsight::probe::NEEDED.iter().map(|n| n.element).collect();
+    assert_eq!(names, want, "{bare}");
+    let poster = missing.iter().find(|m| m["element"] == "avdec_h264").unwrap();
+    assert_eq!(poster["package"], "gstreamer1.0-libav");
+    assert!(poster["needed_for"].as_str().unwrap().contains("posters"), "{poster}");
+    assert_eq!(bare["h264_encoders"], serde_json::json!([]), "{bare}");
 }
