@@ -519,7 +519,9 @@ fn probe_json(plugins: Option<&Path>, cwd: &Path) -> serde_json::Value {
     let mut cmd = Command::new(BIN);
     cmd.args(["probe", "--json"]).current_dir(cwd).env_remove("RUST_LOG");
     if let Some(dir) = plugins {
-        cmd.env("GST_PLUGIN_SYSTEM_PATH", dir).env("GST_PLUGIN_PATH", dir).env("GST_REGISTRY", cwd.join("registry.bin"));
+        cmd.env("GST_PLUGIN_SYSTEM_PATH", dir)
+            .env("GST_PLUGIN_PATH", dir)
+            .env("GST_REGISTRY", cwd.join("registry.bin"));
     }
     let out = cmd.output().expect("run hindsight probe");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

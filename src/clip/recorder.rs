@@ -60,11 +60,14 @@ struct Shared {
     events: broadcast::Sender<ClipEvent>,
 }
 
+/// A clip writer thread and the id of its clip.
+type WriterThread = (String, JoinHandle<Result<ClipMeta, String>>);
+
 /// One camera's recorder.
 pub struct Recorder {
     shared: Arc<Shared>,
     /// Writer threads by clip id: the open clip's, and any still finishing an older clip.
-    writers: Mutex<Vec<(String, JoinHandle<Result<ClipMeta, String>>)>>,
+    writers: Mutex<Vec<WriterThread>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

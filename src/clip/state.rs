@@ -6,9 +6,10 @@
 //! A clip stays open until its writer has seen a frame at its end, which from a source that lags
 //! (a phone's bursts) comes after the end on the clock: a trigger in that gap extends the clip
 //! seamlessly rather than opening a second one beside a writer still busy. Only a clip past its
-//! hard end gives way: it moves to `closing`, where its writer still finds and closes it by id. Per-trigger `pre_s`/`post_s` are clamped to the camera's config and to what
-//! the buffer holds; the actual pre-roll is reported. A manual recording is open-ended until
-//! `stop_manual` (capped the same way); triggers during it are recorded on it.
+//! hard end gives way: it moves to `closing`, where its writer still finds and closes it by id.
+//! Per-trigger `pre_s`/`post_s` are clamped to the camera's config and to what the buffer holds;
+//! the actual pre-roll is reported. A manual recording is open-ended until `stop_manual` (capped
+//! the same way); triggers during it are recorded on it.
 
 use super::ClipSource;
 use crate::trigger::TriggerRequest;
@@ -178,10 +179,10 @@ impl ClipMachine {
     /// Start a manual recording at `now` (no pre-roll). A trigger clip already open becomes
     /// open-ended (manual) rather than starting a second clip.
     pub fn start_manual(&mut self, now: Duration, new_id: impl FnOnce() -> String) -> Result<String, ManualError> {
-        if self.open.as_ref().is_some_and(|o| o.end.is_none()) {
-            return Err(ManualError::AlreadyRecording);
-        }
         if let Some(open) = self.extendable(now) {
+            if open.end.is_none() {
+                return Err(ManualError::AlreadyRecording);
+            }
             open.end = None;
             open.source = ClipSource::Manual;
             return Ok(open.clip_id.clone());
@@ -389,6 +390,11 @@ mod tests {
         // Capped at max_clip even without stop.
         let clip = m.start_manual(s(1000.0), &mut id).unwrap();
         assert!(m.close_if_done(&clip, s(1299.0)).is_none());
+        // Past its hard end and not closed yet: a new manual start opens the next recording,
+        // and the old one's writer still closes it.
+        let next = m.start_manual(s(1301.0), &mut id).unwrap();
+        assert_ne!(next, clip);
         assert!(m.close_if_done(&clip, s(1300.0)).is_some());
+        assert_eq!(m.open().unwrap().clip_id, next);
     }
 }
