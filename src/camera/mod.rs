@@ -161,7 +161,7 @@ impl Camera {
             auto_encoders: self.auto_encoders.clone(),
             bitrate_kbps: self.cfg.bitrate_kbps,
             keyframe_interval_s: self.cfg.keyframe_interval_s,
-            wait_for_room: self.feed.is_some(),
+            wait_for_room: self.is_browser(),
         };
         let encode =
             match Encoder::new(enc_cfg, self.ring.clone(), self.preroll.clone(), self.status.clone(), stop.clone())

@@ -277,11 +277,10 @@ impl Recorder {
     }
 }
 
-/// The most a source's lag (see `write_clip`) may delay cutting a clip whose frames stopped.
-const MAX_LAG: Duration = Duration::from_secs(10);
-/// How long after its end (plus the source's lag) a clip waits for a frame that may still come
-/// when the camera delivers none: a sensor's frames come steadily (a stopped one is cut sooner,
-/// by its state) ...
+/// How long past its end a clip waits for a frame that may still come when the camera delivers
+/// none, counted on the clip's own timeline (the last frame's time + the time without frames, so
+/// a source that runs behind the clock gets its lag on top): a sensor's frames come steadily (a
+/// stopped one is cut sooner, by its state) ...
 const END_GRACE: Duration = Duration::from_secs(1);
 /// ... a phone's come in bursts over Wi-Fi, and a burst delayed by a second is ordinary.
 const END_GRACE_FED: Duration = Duration::from_secs(3);
@@ -297,15 +296,15 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
     let mut w: Option<Writer> = None;
     let mut gop: Vec<EncodedFrame> = Vec::new();
     let mut idle = Duration::ZERO;
-    // How far the newest frame's time trailed the clock when it was read. A fed source (a phone)
-    // dates frames on its own media clock and runs behind by its backlog, so the frames up to
-    // the clip's end arrive that much after the end on the clock.
-    let mut lag = Duration::ZERO;
+    // The newest frame's time. A fed source (a phone) dates frames on its own media clock and
+    // runs behind by its backlog, so the frames up to the clip's end arrive after the end on the
+    // clock: without frames, the clip's timeline goes on from here, not from the clock.
+    let mut last_pts: Option<Duration> = None;
     let closed: OpenClip = loop {
         match follower.next_blocking(Duration::from_millis(250)) {
             Next::Frame(f) => {
                 idle = Duration::ZERO;
-                lag = monotonic_now().saturating_sub(f.pts).min(MAX_LAG);
+                last_pts = Some(f.pts);
                 if gop.is_empty() && w.is_none() && !f.keyframe {
                     continue;
                 }
@@ -325,21 +324,17 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
             }
             Next::Timeout => {
                 idle += Duration::from_millis(250);
-                // No frames (camera failed or stopping): past the end (allowing for the source's
-                // lag and a late burst), or stalled for 10 s, cut.
+                // No frames (camera failed or stopping): past the end on the clip's timeline by
+                // the grace, or stalled for 10 s, cut.
                 let mut m = lock(&shared.machine);
                 let grace = if cam.is_browser() { END_GRACE_FED } else { END_GRACE };
-                let past_end = m.get(id).is_some_and(|o| monotonic_now() >= o.effective_end() + lag + grace);
+                let reached = last_pts.map_or_else(monotonic_now, |p| p + idle);
+                let past_end = m.get(id).is_some_and(|o| reached >= o.effective_end() + grace);
                 if past_end || idle >= Duration::from_secs(10) || cam.status.state() == CameraState::Stopped {
                     match m.close_now(id) {
                         Some(c) => {
                             drop(m);
-                            log::info!(
-                                "camera {}: clip {id} cut: no frame for {:.2} s (source lag {:.2} s)",
-                                cam.id(),
-                                idle.as_secs_f64(),
-                                lag.as_secs_f64()
-                            );
+                            log::info!("camera {}: clip {id} cut: no frame for {:.2} s", cam.id(), idle.as_secs_f64());
                             flush(shared, id, &mut w, &mut gop, None, start)?;
                             break c;
                         }

@@ -39,7 +39,8 @@ const PER_CAMERA: &[(&str, &str, &str, fn(&CameraInfo) -> f64)] = &[
 
 /// The whole exposition.
 pub fn render(s: &AppState) -> String {
-    let cams: Vec<_> = s.registry.snapshot().iter().map(|e| e.info()).collect();
+    let entries = s.registry.snapshot();
+    let cams: Vec<_> = entries.iter().map(|e| e.info()).collect();
     let per = |f: &fn(&CameraInfo) -> f64| -> Vec<(String, f64)> {
         // Camera ids are `[a-z0-9_-]`: nothing to escape in a label value.
         cams.iter().map(|c| (format!("{{camera=\"{}\"}}", c.id), f(c))).collect()
@@ -70,9 +71,7 @@ pub fn render(s: &AppState) -> String {
         "1 while the clip filesystem can be examined (0: the free and total figures are unknown, not 0).",
         &[(String::new(), f64::from(u8::from(st.ok)))],
     );
-    let phones: Vec<(String, f64)> = s
-        .registry
-        .snapshot()
+    let phones: Vec<(String, f64)> = entries
         .iter()
         .filter_map(|e| {
             e.camera.feed.as_ref().map(|f| (format!("{{camera=\"{}\"}}", e.camera.id()), f.dropped() as f64))
