@@ -5,14 +5,14 @@
 //! (capture stops, the encoder gets EOS and flushes, threads are joined), then return.
 
 use crate::camera::registry::Registry;
-use crate::camera::status::CameraState;
 use crate::camera::Camera;
 use crate::clip::recorder::Recorder;
 use crate::clip::store::ClipStore;
-use crate::clip::ClipEvent;
+use crate::clip_meta::ClipEvent;
 use crate::config::Config;
 use crate::notify;
 use crate::shutdown::StopToken;
+use crate::status::CameraState;
 use crate::storage::Storage;
 use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest, TriggerTarget};
 use crate::web::{self, AppState};
@@ -55,7 +55,7 @@ pub enum StartError {
     },
     /// GStreamer could not be initialised.
     #[error(transparent)]
-    Gst(#[from] crate::pipeline::GstError),
+    Gst(#[from] crate::gst::GstError),
 }
 
 /// A running daemon.
@@ -86,7 +86,7 @@ pub struct Daemon {
 impl Daemon {
     /// Start cameras and HTTP (must be called inside a tokio runtime).
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
-        crate::pipeline::init()?;
+        crate::gst::init()?;
         for n in crate::probe::missing_elements() {
             log::warn!(
                 "GStreamer element {} is missing: {} will not work (install {})",
@@ -128,10 +128,7 @@ impl Daemon {
         // Open the index now so a crash's leftovers are reconciled before the first trigger.
         let s2 = store.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s2.index()).await {
-            log::error!(
-                "clip storage unavailable: {}; clips are refused until it is",
-                crate::camera::status::error_chain(&e)
-            );
+            log::error!("clip storage unavailable: {}; clips are refused until it is", crate::status::error_chain(&e));
         }
         let hub = Arc::new(Hub { registry: registry.clone(), events });
         let state = Arc::new(AppState {
@@ -192,7 +189,7 @@ impl Daemon {
                 }
                 Err(e) => {
                     // MQTT is one way in; HTTP triggers still work. Say so loudly.
-                    log::error!("MQTT disabled: {}", crate::camera::status::error_chain(&e));
+                    log::error!("MQTT disabled: {}", crate::status::error_chain(&e));
                     None
                 }
             }

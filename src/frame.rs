@@ -163,23 +163,6 @@ impl fmt::Debug for EncodedFrame {
     }
 }
 
-/// Now on CLOCK_MONOTONIC, the clock V4L2 drivers stamp frames with.
-pub fn monotonic_now() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map(Duration::from).unwrap_or_default()
-}
-
-/// Unix milliseconds of a capture instant on CLOCK_MONOTONIC (clips, HLS program date time).
-pub fn wall_ms(pts: Duration) -> i64 {
-    let now_mono = monotonic_now();
-    let now_wall =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    if pts <= now_mono {
-        now_wall - (now_mono - pts).as_millis() as i64
-    } else {
-        now_wall + (pts - now_mono).as_millis() as i64
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@
 //! disk (a broken entry is an [`IndexError::Corrupt`] or is skipped with a warning when listing),
 //! and never open a database written with another schema version.
 
-use crate::clip::{valid_clip_id, ClipMeta};
+use crate::clip_meta::{valid_clip_id, ClipMeta};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -286,9 +286,9 @@ impl Index {
         let camera = non_empty(&q.camera);
         let source = match non_empty(&q.source) {
             None => None,
-            Some("trigger") => Some(crate::clip::ClipSource::Trigger),
-            Some("manual") => Some(crate::clip::ClipSource::Manual),
-            Some("upload") => Some(crate::clip::ClipSource::Upload),
+            Some("trigger") => Some(crate::clip_meta::ClipSource::Trigger),
+            Some("manual") => Some(crate::clip_meta::ClipSource::Manual),
+            Some("upload") => Some(crate::clip_meta::ClipSource::Upload),
             Some(other) => {
                 return Err(IndexError::BadQuery(format!("source: {other:?} is not one of trigger, manual, upload")))
             }

@@ -179,7 +179,7 @@ fn main() -> ExitCode {
             match rt.block_on(hindsight::daemon::run(cfg)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    log::error!("{}", hindsight::camera::status::error_chain(&e));
+                    log::error!("{}", hindsight::status::error_chain(&e));
                     ExitCode::FAILURE
                 }
             }

@@ -11,9 +11,9 @@
 //! a phone camera: it is `starting` from the moment the phone connects until its first frame.
 
 use crate::camera::registry::Registry;
-use crate::camera::status::CameraState;
 use crate::camera::Camera;
 use crate::shutdown::StopToken;
+use crate::status::CameraState;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,7 +125,7 @@ mod tests {
         cam.status.set_started();
         assert_eq!(cam.status.state(), CameraState::Starting);
         assert!(cameras_healthy(&[cam.clone()], window));
-        let now = crate::frame::monotonic_now().as_millis() as u64;
+        let now = crate::time::mono_now().as_millis() as u64;
         let long_ago = now.saturating_sub(STARTING_GRACE.as_millis() as u64 + 1_000).max(1);
         cam.status.started_ms.store(long_ago, Ordering::Relaxed);
         assert!(!cameras_healthy(&[cam.clone()], window));
@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(cam.status.state(), CameraState::Running);
         assert!(cameras_healthy(&[cam.clone()], window));
         // Encoder hung: capture fresh, last encode 10 s ago.
-        let now = crate::frame::monotonic_now().as_millis() as u64;
+        let now = crate::time::mono_now().as_millis() as u64;
         cam.status.last_encode_ms.store(now - 10_000, Ordering::Relaxed);
         assert!(!cameras_healthy(&[cam.clone()], window));
         // A reported failure is handled by the retry loop: pings continue.

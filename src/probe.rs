@@ -6,7 +6,7 @@
 //! Read-only: opens devices to query them, never streams.
 
 use crate::capture::v4l2::{probe_devices, DeviceInfo};
-use crate::pipeline::element_exists;
+use crate::gst::element_exists;
 use serde::Serialize;
 
 /// H.264 encoders hindsight knows, hardware first.

@@ -11,7 +11,7 @@
 //! the root when `require_mount` is set (a missing USB disk must not fill the SD card), and
 //! never talk to sled directly (that is [`crate::index`]).
 
-use crate::clip::{valid_clip_id, ClipMeta};
+use crate::clip_meta::{valid_clip_id, ClipMeta};
 use crate::config::StorageConfig;
 use crate::index::{Index, IndexError};
 use serde::Serialize;
@@ -214,12 +214,6 @@ impl Storage {
     /// The configuration this storage applies.
     pub fn config(&self) -> &StorageConfig {
         &self.cfg
-    }
-
-    /// Relative path of a clip: `clips/{camera}/{YYYY-MM-DD}/{id}.mp4` (UTC date of `start_ms`).
-    pub fn clip_rel_path(camera: &str, id: &str, start_ms: i64) -> String {
-        let ts = jiff::Timestamp::from_millisecond(start_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        format!("clips/{camera}/{}/{id}.mp4", ts.strftime("%Y-%m-%d"))
     }
 
     /// `rel` under the root; `None` if it is empty, absolute, or has `..` or other components

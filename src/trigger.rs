@@ -195,7 +195,7 @@ pub trait TriggerTarget: Send + Sync + 'static {
     /// `hindsight/{camera}/state` payload: state and counters as JSON.
     fn camera_state(&self, camera: &str) -> Option<serde_json::Value>;
     /// Clip and recording events.
-    fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<crate::clip::ClipEvent>;
+    fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<crate::clip_meta::ClipEvent>;
     /// URL path of a clip's video (`/api/clips/{id}/video.mp4`).
     fn clip_url(&self, clip_id: &str) -> String {
         format!("/api/clips/{clip_id}/video.mp4")

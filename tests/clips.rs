@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use hindsight::camera::status::CameraState;
-use hindsight::frame::monotonic_now;
+use hindsight::status::CameraState;
+use hindsight::time::mono_now;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,9 +34,9 @@ async fn http_trigger_gives_a_frame_exact_clip() {
     let p = d.cameras[0].preroll.clone();
     wait_for("4 s buffered", Duration::from_secs(60), || p.stats().buffered >= Duration::from_secs(4)).await;
 
-    let t0 = monotonic_now();
+    let t0 = mono_now();
     let (status, acc) = post_body(d.http_addr, "/api/cameras/cam0/trigger", r#"{"label":"door","id":"ha-42"}"#).await;
-    let t1 = monotonic_now();
+    let t1 = mono_now();
     assert_eq!(status, 202, "{acc}");
     assert_eq!(acc["trigger_id"], "ha-42");
     assert_eq!(acc["extended"], false);
@@ -93,11 +93,11 @@ async fn retriggers_extend_one_clip_and_max_clip_cuts() {
     wait_for("3 s buffered", Duration::from_secs(60), || p.stats().buffered >= Duration::from_secs(3)).await;
 
     // Two overlapping triggers 1 s apart: one clip of 2 + 1 + 2 s.
-    let t = monotonic_now();
+    let t = mono_now();
     let (_, a) = post_body(d.http_addr, "/api/cameras/cam0/trigger", r#"{"id":"a"}"#).await;
     wait_media_time(&p, t + Duration::from_secs(1)).await;
     let (status, b) = post_body(d.http_addr, "/api/cameras/cam0/trigger", r#"{"id":"b"}"#).await;
-    let tb = monotonic_now();
+    let tb = mono_now();
     assert_eq!(status, 202);
     assert_eq!(b["clip_id"], a["clip_id"], "overlapping triggers share one clip");
     assert_eq!(b["extended"], true);
@@ -108,7 +108,7 @@ async fn retriggers_extend_one_clip_and_max_clip_cuts() {
     assert!((got - want).abs() <= 2.0 / FPS + 0.01, "extended clip lasts {got}, want {want}");
 
     // Keep re-triggering: the clip is cut at max_clip_s = 6.
-    let t = monotonic_now();
+    let t = mono_now();
     let (_, first) = post_body(d.http_addr, "/api/cameras/cam0/trigger", "").await;
     for i in 1..=4 {
         wait_media_time(&p, t + Duration::from_millis(1500 * i)).await;
@@ -137,12 +137,12 @@ async fn manual_recording_and_trigger_errors() {
     let (status, body) = post_body(a, "/api/cameras/cam0/record/start", "").await;
     assert_eq!(status, 201, "{body}");
     let clip = body["clip_id"].as_str().unwrap().to_string();
-    let t = monotonic_now();
+    let t = mono_now();
     let (status, _) = post_body(a, "/api/cameras/cam0/record/start", "").await;
     assert_eq!(status, 409);
     wait_media_time(&p, t + Duration::from_secs(2)).await;
     let (status, meta) = post_body(a, "/api/cameras/cam0/record/stop", "").await;
-    let elapsed = (monotonic_now() - t).as_secs_f64();
+    let elapsed = (mono_now() - t).as_secs_f64();
     assert_eq!(status, 200, "{meta}");
     assert_eq!(meta["id"], clip.as_str());
     assert_eq!(meta["source"], "manual");
@@ -286,9 +286,9 @@ async fn default_30s_before_and_30s_after() {
     let d = start(cfg).await;
     let p = d.cameras[0].preroll.clone();
     wait_for("31 s buffered", Duration::from_secs(90), || p.stats().buffered >= Duration::from_secs(31)).await;
-    let t0 = monotonic_now();
+    let t0 = mono_now();
     let (status, acc) = post_body(d.http_addr, "/api/cameras/cam0/trigger", "").await;
-    let t1 = monotonic_now();
+    let t1 = mono_now();
     assert_eq!(status, 202);
     assert_eq!(acc["pre_s_actual"].as_f64(), Some(30.0));
     let (lo, hi) = (seq_near(&p, t0 - Duration::from_secs(30)), seq_near(&p, t1 - Duration::from_secs(30)));

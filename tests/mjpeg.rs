@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use hindsight::camera::status::CameraState;
 use hindsight::camera::Camera;
+use hindsight::status::CameraState;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

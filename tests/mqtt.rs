@@ -5,7 +5,7 @@
 //!
 //! Needs `mosquitto` and `openssl` (`scripts/deps test`).
 
-use hindsight::clip::{ClipEvent, ClipMeta, ClipSource};
+use hindsight::clip_meta::{ClipEvent, ClipMeta, ClipSource};
 use hindsight::config::MqttConfig;
 use hindsight::mqtt::Mqtt;
 use hindsight::shutdown::StopToken;

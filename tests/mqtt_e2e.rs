@@ -7,7 +7,7 @@ mod common;
 
 use common::mqtt::*;
 use common::*;
-use hindsight::frame::monotonic_now;
+use hindsight::time::mono_now;
 use std::time::Duration;
 
 fn daemon_config(dir: &std::path::Path, url: Option<String>, listen: u16) -> hindsight::config::Config {
@@ -25,7 +25,7 @@ async fn trigger_and_check(obs: &mut Observer, d: &hindsight::daemon::Daemon, st
     let p = d.cameras[0].preroll.clone();
     wait_for("4 s buffered", Duration::from_secs(60), || p.stats().buffered >= Duration::from_secs(4)).await;
     obs.drain();
-    let t0 = monotonic_now();
+    let t0 = mono_now();
     obs.publish("hindsight/cam0/trigger", format!(r#"{{"label":"mqtt","id":"{id}"}}"#).as_bytes()).await;
     // Collect everything until the clip is announced and recording is OFF again: the result,
     // ON, the clip and OFF may arrive in any order relative to each other.
@@ -34,7 +34,7 @@ async fn trigger_and_check(obs: &mut Observer, d: &hindsight::daemon::Daemon, st
     loop {
         let m = obs.next_any().await;
         if m.topic == "hindsight/cam0/trigger/result" {
-            t1.get_or_insert_with(monotonic_now);
+            t1.get_or_insert_with(mono_now);
         }
         let done = m.topic == "hindsight/cam0/recording" && m.body == "OFF";
         seen.push(m);

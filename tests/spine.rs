@@ -4,9 +4,9 @@
 mod common;
 
 use common::*;
-use hindsight::camera::status::CameraState;
 use hindsight::capture::test_pattern::read_seq;
 use hindsight::config::ByteSize;
+use hindsight::status::CameraState;
 use std::time::Duration;
 
 /// 1280×720@30 through x264enc with pre_s = 5: the buffer holds ≥ 5 s, keyframes exactly every

@@ -7,20 +7,22 @@
 //! `start`/`stop` block while threads are joined: call them off the async runtime.
 
 pub mod registry;
-pub mod status;
 
 use crate::capture::browser::BrowserFeed;
 use crate::capture::Capture;
+use crate::clip::recorder::RecorderInput;
+use crate::clip::state::Limits;
 use crate::config::{CameraConfig, Config, SourceKind};
 use crate::encode::{Encoder, EncoderConfig};
 use crate::live::hls::Hls;
 use crate::live::mjpeg::{Preview, PreviewSettings};
-use crate::live::tap::FrameTap;
 use crate::preroll::PreRoll;
 use crate::ring::FrameRing;
 use crate::shutdown::StopToken;
+use crate::status::{CameraState, CameraStatus};
+use crate::tap::FrameTap;
+use crate::time::SystemClock;
 use serde::Serialize;
-use status::{CameraState, CameraStatus};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -203,7 +205,26 @@ impl Camera {
 
     /// Ask the encoder for a keyframe on the next frame.
     pub fn force_keyframe(&self) {
-        self.status.force_keyframe.store(true, Ordering::Relaxed);
+        self.status.request_keyframe();
+    }
+
+    /// What this camera's clip recorder reads: its limits, the pre-roll, the status (state,
+    /// format, keyframe request) and the clock.
+    pub fn recorder_input(&self) -> RecorderInput {
+        let c = &self.cfg;
+        RecorderInput {
+            camera: c.id.clone(),
+            limits: Limits {
+                pre: Duration::from_secs_f64(c.pre_s),
+                post: Duration::from_secs_f64(c.post_s),
+                max_clip: Duration::from_secs_f64(c.max_clip_s),
+            },
+            bitrate_kbps: c.bitrate_kbps,
+            preroll: self.preroll.clone(),
+            status: self.status.clone(),
+            fed: self.is_browser(),
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// Snapshot for the API.

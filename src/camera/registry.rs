@@ -9,7 +9,7 @@
 use super::Camera;
 use crate::clip::recorder::Recorder;
 use crate::clip::store::ClipStore;
-use crate::clip::ClipEvent;
+use crate::clip_meta::ClipEvent;
 use crate::config::{CameraConfig, Config, PhoneConfig};
 use std::sync::{Arc, RwLock};
 
@@ -66,7 +66,7 @@ pub const PHONE_IDLE_EVICT: std::time::Duration = std::time::Duration::from_secs
 /// How long phone camera `e` has been idle, if it may give its place (stopped, not recording,
 /// no phone for at least `after`).
 fn evictable(e: &Entry, after: std::time::Duration) -> Option<std::time::Duration> {
-    if e.camera.status.state() != super::status::CameraState::Stopped || e.recorder.recording() {
+    if e.camera.status.state() != crate::status::CameraState::Stopped || e.recorder.recording() {
         return None;
     }
     e.camera.feed.as_ref()?.idle_for().filter(|d| *d >= after)
@@ -95,7 +95,7 @@ impl Registry {
         let entries = cameras
             .into_iter()
             .map(|camera| Entry {
-                recorder: Arc::new(Recorder::new(camera.clone(), store.clone(), events.clone())),
+                recorder: Arc::new(Recorder::new(camera.recorder_input(), store.clone(), events.clone())),
                 camera,
             })
             .collect();
@@ -197,7 +197,7 @@ impl Registry {
             camera.status.set_stopped();
         }
         let entry = Entry {
-            recorder: Arc::new(Recorder::new(camera.clone(), self.store.clone(), self.events.clone())),
+            recorder: Arc::new(Recorder::new(camera.recorder_input(), self.store.clone(), self.events.clone())),
             camera,
         };
         let mut entries: Vec<Entry> = list.entries.as_ref().clone();
@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(r.add_phone("cam0").err(), Some(RegistryError::Exists("cam0".into())));
         let e = r.add_phone("phone1").expect("first phone camera");
         assert!(e.camera.is_browser());
-        assert_eq!(e.camera.status.state(), super::super::status::CameraState::Stopped);
+        assert_eq!(e.camera.status.state(), crate::status::CameraState::Stopped);
         // phone1 stopped, but idle for less than PHONE_IDLE_EVICT: it keeps its place.
         assert_eq!(r.add_phone("phone2").err(), Some(RegistryError::Full(1)));
         // Old snapshots are untouched; new ones see the camera.

@@ -17,7 +17,7 @@
 
 use super::gst::{GstSource, Guard};
 use super::CaptureError;
-use crate::pipeline::Pipeline;
+use crate::gst::Pipeline;
 use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer_app as gst_app;

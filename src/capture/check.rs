@@ -4,7 +4,7 @@
 
 use super::v4l2::V4l2Source;
 use super::Source;
-use crate::frame::monotonic_now;
+use crate::time::mono_now;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ pub fn run(device: &str, format: &str, width: u32, height: u32, fps: u32, frames
     let mut src = match V4l2Source::open(device, format, width, height, fps) {
         Ok(s) => s,
         Err(e) => {
-            r.error = Some(crate::camera::status::error_chain(&e));
+            r.error = Some(crate::status::error_chain(&e));
             return r;
         }
     };
@@ -67,7 +67,7 @@ pub fn run(device: &str, format: &str, width: u32, height: u32, fps: u32, frames
                 if expected.is_some_and(|n| n != frame.data.len()) {
                     r.bad_sizes += 1;
                 }
-                let lag = (monotonic_now().as_secs_f64() - frame.captured.as_secs_f64()).abs() * 1000.0;
+                let lag = (mono_now().as_secs_f64() - frame.captured.as_secs_f64()).abs() * 1000.0;
                 r.max_timestamp_lag_ms = r.max_timestamp_lag_ms.max((lag * 10.0).round() / 10.0);
                 if let Some((seq, ts)) = last {
                     if frame.seq <= seq {
@@ -91,7 +91,7 @@ pub fn run(device: &str, format: &str, width: u32, height: u32, fps: u32, frames
                 }
             }
             Err(e) => {
-                r.error = Some(crate::camera::status::error_chain(&e));
+                r.error = Some(crate::status::error_chain(&e));
                 break;
             }
         }
@@ -116,10 +116,10 @@ pub fn run(device: &str, format: &str, width: u32, height: u32, fps: u32, frames
 /// caller unbinds the driver), and `UNPLUG-RECOVERED` when frames flow again after the device
 /// returns. Returns whether all three happened within `timeout`.
 pub fn unplug_drill(device: &str, format: &str, width: u32, height: u32, fps: u32, timeout: Duration) -> bool {
-    use crate::camera::status::{CameraState, CameraStatus};
     use crate::config::{SourceConfig, SourceKind};
     use crate::ring::{FrameRing, Pop};
     use crate::shutdown::StopToken;
+    use crate::status::{CameraState, CameraStatus};
     use std::io::Write;
     use std::sync::atomic::Ordering;
     use std::sync::Arc;

@@ -7,8 +7,9 @@
 //! packed frames.
 
 use super::{CaptureError, Source};
-use crate::frame::{monotonic_now, Frame, PixelFormat, VideoFormat};
-use crate::pipeline::{GstError, Pipeline};
+use crate::frame::{Frame, PixelFormat, VideoFormat};
+use crate::gst::{GstError, Pipeline};
+use crate::time::mono_now;
 use bytes::Bytes;
 use gst_video::prelude::*;
 use gstreamer as gst;
@@ -123,8 +124,8 @@ impl GstSource {
         let caps = sample.caps().ok_or_else(|| gst_err("sample without caps"))?;
         let format = caps_to_format(caps)?;
         let buffer = sample.buffer_owned().ok_or_else(|| gst_err("sample without buffer"))?;
-        let rt = crate::pipeline::running_time(sample.segment(), buffer.pts());
-        let now = monotonic_now();
+        let rt = crate::gst::running_time(sample.segment(), buffer.pts());
+        let now = mono_now();
         let captured = match rt {
             Some(rt) => {
                 let rt = Duration::from_nanos(rt.nseconds());

@@ -15,13 +15,13 @@ pub mod gst;
 pub mod test_pattern;
 pub mod v4l2;
 
-use crate::camera::status::CameraStatus;
 use crate::config::{SourceConfig, SourceKind};
 use crate::frame::{Frame, VideoFormat};
-use crate::live::tap::FrameTap;
-use crate::pipeline::GstError;
+use crate::gst::GstError;
 use crate::ring::FrameRing;
 use crate::shutdown::{Backoff, StopToken};
+use crate::status::CameraStatus;
+use crate::tap::FrameTap;
 use browser::BrowserFeed;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

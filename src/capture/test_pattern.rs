@@ -6,7 +6,8 @@
 //! than misread. Below it a box moves 8 px per frame over a gradient.
 
 use super::{CaptureError, Source};
-use crate::frame::{monotonic_now, Frame, PixelFormat, VideoFormat};
+use crate::frame::{Frame, PixelFormat, VideoFormat};
+use crate::time::mono_now;
 use bytes::{Bytes, BytesMut};
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ impl TestPattern {
         TestPattern {
             format,
             background,
-            start: monotonic_now(),
+            start: mono_now(),
             seq: 0,
             period: Duration::from_nanos(1_000_000_000 / fps.max(1) as u64),
         }
@@ -120,7 +121,7 @@ impl Source for TestPattern {
     }
 
     fn next_frame(&mut self, wait: Duration) -> Result<Option<Frame>, CaptureError> {
-        let now = monotonic_now();
+        let now = mono_now();
         // Fell more than a second behind (machine overloaded): skip, like a camera would.
         // Shorter delays are caught up with nominal timestamps, so spacing stays exact.
         while now > self.due(self.seq) + Duration::from_secs(1) {

@@ -8,7 +8,8 @@
 //! Must never hang: it polls with a timeout so stop requests and stalls are noticed.
 
 use super::{CaptureError, Source};
-use crate::frame::{monotonic_now, Frame, PixelFormat, VideoFormat};
+use crate::frame::{Frame, PixelFormat, VideoFormat};
+use crate::time::mono_now;
 use bytes::Bytes;
 use std::time::Duration;
 use v4l::buffer::Type;
@@ -161,8 +162,7 @@ impl Source for V4l2Source {
         let flags: u32 = meta.flags.bits();
         let ts =
             Duration::new(meta.timestamp.sec.max(0) as u64, (meta.timestamp.usec.max(0) as u32).saturating_mul(1000));
-        let captured =
-            if flags & TIMESTAMP_MASK == TIMESTAMP_MONOTONIC && !ts.is_zero() { ts } else { monotonic_now() };
+        let captured = if flags & TIMESTAMP_MASK == TIMESTAMP_MONOTONIC && !ts.is_zero() { ts } else { mono_now() };
         let seq = meta.sequence as u64;
         let used = meta.bytesused as usize;
         let data = copy_out(&self.format, self.stride, buf, used);

@@ -1,7 +1,7 @@
 //! Poster frames: decode one keyframe (Annex-B, with SPS/PPS) and encode it as JPEG with
 //! GStreamer. Blocking; called from the clip writer thread, never from the async runtime.
 
-use crate::pipeline::{GstError, Pipeline};
+use crate::gst::{GstError, Pipeline};
 use gstreamer as gst;
 use gstreamer_app as gst_app;
 use std::time::Duration;

@@ -10,17 +10,16 @@
 //! playable clip at the next start. Every call here may block (locks, file I/O): the async
 //! front-ends call it through `spawn_blocking`.
 
-use super::mp4::{self, ticks, FragmentedMp4, Sample};
 use super::state::{ClipMachine, Limits, ManualError, OpenClip, Outcome};
 use super::store::ClipStore;
-use super::{new_clip_id, now_ms, rfc3339, ClipEvent, ClipMeta, ClipSource};
-use crate::camera::status::CameraState;
-use crate::camera::Camera;
-use crate::frame::{monotonic_now, wall_ms, EncodedFrame};
-use crate::preroll::Next;
-use crate::storage::Storage;
+use crate::clip_meta::{new_clip_id, ClipEvent, ClipFile, ClipMeta, ClipSidecar, ClipSource};
+use crate::frame::EncodedFrame;
+use crate::mp4::{self, FragmentedMp4, Sample};
+use crate::preroll::{Next, PreRoll};
+use crate::status::{CameraState, CameraStatus};
+use crate::time::ticks;
+use crate::time::Clock;
 use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest};
-use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,33 +27,29 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// What is written beside a clip while it is recorded (`{id}.json`), so a crash loses no labels.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Sidecar {
-    /// Clip id.
-    pub id: String,
+/// What a recorder needs of its camera, and nothing more (the camera builds it: the recorder
+/// never sees the camera's other stages).
+pub struct RecorderInput {
     /// Camera id.
     pub camera: String,
-    /// Trigger or manual.
-    pub source: ClipSource,
-    /// First trigger's label.
-    pub label: Option<String>,
-    /// Trigger ids known when the clip opened.
-    pub trigger_ids: Vec<String>,
-    /// Wall-clock ms of the first trigger.
-    pub trigger_ms: i64,
-    /// Wall-clock ms of the first presented frame.
-    pub start_ms: i64,
-    /// Seconds before the trigger.
-    pub pre_s_actual: f64,
-    /// Uploads: the device that sent it (absent in recorder sidecars).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
+    /// Seconds kept before a trigger, after it, and the longest clip.
+    pub limits: Limits,
+    /// Bitrate the encoder aims at, for the room a new clip needs on storage.
+    pub bitrate_kbps: u32,
+    /// The encoded frames a clip is written from.
+    pub preroll: Arc<PreRoll>,
+    /// The camera's status: its state (a stopped camera takes no trigger and ends its clip), the
+    /// negotiated format, and the keyframe request ([`CameraStatus::request_keyframe`]).
+    pub status: Arc<CameraStatus>,
+    /// A fed source (a phone) whose frames come in bursts: a clip waits longer for its end.
+    pub fed: bool,
+    /// The clocks (simulated in tests).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Shared by the recorder and its writer threads.
 struct Shared {
-    camera: Arc<Camera>,
+    input: RecorderInput,
     machine: Mutex<ClipMachine>,
     store: Arc<ClipStore>,
     events: broadcast::Sender<ClipEvent>,
@@ -75,23 +70,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Recorder {
-    /// A recorder for `camera`, writing to and indexing in `store`.
-    pub fn new(camera: Arc<Camera>, store: Arc<ClipStore>, events: broadcast::Sender<ClipEvent>) -> Self {
-        let c = camera.config();
-        let limits = Limits {
-            pre: Duration::from_secs_f64(c.pre_s),
-            post: Duration::from_secs_f64(c.post_s),
-            max_clip: Duration::from_secs_f64(c.max_clip_s),
-        };
+    /// A recorder for one camera (`input`), writing to and indexing in `store`.
+    pub fn new(input: RecorderInput, store: Arc<ClipStore>, events: broadcast::Sender<ClipEvent>) -> Self {
+        let limits = input.limits;
         Recorder {
-            shared: Arc::new(Shared { machine: Mutex::new(ClipMachine::new(limits)), camera, store, events }),
+            shared: Arc::new(Shared { machine: Mutex::new(ClipMachine::new(limits)), input, store, events }),
             writers: Mutex::new(Vec::new()),
         }
     }
 
     /// Camera id.
     pub fn camera_id(&self) -> &str {
-        self.shared.camera.id()
+        &self.shared.input.camera
     }
 
     /// Whether a clip is being written.
@@ -105,10 +95,12 @@ impl Recorder {
 
     /// Make room for a new clip of about `secs` seconds, or refuse.
     fn make_room(&self, secs: f64, req: &TriggerRequest) -> Result<(), TriggerRejected> {
-        let c = self.shared.camera.config();
-        let estimate = (c.bitrate_kbps as f64 * 1000.0 / 8.0 * secs * 1.3) as u64;
+        let estimate = (self.shared.input.bitrate_kbps as f64 * 1000.0 / 8.0 * secs * 1.3) as u64;
         let store = &self.shared.store;
-        match store.index().and_then(|index| store.storage.make_room(&index, estimate, now_ms())) {
+        match store
+            .index()
+            .and_then(|index| store.storage.make_room(&index, estimate, self.shared.input.clock.wall_now_ms()))
+        {
             Ok(report) => {
                 if !report.deleted.is_empty() {
                     log::info!(
@@ -120,7 +112,7 @@ impl Recorder {
                 Ok(())
             }
             Err(e) => {
-                let msg = format!("cannot save a clip: {}", crate::camera::status::error_chain(&e));
+                let msg = format!("cannot save a clip: {}", crate::status::error_chain(&e));
                 log::warn!("camera {}: {msg}", self.camera_id());
                 Err(Self::reject(RejectCode::StorageFull, msg, req))
             }
@@ -129,19 +121,21 @@ impl Recorder {
 
     /// A trigger at now.
     pub fn trigger(&self, req: &TriggerRequest) -> Result<TriggerAccepted, TriggerRejected> {
-        let cam = &self.shared.camera;
+        let cam = &self.shared.input;
+        let clock = &cam.clock;
         if cam.status.state() == CameraState::Stopped {
-            return Err(Self::reject(RejectCode::CameraStopped, format!("camera {} is stopped", cam.id()), req));
+            return Err(Self::reject(RejectCode::CameraStopped, format!("camera {} is stopped", cam.camera), req));
         }
-        let trigger_id = req.id.clone().unwrap_or_else(|| format!("t-{}", new_clip_id(now_ms())));
+        let trigger_id = req.id.clone().unwrap_or_else(|| format!("t-{}", new_clip_id(clock.wall_now_ms())));
         let opening = !self.recording();
         if opening {
-            let c = cam.config();
-            self.make_room(req.pre_s.unwrap_or(c.pre_s).min(c.pre_s) + req.post_s.unwrap_or(c.post_s), req)?;
+            let (pre_s, post_s) = (cam.limits.pre.as_secs_f64(), cam.limits.post.as_secs_f64());
+            self.make_room(req.pre_s.unwrap_or(pre_s).min(pre_s) + req.post_s.unwrap_or(post_s), req)?;
         }
-        let now = monotonic_now();
+        let now = clock.mono();
         let oldest = cam.preroll.lock().iter().next().map(|f| f.pts);
-        let outcome = lock(&self.shared.machine).trigger(now, req, &trigger_id, oldest, || new_clip_id(now_ms()));
+        let outcome =
+            lock(&self.shared.machine).trigger(now, req, &trigger_id, oldest, || new_clip_id(clock.wall_now_ms()));
         let (clip_id, extended, pre, post) = match outcome {
             Outcome::Opened { clip_id, pre_actual, post } => {
                 self.spawn_writer(&clip_id);
@@ -149,10 +143,10 @@ impl Recorder {
             }
             Outcome::Extended { clip_id, pre_actual, post } => (clip_id, true, pre_actual, post),
         };
-        cam.force_keyframe();
+        cam.status.request_keyframe();
         log::info!(
             "camera {}: trigger {trigger_id} {} clip {clip_id} (pre {:.2} s, post {:.2} s)",
-            cam.id(),
+            cam.camera,
             if extended { "extends" } else { "opens" },
             pre.as_secs_f64(),
             post.as_secs_f64()
@@ -160,7 +154,7 @@ impl Recorder {
         Ok(TriggerAccepted {
             trigger_id,
             clip_id,
-            camera: cam.id().into(),
+            camera: cam.camera.clone(),
             extended,
             pre_s_actual: (pre.as_secs_f64() * 1000.0).round() / 1000.0,
             post_s: (post.as_secs_f64() * 1000.0).round() / 1000.0,
@@ -170,7 +164,8 @@ impl Recorder {
     /// Start a manual recording; returns the clip id.
     pub fn record_start(&self) -> Result<String, TriggerRejected> {
         let req = TriggerRequest::default();
-        if self.shared.camera.status.state() == CameraState::Stopped {
+        let cam = &self.shared.input;
+        if cam.status.state() == CameraState::Stopped {
             return Err(Self::reject(
                 RejectCode::CameraStopped,
                 format!("camera {} is stopped", self.camera_id()),
@@ -178,14 +173,14 @@ impl Recorder {
             ));
         }
         if !self.recording() {
-            self.make_room(self.shared.camera.config().max_clip_s, &req)?;
+            self.make_room(cam.limits.max_clip.as_secs_f64(), &req)?;
         }
-        let now = monotonic_now();
+        let now = cam.clock.mono();
         let (id, opened) = {
             let mut m = lock(&self.shared.machine);
             let before = m.open().map(|o| o.clip_id.clone());
             let id = m
-                .start_manual(now, || new_clip_id(now_ms()))
+                .start_manual(now, || new_clip_id(cam.clock.wall_now_ms()))
                 .map_err(|e: ManualError| Self::reject(RejectCode::Conflict, e.to_string(), &req))?;
             let opened = before.as_deref() != Some(id.as_str());
             (id, opened)
@@ -193,14 +188,14 @@ impl Recorder {
         if opened {
             self.spawn_writer(&id);
         }
-        self.shared.camera.force_keyframe();
+        cam.status.request_keyframe();
         Ok(id)
     }
 
     /// Stop the manual recording and wait until its clip is saved.
     pub fn record_stop(&self) -> Result<ClipMeta, TriggerRejected> {
         let id = lock(&self.shared.machine)
-            .stop_manual(monotonic_now())
+            .stop_manual(self.shared.input.clock.mono())
             .map_err(|e| Self::reject(RejectCode::Conflict, e.to_string(), &TriggerRequest::default()))?;
         self.wait_for(&id)
             .map_err(|e| TriggerRejected::new(RejectCode::StorageFull, format!("clip {id} could not be saved: {e}")))
@@ -220,7 +215,7 @@ impl Recorder {
 
     /// Shutdown: cut the open clip at now and wait for every writer (bounded by their timeouts).
     pub fn shutdown(&self) {
-        if let Some(id) = lock(&self.shared.machine).cut(monotonic_now()) {
+        if let Some(id) = lock(&self.shared.machine).cut(self.shared.input.clock.mono()) {
             log::info!("camera {}: cutting clip {id} for shutdown", self.camera_id());
         }
         let writers = std::mem::take(&mut *lock(&self.writers));
@@ -237,7 +232,7 @@ impl Recorder {
         lock(&self.writers).retain(|(_, h)| !h.is_finished());
         let shared = self.shared.clone();
         let id = clip_id.to_string();
-        let name = format!("clip-{}", shared.camera.id());
+        let name = format!("clip-{}", shared.input.camera);
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
             let r = write_clip(&shared, &id);
             match &r {
@@ -253,15 +248,15 @@ impl Recorder {
                     let _ = shared.events.send(ClipEvent::Saved(Box::new(meta.clone())));
                 }
                 Err(e) => {
-                    log::error!("camera {}: clip {id} failed: {e}", shared.camera.id());
+                    log::error!("camera {}: clip {id} failed: {e}", shared.input.camera);
                     let _ = shared.events.send(ClipEvent::Failed {
-                        camera: shared.camera.id().into(),
+                        camera: shared.input.camera.clone(),
                         clip_id: id.clone(),
                         error: e.clone(),
                     });
                 }
             }
-            let _ = shared.events.send(ClipEvent::Recording { camera: shared.camera.id().into(), on: false });
+            let _ = shared.events.send(ClipEvent::Recording { camera: shared.input.camera.clone(), on: false });
             r
         });
         match spawned {
@@ -287,7 +282,7 @@ const END_GRACE_FED: Duration = Duration::from_secs(3);
 
 /// Write clip `id` until the machine closes it. Runs on the writer thread.
 fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
-    let cam = &shared.camera;
+    let cam = &shared.input;
     let start = match lock(&shared.machine).open() {
         Some(o) if o.clip_id == id => o.start,
         _ => return Err("clip closed before it started".into()),
@@ -319,7 +314,7 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
                 gop.push(f);
             }
             Next::Lagged { skipped } => {
-                log::warn!("camera {}: clip {id} writer fell behind, {skipped} frames lost", cam.id());
+                log::warn!("camera {}: clip {id} writer fell behind, {skipped} frames lost", cam.camera);
                 gop.clear();
             }
             Next::Timeout => {
@@ -327,14 +322,18 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
                 // No frames (camera failed or stopping): past the end on the clip's timeline by
                 // the grace, or stalled for 10 s, cut.
                 let mut m = lock(&shared.machine);
-                let grace = if cam.is_browser() { END_GRACE_FED } else { END_GRACE };
-                let reached = last_pts.map_or_else(monotonic_now, |p| p + idle);
+                let grace = if cam.fed { END_GRACE_FED } else { END_GRACE };
+                let reached = last_pts.map_or_else(|| cam.clock.mono(), |p| p + idle);
                 let past_end = m.get(id).is_some_and(|o| reached >= o.effective_end() + grace);
                 if past_end || idle >= Duration::from_secs(10) || cam.status.state() == CameraState::Stopped {
                     match m.close_now(id) {
                         Some(c) => {
                             drop(m);
-                            log::info!("camera {}: clip {id} cut: no frame for {:.2} s", cam.id(), idle.as_secs_f64());
+                            log::info!(
+                                "camera {}: clip {id} cut: no frame for {:.2} s",
+                                cam.camera,
+                                idle.as_secs_f64()
+                            );
                             flush(shared, id, &mut w, &mut gop, None, start)?;
                             break c;
                         }
@@ -384,7 +383,7 @@ struct Writer {
     first_pts: Duration,
     presented_start: Duration,
     poster: Vec<u8>,
-    sidecar: Sidecar,
+    sidecar: ClipSidecar,
     last_end: Duration,
 }
 
@@ -401,7 +400,7 @@ impl Writer {
             presented,
             gop.len()
         );
-        let fmt = shared.camera.status.format();
+        let fmt = shared.input.status.format();
         let (w, h) = fmt.map(|f| (f.width, f.height)).unwrap_or((0, 0));
         let mp4 = FragmentedMp4::new(&first.data, w, h, ticks(presented - first.pts)).map_err(|e| e.to_string())?;
         let (first_at, label, trigger_ids, source) = {
@@ -416,18 +415,18 @@ impl Writer {
                 _ => (presented, None, Vec::new(), ClipSource::Trigger),
             }
         };
-        let start_ms = wall_ms(presented);
-        let rel = Storage::clip_rel_path(shared.camera.id(), id, start_ms);
+        let start_ms = shared.input.clock.wall_ms(presented);
+        let rel = crate::clip_meta::clip_rel_path(&shared.input.camera, id, start_ms);
         let abs = shared.store.storage.abs(&rel).ok_or_else(|| format!("bad clip path {rel}"))?;
         let dir = abs.parent().ok_or("clip path has no directory")?;
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let sidecar = Sidecar {
+        let sidecar = ClipSidecar {
             id: id.into(),
-            camera: shared.camera.id().into(),
+            camera: shared.input.camera.clone(),
             source,
             label,
             trigger_ids,
-            trigger_ms: wall_ms(first_at),
+            trigger_ms: shared.input.clock.wall_ms(first_at),
             start_ms,
             pre_s_actual: first_at.saturating_sub(presented).as_secs_f64(),
             device: None,
@@ -494,27 +493,19 @@ impl Writer {
         }
         let _ = self.first_pts;
         let presented = self.last_end.saturating_sub(self.presented_start);
-        let s = &self.sidecar;
-        let meta = ClipMeta {
-            id: s.id.clone(),
-            camera: s.camera.clone(),
-            label: s.label.clone(),
-            trigger_id: closed.triggers.first().map(|t| t.id.clone()),
+        let sidecar = ClipSidecar {
             trigger_ids: closed.triggers.iter().map(|t| t.id.clone()).collect(),
-            trigger_at: rfc3339(s.trigger_ms),
-            start_at: rfc3339(s.start_ms),
-            end_at: rfc3339(s.start_ms + presented.as_millis() as i64),
-            start_ms: s.start_ms,
-            duration_s: (presented.as_secs_f64() * 1000.0).round() / 1000.0,
-            pre_s_actual: (s.pre_s_actual * 1000.0).round() / 1000.0,
+            source: closed.source,
+            ..self.sidecar
+        };
+        let file = ClipFile {
+            path: self.rel,
+            duration: presented,
             size_bytes: size,
             frames: self.mp4.sample_count(),
-            source: closed.source,
-            path: self.rel.clone(),
-            pinned: false,
             partial: false,
-            device: None,
         };
+        let meta = sidecar.into_meta(file);
         shared.store.index().map_err(|e| format!("index: {e}"))?.insert(&meta).map_err(|e| format!("index: {e}"))?;
         let _ = std::fs::remove_file(final_path.with_extension("json"));
         Ok(meta)

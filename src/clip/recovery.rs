@@ -12,10 +12,10 @@
 //!
 //! Runs once, before the recorders start, on a blocking thread. Logs everything it does.
 
-use super::mp4;
-use super::recorder::{fsync_dir, Sidecar};
-use super::{rfc3339, valid_clip_id, ClipMeta, ClipSource};
+use super::recorder::fsync_dir;
+use crate::clip_meta::{valid_clip_id, ClipFile, ClipMeta, ClipSidecar, ClipSource};
 use crate::index::Index;
+use crate::mp4;
 use crate::storage::Storage;
 use std::path::{Path, PathBuf};
 
@@ -153,7 +153,7 @@ fn index_orphan(storage: &Storage, index: &Index, path: &Path, id: &str, partial
         mp4::apply_finalize(&mut f, &flips).map_err(|e| e.to_string())?;
         log::warn!("clip {id}: completed {} pending box-type flips", flips.flips.len());
     }
-    let side: Option<Sidecar> =
+    let side: Option<ClipSidecar> =
         std::fs::read(path.with_extension("json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let rel = path.strip_prefix(storage.root()).map_err(|_| "clip outside storage")?.to_string_lossy().into_owned();
     let camera = side
@@ -162,26 +162,25 @@ fn index_orphan(storage: &Storage, index: &Index, path: &Path, id: &str, partial
         .or_else(|| Path::new(&rel).components().nth(1).map(|c| c.as_os_str().to_string_lossy().into_owned()));
     let start_ms = side.as_ref().map(|s| s.start_ms).unwrap_or_else(|| id_ms(id));
     let presented = scan.media_duration.saturating_sub(scan.edit_media_time) as f64 / mp4::TIMESCALE as f64;
-    let meta = ClipMeta {
+    let side = side.unwrap_or_else(|| ClipSidecar {
         id: id.into(),
         camera: camera.unwrap_or_default(),
-        label: side.as_ref().and_then(|s| s.label.clone()),
-        trigger_id: side.as_ref().and_then(|s| s.trigger_ids.first().cloned()),
-        trigger_ids: side.as_ref().map(|s| s.trigger_ids.clone()).unwrap_or_default(),
-        trigger_at: rfc3339(side.as_ref().map(|s| s.trigger_ms).unwrap_or(start_ms)),
-        start_at: rfc3339(start_ms),
-        end_at: rfc3339(start_ms + (presented * 1000.0) as i64),
+        source: ClipSource::Trigger,
+        label: None,
+        trigger_ids: Vec::new(),
+        trigger_ms: start_ms,
         start_ms,
-        duration_s: (presented * 1000.0).round() / 1000.0,
-        pre_s_actual: side.as_ref().map(|s| (s.pre_s_actual * 1000.0).round() / 1000.0).unwrap_or(0.0),
+        pre_s_actual: 0.0,
+        device: None,
+    });
+    let file = ClipFile {
+        path: rel,
+        duration: std::time::Duration::from_secs_f64(presented),
         size_bytes: bytes.len() as u64,
         frames: scan.samples,
-        source: side.as_ref().map(|s| s.source).unwrap_or(ClipSource::Trigger),
-        path: rel,
-        pinned: false,
         partial,
-        device: side.as_ref().and_then(|s| s.device.clone()),
     };
+    let meta = ClipSidecar { id: id.into(), start_ms, ..side }.into_meta(file);
     // The writer never got to the poster: make it from the file (best effort; the clip plays
     // without it).
     let poster = path.with_extension("jpg");
@@ -222,7 +221,7 @@ mod tests {
     #[test]
     fn id_time_round_trips() {
         let ms = 1_795_000_123_456;
-        assert_eq!(super::id_ms(&super::super::new_clip_id(ms)), ms);
+        assert_eq!(super::id_ms(&crate::clip_meta::new_clip_id(ms)), ms);
     }
 
     /// A fragmented clip of `gops` GOPs of 10 synthetic AUs (lead-in 3 frames) and its writer.
@@ -247,8 +246,8 @@ mod tests {
         let storage = Storage::new(&StorageConfig { path: dir.path().join("data"), ..StorageConfig::default() });
         let index = Index::open(&dir.path().join("index")).unwrap();
         let ms = 1_795_000_000_000;
-        let (torn_id, flips_id) = (super::super::new_clip_id(ms), super::super::new_clip_id(ms + 1));
-        let path = |id: &str| storage.abs(&Storage::clip_rel_path("front", id, ms)).unwrap();
+        let (torn_id, flips_id) = (crate::clip_meta::new_clip_id(ms), crate::clip_meta::new_clip_id(ms + 1));
+        let path = |id: &str| storage.abs(&crate::clip_meta::clip_rel_path("front", id, ms)).unwrap();
         std::fs::create_dir_all(path(&torn_id).parent().unwrap()).unwrap();
         // Crashed while writing fragment 3 of 3.
         let (two, two_file) = fragmented(2);

@@ -11,7 +11,7 @@
 //! the actual pre-roll is reported. A manual recording is open-ended until `stop_manual` (capped
 //! the same way); triggers during it are recorded on it.
 
-use super::ClipSource;
+use crate::clip_meta::ClipSource;
 use crate::trigger::TriggerRequest;
 use std::time::Duration;
 

@@ -12,12 +12,12 @@
 
 pub mod chain;
 
-use crate::camera::status::CameraStatus;
 use crate::frame::{EncodedFrame, Frame, VideoFormat};
-use crate::pipeline::{self, GstError, Pipeline};
+use crate::gst::{element_exists, running_time, GstError, Pipeline};
 use crate::preroll::PreRoll;
 use crate::ring::{FrameRing, Pop};
 use crate::shutdown::{Backoff, StopToken};
+use crate::status::CameraStatus;
 use bytes::Bytes;
 use gst::prelude::*;
 use gstreamer as gst;
@@ -186,8 +186,8 @@ impl Encoder {
     }
 
     fn build(&self, format: VideoFormat, base: Duration) -> Result<Active, EncodeError> {
-        pipeline::init()?;
-        let element = chain::resolve(&self.cfg.encoder, &self.cfg.auto_encoders, pipeline::element_exists)
+        crate::gst::init()?;
+        let element = chain::resolve(&self.cfg.encoder, &self.cfg.auto_encoders, element_exists)
             .map_err(EncodeError::NoEncoder)?;
         // A variable-frame-rate source (a phone's MediaRecorder stream may announce 0/1 before
         // the demuxer knows better) gets 30 fps for the keyframe period and frame duration;
@@ -236,11 +236,11 @@ impl Output {
         let Some(buffer) = sample.buffer_owned() else {
             return Ok(gst::FlowSuccess::Ok);
         };
-        let Some(rt) = pipeline::running_time(segment, buffer.pts()) else {
+        let Some(rt) = running_time(segment, buffer.pts()) else {
             return Ok(gst::FlowSuccess::Ok);
         };
         let rt_ns = rt.nseconds();
-        let dts_ns = pipeline::running_time(segment, buffer.dts()).map(|d| d.nseconds()).unwrap_or(rt_ns);
+        let dts_ns = running_time(segment, buffer.dts()).map(|d| d.nseconds()).unwrap_or(rt_ns);
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         let duration = buffer.duration().map(|d| Duration::from_nanos(d.nseconds())).unwrap_or(self.frame_duration);
         let seq = {

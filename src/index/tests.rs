@@ -1,21 +1,22 @@
 //! Tests of [`crate::index`] with real sled databases in temporary directories.
 
 use super::*;
-use crate::clip::{new_clip_id, rfc3339, ClipSource};
+use crate::clip_meta::{new_clip_id, ClipSource};
+use crate::time::rfc3339_ms;
 
 /// A clip starting at `ms`, with an id made at `ms`.
 pub(crate) fn clip(ms: i64, camera: &str, label: Option<&str>, size: u64) -> ClipMeta {
     let id = new_clip_id(ms);
     ClipMeta {
-        path: crate::storage::Storage::clip_rel_path(camera, &id, ms),
+        path: crate::clip_meta::clip_rel_path(camera, &id, ms),
         id,
         camera: camera.into(),
         label: label.map(Into::into),
         trigger_id: None,
         trigger_ids: vec![],
-        trigger_at: rfc3339(ms),
-        start_at: rfc3339(ms),
-        end_at: rfc3339(ms + 60_000),
+        trigger_at: rfc3339_ms(ms),
+        start_at: rfc3339_ms(ms),
+        end_at: rfc3339_ms(ms + 60_000),
         start_ms: ms,
         duration_s: 60.0,
         pre_s_actual: 30.0,
@@ -95,8 +96,8 @@ fn list_filters() {
     }));
     assert!(both.clips.is_empty());
     let window = l(query(|q| {
-        q.since = Some(rfc3339(T0 + 60_000));
-        q.until = Some(rfc3339(T0 + 180_000));
+        q.since = Some(rfc3339_ms(T0 + 60_000));
+        q.until = Some(rfc3339_ms(T0 + 180_000));
     }));
     assert_eq!(ids(&window), [&clips[3].id, &clips[2].id, &clips[1].id]);
     let door = l(query(|q| q.q = Some("DOOR".into())));

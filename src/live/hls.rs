@@ -15,8 +15,8 @@
 
 use super::hls_cutter::{CutConfig, Cutter};
 use super::hls_playlist::{Fetch, Readiness, Window};
-use crate::camera::status::CameraStatus;
 use crate::preroll::{Next, PreRoll};
+use crate::status::CameraStatus;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -84,7 +84,7 @@ impl Shared {
 impl Hls {
     /// The stream of camera `camera`, read from `preroll`; nothing runs until a request.
     pub fn new(camera: &str, preroll: Arc<PreRoll>, status: Arc<CameraStatus>, keyframe_interval_s: f64) -> Self {
-        let first_msn = u64::try_from(crate::clip::now_ms() / 1000).unwrap_or(0);
+        let first_msn = u64::try_from(crate::time::wall_now_ms() / 1000).unwrap_or(0);
         Hls {
             shared: Arc::new(Shared {
                 camera: camera.to_string(),
@@ -252,7 +252,7 @@ async fn package(shared: Arc<Shared>, cfg: CutConfig) {
                 let Some(w) = st.window.as_mut() else { break };
                 let before = w.changes();
                 match next {
-                    Next::Frame(f) => cutter.push(f, w, &crate::frame::wall_ms),
+                    Next::Frame(f) => cutter.push(f, w, &crate::time::wall_ms),
                     Next::Lagged { skipped } => {
                         log::warn!("HLS {}: packager fell behind, skipped {skipped} frames", shared.camera);
                         cutter.gap(w);

@@ -14,8 +14,8 @@
 //! re-encode or copy frames beyond building the chunk.
 
 use super::hls_playlist::{Part, Window, WindowConfig};
-use crate::clip::mp4::{FragmentedMp4, Sample, TIMESCALE};
 use crate::frame::EncodedFrame;
+use crate::mp4::{FragmentedMp4, Sample, TIMESCALE};
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -109,14 +109,14 @@ impl Cutter {
             }
             return;
         };
-        let dt = crate::clip::mp4::ticks(f.pts).saturating_sub(crate::clip::mp4::ticks(h.pts));
+        let dt = crate::time::ticks(f.pts).saturating_sub(crate::time::ticks(h.pts));
         let gap = dt == 0 || f.pts.saturating_sub(h.pts) > self.cfg.max_gap;
-        let d = if gap { crate::clip::mp4::ticks(h.duration).max(1) } else { dt };
-        if !self.part.is_empty() && self.part_ticks + d > crate::clip::mp4::ticks(self.cfg.part_target) {
+        let d = if gap { crate::time::ticks(h.duration).max(1) } else { dt };
+        if !self.part.is_empty() && self.part_ticks + d > crate::time::ticks(self.cfg.part_target) {
             self.flush_part(w);
         }
         let so_far = self.seg_ticks + self.part_ticks;
-        if so_far > 0 && so_far + d >= crate::clip::mp4::ticks(self.cfg.segment_max) {
+        if so_far > 0 && so_far + d >= crate::time::ticks(self.cfg.segment_max) {
             // A GOP longer than the target: cut here (the next segment is not independent).
             self.flush_part(w);
             w.open_segment(wall_ms(h.pts));
@@ -132,7 +132,7 @@ impl Cutter {
         } else if f.keyframe {
             self.flush_part(w);
             self.start_segment(&f, w, wall_ms);
-        } else if self.part_ticks >= crate::clip::mp4::ticks(self.cfg.part_min) {
+        } else if self.part_ticks >= crate::time::ticks(self.cfg.part_min) {
             self.flush_part(w);
         }
         if self.in_segment {
@@ -144,7 +144,7 @@ impl Cutter {
     /// for the next keyframe.
     pub fn gap(&mut self, w: &mut Window) {
         if let Some(h) = self.held.take() {
-            let d = crate::clip::mp4::ticks(h.duration).max(1);
+            let d = crate::time::ticks(h.duration).max(1);
             self.part_ticks += d;
             self.part.push((h, d));
         }
@@ -193,7 +193,7 @@ impl Cutter {
                     keyframe: f.keyframe,
                 })
                 .collect();
-            let base = crate::clip::mp4::ticks(self.part[0].0.pts);
+            let base = crate::time::ticks(self.part[0].0.pts);
             let data = mp4.live_fragment(self.sequence, base, &samples);
             self.sequence = self.sequence.checked_add(1).unwrap_or(1);
             w.add_part(Part {

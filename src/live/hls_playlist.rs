@@ -372,7 +372,7 @@ impl Window {
                     }
                 }
             }
-            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339_ms(s.wall_ms));
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", crate::time::rfc3339_ms(s.wall_ms));
             if i >= with_parts {
                 for (k, p) in s.parts.iter().enumerate() {
                     let _ = writeln!(
@@ -395,11 +395,6 @@ impl Window {
         let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part{msn}.{idx}.m4s\"");
         Some(out)
     }
-}
-
-/// RFC 3339 in UTC with milliseconds, e.g. `2026-05-01T12:00:00.000Z`.
-fn rfc3339_ms(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| format!("{t:.3}")).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! caller) and never block the capture thread.
 
 use crate::frame::{Frame, VideoFormat};
-use crate::pipeline::{self, GstError, Pipeline};
+use crate::gst::{element_exists, GstError, Pipeline};
 use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
@@ -133,7 +133,7 @@ impl JpegEncoder {
 /// Render the "NO SIGNAL" still at `width`×`height` (black, white text where `textoverlay`
 /// exists, plain black otherwise). Blocks for a few milliseconds: call it off the runtime.
 pub fn render_no_signal(width: u32, height: u32) -> Result<Bytes, GstError> {
-    let overlay = if pipeline::element_exists("textoverlay") {
+    let overlay = if element_exists("textoverlay") {
         format!(
             "! textoverlay text=\"NO SIGNAL\" valignment=center halignment=center shaded-background=false \
              font-desc=\"Sans Bold {}\" ",

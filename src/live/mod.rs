@@ -15,4 +15,3 @@ pub mod hls_cutter;
 pub mod hls_playlist;
 pub mod jpeg;
 pub mod mjpeg;
-pub mod tap;

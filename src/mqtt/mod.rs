@@ -22,9 +22,9 @@ mod session;
 pub mod topics;
 mod trace_bridge;
 
-use crate::camera::status::error_chain;
 use crate::config::MqttConfig;
 use crate::shutdown::{Backoff, StopToken};
+use crate::status::error_chain;
 use crate::trigger::TriggerTarget;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, Transport};
 use std::net::SocketAddr;

@@ -16,7 +16,7 @@
 
 use super::topics::{self, Topics};
 use super::{Incoming, Link};
-use crate::clip::ClipEvent;
+use crate::clip_meta::ClipEvent;
 use crate::shutdown::StopToken;
 use crate::trigger::TriggerTarget;
 use rumqttc::{AsyncClient, ClientError, QoS};

@@ -5,7 +5,7 @@
 //! Pure apart from calling the [`TriggerTarget`]: no network, no clock, no async. Must never
 //! panic on what arrives from the network (topic or payload).
 
-use crate::clip::ClipMeta;
+use crate::clip_meta::ClipMeta;
 use crate::config::valid_camera_id;
 use crate::trigger::{self, RejectCode, TriggerAccepted, TriggerRejected, TriggerTarget};
 use serde_json::{json, Value};
@@ -214,7 +214,7 @@ mod tests {
         fn camera_state(&self, _: &str) -> Option<Value> {
             None
         }
-        fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<crate::clip::ClipEvent> {
+        fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<crate::clip_meta::ClipEvent> {
             tokio::sync::broadcast::channel(1).1
         }
     }

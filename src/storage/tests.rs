@@ -41,7 +41,7 @@ fn reasons(plan: &[PlannedDeletion]) -> Vec<(&str, DeletionReason)> {
 fn paths() {
     let (_d, s, _i) = setup(1 << 30, 0);
     assert_eq!(
-        Storage::clip_rel_path("front", "20261122T012301123Z-00a3f1", 1_795_000_000_000),
+        crate::clip_meta::clip_rel_path("front", "20261122T012301123Z-00a3f1", 1_795_000_000_000),
         "clips/front/2026-11-18/20261122T012301123Z-00a3f1.mp4"
     );
     for bad in ["../x", "/etc/passwd", "clips/../../x", "", ".", "a/../b"] {

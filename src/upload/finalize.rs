@@ -9,7 +9,7 @@
 //! counted at the muxer's input; the duration is read back from the written file.
 
 use crate::encode::chain::{encoder_chain, resolve, EncodeSettings};
-use crate::pipeline::element_exists;
+use crate::gst::element_exists;
 use gst::prelude::*;
 use gstreamer as gst;
 use std::path::Path;
@@ -75,7 +75,7 @@ pub fn to_mp4(
     auto_encoders: &[String],
     timeout: Duration,
 ) -> Result<Outcome, FinalizeError> {
-    crate::pipeline::init().map_err(|e| FinalizeError::Setup(e.to_string()))?;
+    crate::gst::init().map_err(|e| FinalizeError::Setup(e.to_string()))?;
     let pipeline = gst::Pipeline::new();
     let src = gst::ElementFactory::make("filesrc")
         .property("location", input.display().to_string())
@@ -249,11 +249,9 @@ fn link_fakesink(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String>
 
 /// Duration of an MP4 as its demuxer reports it (reads the `moov`, not the samples).
 fn file_duration(path: &Path) -> Result<f64, FinalizeError> {
-    let p = crate::pipeline::Pipeline::parse(&format!(
-        "filesrc location=\"{}\" ! qtdemux ! fakesink sync=false",
-        quote(path)
-    ))
-    .map_err(|e| FinalizeError::Broken(e.to_string()))?;
+    let p =
+        crate::gst::Pipeline::parse(&format!("filesrc location=\"{}\" ! qtdemux ! fakesink sync=false", quote(path)))
+            .map_err(|e| FinalizeError::Broken(e.to_string()))?;
     let raw = p.inner();
     let _ = raw.set_state(gst::State::Paused);
     let (res, _, _) = raw.state(gst::ClockTime::from_seconds(20));

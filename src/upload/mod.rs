@@ -15,9 +15,10 @@
 pub mod finalize;
 
 use crate::clip::store::ClipStore;
-use crate::clip::{new_clip_id, now_ms, rfc3339, ClipMeta, ClipSource};
+use crate::clip_meta::{new_clip_id, ClipFile, ClipSidecar, ClipSource};
 use crate::config::{Config, UploadsConfig};
 use crate::storage::{Storage, StorageError};
+use crate::time::{rfc3339_ms, wall_now_ms};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -109,9 +110,10 @@ pub struct UploadStatus {
     pub expires_at: Option<String>,
 }
 
-/// `{id}.json`: what a restart needs to take an upload up again.
+/// `{id}.json` in the uploads directory: what a restart needs to take an upload up again (not a
+/// clip's [`crate::clip_meta::ClipSidecar`], which is written beside the finished clip).
 #[derive(Debug, Serialize, Deserialize)]
-struct Sidecar {
+struct UploadSidecar {
     filename: String,
     device: String,
     length: u64,
@@ -181,7 +183,7 @@ pub fn valid_upload_id(id: &str) -> bool {
 fn new_upload_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_i64(now_ms());
+    h.write_i64(wall_now_ms());
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
 }
@@ -238,13 +240,13 @@ impl Uploads {
         let files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
         let mut kept = std::collections::HashSet::new();
         let (mut waiting, mut complete) = (0, Vec::new());
-        let now = now_ms();
+        let now = wall_now_ms();
         for p in &files {
             let Some(id) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
                 continue;
             };
             let bin = self.file(id);
-            let sidecar: Option<Sidecar> =
+            let sidecar: Option<UploadSidecar> =
                 std::fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok()).filter(|_| valid_upload_id(id));
             let (Some(sc), Ok(m)) = (sidecar, std::fs::metadata(&bin)) else { continue };
             // Finalized before the stop, but not cleaned up: the clip exists (recovery indexes
@@ -268,7 +270,7 @@ impl Uploads {
                 state,
                 clip_id: None,
                 error: None,
-                created_at: rfc3339(sc.created_ms),
+                created_at: rfc3339_ms(sc.created_ms),
                 expires_at: None,
             };
             log::info!("upload {id}: taken up after restart at {offset} of {} bytes", sc.length);
@@ -327,7 +329,7 @@ impl Uploads {
 
     fn snapshot(&self, e: &Entry) -> UploadStatus {
         let mut s = e.status.clone();
-        s.expires_at = (s.state == UploadState::Uploading).then(|| rfc3339(e.last_ms + self.expire_ms()));
+        s.expires_at = (s.state == UploadState::Uploading).then(|| rfc3339_ms(e.last_ms + self.expire_ms()));
         s
     }
 
@@ -363,8 +365,8 @@ impl Uploads {
         std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let path = self.file(&id);
         std::fs::File::create(&path).map_err(io_err(&path))?;
-        let now = now_ms();
-        let sidecar = Sidecar { filename: filename.clone(), device: device.clone(), length, created_ms: now };
+        let now = wall_now_ms();
+        let sidecar = UploadSidecar { filename: filename.clone(), device: device.clone(), length, created_ms: now };
         let side = self.dir.join(format!("{id}.json"));
         let json = serde_json::to_vec(&sidecar).map_err(|e| UploadError::BadRequest(e.to_string()))?;
         // Atomic (temporary file, fsync, rename, directory fsync): a torn sidecar would orphan
@@ -382,7 +384,7 @@ impl Uploads {
             state: UploadState::Uploading,
             clip_id: None,
             error: None,
-            created_at: rfc3339(now),
+            created_at: rfc3339_ms(now),
             expires_at: None,
         };
         let mut g = self.lock();
@@ -398,7 +400,7 @@ impl Uploads {
         let storage: &Storage = &self.store.storage;
         let index = self.store.index()?;
         // The upload and its remuxed copy, both.
-        storage.make_room(&index, length.saturating_mul(2), now_ms())?;
+        storage.make_room(&index, length.saturating_mul(2), wall_now_ms())?;
         if let Some(fs) = storage.fs_stats() {
             let reserve = (fs.total_bytes as u128 * storage.config().min_free_percent as u128 / 100) as u64;
             let needed = length.saturating_mul(2).saturating_add(reserve);
@@ -440,7 +442,7 @@ impl Uploads {
             )));
         }
         e.busy = true;
-        e.last_ms = now_ms();
+        e.last_ms = wall_now_ms();
         Ok((self.file(id), e.status.length - e.status.offset))
     }
 
@@ -452,7 +454,7 @@ impl Uploads {
         let mut g = self.lock();
         let e = g.get_mut(id)?;
         e.status.offset = offset;
-        e.last_ms = now_ms();
+        e.last_ms = wall_now_ms();
         let complete = offset == e.status.length;
         let typefind_due = !e.typefound && (offset >= TYPEFIND_BYTES || complete);
         e.busy = typefind_due || complete;
@@ -581,9 +583,9 @@ impl Uploads {
         let jpeg = crate::clip::poster::jpeg_from_file(tmp)
             .map_err(|e| format!("the video cannot be decoded (no poster frame): {e}"))?;
         std::fs::write(tmp_jpg, jpeg).map_err(|e| format!("poster: {e}"))?;
-        let now = now_ms();
+        let now = wall_now_ms();
         let clip_id = new_clip_id(now);
-        let rel = Storage::clip_rel_path(crate::config::UPLOAD_CAMERA, &clip_id, now);
+        let rel = crate::clip_meta::clip_rel_path(crate::config::UPLOAD_CAMERA, &clip_id, now);
         let storage = &self.store.storage;
         let dest = storage.abs(&rel).ok_or("clip path outside storage")?;
         let dest_dir = dest.parent().ok_or("clip path has no directory")?.to_path_buf();
@@ -593,7 +595,7 @@ impl Uploads {
         // Crash safety, before the clip appears: its sidecar (so recovery indexes a clip the
         // index never got as an upload, with its device) and this upload's marker naming it (so
         // a restart does not finalize the same bytes into a second clip).
-        let sidecar = crate::clip::recorder::Sidecar {
+        let sidecar = ClipSidecar {
             id: clip_id.clone(),
             camera: crate::config::UPLOAD_CAMERA.into(),
             source: ClipSource::Upload,
@@ -612,26 +614,14 @@ impl Uploads {
         std::fs::rename(tmp_jpg, dest.with_extension("jpg")).map_err(|e| format!("poster: {e}"))?;
         std::fs::rename(tmp, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
         std::fs::File::open(&dest_dir).and_then(|d| d.sync_all()).map_err(|e| format!("fsync dir: {e}"))?;
-        let meta = ClipMeta {
-            id: clip_id.clone(),
-            camera: crate::config::UPLOAD_CAMERA.into(),
-            label: Some(filename.to_string()),
-            trigger_id: None,
-            trigger_ids: Vec::new(),
-            trigger_at: rfc3339(now),
-            start_at: rfc3339(now),
-            end_at: rfc3339(now + (out.duration_s * 1000.0) as i64),
-            start_ms: now,
-            duration_s: (out.duration_s * 1000.0).round() / 1000.0,
-            pre_s_actual: 0.0,
+        let file = ClipFile {
+            path: rel,
+            duration: std::time::Duration::from_secs_f64(out.duration_s.max(0.0)),
             size_bytes: size,
             frames: out.frames,
-            source: ClipSource::Upload,
-            path: rel,
-            pinned: false,
             partial: false,
-            device: Some(device.to_string()),
         };
+        let meta = sidecar.into_meta(file);
         let indexed =
             self.store.index().map_err(|e| e.to_string()).and_then(|i| i.insert(&meta).map_err(|e| e.to_string()));
         if let Err(e) = indexed {
@@ -669,7 +659,7 @@ impl Uploads {
             let Some(me) = weak.upgrade() else { return };
             let (expired, next) = {
                 let mut g = me.lock();
-                let now = now_ms();
+                let now = wall_now_ms();
                 let limit = me.expire_ms();
                 let expired: Vec<String> = g
                     .iter()
@@ -696,7 +686,7 @@ impl Uploads {
             }
             drop(me);
             let Some(next) = next else { return };
-            let wait = (next - now_ms()).clamp(10, 3_600_000) as u64;
+            let wait = (next - wall_now_ms()).clamp(10, 3_600_000) as u64;
             tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
         }
     }
@@ -722,7 +712,7 @@ pub fn typefind(path: &Path) -> Result<(), UploadError> {
     use std::io::Read;
     let mut data = Vec::with_capacity(TYPEFIND_BYTES as usize);
     std::fs::File::open(path).and_then(|f| f.take(TYPEFIND_BYTES).read_to_end(&mut data)).map_err(io_err(path))?;
-    crate::pipeline::init().map_err(|e| UploadError::BadRequest(e.to_string()))?;
+    crate::gst::init().map_err(|e| UploadError::BadRequest(e.to_string()))?;
     let found = gstreamer_base::functions::type_find_helper_for_data(None::<&gstreamer::Object>, &data)
         .ok()
         .and_then(|(caps, _)| caps.structure(0).map(|s| s.name().to_string()));

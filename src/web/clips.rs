@@ -6,7 +6,7 @@
 //! recorder, sled, file deletion) goes through `spawn_blocking`.
 
 use super::{ApiError, AppState};
-use crate::clip::valid_clip_id;
+use crate::clip_meta::valid_clip_id;
 use crate::index::ClipQuery;
 use crate::trigger::{self, RejectCode, TriggerRejected, TriggerRequest};
 use bytes::Bytes;
@@ -237,7 +237,7 @@ pub fn routes(
     let preview = warp::path!("api" / "storage" / "cleanup" / "preview").and(warp::get()).and(st.clone()).and_then(
         |s: Arc<AppState>| async move {
             let p = blocking(move || {
-                s.store.storage.cleanup_plan(&s.index()?, 0, crate::clip::now_ms()).map_err(ApiError::from)
+                s.store.storage.cleanup_plan(&s.index()?, 0, crate::time::wall_now_ms()).map_err(ApiError::from)
             })
             .await?;
             Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({"would_delete": p})))
@@ -247,7 +247,7 @@ pub fn routes(
         warp::path!("api" / "storage" / "cleanup").and(warp::post()).and(st).and_then(|s: Arc<AppState>| async move {
             let r = blocking(move || {
                 let plan =
-                    s.store.storage.cleanup_plan(&s.index()?, 0, crate::clip::now_ms()).map_err(ApiError::from)?;
+                    s.store.storage.cleanup_plan(&s.index()?, 0, crate::time::wall_now_ms()).map_err(ApiError::from)?;
                 s.store.storage.apply_cleanup(&s.index()?, &plan).map_err(ApiError::from)
             })
             .await?;

@@ -8,7 +8,7 @@
 //! recorder wait. Streams end when the daemon shuts down, so HTTP can drain.
 
 use super::AppState;
-use crate::clip::ClipEvent;
+use crate::clip_meta::ClipEvent;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! (storage figures are one `statvfs`).
 
 use super::AppState;
-use crate::camera::status::CameraState;
+use crate::status::CameraState;
 use crate::upload::UploadState;
 use std::convert::Infallible;
 use std::fmt::Write;

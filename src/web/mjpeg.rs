@@ -31,7 +31,7 @@ impl From<PreviewError> for ApiError {
             PreviewError::TooManyViewers { .. } | PreviewError::NoFrame { .. } | PreviewError::Closed(_) => {
                 ApiError::Unavailable(e.to_string())
             }
-            PreviewError::Spawn { .. } => ApiError::Internal(crate::camera::status::error_chain(&e)),
+            PreviewError::Spawn { .. } => ApiError::Internal(crate::status::error_chain(&e)),
         }
     }
 }

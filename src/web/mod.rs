@@ -23,11 +23,11 @@ pub mod uploads;
 pub use serve::{peer, Peer};
 
 use crate::camera::registry::Registry;
-use crate::camera::status::CameraState;
 use crate::camera::Camera;
 use crate::clip::recorder::Recorder;
 use crate::clip::store::ClipStore;
 use crate::index::{Index, IndexError};
+use crate::status::CameraState;
 use crate::storage::StorageError;
 use serde::Serialize;
 use std::convert::Infallible;
@@ -126,7 +126,7 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::Full { .. } | StorageError::MountMissing(_) => ApiError::InsufficientStorage(e.to_string()),
             StorageError::Index(i) => ApiError::from(i),
-            other => ApiError::Internal(crate::camera::status::error_chain(&other)),
+            other => ApiError::Internal(crate::status::error_chain(&other)),
         }
     }
 }

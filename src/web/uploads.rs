@@ -8,7 +8,7 @@
 //! are the usual `{"error": ...}` with the status from [`ApiError::status`].
 
 use super::{json_error, ApiError, AppState};
-use crate::clip::{ClipMeta, ClipSource};
+use crate::clip_meta::{ClipMeta, ClipSource};
 use crate::upload::{self, parse_metadata, valid_device_name, valid_upload_id, UploadError, Uploads};
 use bytes::Buf;
 use futures_util::{Stream, StreamExt};

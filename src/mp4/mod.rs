@@ -33,13 +33,7 @@ pub use scan::{duration_patches, scan, Scan};
 use boxes::Writer;
 use moov::{Chunk, SampleEntry, Tables, TrackHeader};
 
-/// Media timescale (`mdhd`, sample durations, `tfdt`, `elst.media_time`): 90 kHz, as RTP/MPEG.
-pub const TIMESCALE: u32 = 90_000;
-
-/// A duration in [`TIMESCALE`] units.
-pub fn ticks(d: std::time::Duration) -> u64 {
-    (d.as_nanos() * u128::from(TIMESCALE) / 1_000_000_000) as u64
-}
+pub use crate::time::{ticks, TIMESCALE};
 /// Movie timescale (`mvhd`, `tkhd`, `elst.segment_duration`): milliseconds.
 pub const MOVIE_TIMESCALE: u32 = 1_000;
 /// The only track's id.

@@ -3,7 +3,7 @@
 //! Written by the capture and encode threads (atomics, short locks), read by HTTP, MQTT and the
 //! systemd watchdog. Owns no thread.
 
-use crate::frame::{monotonic_now, VideoFormat};
+use crate::frame::VideoFormat;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -57,13 +57,15 @@ struct Errors {
     last: Option<String>,
 }
 
-fn now_ms() -> u64 {
-    monotonic_now().as_millis() as u64
-}
-
 impl CameraStatus {
     fn errors(&self) -> std::sync::MutexGuard<'_, Errors> {
         self.errors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ask the encoder for an IDR frame at the next opportunity (a clip or a live viewer
+    /// starting); the encoder clears it.
+    pub fn request_keyframe(&self) {
+        self.force_keyframe.store(true, Ordering::Relaxed);
     }
 
     /// The state now.
@@ -99,7 +101,7 @@ impl CameraStatus {
     /// A frame was captured: the source works.
     pub fn frame_captured(&self) {
         self.frames_captured.fetch_add(1, Ordering::Relaxed);
-        self.last_capture_ms.store(now_ms(), Ordering::Relaxed);
+        self.last_capture_ms.store(crate::time::mono_ms(), Ordering::Relaxed);
         if !self.capture_ok.load(Ordering::Relaxed) {
             self.capture_ok.store(true, Ordering::SeqCst);
             self.errors().capture = None;
@@ -119,7 +121,7 @@ impl CameraStatus {
     /// An access unit came out of the encoder: it works.
     pub fn frame_encoded(&self) {
         self.frames_encoded.fetch_add(1, Ordering::Relaxed);
-        self.last_encode_ms.store(now_ms(), Ordering::Relaxed);
+        self.last_encode_ms.store(crate::time::mono_ms(), Ordering::Relaxed);
         if !self.encode_ok.load(Ordering::Relaxed) {
             self.encode_ok.store(true, Ordering::SeqCst);
             self.errors().encode = None;
@@ -128,7 +130,7 @@ impl CameraStatus {
 
     /// Mark started (after `start`/`restart`): clears the stage flags, keeps counters.
     pub fn set_started(&self) {
-        self.started_ms.store(now_ms(), Ordering::Relaxed);
+        self.started_ms.store(crate::time::mono_ms(), Ordering::Relaxed);
         self.stopped.store(false, Ordering::SeqCst);
         self.capture_ok.store(false, Ordering::SeqCst);
         self.encode_ok.store(false, Ordering::SeqCst);
@@ -166,7 +168,7 @@ impl CameraStatus {
 
     /// Whether both capture and encode produced a frame within `window` (systemd watchdog).
     pub fn progressing(&self, window: Duration) -> bool {
-        let now = now_ms();
+        let now = crate::time::mono_ms();
         let w = window.as_millis() as u64;
         let fresh = |t: u64| t != 0 && now.saturating_sub(t) <= w;
         fresh(self.last_capture_ms.load(Ordering::Relaxed)) && fresh(self.last_encode_ms.load(Ordering::Relaxed))
@@ -176,7 +178,7 @@ impl CameraStatus {
     /// phone that connected but has not sent its first chunk, a slow sensor) is not a hang yet.
     pub fn starting_within(&self, grace: Duration) -> bool {
         let t = self.started_ms.load(Ordering::Relaxed);
-        t != 0 && now_ms().saturating_sub(t) <= grace.as_millis() as u64
+        t != 0 && crate::time::mono_ms().saturating_sub(t) <= grace.as_millis() as u64
     }
 }
 
