@@ -8,13 +8,13 @@ use crate::camera::registry::Registry;
 use crate::camera::Camera;
 use crate::clip::recorder::Recorder;
 use crate::clip::store::ClipStore;
-use crate::clip_meta::ClipEvent;
 use crate::config::Config;
+use crate::control::Control;
 use crate::notify;
 use crate::shutdown::StopToken;
 use crate::status::CameraState;
 use crate::storage::Storage;
-use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest, TriggerTarget};
+use crate::trigger::TriggerTarget;
 use crate::web::{self, AppState};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,8 +74,8 @@ pub struct Daemon {
     pub recorders: Vec<Arc<Recorder>>,
     /// Every camera, including those phones added at run time.
     pub registry: Arc<Registry>,
-    /// Triggers from MQTT and HTTP land here.
-    pub hub: Arc<Hub>,
+    /// Every action from HTTP and MQTT (triggers, recording, camera start/stop, phones).
+    pub control: Arc<Control>,
     stop: StopToken,
     server: tokio::task::JoinHandle<()>,
     redirect: Option<tokio::task::JoinHandle<()>>,
@@ -113,7 +113,7 @@ impl Daemon {
         let cameras: Vec<Arc<Camera>> =
             config.cameras.iter().map(|c| Arc::new(Camera::new(c.clone(), &config))).collect();
         for c in &cameras {
-            if c.is_browser() {
+            if c.is_phone() {
                 // Runs while its phone is connected.
                 c.status.set_stopped();
             } else {
@@ -123,16 +123,17 @@ impl Daemon {
         let stop = StopToken::new();
         let store = Arc::new(ClipStore::new(Storage::new(&config.storage)));
         let events = tokio::sync::broadcast::channel(256).0;
-        let registry = Arc::new(Registry::new(cameras.clone(), store.clone(), events.clone(), &config));
+        let registry = Arc::new(Registry::new(cameras.clone(), store.clone(), events, &config));
         let recorders = registry.recorders();
         // Open the index now so a crash's leftovers are reconciled before the first trigger.
         let s2 = store.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s2.index()).await {
             log::error!("clip storage unavailable: {}; clips are refused until it is", crate::status::error_chain(&e));
         }
-        let hub = Arc::new(Hub { registry: registry.clone(), events });
+        let control = Arc::new(Control::new(registry.clone()));
         let state = Arc::new(AppState {
             registry: registry.clone(),
+            control: control.clone(),
             uploads: crate::upload::Uploads::new(&config, store.clone()),
             store,
             storage_path: config.storage.path.clone(),
@@ -181,7 +182,7 @@ impl Daemon {
         };
         let server = tokio::spawn(server);
         let mqtt = if config.mqtt.enabled {
-            let target: Arc<dyn TriggerTarget> = hub.clone();
+            let target: Arc<dyn TriggerTarget> = control.clone();
             match crate::mqtt::Mqtt::new(&config.mqtt, target) {
                 Ok(m) => {
                     log::info!("MQTT via {}{}", m.url(), if m.embedded() { " (embedded broker)" } else { "" });
@@ -205,7 +206,7 @@ impl Daemon {
             cameras,
             recorders,
             registry,
-            hub,
+            control,
             stop,
             server,
             redirect,
@@ -218,7 +219,7 @@ impl Daemon {
     /// Browser cameras are not waited for: they run while a phone is connected.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        let all_running = || self.cameras.iter().all(|c| c.is_browser() || c.status.state() == CameraState::Running);
+        let all_running = || self.cameras.iter().all(|c| c.is_phone() || c.status.state() == CameraState::Running);
         while !all_running() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -302,35 +303,4 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     });
     daemon.shutdown().await;
     Ok(())
-}
-
-/// Routes triggers from MQTT and HTTP to the cameras' recorders.
-pub struct Hub {
-    registry: Arc<Registry>,
-    events: tokio::sync::broadcast::Sender<ClipEvent>,
-}
-
-impl TriggerTarget for Hub {
-    fn camera_ids(&self) -> Vec<String> {
-        self.registry.snapshot().iter().map(|e| e.camera.id().to_string()).collect()
-    }
-
-    fn trigger(&self, camera: &str, req: TriggerRequest) -> Result<TriggerAccepted, TriggerRejected> {
-        match self.registry.get(camera) {
-            Some(e) => e.recorder.trigger(&req),
-            None => Err(TriggerRejected {
-                code: RejectCode::UnknownCamera,
-                message: format!("no camera {camera:?}"),
-                trigger_id: req.id.clone(),
-            }),
-        }
-    }
-
-    fn camera_state(&self, camera: &str) -> Option<serde_json::Value> {
-        serde_json::to_value(self.registry.get(camera)?.info()).ok()
-    }
-
-    fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<ClipEvent> {
-        self.events.subscribe()
-    }
 }

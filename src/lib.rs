@@ -5,43 +5,50 @@
 //! ```text
 //! camera ──► capture ──► ring ──► encode ──► preroll ──┬──► clip::recorder ──► MP4 file ──► index
 //!  V4L2 /     capture/    ring.rs   encode/    preroll.rs│    (clip-{cam} thread,  storage.rs   (sled)
-//!  GStreamer /  v4l2.rs   (raw       chain.rs  (H.264 AUs │     clip::mp4)            ▲
+//!  GStreamer /  v4l2.rs   (raw       chain.rs  (H.264 AUs │     mp4/)                 ▲
 //!  test /       gst.rs     frames,   mod.rs     in RAM,   │         ▲                 │
-//!  phone        test_pattern.rs drop-oldest)  GOP-indexed)│         │ trigger         upload::finalize
-//!  (browser.rs ◄─ web::phone WebSocket)                   │   mqtt/ ── trigger.rs ── web/   ▲ (remux/
-//!                                                         └──► live::hls (LL-HLS)         │  transcode)
-//! capture ──► live::tap (latest raw frame) ──► live::mjpeg   web::uploads (tus) ─► upload/ ┘
-//! web::serve (TLS, peer) ──► web::auth (login, tokens, CSRF guard) ──► web routes + web::assets (the app)
+//!  phone        test_pattern.rs drop-oldest)  GOP-indexed)│         │ control         upload::finalize
+//!  (phone.rs ◄─ web::phone WebSocket)                     │   mqtt/ ─┴─ web/           ▲ (remux/
+//!                                                         └──► live::hls (LL-HLS)     │  transcode)
+//! capture ──► tap (latest raw frame) ──► live::mjpeg        web::uploads (tus) ─► upload/ ┘
+//! web::serve (TLS, peer) ──► web::auth (guard, login routes over auth/) ──► web routes + web::assets
 //! ```
 //!
-//! - [`capture`]: one thread per camera reads a source and pushes [`frame::Frame`]s; a phone's
-//!   MediaRecorder stream is a source too (`capture::browser`).
-//! - [`ring`]: a few raw frames between capture and encoder; never blocks capture.
-//! - [`encode`]: appsrc → encoder (hardware on the board) → h264parse → appsink.
-//! - [`preroll`]: encoded frames held in RAM; readers snapshot or follow without copying.
-//! - [`camera`]: wires the stages of one camera, start/stop/restart, status and counters;
-//!   `camera::registry` holds every camera, including those phones add at run time.
-//! - [`trigger`]: trigger payloads and answers, shared by MQTT and HTTP.
-//! - [`clip`]: the clip state machine, the recorder that writes crash-safe MP4s from the
-//!   pre-roll, the MP4 writer, start-up recovery, and the clip store.
-//! - [`index`]: the sled clip index (all sled access). [`storage`]: clip paths, disk usage,
-//!   retention and the mount check.
-//! - [`live`]: the live view from RAM: MJPEG preview (pass-through or encode-once fan-out,
-//!   only while watched, "NO SIGNAL" while the camera is down) and low-latency HLS cut from the
-//!   pre-roll's H.264 (packager runs only while watched).
-//! - [`web`]: HTTP(S) serving, login and the guard, the API (warp), the embedded web app, the
-//!   phone WebSocket and the tus routes. [`upload`]: resumable uploads on disk and their
-//!   finalization into clips. [`notify`]: systemd readiness and watchdog.
-//! - [`mqtt`]: MQTT triggers in, status/state/recording/clip events out; embedded broker.
-//! - [`daemon`]: `hindsight run` — starts everything and drains on SIGTERM.
-//! - [`config`]: the TOML file, board defaults, validation. [`probe`]: `hindsight probe`.
-//! - [`pipeline`]: shared GStreamer plumbing; [`shutdown`]: stop tokens and back-off.
+//! Imports go one way, down these layers (docs/ARCHITECTURE.md; `scripts/check-house` checks):
+//!
+//! - start-up: [`daemon`] — `hindsight run`: starts everything and drains on SIGTERM.
+//! - faces: [`web`] (HTTP(S), the API on warp, the embedded app, phone WebSocket, tus) and
+//!   [`mqtt`] (triggers in, status/state/recording/clip events out; embedded broker). They call
+//!   [`control`] and never import each other. The HTTP API, MQTT topics and config keys are
+//!   documented in docs/API.md.
+//! - [`control`]: every action — trigger, manual recording, camera start/stop/restart, the
+//!   phone-camera rules. [`notify`]: systemd readiness and watchdog.
+//! - [`camera`]: one camera's stages wired together, start/stop/restart, its snapshot for the
+//!   API; `camera::registry` holds every camera, including those phones add at run time.
+//! - [`upload`]: resumable uploads on disk and their finalization into clips. [`probe`]:
+//!   `hindsight probe`.
+//! - the stages: [`capture`] (one thread per camera reads a source and pushes
+//!   [`frame::Frame`]s; a phone's MediaRecorder stream is a source too), [`encode`] (appsrc →
+//!   encoder, hardware on the board → h264parse → appsink), [`live`] (MJPEG preview and LL-HLS
+//!   from RAM, only while watched), [`clip`] (the clip state machine, the recorder writing
+//!   crash-safe MP4s from the pre-roll, start-up recovery, posters, the clip store), [`auth`]
+//!   (passwords, tokens, sessions, rate limit).
+//! - [`storage`]: clip files, disk usage, retention, the mount check.
+//! - hand-offs: [`ring`] (a few raw frames between capture and encoder; never blocks capture),
+//!   [`tap`] (the latest raw frame for the preview), [`preroll`] (encoded frames in RAM;
+//!   readers snapshot or follow without copying); [`index`] (the sled clip index, all sled
+//!   access); [`trigger`] (trigger payloads and answers, shared by MQTT and HTTP).
+//! - leaves: [`status`] (camera state, counters, error chains), [`clip_meta`] (what a clip is),
+//!   [`gst`] (GStreamer plumbing), [`mp4`] (the MP4 boxes of clips and live HLS), [`frame`],
+//!   [`time`] (monotonic vs wall clock, RFC 3339, 90 kHz ticks, the injectable clock),
+//!   [`shutdown`] (stop tokens and back-off), [`config`] (the TOML file, boards, validation).
 
 pub mod camera;
 pub mod capture;
 pub mod clip;
 pub mod clip_meta;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod encode;
 pub mod frame;

@@ -125,7 +125,7 @@ mod tests {
         cam.status.set_started();
         assert_eq!(cam.status.state(), CameraState::Starting);
         assert!(cameras_healthy(&[cam.clone()], window));
-        let now = crate::time::mono_now().as_millis() as u64;
+        let now = crate::time::mono_ms();
         let long_ago = now.saturating_sub(STARTING_GRACE.as_millis() as u64 + 1_000).max(1);
         cam.status.started_ms.store(long_ago, Ordering::Relaxed);
         assert!(!cameras_healthy(&[cam.clone()], window));
@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(cam.status.state(), CameraState::Running);
         assert!(cameras_healthy(&[cam.clone()], window));
         // Encoder hung: capture fresh, last encode 10 s ago.
-        let now = crate::time::mono_now().as_millis() as u64;
+        let now = crate::time::mono_ms();
         cam.status.last_encode_ms.store(now - 10_000, Ordering::Relaxed);
         assert!(!cameras_healthy(&[cam.clone()], window));
         // A reported failure is handled by the retry loop: pings continue.

@@ -25,6 +25,8 @@ struct Slot {
     frame: Option<Frame>,
     /// Bumped on every publish; readers remember the last version they took.
     version: u64,
+    /// Readers blocked in [`FrameTap::wait_newer`] now (tests await it before publishing).
+    waiting: usize,
 }
 
 impl FrameTap {
@@ -72,7 +74,9 @@ impl FrameTap {
             if now >= deadline {
                 return None;
             }
+            s.waiting += 1;
             s = self.ready.wait_timeout(s, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            s.waiting -= 1;
         }
     }
 }
@@ -111,8 +115,11 @@ mod tests {
         let tap = std::sync::Arc::new(FrameTap::default());
         tap.set_wanted(true);
         let t2 = tap.clone();
-        let h = std::thread::spawn(move || t2.wait_newer(0, Duration::from_secs(10)).map(|(_, f)| f.seq));
-        std::thread::sleep(Duration::from_millis(20));
+        let h = std::thread::spawn(move || t2.wait_newer(0, Duration::from_secs(60)).map(|(_, f)| f.seq));
+        // Publish only once the reader is blocked in the wait, so the wake-up path is what runs.
+        while tap.lock().waiting == 0 {
+            std::thread::yield_now();
+        }
         tap.publish(&frame(7));
         assert_eq!(h.join().unwrap(), Some(7));
     }

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hindsight");
+use common::bin::{Proc, BIN};
 const PASSWORD: &str = "correct horse battery";
 
 fn auth_config(dir: &Path) -> Config {
@@ -417,61 +417,28 @@ async fn user_certificate_redirect_and_garbage() {
     assert!(stderr.contains("http.cert_file"), "{stderr}");
 }
 
-/// A `hindsight run` child whose stderr is read line by line on a thread.
-struct Child {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
+/// A `hindsight run` child whose stderr is read line by line.
+struct Child(Proc);
 
 impl Child {
     fn start(config: &Path) -> Child {
-        let mut child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start hindsight run");
-        let err = child.stderr.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Child { child, lines }
+        Child(Proc::spawn_reading_stderr(
+            Command::new(BIN)
+                .args(["run", "--config"])
+                .arg(config)
+                .env("RUST_LOG", "info")
+                .stdout(std::process::Stdio::null()),
+        ))
     }
 
     /// Lines until one contains `what` (returned with all lines read so far).
     fn until(&self, what: &str) -> (String, Vec<String>) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.contains(what) => return (l, seen),
-                Ok(l) => seen.push(l),
-                Err(_) => panic!("no log line with {what:?}; got:\n{}", seen.join("\n")),
-            }
-        }
+        self.0.until(what)
     }
 
     fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let status = self.child.wait().unwrap();
+        let status = self.0.terminate();
         assert!(status.success(), "clean exit after SIGTERM: {status:?}");
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -2,16 +2,16 @@
 //! `hindsight check-config PATH` and `hindsight print-config [--board NAME]`; and `hindsight probe`
 //! naming the GStreamer elements a machine lacks.
 //!
-//! Contract (CONTRACT.md): on success `check-config` prints the effective config as TOML and
+//! Contract (docs/API.md, "Command line"): on success `check-config` prints the effective config as TOML and
 //! exits 0; on error it prints `PATH: key.path: what is wrong` and exits 2.
 
-use std::ffi::OsStr;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hindsight");
+use common::bin::BIN;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 /// `check-config` is pure data work; anything slower than this is a hang (e.g. it started the
 /// daemon or opened a camera).
@@ -39,41 +39,8 @@ impl Run {
 /// Run `hindsight ARGS` in `cwd` (a scratch directory, so nothing lands in the repo), with a
 /// timeout.
 fn hindsight<S: AsRef<OsStr>>(args: &[S], cwd: &Path) -> Run {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the hindsight binary");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for hindsight") {
-            break status;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            let argv: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
-            panic!("`hindsight {}` did not finish within {TIMEOUT:?}", argv.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run { code: status.code(), stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }
+    let out = common::bin::run_with_timeout(common::bin::hindsight().args(args).current_dir(cwd), TIMEOUT);
+    Run { code: out.code, stdout: out.stdout, stderr: out.stderr }
 }
 
 fn check_config(path: &Path, cwd: &Path) -> Run {

@@ -3,29 +3,26 @@
 //! disk (a small tmpfs: retention frees space, and when nothing can be freed the clip is refused
 //! with a clear error while the daemon keeps running).
 
+mod common;
+
+use common::bin::{free_port, hindsight, Proc};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 struct Daemon {
-    child: Child,
+    child: Proc,
     base: String,
 }
 
 impl Daemon {
     fn start(config: &Path) -> Daemon {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let text = std::fs::read_to_string(config).unwrap();
         let text = regex_free_replace_listen(&text, port);
         std::fs::write(config, text).unwrap();
         let log = std::fs::File::create(config.with_extension("log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hindsight"))
-            .args(["run", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = Proc::spawn(hindsight().args(["run", "--config"]).arg(config).stdout(Stdio::null()).stderr(log));
         let d = Daemon { child, base: format!("http://127.0.0.1:{port}") };
         d.wait_running();
         d
@@ -64,22 +61,12 @@ impl Daemon {
     }
 
     fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.child.kill9();
     }
 
     fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let status = self.child.wait().unwrap();
+        let status = self.child.terminate();
         assert!(status.success(), "clean exit after SIGTERM: {status:?}");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -109,9 +109,13 @@ async fn segment_durations_follow_the_keyframe_interval() {
     for (id, gop) in [("one", 1.0), ("two", 2.0)] {
         let live = url(d.http_addr, id, "live.m3u8");
         let first = playlist(&live).await;
-        // Let the window fill with live segments (not only the back-filled ones).
-        tokio::time::sleep(Duration::from_secs_f64(3.0 * gop)).await;
-        let pl = playlist(&live).await;
+        // Let the window fill with live segments (not only the back-filled ones): three blocking
+        // reloads, each answered when the segment in progress is complete.
+        let mut pl = first.clone();
+        for _ in 0..3 {
+            let (msn, _) = hint(&pl);
+            pl = playlist(&format!("{live}?_HLS_msn={}&_HLS_part=0", msn + 1)).await;
+        }
         assert!(pl.contains(&format!("#EXT-X-TARGETDURATION:{}\n", gop as u32)), "{pl}");
         let durations = extinfs(&pl);
         assert!(durations.len() >= 3, "{id}: {pl}\n(first: {first})");

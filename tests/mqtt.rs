@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 mod common;
 
+use common::bin::free_port;
 use common::mqtt::*;
 
 // ---------------------------------------------------------------- fake recorder

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::bin::free_port;
 use common::mqtt::*;
 use common::*;
 use hindsight::time::mono_now;

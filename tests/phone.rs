@@ -232,10 +232,10 @@ async fn a_phone_stream_becomes_a_camera_with_clips() {
     assert!(c["address"].as_str().unwrap().starts_with("127.0.0.1:"), "{c}");
     assert!(c["connected_at"].as_str().unwrap().ends_with('Z'), "{c}");
 
-    // The trigger hub (MQTT's way in) knows the new camera too.
+    // The control API (MQTT's way in) knows the new camera too.
     use hindsight::trigger::TriggerTarget;
-    assert!(d.hub.camera_ids().contains(&"phone1".to_string()));
-    assert_eq!(d.hub.camera_state("phone1").expect("state for MQTT")["state"], "running");
+    assert!(d.control.camera_ids().contains(&"phone1".to_string()));
+    assert_eq!(d.control.camera_state("phone1").expect("state for MQTT")["state"], "running");
 
     // Enough pre-roll for the whole pre_s, then a trigger on the phone's camera.
     wait_camera(addr, "phone1", "2.5 s buffered", |c| c["buffered_s"].as_f64().unwrap_or(0.0) >= 2.5).await;

@@ -1,8 +1,11 @@
 //! systemd readiness against a fake NOTIFY_SOCKET: the real binary sends READY=1 once the
 //! camera runs and HTTP is bound, then WATCHDOG=1 pings; SIGTERM drains (STOPPING=1) and exits 0.
 
+mod common;
+
+use common::bin::{hindsight, Proc};
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn recv_until(sock: &UnixDatagram, what: &str, timeout: Duration, seen: &mut Vec<String>) -> String {
@@ -39,30 +42,23 @@ fn ready_then_watchdog_then_stopping() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hindsight"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "1000000")
-        .env_remove("WATCHDOG_PID")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Proc::spawn(
+        hindsight()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "1000000")
+            .env_remove("WATCHDOG_PID")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let mut seen = Vec::new();
     let ready = recv_until(&sock, "READY=1", Duration::from_secs(60), &mut seen);
     assert!(ready.contains("STATUS=cam0 running"), "{ready}");
     assert!(!seen[..seen.len() - 1].iter().any(|m| m.contains("WATCHDOG=1")), "watchdog before ready: {seen:?}");
     recv_until(&sock, "WATCHDOG=1", Duration::from_secs(10), &mut seen);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    child.signal(nix::sys::signal::Signal::SIGTERM);
     recv_until(&sock, "STOPPING=1", Duration::from_secs(10), &mut seen);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "daemon did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = child.wait_timeout(Duration::from_secs(30)).expect("daemon did not exit after SIGTERM");
     assert!(status.success(), "drain exits 0, got {status:?}");
 }

@@ -8,7 +8,7 @@
 
 pub mod registry;
 
-use crate::capture::browser::BrowserFeed;
+use crate::capture::phone::PhoneFeed;
 use crate::capture::Capture;
 use crate::clip::recorder::RecorderInput;
 use crate::clip::state::Limits;
@@ -41,7 +41,7 @@ pub struct Camera {
     /// The live HLS stream (packager runs only while someone watches).
     pub hls: Arc<Hls>,
     /// A browser camera's incoming chunks (`source.kind = "browser"` only).
-    pub feed: Option<Arc<BrowserFeed>>,
+    pub feed: Option<Arc<PhoneFeed>>,
     tap: Arc<FrameTap>,
     ring: Arc<FrameRing>,
     run: Mutex<Option<Running>>,
@@ -119,7 +119,7 @@ impl Camera {
             auto_encoders: config.auto_encoders.clone(),
             preview: Preview::new(&cfg.id, settings, tap.clone(), status.clone()),
             hls: Arc::new(Hls::new(&cfg.id, preroll.clone(), status.clone(), cfg.keyframe_interval_s)),
-            feed: (cfg.source.kind == SourceKind::Browser).then(|| Arc::new(BrowserFeed::new(&cfg.id))),
+            feed: (cfg.source.kind == SourceKind::Browser).then(|| Arc::new(PhoneFeed::new(&cfg.id))),
             tap,
             status,
             preroll,
@@ -134,7 +134,7 @@ impl Camera {
     }
 
     /// Whether a browser feeds it (it runs only while a phone is connected).
-    pub fn is_browser(&self) -> bool {
+    pub fn is_phone(&self) -> bool {
         self.feed.is_some()
     }
 
@@ -163,7 +163,7 @@ impl Camera {
             auto_encoders: self.auto_encoders.clone(),
             bitrate_kbps: self.cfg.bitrate_kbps,
             keyframe_interval_s: self.cfg.keyframe_interval_s,
-            wait_for_room: self.is_browser(),
+            wait_for_room: self.is_phone(),
         };
         let encode =
             match Encoder::new(enc_cfg, self.ring.clone(), self.preroll.clone(), self.status.clone(), stop.clone())
@@ -222,7 +222,7 @@ impl Camera {
             bitrate_kbps: c.bitrate_kbps,
             preroll: self.preroll.clone(),
             status: self.status.clone(),
-            fed: self.is_browser(),
+            phone: self.is_phone(),
             clock: Arc::new(SystemClock),
         }
     }

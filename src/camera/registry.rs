@@ -192,7 +192,7 @@ impl Registry {
             list.entries = Arc::new(list.entries.iter().filter(|e| e.camera.id() != old).cloned().collect());
         }
         let camera = Arc::new(Camera::new(cfg, &self.config));
-        if camera.is_browser() {
+        if camera.is_phone() {
             // Waits for its phone.
             camera.status.set_stopped();
         }
@@ -254,7 +254,7 @@ mod tests {
         let before = r.snapshot();
         assert_eq!(r.add_phone("cam0").err(), Some(RegistryError::Exists("cam0".into())));
         let e = r.add_phone("phone1").expect("first phone camera");
-        assert!(e.camera.is_browser());
+        assert!(e.camera.is_phone());
         assert_eq!(e.camera.status.state(), crate::status::CameraState::Stopped);
         // phone1 stopped, but idle for less than PHONE_IDLE_EVICT: it keeps its place.
         assert_eq!(r.add_phone("phone2").err(), Some(RegistryError::Full(1)));

@@ -9,9 +9,9 @@
 //!
 //! Must never block on the encoder: the ring drops the oldest frame instead.
 
-pub mod browser;
 pub mod check;
 pub mod gst;
+pub mod phone;
 pub mod test_pattern;
 pub mod v4l2;
 
@@ -22,7 +22,7 @@ use crate::ring::FrameRing;
 use crate::shutdown::{Backoff, StopToken};
 use crate::status::CameraStatus;
 use crate::tap::FrameTap;
-use browser::BrowserFeed;
+use phone::PhoneFeed;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,7 +86,7 @@ pub trait Source: Send {
 }
 
 /// Open the source a camera is configured with (`feed`: a browser camera's chunks).
-pub fn open(cfg: &SourceConfig, feed: Option<&Arc<BrowserFeed>>) -> Result<Box<dyn Source>, CaptureError> {
+pub fn open(cfg: &SourceConfig, feed: Option<&Arc<PhoneFeed>>) -> Result<Box<dyn Source>, CaptureError> {
     let w = cfg.width.unwrap_or(1280);
     let h = cfg.height.unwrap_or(720);
     let fps = cfg.fps.unwrap_or(30);
@@ -129,7 +129,7 @@ pub struct Capture {
     stop: StopToken,
     next_seq: u64,
     tap: Option<Arc<FrameTap>>,
-    feed: Option<Arc<BrowserFeed>>,
+    feed: Option<Arc<PhoneFeed>>,
 }
 
 impl Capture {
@@ -151,7 +151,7 @@ impl Capture {
     }
 
     /// Read a browser's chunks from `feed` (sources of kind `browser`).
-    pub fn with_feed(mut self, feed: Option<Arc<BrowserFeed>>) -> Self {
+    pub fn with_feed(mut self, feed: Option<Arc<PhoneFeed>>) -> Self {
         self.feed = feed;
         self
     }

@@ -41,8 +41,8 @@ pub struct RecorderInput {
     /// The camera's status: its state (a stopped camera takes no trigger and ends its clip), the
     /// negotiated format, and the keyframe request ([`CameraStatus::request_keyframe`]).
     pub status: Arc<CameraStatus>,
-    /// A fed source (a phone) whose frames come in bursts: a clip waits longer for its end.
-    pub fed: bool,
+    /// A phone camera: its frames come in bursts, so a clip waits longer for its end.
+    pub phone: bool,
     /// The clocks (simulated in tests).
     pub clock: Arc<dyn Clock>,
 }
@@ -278,7 +278,7 @@ impl Recorder {
 /// stopped one is cut sooner, by its state) ...
 const END_GRACE: Duration = Duration::from_secs(1);
 /// ... a phone's come in bursts over Wi-Fi, and a burst delayed by a second is ordinary.
-const END_GRACE_FED: Duration = Duration::from_secs(3);
+const END_GRACE_PHONE: Duration = Duration::from_secs(3);
 
 /// Write clip `id` until the machine closes it. Runs on the writer thread.
 fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
@@ -291,7 +291,7 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
     let mut w: Option<Writer> = None;
     let mut gop: Vec<EncodedFrame> = Vec::new();
     let mut idle = Duration::ZERO;
-    // The newest frame's time. A fed source (a phone) dates frames on its own media clock and
+    // The newest frame's time. A phone dates frames on its own media clock and
     // runs behind by its backlog, so the frames up to the clip's end arrive after the end on the
     // clock: without frames, the clip's timeline goes on from here, not from the clock.
     let mut last_pts: Option<Duration> = None;
@@ -322,7 +322,7 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
                 // No frames (camera failed or stopping): past the end on the clip's timeline by
                 // the grace, or stalled for 10 s, cut.
                 let mut m = lock(&shared.machine);
-                let grace = if cam.fed { END_GRACE_FED } else { END_GRACE };
+                let grace = if cam.phone { END_GRACE_PHONE } else { END_GRACE };
                 let reached = last_pts.map_or_else(|| cam.clock.mono(), |p| p + idle);
                 let past_end = m.get(id).is_some_and(|o| reached >= o.effective_end() + grace);
                 if past_end || idle >= Duration::from_secs(10) || cam.status.state() == CameraState::Stopped {
@@ -518,3 +518,7 @@ pub fn fsync_dir(dir: &Path) {
         let _ = d.sync_all();
     }
 }
+
+#[cfg(test)]
+#[path = "recorder_tests.rs"]
+mod tests;

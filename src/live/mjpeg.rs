@@ -20,7 +20,7 @@ use crate::frame::{Frame, PixelFormat};
 use crate::shutdown::Backoff;
 use crate::status::{error_chain, CameraStatus};
 use crate::tap::FrameTap;
-use crate::time::mono_now;
+use crate::time::mono_ms;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -197,7 +197,7 @@ impl Preview {
             }
         }
         let last = s.status.last_capture_ms.load(Ordering::Relaxed);
-        let now = mono_now().as_millis() as u64;
+        let now = mono_ms();
         if last == 0 || now.saturating_sub(last) > 2000 {
             let state = serde_json::to_value(s.status.state()).ok().and_then(|v| v.as_str().map(String::from));
             let why = match s.status.last_error() {

@@ -23,7 +23,7 @@ mod moov;
 mod parse;
 mod scan;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tests_finalize;
 

@@ -12,7 +12,7 @@ const SPS: [u8; 9] = [0x67, 0x4d, 0x40, 0x1e, 0x96, 0x54, 0x0a, 0x0f, 0xd8];
 const PPS: [u8; 4] = [0x68, 0xee, 0x3c, 0x80];
 
 /// AUD + SPS (4-byte start code) + PPS (3-byte) + SEI + IDR slice, with trailing zeros.
-fn synthetic_keyframe() -> Vec<u8> {
+pub(crate) fn synthetic_keyframe() -> Vec<u8> {
     let mut v = vec![0, 0, 0, 1, 0x09, 0x10, 0, 0, 0, 1];
     v.extend(SPS);
     v.extend([0, 0, 1]);

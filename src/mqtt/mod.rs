@@ -1,4 +1,4 @@
-//! The MQTT stage: triggers in, status and clip events out (CONTRACT.md, MQTT section).
+//! The MQTT stage: triggers in, status and clip events out (docs/API.md, "MQTT").
 //!
 //! [`Mqtt::new`] decides where to connect: `mqtt.url` (client only; `mqtt://`, `mqtts://` with
 //! the system CA roots or `mqtt.ca_file`), or else the embedded broker on `mqtt.listen`

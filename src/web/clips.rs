@@ -46,22 +46,22 @@ fn json(status: StatusCode, v: &impl serde::Serialize) -> warp::reply::Response 
 }
 
 async fn trigger(s: Arc<AppState>, id: String, body: Bytes) -> Result<warp::reply::Response, Rejection> {
-    let rec = s.recorder(&id)?;
     // Same payloads as MQTT: empty, `ON`, or JSON.
     let req: TriggerRequest = trigger::parse_payload(&body).map_err(ApiError::from)?;
-    let acc = blocking(move || rec.trigger(&req).map_err(ApiError::from)).await?;
+    let acc = blocking(move || s.control.trigger(&id, &req).map_err(ApiError::from)).await?;
     Ok(json(StatusCode::ACCEPTED, &acc))
 }
 
 async fn record(s: Arc<AppState>, id: String, verb: String) -> Result<warp::reply::Response, Rejection> {
-    let rec = s.recorder(&id)?;
+    let control = s.control.clone();
     match verb.as_str() {
         "start" => {
-            let clip = blocking(move || rec.record_start().map_err(ApiError::from)).await?;
+            let cam = id.clone();
+            let clip = blocking(move || control.record_start(&cam).map_err(ApiError::from)).await?;
             Ok(json(StatusCode::CREATED, &serde_json::json!({"clip_id": clip, "camera": id})))
         }
         "stop" => {
-            let meta = blocking(move || rec.record_stop().map_err(ApiError::from)).await?;
+            let meta = blocking(move || control.record_stop(&id).map_err(ApiError::from)).await?;
             Ok(json(StatusCode::OK, &meta))
         }
         _ => Err(warp::reject::not_found()),

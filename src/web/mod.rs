@@ -1,4 +1,4 @@
-//! The HTTP API on warp: health, cameras and camera control (CONTRACT.md).
+//! The HTTP API on warp: health, cameras and camera control (docs/API.md, "HTTP API").
 //!
 //! Handlers only read shared state or hand blocking work (joining threads) to
 //! `spawn_blocking`; they never wait on a camera from the async runtime. Every error leaves as
@@ -24,8 +24,8 @@ pub use serve::{peer, Peer};
 
 use crate::camera::registry::Registry;
 use crate::camera::Camera;
-use crate::clip::recorder::Recorder;
 use crate::clip::store::ClipStore;
+use crate::control::{CameraVerb, Control, ControlError};
 use crate::index::{Index, IndexError};
 use crate::status::CameraState;
 use crate::storage::StorageError;
@@ -39,8 +39,10 @@ use warp::{Filter, Rejection, Reply};
 
 /// What the handlers share.
 pub struct AppState {
-    /// The cameras and their recorders (config order, then those phones added).
+    /// The cameras and their recorders (config order, then those phones added), to read.
     pub registry: Arc<Registry>,
+    /// Every action on them (triggers, recording, camera start/stop, phone cameras).
+    pub control: Arc<Control>,
     /// Clip files and index.
     pub store: Arc<ClipStore>,
     /// Clip storage directory (for health's storage figures).
@@ -53,10 +55,6 @@ impl AppState {
     /// The clip index (opened on first use; a missing mount answers 507).
     fn index(&self) -> Result<Index, ApiError> {
         self.store.index().map_err(ApiError::from)
-    }
-
-    fn recorder(&self, id: &str) -> Result<Arc<Recorder>, ApiError> {
-        self.registry.get(id).map(|e| e.recorder).ok_or_else(|| ApiError::NotFound(format!("no camera {id:?}")))
     }
 
     fn camera(&self, id: &str) -> Result<Arc<Camera>, ApiError> {
@@ -127,6 +125,19 @@ impl From<StorageError> for ApiError {
             StorageError::Full { .. } | StorageError::MountMissing(_) => ApiError::InsufficientStorage(e.to_string()),
             StorageError::Index(i) => ApiError::from(i),
             other => ApiError::Internal(crate::status::error_chain(&other)),
+        }
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::UnknownCamera(_) => ApiError::NotFound(e.to_string()),
+            ControlError::BadId(_) => ApiError::BadRequest(e.to_string()),
+            ControlError::Conflict(_) => ApiError::Conflict(e.to_string()),
+            ControlError::Forbidden(_) => ApiError::Forbidden(e.to_string()),
+            ControlError::ShuttingDown => ApiError::Unavailable(e.to_string()),
+            ControlError::Start { .. } => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -266,7 +277,7 @@ fn health(state: &AppState) -> Health {
     for c in state.registry.cameras() {
         let info = c.info();
         // A browser camera is stopped while no phone is connected: that is not a fault.
-        ok &= info.state == CameraState::Running || (c.is_browser() && info.state == CameraState::Stopped);
+        ok &= info.state == CameraState::Running || (c.is_phone() && info.state == CameraState::Stopped);
         cameras.insert(
             info.id.clone(),
             serde_json::json!({"state": info.state, "buffered_s": info.buffered_s, "last_error": info.last_error}),
@@ -277,50 +288,6 @@ fn health(state: &AppState) -> Health {
 }
 
 /// Camera control verbs.
-#[derive(Debug, Clone, Copy)]
-enum Control {
-    Start,
-    Stop,
-    Restart,
-}
-
-async fn control(state: Arc<AppState>, id: String, verb: Control) -> Result<warp::reply::Response, Rejection> {
-    let cam = state.camera(&id)?;
-    // A phone camera runs while its phone is connected: starting one without a phone would only
-    // stall; stopping one ends the phone's connection too. Serialised with the connection's own
-    // start/stop.
-    let _control = match &cam.feed {
-        Some(feed) => {
-            let guard = feed.control.lock().await;
-            match verb {
-                Control::Start | Control::Restart if feed.idle_for().is_some() => {
-                    return Err(ApiError::Conflict(format!(
-                        "camera {id} is a phone camera: it starts when a phone connects to /api/cameras/{id}/push"
-                    ))
-                    .into())
-                }
-                Control::Stop => feed.kick(),
-                _ => {}
-            }
-            Some(guard)
-        }
-        None => None,
-    };
-    let cam2 = cam.clone();
-    let res = tokio::task::spawn_blocking(move || match verb {
-        Control::Start => cam2.start(),
-        Control::Stop => {
-            cam2.stop();
-            Ok(())
-        }
-        Control::Restart => cam2.restart(),
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("control task failed: {e}")))?;
-    res.map_err(|e| ApiError::Internal(format!("cannot start camera {id}: {e}")))?;
-    Ok(warp::reply::json(&cam.info()).into_response())
-}
-
 /// All routes, with JSON errors.
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
     let st = warp::any().map(move || state.clone());
@@ -344,13 +311,9 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
 
     let ctl = warp::path!("api" / "cameras" / String / String).and(warp::post()).and(st.clone()).and_then(
         |id: String, verb: String, s: Arc<AppState>| async move {
-            let verb = match verb.as_str() {
-                "start" => Control::Start,
-                "stop" => Control::Stop,
-                "restart" => Control::Restart,
-                _ => return Err(warp::reject::not_found()),
-            };
-            control(s, id, verb).await
+            let Ok(verb) = verb.parse::<CameraVerb>() else { return Err(warp::reject::not_found()) };
+            let info = s.control.camera(&id, verb).await.map_err(ApiError::from)?;
+            Ok(warp::reply::json(&info).into_response())
         },
     );
 

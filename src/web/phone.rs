@@ -1,11 +1,11 @@
 //! Phones as cameras: `GET /api/cameras/{id}/push` (a WebSocket carrying MediaRecorder chunks)
 //! and `GET /api/clients` (the browsers that push, for the Status page).
 //!
-//! The push route validates the id, finds the browser camera or creates it (`[phone]`:
-//! `enabled`, `max_cameras`), and upgrades. The connection then owns the camera: it (re)starts
-//! it, forwards each binary message to the camera's [`BrowserFeed`] (the first must carry the
+//! The push route asks [`Control::phone_camera`] for the browser camera (found, or created:
+//! `[phone]` `enabled`, `max_cameras`) and upgrades. The connection then owns the camera: it
+//! (re)starts it ([`Control::phone_joined`]), forwards each binary message to the camera's [`PhoneFeed`] (the first must carry the
 //! init segment), sends `{"camera","state","frames"}` about once a second, and on disconnect
-//! stops it (`stopped`, which health does not count as degraded). One phone per camera: a new
+//! stops it ([`Control::phone_left`]) (`stopped`, which health does not count as degraded). One phone per camera: a new
 //! connection for the same id **replaces** the old one (which gets `{"error":..}` and a close),
 //! so a phone whose old connection died silently can always come back.
 //!
@@ -13,10 +13,9 @@
 //! feed, which drops (and counts) what a lagging decoder cannot take; nothing queues per client.
 
 use super::{ApiError, AppState};
-use crate::camera::registry::{Entry, Registry, RegistryError};
 use crate::camera::Camera;
-use crate::capture::browser::BrowserFeed;
-use crate::config::valid_camera_id;
+use crate::capture::phone::PhoneFeed;
+use crate::control::Control;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::convert::Infallible;
@@ -29,41 +28,13 @@ use warp::{Filter, Rejection, Reply};
 
 /// Largest chunk accepted (MediaRecorder chunks at 250 ms are ~100–300 KB): no more than the
 /// feed lets wait for the decoder, so one chunk always fits.
-pub const MAX_MESSAGE: usize = crate::capture::browser::MAX_QUEUED_BYTES as usize;
+pub const MAX_MESSAGE: usize = crate::capture::phone::MAX_QUEUED_BYTES as usize;
 /// How often the server tells the phone how it is doing.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// A phone that sent nothing for this long is gone (dropped off Wi-Fi without closing).
 const SILENT_FOR: Duration = Duration::from_secs(30);
 /// A status message the phone does not take within this long: the connection is dead.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Find the browser camera `id` or create it for a phone.
-fn camera_for(state: &AppState, id: &str) -> Result<Entry, ApiError> {
-    if !valid_camera_id(id) {
-        return Err(ApiError::BadRequest(format!(
-            "camera id {id:?} must match [a-z0-9_-]{{1,32}} and not be {:?}",
-            crate::config::UPLOAD_CAMERA
-        )));
-    }
-    if state.registry.is_closed() {
-        return Err(ApiError::Unavailable("shutting down".into()));
-    }
-    let not_browser =
-        || ApiError::Conflict(format!("camera {id:?} exists and is not a browser camera (source.kind = \"browser\")"));
-    if let Some(e) = state.registry.get(id) {
-        return if e.camera.is_browser() { Ok(e) } else { Err(not_browser()) };
-    }
-    match state.registry.add_phone(id) {
-        Ok(e) => Ok(e),
-        // Another phone created it a moment ago.
-        Err(RegistryError::Exists(_)) => match state.registry.get(id) {
-            Some(e) if e.camera.is_browser() => Ok(e),
-            _ => Err(not_browser()),
-        },
-        Err(e @ (RegistryError::Disabled | RegistryError::Full(_))) => Err(ApiError::Forbidden(e.to_string())),
-        Err(RegistryError::Closed) => Err(ApiError::Unavailable("shutting down".into())),
-    }
-}
 
 async fn push(
     id: String,
@@ -72,16 +43,16 @@ async fn push(
     user_agent: Option<String>,
     state: Arc<AppState>,
 ) -> Result<warp::reply::Response, Rejection> {
-    let entry = camera_for(&state, &id)?;
+    let entry = state.control.phone_camera(&id).map_err(ApiError::from)?;
     let address = addr.map(|a| a.to_string());
     Ok(ws
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |sock| session(sock, entry.camera, address, user_agent, state.registry.clone()))
+        .on_upgrade(move |sock| session(sock, entry.camera, address, user_agent, state.control.clone()))
         .into_response())
 }
 
-fn status_json(cam: &Camera, feed: &BrowserFeed) -> String {
+fn status_json(cam: &Camera, feed: &PhoneFeed) -> String {
     let frames = cam.status.frames_captured.load(Ordering::Relaxed);
     let received = feed.client(frames).map(|c| c.frames_received).unwrap_or(0);
     serde_json::json!({"camera": cam.id(), "state": cam.status.state(), "frames": received}).to_string()
@@ -97,37 +68,22 @@ async fn session(
     cam: Arc<Camera>,
     address: Option<String>,
     user_agent: Option<String>,
-    registry: Arc<Registry>,
+    control: Arc<Control>,
 ) {
-    let Some(feed) = cam.feed.clone() else { return };
-    let (mut tx, mut rx) = sock.split();
     let id = cam.id().to_string();
-    let (gen, mut replaced) = {
-        let _control = feed.control.lock().await;
-        // Subscribed before connecting: a takeover or shutdown kick after this point is seen.
-        let replaced = feed.subscribe();
-        if registry.is_closed() {
-            return;
-        }
-        let gen = feed.connect(address.clone(), user_agent, cam.status.frames_captured.load(Ordering::Relaxed));
-        // A fresh pipeline for the new stream (a replaced connection's decoder has another
-        // stream's state).
-        let c = cam.clone();
-        let started = tokio::task::spawn_blocking(move || c.restart()).await;
-        let err = match started {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("cannot start camera {id}: {e}")),
-            Err(e) => Some(format!("cannot start camera {id}: {e}")),
-        };
-        if let Some(e) = err {
+    let (mut tx, mut rx) = sock.split();
+    let session = match control.phone_joined(&cam, address.clone(), user_agent).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return,
+        Err(e) => {
+            let e = e.to_string();
             log::error!("{e}");
             let _ = tx.send(Message::text(error_json(&e))).await;
             let _ = tx.send(Message::close_with(1011u16, "cannot start camera")).await;
-            feed.disconnect(gen);
             return;
         }
-        (gen, replaced)
     };
+    let (feed, gen, mut replaced) = (session.feed.clone(), session.gen, session.replaced.clone());
     log::info!("camera {id}: phone connected from {}", address.as_deref().unwrap_or("?"));
     let mut last_message = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(STATUS_EVERY);
@@ -180,12 +136,7 @@ async fn session(
         let _ = tokio::time::timeout(SEND_TIMEOUT, bye).await;
     }
     let _ = tokio::time::timeout(SEND_TIMEOUT, tx.close()).await;
-    let _control = feed.control.lock().await;
-    if feed.disconnect(gen) {
-        log::info!("camera {id}: phone disconnected; stopping the camera");
-        let c = cam.clone();
-        let _ = tokio::task::spawn_blocking(move || c.stop()).await;
-    }
+    control.phone_left(&session).await;
 }
 
 /// `GET /api/cameras/{id}/push` (WebSocket) and `GET /api/clients`.

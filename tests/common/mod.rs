@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests: configs, a daemon on 127.0.0.1:0, waiting on
-//! conditions with a deadline, and decoding buffered H.264 back to frames.
+//! conditions with a deadline, and decoding buffered H.264 back to frames; the real binary's
+//! harness is [`bin`], the MQTT peers are [`mqtt`].
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod mqtt;
 
 use gstreamer as gst;

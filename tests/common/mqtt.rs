@@ -6,7 +6,6 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -14,19 +13,7 @@ use tokio::time::Instant;
 /// Longest wait for any one expected message.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// A free port below Linux's ephemeral range (32768..): a port from `bind(:0)` can be handed to
-/// another test's outgoing connection before mosquitto binds it.
-pub fn free_port() -> u16 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let seed = u64::from(std::process::id()) * 7919
-        + std::time::SystemTime::UNIX_EPOCH.elapsed().map(|d| d.subsec_nanos() as u64).unwrap_or(0);
-    loop {
-        let port = 20000 + ((seed + NEXT.fetch_add(1, Ordering::Relaxed) * 13) % 12000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A mosquitto process of our own; killed (by PID) on drop.
 pub struct Mosquitto {

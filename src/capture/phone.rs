@@ -1,7 +1,7 @@
-//! The `browser` source: a phone's camera streamed as MediaRecorder chunks (WebM or fragmented
+//! The phone source (config `source.kind = "browser"`): a phone's camera streamed as MediaRecorder chunks (WebM or fragmented
 //! MP4) over a WebSocket, decoded with GStreamer into the camera's ring like any other source.
 //!
-//! [`BrowserFeed`] is shared by the WebSocket handler (`web/phone.rs`, which pushes chunks) and
+//! [`PhoneFeed`] is shared by the WebSocket handler (`web/phone.rs`, which pushes chunks) and
 //! the capture thread (which builds `appsrc ! decodebin ! videoconvert` through
 //! [`GstSource::open_with`] and attaches the appsrc). The feed keeps the connection's first
 //! chunk — the only one with the container's init segment — and pushes it first into every
@@ -18,13 +18,13 @@
 use super::gst::{GstSource, Guard};
 use super::CaptureError;
 use crate::gst::Pipeline;
+use crate::time::{rfc3339_ms, wall_now_ms};
 use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
 
 /// Bytes allowed to wait in the appsrc before new chunks are dropped.
 pub const MAX_QUEUED_BYTES: u64 = 4 << 20;
@@ -112,14 +112,16 @@ struct Inner {
 struct Client {
     address: Option<String>,
     user_agent: Option<String>,
-    connected_at: SystemTime,
-    last_seen_at: SystemTime,
+    /// Unix ms.
+    connected_at: i64,
+    /// Unix ms.
+    last_seen_at: i64,
     connected: bool,
     frames_at_connect: u64,
 }
 
 /// Chunks from a browser on their way into the camera's source pipeline.
-pub struct BrowserFeed {
+pub struct PhoneFeed {
     camera: String,
     inner: Mutex<Inner>,
     /// Bumped on each new connection; a handler whose generation is no longer current was
@@ -134,14 +136,10 @@ pub struct BrowserFeed {
     created: std::time::Instant,
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    jiff::Timestamp::try_from(t).map(|ts| ts.to_string()).unwrap_or_default()
-}
-
-impl BrowserFeed {
+impl PhoneFeed {
     /// An idle feed for `camera`.
     pub fn new(camera: &str) -> Self {
-        BrowserFeed {
+        PhoneFeed {
             camera: camera.into(),
             inner: Mutex::new(Inner::default()),
             generation: tokio::sync::watch::channel(0).0,
@@ -159,7 +157,9 @@ impl BrowserFeed {
         let inner = self.lock();
         match &inner.client {
             Some(c) if c.connected => None,
-            Some(c) => Some(c.last_seen_at.elapsed().unwrap_or_default()),
+            Some(c) => {
+                Some(std::time::Duration::from_millis(wall_now_ms().saturating_sub(c.last_seen_at).max(0) as u64))
+            }
             None => Some(self.created.elapsed()),
         }
     }
@@ -175,7 +175,7 @@ impl BrowserFeed {
         let mut inner = self.lock();
         inner.init = None;
         inner.container = None;
-        let now = SystemTime::now();
+        let now = wall_now_ms();
         inner.client = Some(Client {
             address,
             user_agent,
@@ -206,7 +206,7 @@ impl BrowserFeed {
         inner.init = None;
         if let Some(c) = inner.client.as_mut() {
             c.connected = false;
-            c.last_seen_at = SystemTime::now();
+            c.last_seen_at = wall_now_ms();
         }
         true
     }
@@ -216,7 +216,7 @@ impl BrowserFeed {
     pub fn kick(&self) {
         if let Some(c) = self.lock().client.as_mut().filter(|c| c.connected) {
             c.connected = false;
-            c.last_seen_at = SystemTime::now();
+            c.last_seen_at = wall_now_ms();
         }
         self.generation.send_modify(|v| *v += 1);
     }
@@ -247,7 +247,7 @@ impl BrowserFeed {
         self.chunks.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         if let Some(c) = inner.client.as_mut() {
-            c.last_seen_at = SystemTime::now();
+            c.last_seen_at = wall_now_ms();
         }
         let Some(src) = &inner.appsrc else {
             // Between pipelines (start, restart, back-off): the next one gets the init segment
@@ -305,8 +305,8 @@ impl BrowserFeed {
             camera: self.camera.clone(),
             address: c.address.clone(),
             user_agent: c.user_agent.clone(),
-            connected_at: rfc3339(c.connected_at),
-            last_seen_at: rfc3339(c.last_seen_at),
+            connected_at: rfc3339_ms(c.connected_at),
+            last_seen_at: rfc3339_ms(c.last_seen_at),
             connected: c.connected,
             chunks: self.chunks.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
@@ -331,7 +331,7 @@ impl BrowserFeed {
 
 /// Detaches the feed from a pipeline that is being dropped.
 struct Detach {
-    feed: Arc<BrowserFeed>,
+    feed: Arc<PhoneFeed>,
     gen: u64,
 }
 
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn first_chunk_must_be_an_init_segment() {
-        let f = BrowserFeed::new("p");
+        let f = PhoneFeed::new("p");
         f.connect(None, None, 0);
         assert_eq!(f.push(Bytes::from_static(b"\x1f\x43\xb6\x75cluster")), Err(FeedError::NoInitSegment));
         assert!(f.push(Bytes::from_static(&[0x1A, 0x45, 0xDF, 0xA3, 1, 2])).is_ok());
@@ -364,7 +364,7 @@ mod tests {
 
     #[test]
     fn a_replaced_connection_does_not_disconnect_the_new_one() {
-        let f = BrowserFeed::new("p");
+        let f = PhoneFeed::new("p");
         let a = f.connect(None, None, 0);
         let b = f.connect(None, None, 0);
         assert!(!f.disconnect(a));

@@ -1,0 +1,260 @@
+//! The one control API: every action a user or an automation takes on the cameras — a trigger,
+//! a manual recording's start and stop, a camera's start/stop/restart, and the rules of phone
+//! cameras (created on first connection, run while a phone is connected, one phone each, a
+//! stop ends the phone's connection). HTTP (`web`) and MQTT (`mqtt`) are two thin faces over
+//! it (see docs/API.md): they parse and answer, this decides, so every rule lives once.
+//!
+//! Owns no thread. The trigger and recording calls block (locks, storage): the async faces call
+//! them through `spawn_blocking`. Camera start/stop is async (it waits for the phone feed's
+//! control lock, then joins threads off the runtime). Must never import `web` or `mqtt`.
+
+use crate::camera::registry::{Entry, Registry, RegistryError};
+use crate::camera::{Camera, CameraInfo};
+use crate::capture::phone::PhoneFeed;
+use crate::clip_meta::{ClipEvent, ClipMeta};
+use crate::config::valid_camera_id;
+use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest, TriggerTarget};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// A camera verb: `POST /api/cameras/{id}/start|stop|restart`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CameraVerb {
+    /// Start capture and encode (no-op if running).
+    Start,
+    /// Stop them; a phone camera's connection ends too.
+    Stop,
+    /// Stop, then start.
+    Restart,
+}
+
+impl std::str::FromStr for CameraVerb {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "start" => Ok(CameraVerb::Start),
+            "stop" => Ok(CameraVerb::Stop),
+            "restart" => Ok(CameraVerb::Restart),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Why a camera action was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ControlError {
+    /// No camera with this id.
+    #[error("no camera {0:?}")]
+    UnknownCamera(String),
+    /// Not a valid camera id for a phone.
+    #[error("camera id {0:?} must match [a-z0-9_-]{{1,32}} and not be {upload:?}", upload = crate::config::UPLOAD_CAMERA)]
+    BadId(String),
+    /// The action conflicts with the camera's kind or state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Phones may not create (more) cameras here.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The daemon is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// The camera's pipeline could not start.
+    #[error("cannot start camera {id}: {error}")]
+    Start {
+        /// Camera id.
+        id: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// A phone connected to its camera: the connection's generation, and a watch that changes when
+/// another phone takes over, the camera is stopped, or the daemon stops.
+pub struct PhoneSession {
+    /// The camera the phone feeds.
+    pub camera: Arc<Camera>,
+    /// Its feed.
+    pub feed: Arc<PhoneFeed>,
+    /// This connection's generation (for [`Control::phone_left`]).
+    pub gen: u64,
+    /// Changes when this connection must end.
+    pub replaced: tokio::sync::watch::Receiver<u64>,
+}
+
+/// The control API over the running cameras.
+pub struct Control {
+    registry: Arc<Registry>,
+}
+
+impl Control {
+    /// Control over `registry`'s cameras.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Control { registry }
+    }
+
+    /// The cameras.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    fn entry(&self, camera: &str) -> Result<Entry, ControlError> {
+        self.registry.get(camera).ok_or_else(|| ControlError::UnknownCamera(camera.into()))
+    }
+
+    fn unknown(camera: &str, trigger_id: Option<String>) -> TriggerRejected {
+        TriggerRejected {
+            code: RejectCode::UnknownCamera,
+            message: ControlError::UnknownCamera(camera.into()).to_string(),
+            trigger_id,
+        }
+    }
+
+    /// Trigger a clip on `camera` at now (blocks).
+    pub fn trigger(&self, camera: &str, req: &TriggerRequest) -> Result<TriggerAccepted, TriggerRejected> {
+        match self.registry.get(camera) {
+            Some(e) => e.recorder.trigger(req),
+            None => Err(Self::unknown(camera, req.id.clone())),
+        }
+    }
+
+    /// Start a manual recording on `camera`; its clip id (blocks).
+    pub fn record_start(&self, camera: &str) -> Result<String, TriggerRejected> {
+        self.registry.get(camera).ok_or_else(|| Self::unknown(camera, None))?.recorder.record_start()
+    }
+
+    /// Stop the manual recording on `camera` and wait until its clip is saved (blocks).
+    pub fn record_stop(&self, camera: &str) -> Result<ClipMeta, TriggerRejected> {
+        self.registry.get(camera).ok_or_else(|| Self::unknown(camera, None))?.recorder.record_stop()
+    }
+
+    /// Start, stop or restart `camera`; its state afterwards.
+    ///
+    /// A phone camera runs while its phone is connected: starting one without a phone would only
+    /// stall, so it is refused; stopping one ends the phone's connection too. Serialised with the
+    /// phone connection's own start/stop.
+    pub async fn camera(&self, camera: &str, verb: CameraVerb) -> Result<CameraInfo, ControlError> {
+        let cam = self.entry(camera)?.camera;
+        let _control = match &cam.feed {
+            Some(feed) => {
+                let guard = feed.control.lock().await;
+                match verb {
+                    CameraVerb::Start | CameraVerb::Restart if feed.idle_for().is_some() => {
+                        return Err(ControlError::Conflict(format!(
+                            "camera {camera} is a phone camera: it starts when a phone connects to /api/cameras/{camera}/push"
+                        )))
+                    }
+                    CameraVerb::Stop => feed.kick(),
+                    _ => {}
+                }
+                Some(guard)
+            }
+            None => None,
+        };
+        let cam2 = cam.clone();
+        let res = tokio::task::spawn_blocking(move || match verb {
+            CameraVerb::Start => cam2.start(),
+            CameraVerb::Stop => {
+                cam2.stop();
+                Ok(())
+            }
+            CameraVerb::Restart => cam2.restart(),
+        })
+        .await
+        .map_err(|e| ControlError::Start { id: camera.into(), error: format!("control task failed: {e}") })?;
+        res.map_err(|e| ControlError::Start { id: camera.into(), error: e.to_string() })?;
+        Ok(cam.info())
+    }
+
+    /// The phone camera `id`: found, or created for a phone (`[phone]`: `enabled`,
+    /// `max_cameras`). A camera of another kind with this id is a conflict.
+    pub fn phone_camera(&self, id: &str) -> Result<Entry, ControlError> {
+        if !valid_camera_id(id) {
+            return Err(ControlError::BadId(id.into()));
+        }
+        if self.registry.is_closed() {
+            return Err(ControlError::ShuttingDown);
+        }
+        let not_browser = || {
+            ControlError::Conflict(format!(
+                "camera {id:?} exists and is not a browser camera (source.kind = \"browser\")"
+            ))
+        };
+        if let Some(e) = self.registry.get(id) {
+            return if e.camera.is_phone() { Ok(e) } else { Err(not_browser()) };
+        }
+        match self.registry.add_phone(id) {
+            Ok(e) => Ok(e),
+            // Another phone created it a moment ago.
+            Err(RegistryError::Exists(_)) => match self.registry.get(id) {
+                Some(e) if e.camera.is_phone() => Ok(e),
+                _ => Err(not_browser()),
+            },
+            Err(e @ (RegistryError::Disabled | RegistryError::Full(_))) => Err(ControlError::Forbidden(e.to_string())),
+            Err(RegistryError::Closed) => Err(ControlError::ShuttingDown),
+        }
+    }
+
+    /// A phone connected to `cam`: it takes the camera over (a previous phone's connection is
+    /// told to end) and the camera restarts with a fresh pipeline for the new stream. `Ok(None)`
+    /// when the daemon is stopping.
+    pub async fn phone_joined(
+        &self,
+        cam: &Arc<Camera>,
+        address: Option<String>,
+        user_agent: Option<String>,
+    ) -> Result<Option<PhoneSession>, ControlError> {
+        let Some(feed) = cam.feed.clone() else {
+            return Err(ControlError::Conflict(format!("camera {:?} is not a browser camera", cam.id())));
+        };
+        let _control = feed.control.lock().await;
+        // Subscribed before connecting: a takeover or shutdown kick after this point is seen.
+        let replaced = feed.subscribe();
+        if self.registry.is_closed() {
+            return Ok(None);
+        }
+        let gen = feed.connect(address, user_agent, cam.status.frames_captured.load(Ordering::Relaxed));
+        // A fresh pipeline for the new stream (a replaced connection's decoder has another
+        // stream's state).
+        let c = cam.clone();
+        let started = tokio::task::spawn_blocking(move || c.restart()).await;
+        let err = match started {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(error) = err {
+            feed.disconnect(gen);
+            return Err(ControlError::Start { id: cam.id().into(), error });
+        }
+        Ok(Some(PhoneSession { camera: cam.clone(), feed: feed.clone(), gen, replaced }))
+    }
+
+    /// The phone of `session` left: if no other phone took over, the camera stops.
+    pub async fn phone_left(&self, session: &PhoneSession) {
+        let _control = session.feed.control.lock().await;
+        if session.feed.disconnect(session.gen) {
+            log::info!("camera {}: phone disconnected; stopping the camera", session.camera.id());
+            let c = session.camera.clone();
+            let _ = tokio::task::spawn_blocking(move || c.stop()).await;
+        }
+    }
+}
+
+/// MQTT's way in.
+impl TriggerTarget for Control {
+    fn camera_ids(&self) -> Vec<String> {
+        self.registry.snapshot().iter().map(|e| e.camera.id().to_string()).collect()
+    }
+
+    fn trigger(&self, camera: &str, req: TriggerRequest) -> Result<TriggerAccepted, TriggerRejected> {
+        Control::trigger(self, camera, &req)
+    }
+
+    fn camera_state(&self, camera: &str) -> Option<serde_json::Value> {
+        serde_json::to_value(self.registry.get(camera)?.info()).ok()
+    }
+
+    fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<ClipEvent> {
+        self.registry.events().subscribe()
+    }
+}
