@@ -1,7 +1,11 @@
 //! The phone web app: every file under `web/` embedded in the binary and served from memory.
 //!
-//! `/` is `index.html`, `/login` is `login.html` (also answered, first, by the auth routes), and `/app.js`, `/app.css`, `/phone.js`,
-//! `/favicon.svg` (also answered at `/favicon.ico`) are served as they are. Each answer carries
+//! `/` is `index.html`, `/login` is `login.html` (also answered, first, by the auth routes), and
+//! `/app.css`, `/phone.js`, `/favicon.svg` (also answered at `/favicon.ico`) and the app's ES
+//! modules are served as they are: `/app.js` (the entry), `/js/dom.js`, `/js/api.js`,
+//! `/js/router.js`, `/js/events.js`, `/js/tus.js` and
+//! `/js/pages/{live,clips,upload,phone,status,devices}.js` (no build step: the browser follows
+//! the `import`s). Each answer carries
 //! `Cache-Control: no-cache` and a strong `ETag` (a hash of the file, computed once), so a
 //! browser revalidates with `If-None-Match` and gets a 304 until the binary is updated.
 
@@ -19,12 +23,26 @@ struct Asset {
     body: &'static [u8],
 }
 
+/// `Content-Type` of the JavaScript files (the app's ES modules and `phone.js`).
+const JS: &str = "text/javascript; charset=utf-8";
+
 const ASSETS: &[Asset] = &[
     Asset { path: "", mime: "text/html; charset=utf-8", body: include_bytes!("../../web/index.html") },
     Asset { path: "login", mime: "text/html; charset=utf-8", body: include_bytes!("../../web/login.html") },
-    Asset { path: "app.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("../../web/app.js") },
+    Asset { path: "app.js", mime: JS, body: include_bytes!("../../web/app.js") },
+    Asset { path: "js/dom.js", mime: JS, body: include_bytes!("../../web/js/dom.js") },
+    Asset { path: "js/api.js", mime: JS, body: include_bytes!("../../web/js/api.js") },
+    Asset { path: "js/router.js", mime: JS, body: include_bytes!("../../web/js/router.js") },
+    Asset { path: "js/events.js", mime: JS, body: include_bytes!("../../web/js/events.js") },
+    Asset { path: "js/tus.js", mime: JS, body: include_bytes!("../../web/js/tus.js") },
+    Asset { path: "js/pages/live.js", mime: JS, body: include_bytes!("../../web/js/pages/live.js") },
+    Asset { path: "js/pages/clips.js", mime: JS, body: include_bytes!("../../web/js/pages/clips.js") },
+    Asset { path: "js/pages/upload.js", mime: JS, body: include_bytes!("../../web/js/pages/upload.js") },
+    Asset { path: "js/pages/phone.js", mime: JS, body: include_bytes!("../../web/js/pages/phone.js") },
+    Asset { path: "js/pages/status.js", mime: JS, body: include_bytes!("../../web/js/pages/status.js") },
+    Asset { path: "js/pages/devices.js", mime: JS, body: include_bytes!("../../web/js/pages/devices.js") },
     Asset { path: "app.css", mime: "text/css; charset=utf-8", body: include_bytes!("../../web/app.css") },
-    Asset { path: "phone.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("../../web/phone.js") },
+    Asset { path: "phone.js", mime: JS, body: include_bytes!("../../web/phone.js") },
     Asset { path: "favicon.svg", mime: "image/svg+xml", body: include_bytes!("../../web/favicon.svg") },
     Asset { path: "favicon.ico", mime: "image/svg+xml", body: include_bytes!("../../web/favicon.svg") },
 ];
@@ -101,8 +119,37 @@ mod tests {
         assert_ne!(js.headers()[header::ETAG], r.headers()[header::ETAG]);
         assert!(answer("api/health", None, false).is_none());
         assert!(answer("../Cargo.toml", None, false).is_none());
-        for p in ["login", "app.css", "phone.js", "favicon.svg", "favicon.ico"] {
+        for p in ["login", "app.css", "phone.js", "favicon.svg", "favicon.ico", "js/router.js", "js/pages/live.js"] {
             assert!(answer(p, None, false).is_some(), "{p}");
         }
+    }
+
+    /// Every module the app imports (`from './x.js'`, relative to the importing file) is served,
+    /// as JavaScript: a module added under `web/js/` but not to [`ASSETS`] fails here, not in a browser.
+    #[test]
+    fn every_imported_module_is_served() {
+        let mut imports = 0;
+        for a in ASSETS.iter().filter(|a| a.mime == JS) {
+            let text = std::str::from_utf8(a.body).expect("utf-8 module");
+            let dir = a.path.rsplit_once('/').map_or("", |(d, _)| d);
+            for spec in text.split("from '").skip(1).filter_map(|rest| rest.split_once('\'')).map(|(s, _)| s) {
+                // `/x.js` is from the root, `./x.js` and `../x.js` from the importing file's folder.
+                let base = if spec.starts_with('/') { "" } else { dir };
+                let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
+                for seg in spec.split('/').filter(|p| !p.is_empty()) {
+                    match seg {
+                        "." => {}
+                        ".." => assert!(parts.pop().is_some(), "{spec} in {} leaves the root", a.path),
+                        s => parts.push(s),
+                    }
+                }
+                let target = parts.join("/");
+                let r = answer(&target, None, true)
+                    .unwrap_or_else(|| panic!("{} imports {spec}: /{target} not served", a.path));
+                assert_eq!(r.headers()[header::CONTENT_TYPE], JS, "{target}");
+                imports += 1;
+            }
+        }
+        assert!(imports >= 11, "only {imports} imports found");
     }
 }
