@@ -29,6 +29,7 @@
 //! - [`live`]: the live view from RAM: MJPEG preview (pass-through or encode-once fan-out,
 //!   only while watched, "NO SIGNAL" while the camera is down) and low-latency HLS cut from the
 //!   pre-roll's H.264 (packager runs only while watched).
+//! - [`auth`]: the password, bearer tokens (also for `hindsight token`), sessions, login rate limit.
 //! - [`web`]: HTTP(S) serving, login and the guard, the API (warp), the embedded web app, the
 //!   phone WebSocket and the tus routes. [`upload`]: resumable uploads on disk and their
 //!   finalization into clips. [`notify`]: systemd readiness and watchdog.
@@ -37,6 +38,7 @@
 //! - [`config`]: the TOML file, board defaults, validation. [`probe`]: `hindsight probe`.
 //! - [`pipeline`]: shared GStreamer plumbing; [`shutdown`]: stop tokens and back-off.
 
+pub mod auth;
 pub mod camera;
 pub mod capture;
 pub mod clip;
