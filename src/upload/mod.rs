@@ -2,10 +2,11 @@
 //! `{storage.path}/uploads/`, expiry of abandoned ones, the early type check, and the hand-off
 //! to [`finalize`] which turns a finished file into a clip.
 //!
-//! The HTTP side (headers, streaming the PATCH body) is `web::uploads`; this module owns the
-//! state. Each upload is `{id}.bin` (the bytes) plus `{id}.json` (length, name, device; written
-//! once at creation, atomically), so a restart keeps unfinished uploads: they resume at the `.bin`'s length,
-//! and one that had every byte is finalized at start. Anything else left in the directory
+//! The HTTP side (headers, reading the PATCH body) is `web::uploads`; this module owns the
+//! state and the files ([`body`] writes a PATCH body to disk). Each upload is `{id}.bin` (the
+//! bytes) plus `{id}.json` (length, name, device; written once at creation, atomically), so a
+//! restart keeps unfinished uploads: they resume at the `.bin`'s length, and one that had
+//! every byte is finalized at start. Anything else left in the directory
 //! (a finalize's temporary files, a `.bin` without its `.json`) is removed at start. An idle
 //! daemon writes nothing: the expiry sweep runs only while unfinished uploads exist.
 //!
@@ -16,6 +17,7 @@
 //! (the set of uploads in progress), `restore` (start-up recovery), `sweep` (expiry) and
 //! `handoff` (a complete upload into a clip through [`finalize`]).
 
+pub mod body;
 pub mod finalize;
 mod handoff;
 mod registry;

@@ -19,6 +19,7 @@ pub mod mjpeg;
 pub mod phone;
 pub mod serve;
 pub mod tls;
+pub mod tus;
 pub mod uploads;
 
 pub use serve::{peer, Peer};
