@@ -37,7 +37,7 @@ pub enum StartError {
     Tls(#[from] crate::web::tls::TlsError),
     /// Login state could not be set up.
     #[error(transparent)]
-    Auth(#[from] crate::web::auth::AuthError),
+    Auth(#[from] crate::auth::AuthError),
     /// A start-up task panicked.
     #[error("start-up task failed: {0}")]
     Task(String),
@@ -97,7 +97,7 @@ impl Daemon {
         }
         // Login state and the certificate first: a broken one fails the start before any camera runs.
         let cfg2 = config.clone();
-        let auth = tokio::task::spawn_blocking(move || crate::web::auth::Auth::new(&cfg2))
+        let auth = tokio::task::spawn_blocking(move || crate::auth::Auth::new(&cfg2))
             .await
             .map_err(|e| StartError::Task(e.to_string()))??;
         let auth = Arc::new(auth);

@@ -43,6 +43,7 @@
 //!   [`time`] (monotonic vs wall clock, RFC 3339, 90 kHz ticks, the injectable clock),
 //!   [`shutdown`] (stop tokens and back-off), [`config`] (the TOML file, boards, validation).
 
+pub mod auth;
 pub mod camera;
 pub mod capture;
 pub mod clip;

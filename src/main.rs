@@ -94,7 +94,7 @@ fn load_config(path: Option<PathBuf>) -> Result<Config, ConfigErrors> {
 }
 
 fn token(action: TokenAction, config: Option<PathBuf>) -> ExitCode {
-    use hindsight::web::auth;
+    use hindsight::auth;
     let cfg = match load_config(config) {
         Ok(c) => c,
         Err(e) => return config_errors(&e),

@@ -494,8 +494,8 @@ async fn logins_sent_at_once_share_one_failure_budget() {
     let tries = (0..12).map(|_| login(&c, d.http_addr, "wrong"));
     let answers = futures_util::future::join_all(tries).await;
     let count = |s: StatusCode| answers.iter().filter(|(st, _, _)| *st == s).count();
-    assert_eq!(count(StatusCode::UNAUTHORIZED), hindsight::web::auth::MAX_FAILURES, "{answers:?}");
-    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 12 - hindsight::web::auth::MAX_FAILURES);
+    assert_eq!(count(StatusCode::UNAUTHORIZED), hindsight::auth::MAX_FAILURES, "{answers:?}");
+    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 12 - hindsight::auth::MAX_FAILURES);
     d.shutdown().await;
 }
 

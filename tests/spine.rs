@@ -214,7 +214,7 @@ async fn broken_pipelines_fail_visibly_and_recover() {
     d.shutdown().await;
 }
 
-/// The HTTP skeleton: every CONTRACT.md field, JSON 404s, 405 for a wrong method.
+/// The HTTP skeleton: every docs/API.md field, JSON 404s, 405 for a wrong method.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_skeleton_answers_contract_fields_and_json_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,11 +13,13 @@ pub mod auth;
 pub mod clips;
 pub mod events;
 pub mod hls;
+pub mod login;
 pub mod metrics;
 pub mod mjpeg;
 pub mod phone;
 pub mod serve;
 pub mod tls;
+pub mod tus;
 pub mod uploads;
 
 pub use serve::{peer, Peer};
@@ -350,10 +352,10 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
 /// With auth off the guard lets every request through, so this is exactly [`routes`].
 pub fn app(
     state: Arc<AppState>,
-    auth: Arc<auth::Auth>,
+    auth: Arc<crate::auth::Auth>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
-    auth::public_routes(auth.clone())
-        .or(auth::guard(auth.clone()).and(auth::routes(auth).or(routes(state)).unify()))
+    login::public_routes(auth.clone())
+        .or(auth::guard(auth.clone()).and(login::routes(auth).or(routes(state)).unify()))
         .unify()
         .recover(auth::recover)
         .unify()
@@ -363,7 +365,7 @@ pub fn app(
 /// the bound address at once.
 pub fn serve(
     state: Arc<AppState>,
-    auth: Arc<auth::Auth>,
+    auth: Arc<crate::auth::Auth>,
     addr: SocketAddr,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

@@ -2,14 +2,20 @@
 //! expiration), the upload status/list routes, and the devices routes (`/api/devices`).
 //!
 //! PATCH bodies are streamed: chunks are hashed (when `Upload-Checksum` is given) and written
-//! in ≤ 1 MiB batches as they arrive, so memory does not grow with the upload's size. A chunk
-//! that fails its checksum (or carries more bytes than announced) is truncated away before the
-//! offset moves. Every tus answer — errors included — carries `Tus-Resumable: 1.0.0`; errors
-//! are the usual `{"error": ...}` with the status from [`ApiError::status`].
+//! in ≤ 1 MiB batches as they arrive (by [`crate::upload::body`]'s writer thread), so memory
+//! does not grow with the upload's size. A chunk that fails its checksum (or carries more bytes
+//! than announced) is truncated away before the offset moves. Every tus answer — errors
+//! included — carries `Tus-Resumable: 1.0.0`; errors are the usual `{"error": ...}` with the
+//! status from [`ApiError::status`]. The tus headers are parsed by [`super::tus`].
 
+use super::tus::{
+    check_tus, header, http_date, parse_checksum, parse_u64, upload_id, Checksum, CHECKSUM_ALGORITHMS,
+    OFFSET_OCTET_STREAM, TUS_EXTENSIONS, TUS_VERSION,
+};
 use super::{json_error, ApiError, AppState};
 use crate::clip_meta::{ClipMeta, ClipSource};
-use crate::upload::{self, parse_metadata, valid_device_name, valid_upload_id, UploadError, Uploads};
+use crate::upload::body::write_chunks;
+use crate::upload::{self, parse_metadata, valid_device_name, UploadError, Uploads};
 use bytes::Buf;
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
@@ -18,13 +24,6 @@ use std::path::Path;
 use std::sync::Arc;
 use warp::http::{HeaderMap, HeaderValue, Response, StatusCode};
 use warp::{Filter, Rejection, Reply};
-
-const TUS_VERSION: &str = "1.0.0";
-const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,checksum,expiration";
-const CHECKSUM_ALGORITHMS: &str = "sha1,sha256,md5";
-const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
-/// Bytes gathered before one write to the file.
-const WRITE_BATCH: usize = 1 << 20;
 
 impl From<UploadError> for ApiError {
     fn from(e: UploadError) -> Self {
@@ -70,73 +69,8 @@ fn tus(r: Reply_) -> warp::reply::Response {
     resp
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn check_tus(h: &HeaderMap) -> Result<(), ApiError> {
-    match header(h, "tus-resumable") {
-        Some(TUS_VERSION) => Ok(()),
-        Some(v) => Err(ApiError::PreconditionFailed(format!("Tus-Resumable {v:?} is not supported (use 1.0.0)"))),
-        None => Err(ApiError::PreconditionFailed("Tus-Resumable: 1.0.0 header required".into())),
-    }
-}
-
-fn upload_id(id: &str) -> Result<(), ApiError> {
-    if valid_upload_id(id) {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound(format!("no upload {id:?}")))
-    }
-}
-
-fn parse_u64(h: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
-    header(h, name)
-        .map(|v| {
-            v.trim().parse::<u64>().map_err(|_| ApiError::BadRequest(format!("{name}: {v:?} is not a byte count")))
-        })
-        .transpose()
-}
-
-/// RFC 9110 HTTP-date of Unix ms.
-fn http_date(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string())
-        .unwrap_or_default()
-}
-
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("task failed: {e}")))?
-}
-
-/// `Upload-Checksum: ALGO BASE64`.
-struct Checksum {
-    algo: String,
-    kind: gstreamer::glib::ChecksumType,
-    expected: Vec<u8>,
-}
-
-fn parse_checksum(h: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
-    use base64::Engine;
-    let Some(v) = header(h, "upload-checksum") else { return Ok(None) };
-    let (algo, b64) = v
-        .trim()
-        .split_once(' ')
-        .ok_or_else(|| ApiError::BadRequest("Upload-Checksum must be `ALGORITHM BASE64`".into()))?;
-    let kind = match algo {
-        "sha1" => gstreamer::glib::ChecksumType::Sha1,
-        "sha256" => gstreamer::glib::ChecksumType::Sha256,
-        "md5" => gstreamer::glib::ChecksumType::Md5,
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "Upload-Checksum algorithm {other:?} is not supported ({CHECKSUM_ALGORITHMS})"
-            )))
-        }
-    };
-    let expected = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map_err(|_| ApiError::BadRequest("Upload-Checksum: the digest is not base64".into()))?;
-    Ok(Some(Checksum { algo: algo.into(), kind, expected }))
 }
 
 /// Chunks queued between the connection and the writer thread (backpressure: the body is read
@@ -145,64 +79,6 @@ const QUEUE_CHUNKS: usize = 8;
 /// A PATCH body that sends nothing for this long counts as interrupted: the bytes so far are
 /// kept (the client resumes from them) and the upload takes PATCHes again.
 const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// The writer starts the disk on every this many bytes as they arrive (see [`start_writeback`]).
-const WRITEBACK_EVERY: u64 = 8 << 20;
-
-/// Ask the kernel to start writing `len` bytes of `file` from `offset` to the disk now, without
-/// waiting: the disk works while the network delivers the next bytes, the fdatasync at the end of
-/// the PATCH only waits for the tail, and dirty pages do not pile up (a 2 GB upload on a board
-/// with 1 GB of RAM). Best effort: on failure the final fdatasync still writes everything.
-fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else { return };
-    // SAFETY: `file` is an open descriptor for the whole call; the kernel reads only the
-    // integer arguments and touches no memory of ours.
-    let r = unsafe { libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE) };
-    if r != 0 {
-        log::debug!("sync_file_range: {}", std::io::Error::last_os_error());
-    }
-}
-
-/// What the writer thread did.
-struct Written {
-    file: std::fs::File,
-    bytes: u64,
-    digest: Option<Vec<u8>>,
-}
-
-/// The writer thread's side: truncate to `start`, append every chunk (hashing it), fdatasync.
-fn write_chunks(
-    path: &Path,
-    start: u64,
-    kind: Option<gstreamer::glib::ChecksumType>,
-    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
-) -> std::io::Result<Written> {
-    use std::io::{Seek, Write};
-    let file = std::fs::OpenOptions::new().write(true).open(path)?;
-    // Whatever lies past the offset is from a write we did not accept.
-    file.set_len(start)?;
-    let mut w = std::io::BufWriter::with_capacity(WRITE_BATCH, file);
-    w.seek(std::io::SeekFrom::Start(start))?;
-    let mut hasher = kind.and_then(gstreamer::glib::Checksum::new);
-    let mut bytes = 0u64;
-    let mut kicked = start;
-    while let Some(chunk) = rx.blocking_recv() {
-        if let Some(h) = hasher.as_mut() {
-            h.update(&chunk);
-        }
-        w.write_all(&chunk)?;
-        bytes += chunk.len() as u64;
-        let on_file = start + bytes - w.buffer().len() as u64;
-        if on_file - kicked >= WRITEBACK_EVERY {
-            start_writeback(w.get_ref(), kicked, on_file - kicked);
-            kicked = on_file;
-        }
-    }
-    let file = w.into_inner().map_err(|e| e.into_error())?;
-    file.sync_data()?;
-    Ok(Written { file, bytes, digest: hasher.map(|h| h.digest()) })
-}
 
 /// Stream `body` into `path` from `start` (at most `room` bytes): the connection task reads
 /// chunks and hands them (no copy) to a blocking writer thread through a bounded queue. On

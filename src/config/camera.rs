@@ -1,0 +1,223 @@
+//! `[[camera]]`: one camera's settings ([`CameraConfig`]) and its `source` table
+//! ([`SourceConfig`], [`SourceKind`]), with their defaults.
+//!
+//! Data only: must never open a device, start a pipeline or check a value (that is
+//! [`super::validate`]).
+
+use super::ByteSize;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What kind of source a camera reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A V4L2 device through the v4l crate (USB webcams, Pi/Jetson ISP nodes).
+    V4l2,
+    /// Any GStreamer source pipeline ending in raw or JPEG video (libcamerasrc, RTSP, ...).
+    Gstreamer,
+    /// A synthetic moving pattern that carries its frame number (tests, development).
+    Test,
+    /// A browser (a phone's camera) streaming MediaRecorder chunks over a WebSocket to
+    /// `/api/cameras/{id}/push`; decoded with GStreamer. width/height/fps are hints only.
+    Browser,
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SourceKind::V4l2 => "v4l2",
+            SourceKind::Gstreamer => "gstreamer",
+            SourceKind::Test => "test",
+            SourceKind::Browser => "browser",
+        })
+    }
+}
+
+/// `source = { kind = ..., ... }` — one flat table; which keys apply depends on `kind`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `v4l2`, `gstreamer` or `test`.
+    pub kind: SourceKind,
+    /// v4l2: device path (prefer `/dev/v4l/by-id/...`, stable across reboots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// v4l2: pixel format `MJPG`, `YUYV`, `NV12` or `auto` (MJPG if offered, else YUYV, else NV12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// gstreamer: source pipeline ending in `video/x-raw` or `image/jpeg` (no sink).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
+    /// v4l2/test: width in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// v4l2/test: height in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// v4l2/test: frames per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<u32>,
+}
+
+impl SourceConfig {
+    /// The built-in test pattern at `width`×`height`@`fps`.
+    pub fn test(width: u32, height: u32, fps: u32) -> Self {
+        SourceConfig {
+            kind: SourceKind::Test,
+            device: None,
+            format: None,
+            pipeline: None,
+            width: Some(width),
+            height: Some(height),
+            fps: Some(fps),
+        }
+    }
+
+    /// A browser-fed camera (a phone streaming to `/api/cameras/{id}/push`).
+    pub fn browser() -> Self {
+        SourceConfig {
+            kind: SourceKind::Browser,
+            device: None,
+            format: None,
+            pipeline: None,
+            width: None,
+            height: None,
+            fps: None,
+        }
+    }
+
+    /// Short human description (`/api/cameras` `source` field).
+    pub fn describe(&self) -> String {
+        match self.kind {
+            SourceKind::V4l2 => format!("v4l2:{}", self.device.as_deref().unwrap_or("?")),
+            SourceKind::Gstreamer => {
+                format!("gstreamer:{}", self.pipeline.as_deref().unwrap_or(""))
+            }
+            SourceKind::Test => "test".into(),
+            SourceKind::Browser => "browser".into(),
+        }
+    }
+}
+
+/// `[[camera]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Identifier used in URLs and topics: `[a-z0-9_-]{1,32}`.
+    pub id: String,
+    /// Where frames come from.
+    pub source: SourceConfig,
+    /// `auto` (first of `auto_encoders` that exists) or a GStreamer H.264 encoder element.
+    #[serde(default = "default_encoder")]
+    pub encoder: String,
+    /// Target bitrate.
+    #[serde(default = "default_bitrate")]
+    pub bitrate_kbps: u32,
+    /// Keyframe (GOP) period; clips and HLS segments start on keyframes.
+    #[serde(default = "default_keyframe_interval")]
+    pub keyframe_interval_s: f64,
+    /// Seconds kept before a trigger.
+    #[serde(default = "default_pre")]
+    pub pre_s: f64,
+    /// Seconds recorded after a trigger.
+    #[serde(default = "default_post")]
+    pub post_s: f64,
+    /// Longest clip that re-triggers can extend to.
+    #[serde(default = "default_max_clip")]
+    pub max_clip_s: f64,
+    /// Hard cap on the pre-roll buffer; default bitrate × (pre_s + 2 GOPs) × 1.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preroll_max_bytes: Option<ByteSize>,
+    /// Raw frames held between capture and encoder; the oldest is dropped when full.
+    #[serde(default = "default_ring_frames")]
+    pub ring_frames: usize,
+    /// Live MJPEG preview: largest width of encoded preview frames (the height keeps the
+    /// aspect ratio; never upscaled). JPEG cameras are passed through at their own size.
+    #[serde(default = "default_preview_width")]
+    pub preview_width: u32,
+    /// Live MJPEG preview: most frames per second sent to viewers.
+    #[serde(default = "default_preview_fps")]
+    pub preview_fps: u32,
+    /// Live MJPEG preview: JPEG encoder element for raw sources (`jpegenc`, or a hardware one
+    /// such as `v4l2jpegenc` where `hindsight probe` lists it).
+    #[serde(default = "default_preview_encoder")]
+    pub preview_encoder: String,
+}
+
+pub(super) fn default_encoder() -> String {
+    "auto".into()
+}
+pub(super) fn default_bitrate() -> u32 {
+    4000
+}
+fn default_keyframe_interval() -> f64 {
+    1.0
+}
+pub(super) fn default_pre() -> f64 {
+    30.0
+}
+pub(super) fn default_post() -> f64 {
+    30.0
+}
+fn default_max_clip() -> f64 {
+    300.0
+}
+fn default_ring_frames() -> usize {
+    8
+}
+fn default_preview_width() -> u32 {
+    640
+}
+fn default_preview_fps() -> u32 {
+    10
+}
+fn default_preview_encoder() -> String {
+    "jpegenc".into()
+}
+
+impl CameraConfig {
+    /// A camera with every optional key at its default.
+    pub fn new(id: &str, source: SourceConfig) -> Self {
+        CameraConfig {
+            id: id.into(),
+            source,
+            encoder: default_encoder(),
+            bitrate_kbps: default_bitrate(),
+            keyframe_interval_s: default_keyframe_interval(),
+            pre_s: default_pre(),
+            post_s: default_post(),
+            max_clip_s: default_max_clip(),
+            preroll_max_bytes: None,
+            ring_frames: default_ring_frames(),
+            preview_width: default_preview_width(),
+            preview_fps: default_preview_fps(),
+            preview_encoder: default_preview_encoder(),
+        }
+    }
+
+    /// The pre-roll byte cap: configured, or bitrate × (pre_s + 2 GOPs) × 1.5.
+    pub fn preroll_cap_bytes(&self) -> usize {
+        match self.preroll_max_bytes {
+            Some(b) => b.0 as usize,
+            None => {
+                let secs = self.pre_s + 2.0 * self.keyframe_interval_s;
+                (self.bitrate_kbps as f64 * 1000.0 / 8.0 * secs * 1.5) as usize
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preroll_cap_default_formula() {
+        let mut c = CameraConfig::new("a", SourceConfig::test(64, 64, 10));
+        c.bitrate_kbps = 8000;
+        c.pre_s = 30.0;
+        c.keyframe_interval_s = 1.0;
+        assert_eq!(c.preroll_cap_bytes(), 1_000_000 * 32 * 3 / 2);
+    }
+}

@@ -1,0 +1,58 @@
+//! `[mqtt]`: the broker to use or the embedded one to run, and the topic prefix
+//! ([`MqttConfig`]).
+//!
+//! Data only: must never connect to a broker.
+
+use super::default_true;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// `[mqtt]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// MQTT triggers and events on or off (off: HTTP triggers only).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Broker URL (`mqtt://host:1883`, `mqtts://host:8883`). Unset: the embedded broker on
+    /// `listen` (or, if that port is taken, the broker already there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Address of the embedded broker when `url` is unset. Port 0 picks a free port.
+    #[serde(default = "default_mqtt_listen")]
+    pub listen: String,
+    /// Topic prefix.
+    #[serde(default = "default_base_topic")]
+    pub base_topic: String,
+    /// Broker user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Broker password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// For `mqtts://`: PEM file of the CA certificates to trust instead of the system's (a
+    /// private CA, e.g. a self-made one for mosquitto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_base_topic() -> String {
+    "hindsight".into()
+}
+fn default_mqtt_listen() -> String {
+    "127.0.0.1:1883".into()
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            enabled: true,
+            url: None,
+            listen: default_mqtt_listen(),
+            base_topic: default_base_topic(),
+            username: None,
+            password: None,
+            ca_file: None,
+        }
+    }
+}
