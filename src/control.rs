@@ -8,7 +8,7 @@
 //! them through `spawn_blocking`. Camera start/stop is async (it waits for the phone feed's
 //! control lock, then joins threads off the runtime). Must never import `web` or `mqtt`.
 
-use crate::camera::registry::{Entry, Registry, RegistryError};
+use crate::camera::registry::{CameraEntry, Registry, RegistryError};
 use crate::camera::{Camera, CameraInfo};
 use crate::capture::phone::PhoneFeed;
 use crate::clip_meta::{ClipEvent, ClipMeta};
@@ -97,7 +97,7 @@ impl Control {
         &self.registry
     }
 
-    fn entry(&self, camera: &str) -> Result<Entry, ControlError> {
+    fn entry(&self, camera: &str) -> Result<CameraEntry, ControlError> {
         self.registry.get(camera).ok_or_else(|| ControlError::UnknownCamera(camera.into()))
     }
 
@@ -167,7 +167,7 @@ impl Control {
 
     /// The phone camera `id`: found, or created for a phone (`[phone]`: `enabled`,
     /// `max_cameras`). A camera of another kind with this id is a conflict.
-    pub fn phone_camera(&self, id: &str) -> Result<Entry, ControlError> {
+    pub fn phone_camera(&self, id: &str) -> Result<CameraEntry, ControlError> {
         if !valid_camera_id(id) {
             return Err(ControlError::BadId(id.into()));
         }

@@ -5,7 +5,7 @@
 //! cap. [`PreRoll`] shares it between the encoder (one writer) and any number of readers:
 //! snapshots from a keyframe and [`Follower`]s that see new frames as they arrive. Readers get
 //! clones of [`bytes::Bytes`], never copies of frame data. A reader that falls behind the
-//! eviction point skips ahead to the next keyframe ([`Next::Lagged`]); it never holds the buffer.
+//! eviction point skips ahead to the next keyframe ([`Followed::Lagged`]); it never holds the buffer.
 //!
 //! Must never write to storage: this is what keeps the appliance from wearing out its SD card.
 
@@ -201,7 +201,7 @@ pub struct PreRoll {
 
 /// What a [`Follower`] got.
 #[derive(Debug)]
-pub enum Next {
+pub enum Followed {
     /// The next frame in order.
     Frame(EncodedFrame),
     /// The reader fell behind eviction and was moved to the oldest keyframe still held;
@@ -276,53 +276,53 @@ impl Follower {
         self.next
     }
 
-    fn try_next(&mut self) -> Option<Next> {
+    fn try_next(&mut self) -> Option<Followed> {
         match self.preroll.lock().get(self.next) {
             Lookup::Frame(f) => {
                 self.next += 1;
-                Some(Next::Frame(f))
+                Some(Followed::Frame(f))
             }
             Lookup::NotYet => None,
             Lookup::Gone(k) => {
                 let skipped = k - self.next;
                 self.next = k;
-                Some(Next::Lagged { skipped })
+                Some(Followed::Lagged { skipped })
             }
         }
     }
 
     /// Wait (async) for the next frame.
-    pub async fn next(&mut self) -> Next {
+    pub async fn next(&mut self) -> Followed {
         loop {
             if let Some(n) = self.try_next() {
                 return n;
             }
             if self.rx.changed().await.is_err() {
-                return Next::Timeout;
+                return Followed::Timeout;
             }
         }
     }
 
     /// Wait (blocking thread) up to `timeout` for the next frame.
-    pub fn next_blocking(&mut self, timeout: Duration) -> Next {
+    pub fn next_blocking(&mut self, timeout: Duration) -> Followed {
         let deadline = std::time::Instant::now() + timeout;
         let mut s = self.preroll.lock();
         loop {
             match s.get(self.next) {
                 Lookup::Frame(f) => {
                     self.next += 1;
-                    return Next::Frame(f);
+                    return Followed::Frame(f);
                 }
                 Lookup::Gone(k) => {
                     let skipped = k - self.next;
                     self.next = k;
-                    return Next::Lagged { skipped };
+                    return Followed::Lagged { skipped };
                 }
                 Lookup::NotYet => {}
             }
             let now = std::time::Instant::now();
             if now >= deadline {
-                return Next::Timeout;
+                return Followed::Timeout;
             }
             s = self.preroll.arrived.wait_timeout(s, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
@@ -413,20 +413,20 @@ mod tests {
         }
         let mut f = p.follow_from_time(Duration::from_millis(700));
         match f.next_blocking(Duration::ZERO) {
-            Next::Frame(fr) => assert_eq!(fr.seq, 5),
+            Followed::Frame(fr) => assert_eq!(fr.seq, 5),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(f.next_blocking(Duration::from_millis(1)), Next::Frame(_)));
+        assert!(matches!(f.next_blocking(Duration::from_millis(1)), Followed::Frame(_)));
         // Push far ahead so the follower's position is evicted.
         for i in 10..60 {
             p.push(au(i, 5, 1));
         }
         match f.next_blocking(Duration::ZERO) {
-            Next::Lagged { skipped } => assert!(skipped > 0),
+            Followed::Lagged { skipped } => assert!(skipped > 0),
             other => panic!("{other:?}"),
         }
         match f.next_blocking(Duration::ZERO) {
-            Next::Frame(fr) => assert!(fr.keyframe),
+            Followed::Frame(fr) => assert!(fr.keyframe),
             other => panic!("{other:?}"),
         }
     }
@@ -438,7 +438,7 @@ mod tests {
         let h = tokio::spawn(async move {
             let mut f = p2.follow_from_time(Duration::ZERO);
             match f.next().await {
-                Next::Frame(fr) => fr.seq,
+                Followed::Frame(fr) => fr.seq,
                 other => panic!("{other:?}"),
             }
         });

@@ -101,7 +101,7 @@ pub struct CameraInfo {
     /// Whether the HLS packager runs (it stops 30 s after the last request).
     pub hls_active: bool,
     /// Whether a clip is being written now (the web app's REC indicator). Set by
-    /// [`registry::Entry::info`], which knows the recorder; `false` from [`Camera::info`].
+    /// [`registry::CameraEntry::info`], which knows the recorder; `false` from [`Camera::info`].
     pub recording: bool,
 }
 

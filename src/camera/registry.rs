@@ -2,7 +2,7 @@
 //! [`Camera`] and its clip [`Recorder`].
 //!
 //! Readers (HTTP handlers, the trigger hub, MQTT state publishing, the watchdog) take a cheap
-//! snapshot: an `Arc<Vec<Entry>>` swapped under a short lock on change, never held across I/O.
+//! snapshot: an `Arc<Vec<CameraEntry>>` swapped under a short lock on change, never held across I/O.
 //! Cameras are only added, never removed (a phone's camera stays, `stopped`, after it leaves;
 //! its id, clips and counters remain).
 
@@ -15,14 +15,14 @@ use std::sync::{Arc, RwLock};
 
 /// One camera and its recorder.
 #[derive(Clone)]
-pub struct Entry {
+pub struct CameraEntry {
     /// The camera.
     pub camera: Arc<Camera>,
     /// Its clip recorder.
     pub recorder: Arc<Recorder>,
 }
 
-impl Entry {
+impl CameraEntry {
     /// The camera's snapshot for the API, with `recording` from its recorder.
     pub fn info(&self) -> super::CameraInfo {
         super::CameraInfo { recording: self.recorder.recording(), ..self.camera.info() }
@@ -52,7 +52,7 @@ pub enum RegistryError {
 }
 
 struct List {
-    entries: Arc<Vec<Entry>>,
+    entries: Arc<Vec<CameraEntry>>,
     /// Cameras created by phones at run time, oldest first.
     by_phone: Vec<String>,
     closed: bool,
@@ -65,7 +65,7 @@ pub const PHONE_IDLE_EVICT: std::time::Duration = std::time::Duration::from_secs
 
 /// How long phone camera `e` has been idle, if it may give its place (stopped, not recording,
 /// no phone for at least `after`).
-fn evictable(e: &Entry, after: std::time::Duration) -> Option<std::time::Duration> {
+fn evictable(e: &CameraEntry, after: std::time::Duration) -> Option<std::time::Duration> {
     if e.camera.status.state() != crate::status::CameraState::Stopped || e.recorder.recording() {
         return None;
     }
@@ -94,7 +94,7 @@ impl Registry {
     ) -> Self {
         let entries = cameras
             .into_iter()
-            .map(|camera| Entry {
+            .map(|camera| CameraEntry {
                 recorder: Arc::new(Recorder::new(camera.recorder_input(), store.clone(), events.clone())),
                 camera,
             })
@@ -110,7 +110,7 @@ impl Registry {
     }
 
     /// Every camera now (cheap: one `Arc` clone).
-    pub fn snapshot(&self) -> Arc<Vec<Entry>> {
+    pub fn snapshot(&self) -> Arc<Vec<CameraEntry>> {
         self.list.read().unwrap_or_else(|p| p.into_inner()).entries.clone()
     }
 
@@ -125,7 +125,7 @@ impl Registry {
     }
 
     /// The camera `id` and its recorder.
-    pub fn get(&self, id: &str) -> Option<Entry> {
+    pub fn get(&self, id: &str) -> Option<CameraEntry> {
         self.snapshot().iter().find(|e| e.camera.id() == id).cloned()
     }
 
@@ -153,13 +153,13 @@ impl Registry {
     }
 
     /// Add a camera with `cfg` (not started). Refused when the id exists or after [`close`](Self::close).
-    pub fn add(&self, cfg: CameraConfig) -> Result<Entry, RegistryError> {
+    pub fn add(&self, cfg: CameraConfig) -> Result<CameraEntry, RegistryError> {
         self.insert(cfg, false)
     }
 
     /// Add a browser camera a phone asked for as `id`, with the `[phone]` settings, within
     /// `phone.enabled` and `phone.max_cameras`.
-    pub fn add_phone(&self, id: &str) -> Result<Entry, RegistryError> {
+    pub fn add_phone(&self, id: &str) -> Result<CameraEntry, RegistryError> {
         let p = &self.config.phone;
         if !p.enabled {
             return Err(RegistryError::Disabled);
@@ -167,7 +167,7 @@ impl Registry {
         self.insert(p.camera(id), true)
     }
 
-    fn insert(&self, cfg: CameraConfig, by_phone: bool) -> Result<Entry, RegistryError> {
+    fn insert(&self, cfg: CameraConfig, by_phone: bool) -> Result<CameraEntry, RegistryError> {
         let mut list = self.list.write().unwrap_or_else(|p| p.into_inner());
         if list.closed {
             return Err(RegistryError::Closed);
@@ -196,11 +196,11 @@ impl Registry {
             // Waits for its phone.
             camera.status.set_stopped();
         }
-        let entry = Entry {
+        let entry = CameraEntry {
             recorder: Arc::new(Recorder::new(camera.recorder_input(), self.store.clone(), self.events.clone())),
             camera,
         };
-        let mut entries: Vec<Entry> = list.entries.as_ref().clone();
+        let mut entries: Vec<CameraEntry> = list.entries.as_ref().clone();
         entries.push(entry.clone());
         list.entries = Arc::new(entries);
         if by_phone {

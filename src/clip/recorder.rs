@@ -15,7 +15,7 @@ use super::store::ClipStore;
 use crate::clip_meta::{new_clip_id, ClipEvent, ClipFile, ClipMeta, ClipSidecar, ClipSource};
 use crate::frame::EncodedFrame;
 use crate::mp4::{self, FragmentedMp4, Sample};
-use crate::preroll::{Next, PreRoll};
+use crate::preroll::{Followed, PreRoll};
 use crate::status::{CameraState, CameraStatus};
 use crate::time::{ticks, Clock};
 use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest};
@@ -296,7 +296,7 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
     let mut last_pts: Option<Duration> = None;
     let closed: OpenClip = loop {
         match follower.next_blocking(Duration::from_millis(250)) {
-            Next::Frame(f) => {
+            Followed::Frame(f) => {
                 idle = Duration::ZERO;
                 last_pts = Some(f.pts);
                 if gop.is_empty() && w.is_none() && !f.keyframe {
@@ -312,11 +312,11 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
                 }
                 gop.push(f);
             }
-            Next::Lagged { skipped } => {
+            Followed::Lagged { skipped } => {
                 log::warn!("camera {}: clip {id} writer fell behind, {skipped} frames lost", cam.camera);
                 gop.clear();
             }
-            Next::Timeout => {
+            Followed::Timeout => {
                 idle += Duration::from_millis(250);
                 // No frames (camera failed or stopping): past the end on the clip's timeline by
                 // the grace, or stalled for 10 s, cut.

@@ -1,6 +1,6 @@
 //! Live HLS of one camera: a packager task that follows the pre-roll buffer and cuts its
 //! encoded frames into an LL-HLS window in RAM ([`super::hls_cutter`] into
-//! [`super::hls_playlist::Window`]), and the waits that blocking playlist reloads
+//! [`super::hls_playlist::PlaylistWindow`]), and the waits that blocking playlist reloads
 //! (`_HLS_msn`/`_HLS_part`) and preload-hinted parts need.
 //!
 //! The packager starts on the first request and stops after [`IDLE_STOP`] without one, freeing
@@ -14,8 +14,8 @@
 //! few kilobytes), or wait without a deadline.
 
 use super::hls_cutter::{CutConfig, Cutter};
-use super::hls_playlist::{Fetch, Readiness, Window};
-use crate::preroll::{Next, PreRoll};
+use super::hls_playlist::{Fetch, PlaylistWindow, Readiness};
+use crate::preroll::{Followed, PreRoll};
 use crate::status::CameraStatus;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -69,7 +69,7 @@ struct Shared {
 
 struct State {
     /// `Some` while a packager runs.
-    window: Option<Window>,
+    window: Option<PlaylistWindow>,
     last_request: Instant,
     clients: HashMap<IpAddr, Instant>,
     next_msn: u64,
@@ -139,13 +139,16 @@ impl Hls {
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         let fps = self.shared.status.format().map_or(0, |f| f.fps);
         let cfg = CutConfig::new(self.shared.keyframe_interval.as_secs_f64(), fps);
-        st.window = Some(Window::new(cfg.window(MAX_SEGMENTS, MAX_BYTES), st.next_msn));
+        st.window = Some(PlaylistWindow::new(cfg.window(MAX_SEGMENTS, MAX_BYTES), st.next_msn));
         log::info!("HLS {}: packager started (first segment {})", self.shared.camera, st.next_msn);
         rt.spawn(package(self.shared.clone(), cfg));
     }
 
     /// Wait (at most [`Hls::wait_limit`]) until `check` answers from the window.
-    async fn wait<T>(&self, mut check: impl FnMut(&Window) -> Option<Result<T, HlsError>>) -> Result<T, HlsError> {
+    async fn wait<T>(
+        &self,
+        mut check: impl FnMut(&PlaylistWindow) -> Option<Result<T, HlsError>>,
+    ) -> Result<T, HlsError> {
         let mut rx = self.shared.changed.subscribe();
         let limit = self.wait_limit();
         let deadline = tokio::time::Instant::now() + limit;
@@ -244,7 +247,7 @@ async fn package(shared: Arc<Shared>, cfg: CutConfig) {
         tokio::select! {
             next = follower.next() => {
                 let mut st = shared.lock();
-                if matches!(next, Next::Timeout) {
+                if matches!(next, Followed::Timeout) {
                     // The buffer is gone (camera dropped).
                     stop(&shared, &mut st);
                     break;
@@ -252,12 +255,12 @@ async fn package(shared: Arc<Shared>, cfg: CutConfig) {
                 let Some(w) = st.window.as_mut() else { break };
                 let before = w.changes();
                 match next {
-                    Next::Frame(f) => cutter.push(f, w, &crate::time::wall_ms),
-                    Next::Lagged { skipped } => {
+                    Followed::Frame(f) => cutter.push(f, w, &crate::time::wall_ms),
+                    Followed::Lagged { skipped } => {
                         log::warn!("HLS {}: packager fell behind, skipped {skipped} frames", shared.camera);
                         cutter.gap(w);
                     }
-                    Next::Timeout => {}
+                    Followed::Timeout => {}
                 }
                 let changed = w.changes() != before;
                 drop(st);

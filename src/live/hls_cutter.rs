@@ -1,7 +1,7 @@
 //! Cuts the encoded frames of a live stream into LL-HLS media: a segment per GOP (cut at
 //! keyframes, so a segment lasts one keyframe interval), parts of ~200 ms at frame boundaries,
 //! each part one CMAF chunk (`moof` + `mdat`) from the MP4 writer, fed to a
-//! [`Window`].
+//! [`PlaylistWindow`].
 //!
 //! A frame is held until the next one arrives so that its duration is the exact PTS
 //! difference: `tfdt` of every part is its first frame's capture time (90 kHz), and the parts
@@ -13,7 +13,7 @@
 //! Pure apart from the wall clock it is handed: no I/O, no locks, no waiting. Must never
 //! re-encode or copy frames beyond building the chunk.
 
-use super::hls_playlist::{Part, Window, WindowConfig};
+use super::hls_playlist::{Part, PlaylistWindow, PlaylistWindowConfig};
 use crate::frame::EncodedFrame;
 use crate::mp4::{FragmentedMp4, Sample, TIMESCALE};
 use bytes::Bytes;
@@ -53,8 +53,13 @@ impl CutConfig {
     }
 
     /// The playlist window for this timing.
-    pub fn window(&self, max_segments: usize, max_bytes: usize) -> WindowConfig {
-        WindowConfig { target_duration: self.target_duration, part_target: self.part_target, max_segments, max_bytes }
+    pub fn window(&self, max_segments: usize, max_bytes: usize) -> PlaylistWindowConfig {
+        PlaylistWindowConfig {
+            target_duration: self.target_duration,
+            part_target: self.part_target,
+            max_segments,
+            max_bytes,
+        }
     }
 }
 
@@ -99,7 +104,7 @@ impl Cutter {
     }
 
     /// Take the next frame. `wall_ms` maps a capture time (CLOCK_MONOTONIC) to Unix ms.
-    pub fn push(&mut self, f: EncodedFrame, w: &mut Window, wall_ms: &dyn Fn(Duration) -> i64) {
+    pub fn push(&mut self, f: EncodedFrame, w: &mut PlaylistWindow, wall_ms: &dyn Fn(Duration) -> i64) {
         let Some(h) = self.held.take() else {
             if f.keyframe {
                 self.start_segment(&f, w, wall_ms);
@@ -142,7 +147,7 @@ impl Cutter {
 
     /// Frames were lost (the reader lagged): finish what is held, end the segment, and wait
     /// for the next keyframe.
-    pub fn gap(&mut self, w: &mut Window) {
+    pub fn gap(&mut self, w: &mut PlaylistWindow) {
         if let Some(h) = self.held.take() {
             let d = crate::time::ticks(h.duration).max(1);
             self.part_ticks += d;
@@ -151,7 +156,7 @@ impl Cutter {
         self.end_segment(w);
     }
 
-    fn end_segment(&mut self, w: &mut Window) {
+    fn end_segment(&mut self, w: &mut PlaylistWindow) {
         self.flush_part(w);
         w.close_segment();
         w.mark_discontinuity();
@@ -160,7 +165,7 @@ impl Cutter {
     }
 
     /// Open a segment at keyframe `f`, with a new init segment if its SPS/PPS changed.
-    fn start_segment(&mut self, f: &EncodedFrame, w: &mut Window, wall_ms: &dyn Fn(Duration) -> i64) {
+    fn start_segment(&mut self, f: &EncodedFrame, w: &mut PlaylistWindow, wall_ms: &dyn Fn(Duration) -> i64) {
         // A keyframe without parameter sets keeps the current ones (if any).
         if let Ok(m) = FragmentedMp4::new(&f.data, self.width, self.height, 0) {
             let init = Bytes::from(m.init_segment());
@@ -179,7 +184,7 @@ impl Cutter {
         self.in_segment = true;
     }
 
-    fn flush_part(&mut self, w: &mut Window) {
+    fn flush_part(&mut self, w: &mut PlaylistWindow) {
         if self.part.is_empty() {
             return;
         }

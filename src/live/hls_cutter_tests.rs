@@ -42,9 +42,9 @@ fn frame(i: u64, gop: u64) -> EncodedFrame {
     frame_at(BASE + Duration::from_nanos(i * 33_333_333), i, i.is_multiple_of(gop), &SPS)
 }
 
-fn setup() -> (Cutter, Window) {
+fn setup() -> (Cutter, PlaylistWindow) {
     let cfg = CutConfig::new(1.0, 30);
-    let w = Window::new(cfg.window(10, 1 << 24), 0);
+    let w = PlaylistWindow::new(cfg.window(10, 1 << 24), 0);
     (Cutter::new(cfg, 320, 240), w)
 }
 

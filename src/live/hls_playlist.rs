@@ -2,11 +2,11 @@
 //! init segment, the last few complete segments and the open one as CMAF parts, and rendering
 //! the media playlist from them.
 //!
-//! The packager ([`super::hls_cutter`]) feeds it: [`Window::set_init`], [`Window::open_segment`]
-//! (which completes the previous segment), [`Window::add_part`], [`Window::close_segment`].
-//! Readers ask it: [`Window::playlist`], [`Window::readiness`] (may a blocking playlist reload
-//! for `_HLS_msn`/`_HLS_part` answer now?), [`Window::part`], [`Window::segment`],
-//! [`Window::init`]. Times come in as values (segment wall clock in Unix ms, durations), so
+//! The packager ([`super::hls_cutter`]) feeds it: [`PlaylistWindow::set_init`], [`PlaylistWindow::open_segment`]
+//! (which completes the previous segment), [`PlaylistWindow::add_part`], [`PlaylistWindow::close_segment`].
+//! Readers ask it: [`PlaylistWindow::playlist`], [`PlaylistWindow::readiness`] (may a blocking playlist reload
+//! for `_HLS_msn`/`_HLS_part` answer now?), [`PlaylistWindow::part`], [`PlaylistWindow::segment`],
+//! [`PlaylistWindow::init`]. Times come in as values (segment wall clock in Unix ms, durations), so
 //! golden tests run on simulated time.
 //!
 //! Memory is bounded: at most `max_segments` complete segments and `max_bytes` of them (the
@@ -25,7 +25,7 @@ pub const ADVANCE_SEGMENT_LIMIT: u64 = 2;
 
 /// Fixed properties of one playlist.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WindowConfig {
+pub struct PlaylistWindowConfig {
     /// `EXT-X-TARGETDURATION` in seconds: every segment rounds to at most this.
     pub target_duration: u32,
     /// `PART-TARGET`: every part is at most this long.
@@ -36,7 +36,7 @@ pub struct WindowConfig {
     pub max_bytes: usize,
 }
 
-impl WindowConfig {
+impl PlaylistWindowConfig {
     /// `PART-HOLD-BACK`: three part targets (the LL-HLS recommendation).
     pub fn part_hold_back(&self) -> Duration {
         self.part_target * 3
@@ -100,8 +100,8 @@ pub enum Fetch {
 
 /// The sliding window of one live stream.
 #[derive(Debug)]
-pub struct Window {
-    cfg: WindowConfig,
+pub struct PlaylistWindow {
+    cfg: PlaylistWindowConfig,
     /// Init segments still referenced, oldest first, with their versions.
     inits: VecDeque<(u32, Bytes)>,
     segments: VecDeque<Segment>,
@@ -117,10 +117,10 @@ pub struct Window {
     changes: u64,
 }
 
-impl Window {
+impl PlaylistWindow {
     /// An empty window whose first segment will have media sequence number `first_msn`.
-    pub fn new(cfg: WindowConfig, first_msn: u64) -> Self {
-        Window {
+    pub fn new(cfg: PlaylistWindowConfig, first_msn: u64) -> Self {
+        PlaylistWindow {
             cfg,
             inits: VecDeque::new(),
             segments: VecDeque::new(),
@@ -139,7 +139,7 @@ impl Window {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &WindowConfig {
+    pub fn config(&self) -> &PlaylistWindowConfig {
         &self.cfg
     }
 

@@ -8,8 +8,13 @@ use super::*;
 const T0: i64 = 1_700_000_000_000;
 const MS200: Duration = Duration::from_millis(200);
 
-fn cfg(max_segments: usize) -> WindowConfig {
-    WindowConfig { target_duration: 1, part_target: Duration::from_millis(250), max_segments, max_bytes: 1 << 20 }
+fn cfg(max_segments: usize) -> PlaylistWindowConfig {
+    PlaylistWindowConfig {
+        target_duration: 1,
+        part_target: Duration::from_millis(250),
+        max_segments,
+        max_bytes: 1 << 20,
+    }
 }
 
 fn part(name: &str, independent: bool) -> Part {
@@ -17,7 +22,7 @@ fn part(name: &str, independent: bool) -> Part {
 }
 
 /// Segment `msn` (wall T0 + k s for the k-th segment) with `n` parts of 200 ms named `msn.i`.
-fn segment(w: &mut Window, k: i64, n: usize) {
+fn segment(w: &mut PlaylistWindow, k: i64, n: usize) {
     w.open_segment(T0 + 1000 * k);
     let msn = w.next_msn() - 1;
     for i in 0..n {
@@ -34,7 +39,7 @@ const HEAD: &str = "#EXTM3U
 
 #[test]
 fn empty_window_has_no_playlist_and_waits() {
-    let mut w = Window::new(cfg(6), 100);
+    let mut w = PlaylistWindow::new(cfg(6), 100);
     assert_eq!(w.playlist(), None);
     assert_eq!(w.readiness(100, Some(0)), Readiness::Wait);
     assert_eq!(w.part(100, 0), Fetch::Unknown, "nothing is coming before an init exists");
@@ -51,7 +56,7 @@ fn empty_window_has_no_playlist_and_waits() {
 
 #[test]
 fn first_segment_and_open_parts_with_preload_hint() {
-    let mut w = Window::new(cfg(6), 100);
+    let mut w = PlaylistWindow::new(cfg(6), 100);
     w.set_init(Bytes::from_static(b"INIT"));
     segment(&mut w, 0, 5);
     segment(&mut w, 1, 2);
@@ -86,7 +91,7 @@ seg100.m4s
 
 #[test]
 fn window_slides_and_parts_are_listed_only_near_the_end() {
-    let mut w = Window::new(cfg(3), 100);
+    let mut w = PlaylistWindow::new(cfg(3), 100);
     w.set_init(Bytes::from_static(b"INIT"));
     for k in 0..5 {
         segment(&mut w, k, 5);
@@ -143,7 +148,7 @@ seg104.m4s
 
 #[test]
 fn blocking_reload_readiness() {
-    let mut w = Window::new(cfg(6), 100);
+    let mut w = PlaylistWindow::new(cfg(6), 100);
     w.set_init(Bytes::from_static(b"INIT"));
     segment(&mut w, 0, 5);
     segment(&mut w, 1, 2); // newest part: 101.1
@@ -185,7 +190,7 @@ fn blocking_reload_readiness() {
 
 #[test]
 fn new_init_starts_a_discontinuity_that_slides_out() {
-    let mut w = Window::new(cfg(2), 0);
+    let mut w = PlaylistWindow::new(cfg(2), 0);
     w.set_init(Bytes::from_static(b"A"));
     segment(&mut w, 0, 5);
     w.set_init(Bytes::from_static(b"A")); // same parameter sets: nothing changes
@@ -242,7 +247,7 @@ seg1.m4s
 
 #[test]
 fn gap_marks_a_discontinuity_and_empty_segments_reuse_their_number() {
-    let mut w = Window::new(cfg(6), 10);
+    let mut w = PlaylistWindow::new(cfg(6), 10);
     w.mark_discontinuity(); // nothing streamed yet: no tag
     w.set_init(Bytes::from_static(b"I"));
     segment(&mut w, 0, 2);
@@ -266,14 +271,14 @@ fn gap_marks_a_discontinuity_and_empty_segments_reuse_their_number() {
 
 #[test]
 fn byte_cap_evicts_oldest_but_keeps_the_newest() {
-    let mut w = Window::new(WindowConfig { max_bytes: 70, ..cfg(6) }, 0);
+    let mut w = PlaylistWindow::new(PlaylistWindowConfig { max_bytes: 70, ..cfg(6) }, 0);
     w.set_init(Bytes::from_static(b"I"));
     for k in 0..4 {
         segment(&mut w, k, 5); // 5 × "k.i;" = 20 bytes each
     }
     w.close_segment();
     assert_eq!(w.stats(), (3, 60));
-    let mut w = Window::new(WindowConfig { max_bytes: 1, ..cfg(6) }, 0);
+    let mut w = PlaylistWindow::new(PlaylistWindowConfig { max_bytes: 1, ..cfg(6) }, 0);
     w.set_init(Bytes::from_static(b"I"));
     segment(&mut w, 0, 5);
     segment(&mut w, 1, 5);
@@ -284,7 +289,7 @@ fn byte_cap_evicts_oldest_but_keeps_the_newest() {
 
 #[test]
 fn odd_durations_and_forced_cuts_render_exactly() {
-    let mut w = Window::new(cfg(6), 0);
+    let mut w = PlaylistWindow::new(cfg(6), 0);
     w.set_init(Bytes::from_static(b"I"));
     w.open_segment(T0 + 7);
     for (i, ms) in [233u64, 233, 234].iter().enumerate() {

@@ -54,7 +54,7 @@ pub struct PreviewSettings {
 
 /// What the latest-JPEG channel holds.
 #[derive(Debug, Clone)]
-pub enum Latest {
+pub enum LatestJpeg {
     /// Nothing yet (or the preview is idle).
     Empty,
     /// The newest JPEG.
@@ -120,7 +120,7 @@ struct Shared {
     settings: PreviewSettings,
     tap: Arc<FrameTap>,
     status: Arc<CameraStatus>,
-    out: watch::Sender<Latest>,
+    out: watch::Sender<LatestJpeg>,
     viewers: AtomicUsize,
     /// Viewers plus snapshot requests: the thread runs while this is > 0 (and lingers).
     demand: AtomicUsize,
@@ -148,7 +148,7 @@ impl Preview {
                 settings,
                 tap,
                 status,
-                out: watch::channel(Latest::Empty).0,
+                out: watch::channel(LatestJpeg::Empty).0,
                 viewers: AtomicUsize::new(0),
                 demand: AtomicUsize::new(0),
                 running: Mutex::new(false),
@@ -176,7 +176,7 @@ impl Preview {
         s.demand.fetch_add(1, Ordering::SeqCst);
         let mut rx = s.out.subscribe();
         // A fresh JPEG goes out at once: a new viewer does not wait for the next frame.
-        if matches!(&*rx.borrow(), Latest::Frame(j) if j.at.elapsed() < FRESH) {
+        if matches!(&*rx.borrow(), LatestJpeg::Frame(j) if j.at.elapsed() < FRESH) {
             rx.mark_changed();
         }
         let viewer = Viewer { shared: s.clone(), rx, counted };
@@ -191,7 +191,7 @@ impl Preview {
     /// to `wait`). Fails at once when the camera has captured nothing for two seconds.
     pub async fn snapshot(&self, wait: Duration) -> Result<Jpeg, PreviewError> {
         let s = &self.shared;
-        if let Latest::Frame(j) = &*s.out.borrow() {
+        if let LatestJpeg::Frame(j) = &*s.out.borrow() {
             if j.live && j.at.elapsed() < FRESH {
                 return Ok(j.clone());
             }
@@ -226,7 +226,7 @@ impl Preview {
     pub fn close(&self) {
         let s = &self.shared;
         s.closed.store(true, Ordering::SeqCst);
-        s.out.send_replace(Latest::Closed);
+        s.out.send_replace(LatestJpeg::Closed);
     }
 
     /// Counters for the API.
@@ -249,7 +249,7 @@ impl Preview {
 /// One connected viewer or snapshot request; dropping it disconnects.
 pub struct Viewer {
     shared: Arc<Shared>,
-    rx: watch::Receiver<Latest>,
+    rx: watch::Receiver<LatestJpeg>,
     counted: bool,
 }
 
@@ -261,9 +261,9 @@ impl Viewer {
             self.rx.changed().await.ok()?;
             let latest = self.rx.borrow_and_update().clone();
             match latest {
-                Latest::Frame(j) => return Some(j),
-                Latest::Closed => return None,
-                Latest::Empty => {}
+                LatestJpeg::Frame(j) => return Some(j),
+                LatestJpeg::Closed => return None,
+                LatestJpeg::Empty => {}
             }
         }
     }
@@ -307,8 +307,8 @@ impl Shared {
         }
         self.tap.set_wanted(false);
         self.out.send_if_modified(|v| {
-            if matches!(v, Latest::Frame(_)) {
-                *v = Latest::Empty;
+            if matches!(v, LatestJpeg::Frame(_)) {
+                *v = LatestJpeg::Empty;
             }
             false
         });
@@ -318,10 +318,10 @@ impl Shared {
 
     fn publish(&self, j: Jpeg) {
         self.out.send_if_modified(|v| {
-            if matches!(v, Latest::Closed) {
+            if matches!(v, LatestJpeg::Closed) {
                 return false;
             }
-            *v = Latest::Frame(j);
+            *v = LatestJpeg::Frame(j);
             true
         });
     }

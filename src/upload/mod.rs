@@ -129,7 +129,7 @@ struct UploadSidecar {
     created_ms: i64,
 }
 
-struct Entry {
+struct UploadEntry {
     status: UploadStatus,
     created_ms: i64,
     /// Wall-clock ms of the last byte received (or creation).
@@ -203,7 +203,7 @@ pub struct Uploads {
     auto_encoders: Vec<String>,
     store: Arc<ClipStore>,
     dir: PathBuf,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<String, UploadEntry>>,
     /// The expiry sweep is running (guarded by `entries`' lock for start/stop decisions).
     sweeping: std::sync::atomic::AtomicBool,
     /// Held while one upload is remuxed or transcoded: finalizing runs one at a time, so ten

@@ -6,7 +6,7 @@
 //! a file operation. Must never write an upload's bytes (that is `web::uploads`) nor speak HTTP.
 
 use super::{
-    clean_filename, io_err, new_upload_id, remove_quietly, valid_device_name, Entry, Metadata, UploadError,
+    clean_filename, io_err, new_upload_id, remove_quietly, valid_device_name, Metadata, UploadEntry, UploadError,
     UploadSidecar, UploadState, UploadStatus, Uploads, KEEP_FINISHED, MAX_PATCHES, TYPEFIND_BYTES,
 };
 use crate::clip::store::ClipStore;
@@ -61,7 +61,7 @@ impl Uploads {
         &self.cfg
     }
 
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, UploadEntry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -74,7 +74,7 @@ impl Uploads {
         self.dir.join(format!("{id}.bin"))
     }
 
-    fn snapshot(&self, e: &Entry) -> UploadStatus {
+    fn snapshot(&self, e: &UploadEntry) -> UploadStatus {
         let mut s = e.status.clone();
         s.expires_at = (s.state == UploadState::Uploading).then(|| rfc3339_ms(e.last_ms + self.expire_ms()));
         s
@@ -135,7 +135,7 @@ impl Uploads {
             expires_at: None,
         };
         let mut g = self.lock();
-        let e = Entry { status, created_ms: now, last_ms: now, busy: false, typefound: false };
+        let e = UploadEntry { status, created_ms: now, last_ms: now, busy: false, typefound: false };
         let snap = self.snapshot(&e);
         g.insert(id, e);
         Ok(snap)

@@ -5,7 +5,7 @@
 //!
 //! Must never finalize or delete an upload that can still be taken up, and never speak HTTP.
 
-use super::{remove_quietly, valid_upload_id, Entry, UploadSidecar, UploadState, UploadStatus, Uploads};
+use super::{remove_quietly, valid_upload_id, UploadEntry, UploadSidecar, UploadState, UploadStatus, Uploads};
 use crate::time::{rfc3339_ms, wall_now_ms};
 use std::path::PathBuf;
 
@@ -59,7 +59,7 @@ impl Uploads {
             // The type check runs again at the next PATCH (typefound = false).
             self.lock().insert(
                 id.to_string(),
-                Entry { status, created_ms: sc.created_ms, last_ms: now, busy: false, typefound: false },
+                UploadEntry { status, created_ms: sc.created_ms, last_ms: now, busy: false, typefound: false },
             );
             kept.insert(bin);
             kept.insert(p.clone());

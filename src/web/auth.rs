@@ -246,13 +246,7 @@ pub fn guard(auth: Arc<Auth>) -> impl Filter<Extract = (), Error = Rejection> + 
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::web::test_headers as headers;
 
     #[test]
     fn without_login_only_this_machine_s_names_are_served() {

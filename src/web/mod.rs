@@ -372,3 +372,13 @@ pub fn serve(
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()> + Send + 'static)> {
     serve::serve(app(state, auth), addr, tls, shutdown)
 }
+
+/// Request headers from `(name, value)` pairs (unit tests of the header parsers).
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&'static str, &str)]) -> warp::http::HeaderMap {
+    let mut h = warp::http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, warp::http::HeaderValue::from_str(v).expect("a valid header value"));
+    }
+    h
+}

@@ -81,15 +81,8 @@ pub(super) fn parse_checksum(h: &HeaderMap) -> Result<Option<Checksum>, ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warp::http::HeaderValue;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::web::test_headers as headers;
 
     #[test]
     fn tus_resumable_must_be_1_0_0() {
