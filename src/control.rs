@@ -97,6 +97,12 @@ impl Control {
         &self.registry
     }
 
+    /// That `camera` exists (a face checks it before it reads the rest of a request, so an
+    /// unknown camera is named first).
+    pub fn require(&self, camera: &str) -> Result<(), ControlError> {
+        self.entry(camera).map(drop)
+    }
+
     fn entry(&self, camera: &str) -> Result<CameraEntry, ControlError> {
         self.registry.get(camera).ok_or_else(|| ControlError::UnknownCamera(camera.into()))
     }

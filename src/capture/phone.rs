@@ -3,7 +3,7 @@
 //!
 //! [`PhoneFeed`] is shared by the WebSocket handler (`web/phone.rs`, which pushes chunks) and
 //! the capture thread (which builds `appsrc ! decodebin ! videoconvert` through
-//! [`GstSource::open_with`] and attaches the appsrc). The feed keeps the connection's first
+//! [`GstSource::open_fed`] and attaches the appsrc). The feed keeps the connection's first
 //! chunk — the only one with the container's init segment — and pushes it first into every
 //! pipeline it is attached to, so a decoder can be rebuilt mid-stream (later chunks alone are not
 //! decodable).

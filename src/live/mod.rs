@@ -2,7 +2,7 @@
 //!
 //! - [`mjpeg`]: the MJPEG preview — camera JPEGs passed through, or raw frames encoded to JPEG
 //!   once per frame for all viewers, only while someone watches; "NO SIGNAL" while the camera
-//!   is down. Fed by [`tap`], the latest-raw-frame slot the capture loop publishes into.
+//!   is down. Fed by [`crate::tap`], the latest-raw-frame slot the capture loop publishes into.
 //! - [`hls`]: low-latency HLS cut from the pre-roll buffer's encoded frames, in RAM:
 //!   [`hls_cutter`] cuts frames into CMAF parts and segments, [`hls_playlist`] is the pure
 //!   playlist window, [`hls`] runs one packager per camera while someone watches.

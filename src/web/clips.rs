@@ -46,6 +46,7 @@ fn json(status: StatusCode, v: &impl serde::Serialize) -> warp::reply::Response 
 }
 
 async fn trigger(s: Arc<AppState>, id: String, body: Bytes) -> Result<warp::reply::Response, Rejection> {
+    s.control.require(&id).map_err(ApiError::from)?;
     // Same payloads as MQTT: empty, `ON`, or JSON.
     let req: TriggerRequest = trigger::parse_payload(&body).map_err(ApiError::from)?;
     let acc = blocking(move || s.control.trigger(&id, &req).map_err(ApiError::from)).await?;
