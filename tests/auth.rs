@@ -543,3 +543,33 @@ async fn without_login_a_cross_site_request_is_still_refused() {
     assert!(r.status().is_success(), "{}", r.status());
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_and_form_logins_are_refused_and_never_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(auth_config(dir.path())).await;
+    let c = client();
+    let wrong = serde_json::json!({"username": "admin", "password": "wrong"}).to_string();
+    for _ in 0..(2 * hindsight::auth::MAX_FAILURES) {
+        // A page of another site posting JSON (its browser sends its Origin).
+        let (st, _, body) =
+            send(&c, Method::POST, d.http_addr, "/api/login", &[("origin", "https://evil.example")], Some(&wrong))
+                .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+        // A `no-cors` form post: text/plain, no preflight.
+        let r = c
+            .post(url(d.http_addr, "/api/login"))
+            .header("content-type", "text/plain")
+            .body(wrong.clone())
+            .send()
+            .await
+            .expect("HTTPS answers");
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(r.text().await.unwrap().contains("application/json"));
+    }
+    // None of those burned the failure budget: the owner still logs in.
+    let (st, h, body) = login(&c, d.http_addr, PASSWORD).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(session_cookie(&h).starts_with("hindsight_session="));
+    d.shutdown().await;
+}

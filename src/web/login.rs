@@ -6,7 +6,7 @@
 //! guard in front of these routes is [`super::auth`]. Must never log a password, a token or a
 //! cookie.
 
-use super::auth::{cookie, COOKIE};
+use super::auth::{cookie, same_origin, COOKIE};
 use super::{peer, ApiError};
 use crate::auth::{create_token, limit_key, list_tokens, revoke_token, Auth, AuthError, Identity};
 use serde::Deserialize;
@@ -32,11 +32,13 @@ fn json_with(status: StatusCode, v: &serde_json::Value) -> warp::reply::Response
 }
 
 async fn login(
+    own_page: Result<(), ApiError>,
     auth: Arc<Auth>,
     body: Result<LoginBody, ApiError>,
     remote: Option<SocketAddr>,
     user_agent: Option<String>,
 ) -> Result<warp::reply::Response, ApiError> {
+    own_page?;
     if !auth.enabled() {
         return Ok(json_with(StatusCode::OK, &serde_json::json!({"user": null, "auth": false})));
     }
@@ -117,6 +119,32 @@ fn done(r: Result<warp::reply::Response, ApiError>) -> warp::reply::Response {
     r.unwrap_or_else(|e| super::error_response(&e))
 }
 
+/// Whether a `Content-Type` is JSON (`application/json`, parameters allowed).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.and_then(|v| v.split(';').next()).is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A login comes from our own page as JSON: another site's page is refused (403) before the
+/// check, and so is a form such a page can post without asking (`text/plain`, urlencoded,
+/// multipart: 415) — neither may burn the failure budget (issue 11).
+fn own_page_json(auth: Arc<Auth>) -> impl Filter<Extract = (Result<(), ApiError>,), Error = Rejection> + Clone {
+    // The refusal is this route's answer (a rejection would lose to another route's 404 or 405).
+    warp::header::headers_cloned().and(warp::host::optional()).map(
+        move |h: HeaderMap, host: Option<warp::host::Authority>| {
+            let scheme = if auth.tls() { "https" } else { "http" };
+            if !same_origin(&h, scheme, host.as_ref().map(|a| a.as_str())) {
+                return Err(ApiError::Forbidden("a login from another site's page is refused".into()));
+            }
+            if !is_json(h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
+                return Err(ApiError::UnsupportedMediaType(
+                    "send the login as JSON (Content-Type: application/json)".into(),
+                ));
+            }
+            Ok(())
+        },
+    )
+}
+
 /// A small JSON body, parsed here so a bad one answers 400 on this route.
 fn json_body<T: for<'de> Deserialize<'de> + Send>(
 ) -> impl Filter<Extract = (Result<T, ApiError>,), Error = std::convert::Infallible> + Clone {
@@ -169,6 +197,7 @@ pub const LOGIN_HTML: &str = include_str!("../../web/login.html");
 
 /// Routes answered without credentials: the login page and `POST /api/login`.
 pub fn public_routes(auth: Arc<Auth>) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let own_page = own_page_json(auth.clone());
     let a = warp::any().map(move || auth.clone());
     let page = warp::path!("login").and(warp::get().or(warp::head()).unify()).map(|| {
         let mut r = warp::reply::html(LOGIN_HTML).into_response();
@@ -177,6 +206,7 @@ pub fn public_routes(auth: Arc<Auth>) -> impl Filter<Extract = (warp::reply::Res
     });
     let login = warp::path!("api" / "login")
         .and(warp::post())
+        .and(own_page)
         .and(a.clone())
         .and(json_body::<LoginBody>())
         .and(peer())
@@ -216,4 +246,17 @@ pub fn routes(auth: Arc<Auth>) -> impl Filter<Extract = (warp::reply::Response,)
         .map(done);
     let revoke = warp::path!("api" / "tokens" / String).and(warp::delete()).and(a).then(tokens_revoke).map(done);
     logout.or(session).unify().or(sessions).unify().or(list).unify().or(create).unify().or(revoke).unify()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_json_is_json() {
+        assert!(super::is_json(Some("application/json")));
+        assert!(super::is_json(Some("Application/JSON; charset=utf-8")));
+        for other in [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("multipart/form-data")]
+        {
+            assert!(!super::is_json(other), "{other:?}");
+        }
+    }
 }

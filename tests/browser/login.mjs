@@ -75,6 +75,23 @@ post_s = 1
     return `${page.url()}, cookie HttpOnly Secure SameSite=Strict`;
   });
 
+  await check('next= never leaves this origin (tab, backslash and scheme tricks land on /)', async () => {
+    const origin = new URL(base).origin;
+    const seen = [];
+    for (const next of ['/%09/evil.example', '/%5C%5Cevil.example', 'https://evil.example/', '/.//evil.example']) {
+      await context.clearCookies();
+      await page.goto(`${base}/login?next=${next}`);
+      await Promise.all([
+        page.waitForURL((u) => u.pathname !== '/login' || u.origin !== origin, { timeout: 10000 }),
+        submit(page, PASSWORD),
+      ]);
+      const u = new URL(page.url());
+      if (u.origin !== origin) throw new Error(`next=${next} went to ${page.url()}`);
+      seen.push(`${next} → ${u.pathname}`);
+    }
+    return seen.join(', ');
+  });
+
   await check('after 5 failures the page shows the wait and disables the button', async () => {
     await context.clearCookies();
     await page.goto(`${base}/login`);
