@@ -30,9 +30,14 @@ pub struct ClipMeta {
     pub label: Option<String>,
     /// First trigger's id.
     pub trigger_id: Option<String>,
-    /// Every trigger that opened or extended this clip.
+    /// The triggers that opened or extended this clip: the first
+    /// [`MAX_TRIGGER_IDS`](crate::clip_meta::MAX_TRIGGER_IDS) of them (a flood is counted in
+    /// `trigger_count`, not stored).
     #[serde(default)]
     pub trigger_ids: Vec<String>,
+    /// How many triggers opened or extended this clip (all of them).
+    #[serde(default)]
+    pub trigger_count: u64,
     /// Wall-clock time of the first trigger (RFC 3339).
     pub trigger_at: String,
     /// Wall-clock time of the first presented frame (RFC 3339).
@@ -122,8 +127,11 @@ pub struct ClipSidecar {
     pub source: ClipSource,
     /// First trigger's label.
     pub label: Option<String>,
-    /// Trigger ids known when the clip opened.
+    /// Trigger ids known when the clip opened (at most [`MAX_TRIGGER_IDS`]).
     pub trigger_ids: Vec<String>,
+    /// Triggers on the clip, when more than its ids (a flood); 0: as many as the ids.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub trigger_count: u64,
     /// Wall-clock ms of the first trigger.
     pub trigger_ms: i64,
     /// Wall-clock ms of the first presented frame.
@@ -133,6 +141,14 @@ pub struct ClipSidecar {
     /// Uploads: the device that sent it (absent in recorder sidecars).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+}
+
+/// The most trigger ids a clip keeps: a trigger flood (thousands a second) extends the clip and
+/// is counted, but does not grow its metadata without bound.
+pub const MAX_TRIGGER_IDS: usize = 64;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a clip's file says of itself: measured by its writer, or scanned at recovery.
@@ -172,6 +188,7 @@ impl ClipSidecar {
             id: self.id,
             camera: self.camera,
             label: self.label,
+            trigger_count: self.trigger_count.max(self.trigger_ids.len() as u64),
             trigger_ids: self.trigger_ids,
             device: self.device,
         }

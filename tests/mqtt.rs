@@ -86,6 +86,7 @@ fn meta(id: &str) -> ClipMeta {
         label: Some("door".into()),
         trigger_id: Some("t1".into()),
         trigger_ids: vec!["t1".into()],
+        trigger_count: 0,
         trigger_at: "2026-01-01T00:00:03.000Z".into(),
         start_at: "2026-01-01T00:00:00.000Z".into(),
         end_at: "2026-01-01T00:00:06.000Z".into(),

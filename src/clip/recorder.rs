@@ -142,7 +142,11 @@ impl Recorder {
             }
             Outcome::Extended { clip_id, pre_actual, post } => (clip_id, true, pre_actual, post),
         };
-        cam.status.request_keyframe();
+        // A keyframe for a new clip only: extending triggers (a flood: thousands a second) would
+        // otherwise make every frame an IDR.
+        if !extended {
+            cam.status.request_keyframe();
+        }
         log::info!(
             "camera {}: trigger {trigger_id} {} clip {clip_id} (pre {:.2} s, post {:.2} s)",
             cam.camera,
@@ -186,8 +190,8 @@ impl Recorder {
         };
         if opened {
             self.spawn_writer(&id);
+            cam.status.request_keyframe();
         }
-        cam.status.request_keyframe();
         Ok(id)
     }
 
@@ -425,6 +429,7 @@ impl Writer {
             source,
             label,
             trigger_ids,
+            trigger_count: 0,
             trigger_ms: shared.input.clock.wall_ms(first_at),
             start_ms,
             pre_s_actual: first_at.saturating_sub(presented).as_secs_f64(),
@@ -494,6 +499,7 @@ impl Writer {
         let presented = self.last_end.saturating_sub(self.presented_start);
         let sidecar = ClipSidecar {
             trigger_ids: closed.triggers.iter().map(|t| t.id.clone()).collect(),
+            trigger_count: closed.trigger_count,
             source: closed.source,
             ..self.sidecar
         };

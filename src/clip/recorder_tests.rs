@@ -128,3 +128,29 @@ fn a_stopped_camera_refuses_triggers_and_manual_recording() {
     assert_eq!(e.code, RejectCode::CameraStopped);
     assert!(!rig.recorder.recording());
 }
+
+#[test]
+fn a_trigger_flood_extends_one_clip_with_one_keyframe_and_bounded_ids() {
+    use std::sync::atomic::Ordering;
+    let mut rig = Rig::new();
+    for _ in 0..25 {
+        rig.frame();
+    }
+    let first = rig.recorder.trigger(&TriggerRequest::default()).expect("opens");
+    assert!(rig.status.force_keyframe.swap(false, Ordering::SeqCst), "a new clip asks for a keyframe");
+    // The encoder took the request; now a flood within the same instant.
+    for _ in 0..500 {
+        let acc = rig.recorder.trigger(&TriggerRequest::default()).expect("extends");
+        assert!(acc.extended);
+        assert_eq!(acc.clip_id, first.clip_id);
+    }
+    assert!(!rig.status.force_keyframe.load(Ordering::SeqCst), "extending triggers ask for no keyframe");
+    for _ in 0..12 {
+        rig.frame();
+    }
+    let meta = rig.saved();
+    assert_eq!(meta.id, first.clip_id);
+    assert_eq!(meta.trigger_count, 501);
+    assert_eq!(meta.trigger_ids.len(), crate::clip_meta::MAX_TRIGGER_IDS);
+    assert_eq!(meta.trigger_ids[0], first.trigger_id, "the first trigger is kept");
+}

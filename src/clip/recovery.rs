@@ -168,6 +168,7 @@ fn index_orphan(storage: &Storage, index: &Index, path: &Path, id: &str, partial
         source: ClipSource::Trigger,
         label: None,
         trigger_ids: Vec::new(),
+        trigger_count: 0,
         trigger_ms: start_ms,
         start_ms,
         pre_s_actual: 0.0,

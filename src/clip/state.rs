@@ -11,7 +11,7 @@
 //! the actual pre-roll is reported. A manual recording is open-ended until `stop_manual` (capped
 //! the same way); triggers during it are recorded on it.
 
-use crate::clip_meta::ClipSource;
+use crate::clip_meta::{ClipSource, MAX_TRIGGER_IDS};
 use crate::trigger::TriggerRequest;
 use std::time::Duration;
 
@@ -52,8 +52,10 @@ pub struct OpenClip {
     pub end: Option<Duration>,
     /// start + max_clip: nothing extends past this.
     pub hard_end: Duration,
-    /// Every trigger on this clip, in order.
+    /// The triggers on this clip, in order: the first [`MAX_TRIGGER_IDS`] of them.
     pub triggers: Vec<TriggerMark>,
+    /// Every trigger on this clip, counted (also those past [`MAX_TRIGGER_IDS`]).
+    pub trigger_count: u64,
 }
 
 impl OpenClip {
@@ -152,7 +154,10 @@ impl ClipMachine {
             if let Some(end) = open.end.as_mut() {
                 *end = (*end).max(want);
             }
-            open.triggers.push(mark);
+            open.trigger_count += 1;
+            if open.triggers.len() < MAX_TRIGGER_IDS {
+                open.triggers.push(mark);
+            }
             return Outcome::Extended {
                 clip_id: open.clip_id.clone(),
                 pre_actual: open.pre_actual(),
@@ -170,6 +175,7 @@ impl ClipMachine {
             end: Some(end),
             hard_end,
             triggers: vec![mark],
+            trigger_count: 1,
         };
         let out = Outcome::Opened { clip_id: clip.clip_id.clone(), pre_actual: clip.pre_actual(), post: end - now };
         self.open = Some(clip);
@@ -195,6 +201,7 @@ impl ClipMachine {
             end: None,
             hard_end: now + self.limits.max_clip,
             triggers: Vec::new(),
+            trigger_count: 0,
         };
         let id = clip.clip_id.clone();
         self.open = Some(clip);

@@ -14,6 +14,7 @@ pub(crate) fn clip(ms: i64, camera: &str, label: Option<&str>, size: u64) -> Cli
         label: label.map(Into::into),
         trigger_id: None,
         trigger_ids: vec![],
+        trigger_count: 0,
         trigger_at: rfc3339_ms(ms),
         start_at: rfc3339_ms(ms),
         end_at: rfc3339_ms(ms + 60_000),

@@ -61,6 +61,7 @@ impl Uploads {
             source: ClipSource::Upload,
             label: Some(filename.to_string()),
             trigger_ids: Vec::new(),
+            trigger_count: 0,
             trigger_ms: now,
             start_ms: now,
             pre_s_actual: 0.0,
