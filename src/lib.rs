@@ -41,7 +41,8 @@
 //! - leaves: [`status`] (camera state, counters, error chains), [`clip_meta`] (what a clip is),
 //!   [`gst`] (GStreamer plumbing), [`mp4`] (the MP4 boxes of clips and live HLS), [`frame`],
 //!   [`time`] (monotonic vs wall clock, RFC 3339, 90 kHz ticks, the injectable clock),
-//!   [`shutdown`] (stop tokens and back-off), [`config`] (the TOML file, boards, validation).
+//!   [`shutdown`] (stop tokens and back-off), [`config`] (the TOML file, boards, validation),
+//!   [`redact`] (credentials out of every source string and error that leaves the process).
 
 pub mod auth;
 pub mod camera;
@@ -61,6 +62,7 @@ pub mod mqtt;
 pub mod notify;
 pub mod preroll;
 pub mod probe;
+pub mod redact;
 pub mod ring;
 pub mod shutdown;
 pub mod status;

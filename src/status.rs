@@ -194,5 +194,5 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         }
         cur = c.source();
     }
-    s
+    crate::redact::redact(&s).into_owned()
 }

@@ -92,7 +92,7 @@ impl SourceConfig {
         match self.kind {
             SourceKind::V4l2 => format!("v4l2:{}", self.device.as_deref().unwrap_or("?")),
             SourceKind::Gstreamer => {
-                format!("gstreamer:{}", self.pipeline.as_deref().unwrap_or(""))
+                format!("gstreamer:{}", crate::redact::redact(self.pipeline.as_deref().unwrap_or("")))
             }
             SourceKind::Test => "test".into(),
             SourceKind::Browser => "browser".into(),
