@@ -68,20 +68,26 @@ impl Pipeline {
     /// Parse `description` into a pipeline (not started yet).
     pub fn parse(description: &str) -> Result<Self, GstError> {
         init()?;
-        let element = gst::parse::launch(description)
-            .map_err(|e| GstError::Parse { pipeline: description.into(), message: e.to_string() })?;
+        let element = gst::parse::launch(description).map_err(|e| GstError::Parse {
+            pipeline: crate::redact::redact(description).into_owned(),
+            message: e.to_string(),
+        })?;
         let pipeline = match element.downcast::<gst::Pipeline>() {
             Ok(p) => p,
             Err(e) => {
                 // A single element: wrap it.
                 let p = gst::Pipeline::new();
-                p.add(&e).map_err(|err| GstError::Parse { pipeline: description.into(), message: err.to_string() })?;
+                p.add(&e).map_err(|err| GstError::Parse {
+                    pipeline: crate::redact::redact(description).into_owned(),
+                    message: err.to_string(),
+                })?;
                 p
             }
         };
-        let bus = pipeline
-            .bus()
-            .ok_or_else(|| GstError::Parse { pipeline: description.into(), message: "pipeline has no bus".into() })?;
+        let bus = pipeline.bus().ok_or_else(|| GstError::Parse {
+            pipeline: crate::redact::redact(description).into_owned(),
+            message: "pipeline has no bus".into(),
+        })?;
         Ok(Pipeline { pipeline, bus, description: description.into() })
     }
 
@@ -96,9 +102,10 @@ impl Pipeline {
     /// Set `Playing`; on failure return the bus error that explains it, if any.
     pub fn play(&self) -> Result<(), GstError> {
         if self.pipeline.set_state(gst::State::Playing).is_err() {
-            return Err(self
-                .error_within(Duration::from_millis(500))
-                .unwrap_or_else(|| GstError::State { pipeline: self.description.clone(), state: "PLAYING".into() }));
+            return Err(self.error_within(Duration::from_millis(500)).unwrap_or_else(|| GstError::State {
+                pipeline: crate::redact::redact(&self.description).into_owned(),
+                state: "PLAYING".into(),
+            }));
         }
         Ok(())
     }

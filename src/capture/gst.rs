@@ -240,7 +240,7 @@ impl Source for GstSource {
     }
 
     fn describe(&self) -> String {
-        format!("gstreamer `{}`", self.description)
+        format!("gstreamer `{}`", crate::redact::redact(&self.description))
     }
 }
 
