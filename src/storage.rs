@@ -416,6 +416,24 @@ impl Storage {
     }
 }
 
+/// Give `file` (about to become `path`) the owner of `path`'s directory when root writes it
+/// into a directory someone else owns: `sudo hindsight token create` must leave a tokens file
+/// the daemon's own user (who owns its state directory) can still read (issue 11).
+pub fn owner_of_dir(file: &std::fs::File, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => std::fs::metadata(d)?,
+        None => return Ok(()),
+    };
+    if dir.uid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid()))
+}
+
 /// Write `data` to `path` atomically with `mode`: a temporary file of this process (two
 /// writers — the daemon and the `token` CLI — never share one), fsync, rename, fsync of the
 /// directory (so the rename survives a power cut).
@@ -426,6 +444,7 @@ pub fn write_private(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()>
     let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
     let written = (|| {
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        owner_of_dir(&f, path)?;
         std::io::Write::write_all(&mut f, data)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

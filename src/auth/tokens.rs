@@ -47,6 +47,7 @@ fn tokens_locked<R>(state_dir: &Path, f: impl FnOnce() -> Result<R, AuthError>) 
         .write(true)
         .open(&path)
         .map_err(|e| state_err(&path, format!("cannot open: {e}")))?;
+    crate::storage::owner_of_dir(&lock, &path).map_err(|e| state_err(&path, format!("cannot chown: {e}")))?;
     lock.lock().map_err(|e| state_err(&path, format!("cannot lock: {e}")))?;
     f()
 }
@@ -117,7 +118,11 @@ impl Auth {
                     log::error!("{}: not valid, no token accepted: {e}", path.display());
                     Vec::new()
                 }),
-                Err(_) => Vec::new(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => {
+                    log::error!("{}: cannot read, no token accepted: {e}", path.display());
+                    Vec::new()
+                }
             };
             let mut cache = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
             cache.entries = entries;
@@ -163,5 +168,25 @@ mod tests {
         revoke_token(dir.path(), "ci").unwrap();
         assert!(revoke_token(dir.path(), "ci").is_err());
         assert!(list_tokens(dir.path()).unwrap().is_empty());
+    }
+
+    /// Root (`sudo hindsight token create`) writing into the daemon user's state directory
+    /// leaves files that user owns: tokens.json and tokens.lock.
+    #[test]
+    fn root_leaves_the_tokens_to_the_state_directory_s_owner() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("not root: nothing to check (CI runs as root)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::os::unix::fs::chown(&state, Some(4242), Some(4343)).unwrap();
+        create_token(&state, "ha").unwrap();
+        for f in ["tokens.json", "tokens.lock"] {
+            let m = std::fs::metadata(state.join(f)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (4242, 4343), "{f}");
+        }
     }
 }
