@@ -45,7 +45,15 @@ fn json(status: StatusCode, v: &impl serde::Serialize) -> warp::reply::Response 
     warp::reply::with_status(warp::reply::json(v), status).into_response()
 }
 
-async fn trigger(s: Arc<AppState>, id: String, body: Bytes) -> Result<warp::reply::Response, Rejection> {
+/// The largest trigger body read.
+const TRIGGER_BODY_MAX: usize = 16 * 1024;
+
+async fn trigger(
+    s: Arc<AppState>,
+    id: String,
+    body: Result<Bytes, ApiError>,
+) -> Result<warp::reply::Response, Rejection> {
+    let body = body?;
     s.control.require(&id).map_err(ApiError::from)?;
     // Same payloads as MQTT: empty, `ON`, or JSON.
     let req: TriggerRequest = trigger::parse_payload(&body).map_err(ApiError::from)?;
@@ -131,18 +139,9 @@ async fn file_reply(
 pub fn routes(
     st: impl Filter<Extract = (Arc<AppState>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
 ) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
-    // A trigger body is small JSON; bodies without Content-Length (empty POSTs) are fine.
-    let body = warp::header::optional::<u64>("content-length")
-        .and_then(|len: Option<u64>| async move {
-            match len {
-                Some(n) if n > 16 * 1024 => {
-                    Err(warp::reject::custom(ApiError::BadRequest("trigger body larger than 16 KiB".into())))
-                }
-                _ => Ok(()),
-            }
-        })
-        .untuple_one()
-        .and(warp::body::bytes());
+    // A trigger body is small JSON; bodies without Content-Length (empty POSTs, chunked) are
+    // read up to the limit and no further.
+    let body = super::limited_body(TRIGGER_BODY_MAX, "trigger body");
     let trig = warp::path!("api" / "cameras" / String / "trigger")
         .and(warp::post())
         .and(st.clone())

@@ -373,6 +373,45 @@ pub fn serve(
     serve::serve(app(state, auth), addr, tls, shutdown)
 }
 
+/// A request body of at most `max` bytes, read as it streams: a larger one — declared by
+/// `Content-Length` or sent chunked without one — is this route's 400 after at most `max` bytes
+/// were read, never buffered whole. Never rejects (the answer belongs to this route).
+pub(crate) fn limited_body(
+    max: usize,
+    what: &'static str,
+) -> impl Filter<Extract = (Result<bytes::Bytes, ApiError>,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .then(move |declared: Option<u64>, stream| read_limited(declared, stream, max, what))
+}
+
+async fn read_limited<B: bytes::Buf>(
+    declared: Option<u64>,
+    stream: impl futures_util::Stream<Item = Result<B, warp::Error>>,
+    max: usize,
+    what: &'static str,
+) -> Result<bytes::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let too_large = || ApiError::BadRequest(format!("{what} larger than {} KiB", max / 1024));
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut stream = std::pin::pin!(stream);
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|e| ApiError::BadRequest(format!("{what}: {e}")))?;
+        if buf.len() + chunk.remaining() > max {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let n = chunk.chunk().len();
+            buf.extend_from_slice(chunk.chunk());
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
 /// Request headers from `(name, value)` pairs (unit tests of the header parsers).
 #[cfg(test)]
 pub(crate) fn test_headers(pairs: &[(&'static str, &str)]) -> warp::http::HeaderMap {
