@@ -302,3 +302,33 @@ async fn default_30s_before_and_30s_after() {
     assert!((seqs.len() as i64 - 900).abs() <= 2, "{} frames", seqs.len());
     d.shutdown().await;
 }
+
+/// A poster torn by a power cut (zero bytes beside an indexed clip) is made again at the next
+/// start, and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_poster_is_made_again_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cam = test_camera("cam0", 320, 240, 15, 1.0);
+    cam.post_s = 1.0;
+    let cfg = config(dir.path(), vec![cam]);
+    let storage = cfg.storage.path.clone();
+    let d = start(cfg.clone()).await;
+    let p = d.cameras[0].preroll.clone();
+    wait_for("1 s buffered", Duration::from_secs(60), || p.stats().buffered >= Duration::from_secs(1)).await;
+    let (status, acc) = post_body(d.http_addr, "/api/cameras/cam0/trigger", "").await;
+    assert_eq!(status, 202, "{acc}");
+    let id = acc["clip_id"].as_str().unwrap().to_string();
+    let meta = wait_clip(d.http_addr, &id, Duration::from_secs(30)).await;
+    d.shutdown().await;
+    let poster = storage.join(meta["path"].as_str().unwrap()).with_extension("jpg");
+    assert!(std::fs::metadata(&poster).unwrap().len() > 0, "the writer made a poster");
+    std::fs::write(&poster, b"").unwrap();
+
+    let d = start(cfg).await;
+    let jpeg = std::fs::read(&poster).unwrap();
+    assert!(jpeg.len() > 100 && jpeg.starts_with(&[0xff, 0xd8]), "poster made again: {} bytes", jpeg.len());
+    let r = reqwest::get(format!("http://{}/api/clips/{id}/thumbnail.jpg", d.http_addr)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), jpeg.len());
+    d.shutdown().await;
+}

@@ -422,7 +422,14 @@ impl Writer {
         let rel = crate::clip_meta::clip_rel_path(&shared.input.camera, id, start_ms);
         let abs = shared.store.storage.abs(&rel).ok_or_else(|| format!("bad clip path {rel}"))?;
         let dir = abs.parent().ok_or("clip path has no directory")?;
+        let new_dir = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if new_dir {
+            // A new date (or camera) directory: its entry in the parent must survive a power cut.
+            for d in dir.ancestors().skip(1).take(2) {
+                fsync_dir(d);
+            }
+        }
         let sidecar = ClipSidecar {
             id: id.into(),
             camera: shared.input.camera.clone(),
@@ -437,7 +444,8 @@ impl Writer {
         };
         let side = abs.with_extension("json");
         if let Ok(json) = serde_json::to_vec(&sidecar) {
-            std::fs::write(&side, json).map_err(|e| format!("cannot write {}: {e}", side.display()))?;
+            crate::storage::write_private(&side, &json, 0o644)
+                .map_err(|e| format!("cannot write {}: {e}", side.display()))?;
         }
         let part = abs.with_extension("mp4.part");
         let mut file = std::fs::File::create(&part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
@@ -491,7 +499,10 @@ impl Writer {
         }
         match super::poster::jpeg_from_keyframe(&self.poster) {
             Ok(jpeg) => {
-                let _ = std::fs::write(final_path.with_extension("jpg"), jpeg);
+                // Atomic and fsynced: a power cut leaves the old poster or the new, never a torn one.
+                if let Err(e) = crate::storage::write_private(&final_path.with_extension("jpg"), &jpeg, 0o644) {
+                    log::warn!("clip {}: poster not written: {e}", self.sidecar.id);
+                }
             }
             Err(e) => log::warn!("clip {}: no poster: {e}", self.sidecar.id),
         }

@@ -30,6 +30,8 @@ pub struct ReconcileReport {
     pub quarantined: Vec<String>,
     /// Index entries removed because their file was missing.
     pub removed_entries: Vec<String>,
+    /// Indexed clips whose torn (empty) poster was made again.
+    pub posters: Vec<String>,
 }
 
 /// Bring files and index into agreement (see the module docs).
@@ -53,7 +55,16 @@ pub fn reconcile(storage: &Storage, index: &Index) -> ReconcileReport {
                 }
             }
         } else if let Some(id) = name.strip_suffix(".mp4") {
-            if !valid_clip_id(id) || matches!(index.get(id), Ok(Some(_))) {
+            if !valid_clip_id(id) {
+                continue;
+            }
+            if matches!(index.get(id), Ok(Some(_))) {
+                // A poster torn by a power cut (zero bytes) is made again from the clip.
+                let poster = path.with_extension("jpg");
+                if std::fs::metadata(&poster).is_ok_and(|m| m.len() == 0) {
+                    remake_poster(&path, &poster, id);
+                    report.posters.push(id.to_string());
+                }
                 continue;
             }
             match index_orphan(storage, index, &path, id, false) {
@@ -88,6 +99,24 @@ pub fn reconcile(storage: &Storage, index: &Index) -> ReconcileReport {
         Err(e) => log::error!("cannot read the index: {e}"),
     }
     report
+}
+
+/// Make `poster` from the clip at `path` (atomic, fsynced); an empty one that cannot be made is
+/// removed, so it is not tried at every start.
+fn remake_poster(path: &Path, poster: &Path, id: &str) {
+    match super::poster::jpeg_from_file(path) {
+        Ok(jpeg) => {
+            if let Err(e) = crate::storage::write_private(poster, &jpeg, 0o644) {
+                log::warn!("clip {id}: poster not written: {e}");
+            }
+        }
+        Err(e) => {
+            log::warn!("clip {id}: no poster: {e}");
+            if std::fs::metadata(poster).is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(poster);
+            }
+        }
+    }
 }
 
 /// Files under `dir` (clips/{camera}/{date}/file: depth 2).
@@ -185,13 +214,8 @@ fn index_orphan(storage: &Storage, index: &Index, path: &Path, id: &str, partial
     // The writer never got to the poster: make it from the file (best effort; the clip plays
     // without it).
     let poster = path.with_extension("jpg");
-    if !poster.exists() {
-        match super::poster::jpeg_from_file(path) {
-            Ok(jpeg) => {
-                let _ = std::fs::write(&poster, jpeg);
-            }
-            Err(e) => log::warn!("clip {id}: no poster: {e}"),
-        }
+    if std::fs::metadata(&poster).map_or(true, |m| m.len() == 0) {
+        remake_poster(path, &poster, id);
     }
     index.insert(&meta).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(path.with_extension("json"));
