@@ -135,6 +135,9 @@ pub struct CleanupReport {
     pub deleted: Vec<ClipMeta>,
     /// Bytes of files removed (clips and posters).
     pub freed_bytes: u64,
+    /// Clips whose files could not be removed (id, why): skipped and reported, never in the
+    /// way of the next ones.
+    pub failed: Vec<(String, String)>,
 }
 
 type FsStatsSource = Arc<dyn Fn(&Path) -> Option<FsStats> + Send + Sync>;
@@ -304,6 +307,18 @@ impl Storage {
         incoming: u64,
         now_ms: i64,
     ) -> Result<Vec<PlannedDeletion>, StorageError> {
+        self.cleanup_plan_skipping(index, incoming, now_ms, &std::collections::HashSet::new())
+    }
+
+    /// [`cleanup_plan`](Self::cleanup_plan) keeping the clips in `skip` (ones that could not be
+    /// deleted: they still take their room, like pinned ones).
+    fn cleanup_plan_skipping(
+        &self,
+        index: &Index,
+        incoming: u64,
+        now_ms: i64,
+        skip: &std::collections::HashSet<String>,
+    ) -> Result<Vec<PlannedDeletion>, StorageError> {
         let clips = index.all()?;
         let mut clip_bytes: u64 = clips.iter().map(|c| c.size_bytes).sum();
         let mut freed: u64 = 0;
@@ -312,7 +327,7 @@ impl Storage {
         if self.cfg.retention_days > 0 {
             let cutoff = now_ms.saturating_sub(self.cfg.retention_days as i64 * DAY_MS);
             for (i, c) in clips.iter().enumerate() {
-                if !c.pinned && c.start_ms < cutoff {
+                if !c.pinned && !skip.contains(&c.id) && c.start_ms < cutoff {
                     planned[i] = Some(DeletionReason::Age);
                     clip_bytes = clip_bytes.saturating_sub(c.size_bytes);
                     freed = freed.saturating_add(c.size_bytes);
@@ -323,7 +338,7 @@ impl Storage {
         let fs = self.fs_stats();
         let max = self.cfg.max_bytes.0;
         for (i, c) in clips.iter().enumerate() {
-            if c.pinned || planned[i].is_some() {
+            if c.pinned || planned[i].is_some() || skip.contains(&c.id) {
                 continue;
             }
             let reason = if clip_bytes.saturating_add(incoming) > max {
@@ -355,8 +370,9 @@ impl Storage {
     }
 
     /// Delete the planned clips: file and poster first, then the index entry, so an entry
-    /// never points to a missing file. Stops at the first I/O error (everything deleted
-    /// before it stays consistent).
+    /// never points to a missing file. A clip whose files cannot be removed (an I/O error) is
+    /// skipped and reported in `failed` — one undeletable clip must not stop retention; an
+    /// index error stops it.
     pub fn apply_cleanup(&self, index: &Index, plan: &[PlannedDeletion]) -> Result<CleanupReport, StorageError> {
         let mut report = CleanupReport::default();
         for p in plan {
@@ -366,7 +382,12 @@ impl Storage {
                     log::warn!("retention: clip {} has unsafe path {path:?}; dropping its index entry only", p.clip.id);
                     0
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    let why = crate::status::error_chain(&e);
+                    log::error!("retention: cannot delete clip {}: {why}; skipped", p.clip.id);
+                    report.failed.push((p.clip.id.clone(), why));
+                    continue;
+                }
             };
             index.remove(&p.clip.id)?;
             log::info!("retention: deleted clip {} ({} bytes, reason {:?})", p.clip.id, bytes, p.reason);
@@ -382,8 +403,21 @@ impl Storage {
     pub fn make_room(&self, index: &Index, incoming: u64, now_ms: i64) -> Result<CleanupReport, StorageError> {
         self.check_writable()?;
         let before = self.fs_stats();
-        let plan = self.cleanup_plan(index, incoming, now_ms)?;
-        let report = self.apply_cleanup(index, &plan)?;
+        // Plan, delete; when a clip cannot be deleted, plan again without it (each round skips
+        // at least one more clip, so this ends).
+        let mut skip = std::collections::HashSet::new();
+        let mut report = CleanupReport::default();
+        loop {
+            let plan = self.cleanup_plan_skipping(index, incoming, now_ms, &skip)?;
+            let round = self.apply_cleanup(index, &plan)?;
+            report.freed_bytes += round.freed_bytes;
+            report.deleted.extend(round.deleted);
+            if round.failed.is_empty() {
+                break;
+            }
+            skip.extend(round.failed.iter().map(|(id, _)| id.clone()));
+            report.failed.extend(round.failed);
+        }
 
         let clip_bytes: u64 = index.all()?.iter().map(|c| c.size_bytes).sum();
         let max = self.cfg.max_bytes.0;

@@ -153,3 +153,26 @@ fn require_mount() {
     Storage::new(&cfg).check_writable().unwrap();
     assert!(cfg.path.is_dir(), "created without require_mount");
 }
+
+/// One clip that cannot be deleted (here its path is a non-empty directory, as a corrupted or
+/// foreign entry would be) is skipped and reported; retention deletes the next one instead, and
+/// the new clip gets its room.
+#[test]
+fn an_undeletable_clip_is_skipped_and_the_next_one_deleted() {
+    let (_d, s, idx) = setup(100, 0);
+    let stuck = add(&s, &idx, T0, 40, false);
+    let next = add(&s, &idx, T0 + 1, 40, false);
+    let young = add(&s, &idx, T0 + 2, 10, false);
+    let path = s.abs(&stuck.path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir_all(path.join("x")).unwrap();
+    // 90 bytes kept + 30 incoming > 100: one 40-byte clip must go.
+    let report = s.make_room(&idx, 30, T0 + 3).expect("room made past the stuck clip");
+    assert_eq!(report.deleted.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [next.id.as_str()]);
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    assert_eq!(report.failed[0].0, stuck.id);
+    assert!(idx.get(&stuck.id).unwrap().is_some(), "the stuck clip keeps its entry (its file is still there)");
+    assert!(idx.get(&young.id).unwrap().is_some());
+    // And again: the stuck clip does not head every plan into a failure.
+    assert!(s.make_room(&idx, 10, T0 + 4).is_ok());
+}
