@@ -317,6 +317,25 @@ const BAD: &[Bad] = &[
         mentions: None,
     },
     Bad {
+        // Anyone on the LAN could read every topic and trigger: the rule http.auth follows.
+        name: "mqtt-embedded-broker-off-loopback-without-login",
+        text: concat!("[mqtt]\nlisten = \"0.0.0.0:1883\"\n", cam!()),
+        key: "mqtt.listen",
+        mentions: Some("mqtt.username"),
+    },
+    Bad {
+        name: "mqtt-embedded-broker-off-loopback-short-password",
+        text: concat!("[mqtt]\nlisten = \"0.0.0.0:1883\"\nusername = \"hindsight\"\npassword = \"short\"\n", cam!()),
+        key: "mqtt.password",
+        mentions: None,
+    },
+    Bad {
+        name: "mqtt-user-short-password",
+        text: concat!("[[mqtt.users]]\nusername = \"sensor\"\npassword = \"short\"\n", cam!()),
+        key: "mqtt.users[0].password",
+        mentions: None,
+    },
+    Bad {
         name: "no-camera",
         text: "[http]\nlisten = \"127.0.0.1:8080\"\n",
         key: "camera",

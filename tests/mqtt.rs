@@ -1,5 +1,5 @@
 //! The MQTT stage against real brokers: mosquitto (started here with `mosquitto -c FILE` on a free
-//! loopback port, killed by its own PID) and the embedded rumqttd broker. A fake `TriggerTarget`
+//! loopback port, killed by its own PID) and the embedded broker. A fake `TriggerTarget`
 //! records trigger calls, returns canned answers and lets the test send clip events; a rumqttc
 //! client plays Home Assistant.
 //!

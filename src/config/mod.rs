@@ -21,7 +21,7 @@ mod validate;
 pub use self::bytesize::ByteSize;
 pub use self::camera::{CameraConfig, SourceConfig, SourceKind};
 pub use self::http::{HttpConfig, Switch};
-pub use self::mqtt::MqttConfig;
+pub use self::mqtt::{MqttConfig, MqttUser};
 pub use self::phone::PhoneConfig;
 pub use self::storage::StorageConfig;
 pub use self::uploads::UploadsConfig;

@@ -24,16 +24,44 @@ pub struct MqttConfig {
     /// Topic prefix.
     #[serde(default = "default_base_topic")]
     pub base_topic: String,
-    /// Broker user name.
+    /// Broker user name (hindsight's own login; the embedded broker accepts it too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Broker password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// More logins the embedded broker accepts (sensors, Home Assistant), besides
+    /// `username`/`password`. Off loopback the embedded broker needs at least one login.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<MqttUser>,
     /// For `mqtts://`: PEM file of the CA certificates to trust instead of the system's (a
     /// private CA, e.g. a self-made one for mosquitto).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[[mqtt.users]]`: one login of the embedded broker.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttUser {
+    /// User name.
+    pub username: String,
+    /// Password (at least 8 characters).
+    pub password: String,
+}
+
+impl std::fmt::Debug for MqttUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttUser").field("username", &self.username).field("password", &"***").finish()
+    }
+}
+
+impl MqttConfig {
+    /// Every login the embedded broker accepts: `username`/`password`, then `users`.
+    pub fn broker_users(&self) -> Vec<(String, String)> {
+        let own = self.username.as_ref().map(|u| (u.clone(), self.password.clone().unwrap_or_default()));
+        own.into_iter().chain(self.users.iter().map(|u| (u.username.clone(), u.password.clone()))).collect()
+    }
 }
 
 fn default_base_topic() -> String {
@@ -52,6 +80,7 @@ impl Default for MqttConfig {
             base_topic: default_base_topic(),
             username: None,
             password: None,
+            users: Vec::new(),
             ca_file: None,
         }
     }

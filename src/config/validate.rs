@@ -87,6 +87,7 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     if m.password.is_some() && m.username.is_none() {
         err("mqtt.password".into(), "is set but mqtt.username is not".into());
     }
+    check_broker_users(m, &mut err);
 
     let ph = &config.phone;
     if ph.max_cameras > 64 {
@@ -290,5 +291,35 @@ mod tests {
         assert!(!valid_camera_id(&"a".repeat(33)));
         assert!(!valid_camera_id("../x"));
         assert!(!valid_camera_id(UPLOAD_CAMERA));
+    }
+}
+
+/// The embedded broker's logins: well-formed, and at least one when it listens off loopback
+/// (anyone on the LAN could otherwise read every topic and trigger; the rule `http.auth` follows).
+fn check_broker_users(m: &crate::config::MqttConfig, err: &mut impl FnMut(String, String)) {
+    let printable = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(|c| c.is_control());
+    for (i, u) in m.users.iter().enumerate() {
+        if !printable(&u.username) {
+            err(format!("mqtt.users[{i}].username"), "must be 1..=64 printable characters".into());
+        }
+        if u.password.chars().count() < 8 || u.password.len() > 256 {
+            err(format!("mqtt.users[{i}].password"), "must be 8..=256 characters".into());
+        }
+    }
+    let embedded = m.enabled && m.url.is_none();
+    let off_loopback = m.listen.parse::<SocketAddr>().is_ok_and(|a| !a.ip().is_loopback());
+    if embedded && off_loopback {
+        if m.username.is_none() && m.users.is_empty() {
+            err(
+                "mqtt.listen".into(),
+                format!(
+                    "{:?} is reachable from the network: the embedded broker then needs logins \
+                     (mqtt.username + mqtt.password, or [[mqtt.users]])",
+                    m.listen
+                ),
+            );
+        } else if m.username.is_some() && m.password.as_ref().is_none_or(|p| p.chars().count() < 8) {
+            err("mqtt.password".into(), "must be set (at least 8 characters) when the embedded broker listens off loopback".into());
+        }
     }
 }

@@ -20,7 +20,6 @@
 pub mod broker;
 mod session;
 pub mod topics;
-mod trace_bridge;
 
 use crate::config::MqttConfig;
 use crate::shutdown::{Backoff, StopToken};
@@ -187,7 +186,12 @@ impl Mqtt {
             }
             None => {
                 let listen: SocketAddr = cfg.listen.parse().map_err(|_| MqttError::BadListen(cfg.listen.clone()))?;
-                let started = broker::start(listen).map_err(|source| MqttError::Broker { addr: listen, source })?;
+                let settings = broker::Settings {
+                    users: cfg.broker_users(),
+                    own_prefixes: vec![format!("{}/", cfg.base_topic), "homeassistant/".into()],
+                    limits: broker::Limits::default(),
+                };
+                let started = broker::start(listen, settings).map_err(|source| MqttError::Broker { addr: listen, source })?;
                 let (addr, embedded) = match started {
                     broker::Start::Started(b) => (broker::local_client_addr(b.addr()), Some(b)),
                     broker::Start::PortTaken => {
