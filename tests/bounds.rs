@@ -1,6 +1,8 @@
 //! Bodies are bounded as they stream, not by what a header declares: a chunked trigger body of
 //! 1 MiB (no Content-Length) is refused after 16 KiB were read, with the same 400 as a declared
-//! one — it is never buffered whole.
+//! one — it is never buffered whole. One LAN address holding 300 idle sockets gets 32 of them
+//! (the rest are closed at once) and another address is still served; an HTTP/2 connection is
+//! told at most 32 concurrent streams.
 
 mod common;
 
@@ -43,5 +45,81 @@ async fn a_chunked_trigger_body_is_cut_at_the_limit() {
     // The camera is still there, and took no trigger.
     let (status, info) = get_json(d.http_addr, "/api/cameras/cam0").await;
     assert_eq!((status, info["recording"].as_bool()), (200, Some(false)), "{info}");
+    d.shutdown().await;
+}
+
+/// A TCP connection to `to` from the loopback address `from` (any 127.x.y.z is this machine).
+async fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind((from, 0).into()).unwrap();
+    sock.connect(to).await.expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(config(dir.path(), vec![test_camera("cam0", 320, 240, 10, 1.0)])).await;
+    // "Another LAN host": 300 sockets from 127.0.0.2 that never send anything.
+    let other = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(connect_from(other, d.http_addr).await);
+    }
+    // All but 32 are closed by the server without waiting (EOF or reset on read).
+    let deadline = std::time::Duration::from_secs(20);
+    let reads = idle.into_iter().map(|mut s| async move {
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(deadline, s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => (true, s),
+            _ => (false, s),
+        }
+    });
+    // Only the closed ones resolve before the deadline; collect them as they come.
+    let mut set = tokio::task::JoinSet::new();
+    for r in reads {
+        set.spawn(r);
+    }
+    let mut closed = 0;
+    let mut kept = Vec::new();
+    while closed < 300 - 32 {
+        match tokio::time::timeout(deadline, set.join_next()).await {
+            Ok(Some(Ok((true, _)))) => closed += 1,
+            Ok(Some(Ok((false, s)))) => kept.push(s),
+            Ok(Some(Err(e))) => panic!("{e}"),
+            Ok(None) => break,
+            Err(_) => break,
+        }
+    }
+    assert_eq!(closed, 300 - 32, "connections over the per-address cap were closed at once");
+    // This machine's own address is served while the other still holds its 32.
+    let (status, _) = tokio::time::timeout(deadline, get_json(d.http_addr, "/api/health"))
+        .await
+        .expect("served while another address holds its connections");
+    assert_eq!(status, 200);
+    set.abort_all();
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connections_are_told_a_stream_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(config(dir.path(), vec![test_camera("cam0", 320, 240, 10, 1.0)])).await;
+    let mut s = tokio::net::TcpStream::connect(d.http_addr).await.unwrap();
+    // HTTP/2 with prior knowledge (h2c): the preface and an empty SETTINGS frame.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    // The server's first frame is its SETTINGS: 9-byte header, then 6-byte (id, value) pairs.
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await.expect("a SETTINGS frame");
+    assert_eq!(head[3], 0x4, "frame type SETTINGS");
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    let settings: Vec<(u16, u32)> = body
+        .chunks_exact(6)
+        .map(|c| (u16::from_be_bytes([c[0], c[1]]), u32::from_be_bytes([c[2], c[3], c[4], c[5]])))
+        .collect();
+    // SETTINGS_MAX_CONCURRENT_STREAMS (0x3) and SETTINGS_MAX_HEADER_LIST_SIZE (0x6).
+    assert!(settings.contains(&(0x3, 32)), "{settings:?}");
+    assert!(settings.contains(&(0x6, 64 * 1024)), "{settings:?}");
     d.shutdown().await;
 }

@@ -5,7 +5,9 @@
 //!
 //! A failed or slow handshake (10 s) is logged at debug and dropped; it never stops the accept
 //! loop. Bounded: at most [`MAX_CONNECTIONS`] at once (further ones wait in the kernel's
-//! backlog), and a connection with no request in flight for [`IDLE_TIMEOUT`] is closed (a
+//! backlog), at most [`MAX_PER_ADDRESS`] from one IP address (more are closed at once, so one
+//! LAN host holding idle or half-TLS sockets cannot take the slots the phone needs), at most
+//! [`MAX_STREAMS`] HTTP/2 streams per connection, and a connection with no request in flight for [`IDLE_TIMEOUT`] is closed (a
 //! socket that never sends a whole request, an idle keep-alive), so idle sockets cannot use up
 //! the file descriptors that clip writing needs. (hyper 0.14's own header timeout needs its
 //! `runtime` feature, which warp does not enable.)
@@ -33,6 +35,12 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DRAIN: Duration = Duration::from_secs(10);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Connections from one IP address at once; more are closed on accept.
+pub const MAX_PER_ADDRESS: usize = 32;
+/// Concurrent HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+pub const MAX_STREAMS: u32 = 32;
+/// Largest HTTP/2 header list, bytes.
+pub const MAX_HEADER_LIST: u32 = 64 * 1024;
 /// How long a connection may go without a request in flight (sending headers, or idle between
 /// requests) before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -70,6 +78,7 @@ where
         // Every connection task holds a clone; when all are dropped, `recv` answers None.
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let per_address = PerAddress::default();
         tokio::pin!(shutdown);
         loop {
             let slot = tokio::select! {
@@ -91,6 +100,10 @@ where
                     }
                 },
             };
+            let Some(address_slot) = per_address.take(remote.ip()) else {
+                log::debug!("HTTP: {remote} closed at once: {MAX_PER_ADDRESS} connections from that address already");
+                continue; // drops the stream (closed) and the slot
+            };
             let _ = stream.set_nodelay(true);
             let filter = filter.clone();
             let acceptor = acceptor.clone();
@@ -106,6 +119,7 @@ where
                     },
                     None => connection(stream, remote, filter, stop, kill).await,
                 }
+                drop(address_slot);
                 drop(slot);
                 drop(done);
             });
@@ -146,7 +160,11 @@ async fn connection<I, F>(
         let fut = s.call(req);
         async move { fut.await.map(|r| r.map(|body| Counted { body, _guard: guard })) }
     });
-    let conn = Http::new().serve_connection(io, svc).with_upgrades();
+    let conn = Http::new()
+        .http2_max_concurrent_streams(MAX_STREAMS)
+        .http2_max_header_list_size(MAX_HEADER_LIST)
+        .serve_connection(io, svc)
+        .with_upgrades();
     tokio::pin!(conn);
     let mut watch_idle = busy.clone();
     let idle = async move {
@@ -181,6 +199,38 @@ async fn connection<I, F>(
                 return;
             }
             _ = kill.changed() => return,
+        }
+    }
+}
+
+/// Connections per IP address (IPv4-mapped IPv6 counts as IPv4).
+#[derive(Default, Clone)]
+struct PerAddress(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+/// One connection counted against its address; uncounted on drop.
+struct AddressSlot(PerAddress, std::net::IpAddr);
+
+impl PerAddress {
+    fn take(&self, ip: std::net::IpAddr) -> Option<AddressSlot> {
+        let ip = ip.to_canonical();
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= MAX_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot(self.clone(), ip))
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut m = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
         }
     }
 }
