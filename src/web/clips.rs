@@ -78,7 +78,7 @@ async fn record(s: Arc<AppState>, id: String, verb: String) -> Result<warp::repl
 }
 
 /// A single byte range resolved against `size`: Ok(None) = whole file.
-fn parse_range(h: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
+pub(super) fn parse_range(h: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(h) = h else { return Ok(None) };
     let Some(spec) = h.trim().strip_prefix("bytes=") else { return Ok(None) };
     if spec.contains(',') {

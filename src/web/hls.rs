@@ -35,22 +35,23 @@ impl From<HlsError> for ApiError {
 
 /// A file under `hls/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum File {
+pub(super) enum File {
     Playlist,
     Init,
     Segment(u64),
     Part(u64, u64),
 }
 
-/// A non-negative decimal number: ASCII digits only (no sign, no spaces), at most 19 of them.
+/// A non-negative decimal number: ASCII digits only (no sign, no spaces) that fit a u64
+/// (any u64, as the property test in `fuzz_tests` checks; more digits are refused unread).
 fn number(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     s.parse().ok()
 }
 
-fn parse_file(name: &str) -> Option<File> {
+pub(super) fn parse_file(name: &str) -> Option<File> {
     match name {
         "live.m3u8" => Some(File::Playlist),
         "init.mp4" => Some(File::Init),
@@ -66,13 +67,13 @@ fn parse_file(name: &str) -> Option<File> {
 
 /// The query values the HLS routes understand.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Query {
-    msn: Option<u64>,
-    part: Option<u64>,
-    version: Option<u32>,
+pub(super) struct Query {
+    pub(super) msn: Option<u64>,
+    pub(super) part: Option<u64>,
+    pub(super) version: Option<u32>,
 }
 
-fn parse_query(raw: &str) -> Result<Query, ApiError> {
+pub(super) fn parse_query(raw: &str) -> Result<Query, ApiError> {
     let mut q = Query::default();
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));

@@ -22,6 +22,9 @@ pub mod tls;
 pub mod tus;
 pub mod uploads;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use serve::{peer, Peer};
 
 use crate::camera::registry::Registry;

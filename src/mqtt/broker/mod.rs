@@ -16,6 +16,8 @@
 //! ~48 MiB, for good), and no way to bound a client's rate; its router thread cannot be stopped.
 
 mod conn;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod router;
 pub mod topic;
 
