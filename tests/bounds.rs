@@ -1,24 +1,25 @@
 //! Bodies are bounded as they stream, not by what a header declares: a chunked trigger body of
 //! 1 MiB (no Content-Length) is refused after 16 KiB were read, with the same 400 as a declared
-//! one — it is never buffered whole. One LAN address holding 300 idle sockets gets 32 of them
-//! (the rest are closed at once) and another address is still served; an HTTP/2 connection is
-//! told at most 32 concurrent streams.
+//! one — it is never buffered whole; so are login, token and device-rename bodies. One LAN
+//! address holding 300 idle sockets gets 32 of them (the rest are closed at once) and another
+//! address is still served; an HTTP/2 connection is told at most 32 concurrent streams.
 
 mod common;
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chunked_trigger_body_is_cut_at_the_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = start(config(dir.path(), vec![test_camera("cam0", 320, 240, 10, 1.0)])).await;
-    let sock = tokio::net::TcpStream::connect(d.http_addr).await.unwrap();
+/// Send `method path` with a chunked body of ~1 MiB (no Content-Length) and return the answer's
+/// head and body as far as they came before the server closed (or said "KiB").
+async fn chunked_1mib(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+    let sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut rd, mut wr) = sock.into_split();
     // The writer goes on in its own task; the server may stop reading (and close) at any time.
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
     let writer = tokio::spawn(async move {
-        let head = "POST /api/cameras/cam0/trigger HTTP/1.1\r\nHost: localhost\r\n\
-                    Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
         wr.write_all(head.as_bytes()).await?;
         wr.write_all(b"5\r\n{\"a\":\r\n").await?;
         let chunk = vec![b' '; 64 * 1024];
@@ -38,13 +39,27 @@ async fn a_chunked_trigger_body_is_cut_at_the_limit() {
             Ok(n) => answer.extend_from_slice(&buf[..n]),
         }
     }
-    let answer = String::from_utf8_lossy(&answer);
+    let _ = writer.await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_trigger_body_is_cut_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(config(dir.path(), vec![test_camera("cam0", 320, 240, 10, 1.0)])).await;
+    let answer = chunked_1mib(d.http_addr, "POST", "/api/cameras/cam0/trigger").await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("trigger body larger than 16 KiB"), "{answer}");
-    let _ = writer.await;
     // The camera is still there, and took no trigger.
     let (status, info) = get_json(d.http_addr, "/api/cameras/cam0").await;
     assert_eq!((status, info["recording"].as_bool()), (200, Some(false)), "{info}");
+    // The other JSON routes stream their limits the same way (chunked bodies too).
+    let answer = chunked_1mib(d.http_addr, "POST", "/api/login").await;
+    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("JSON body larger than 16 KiB"), "{answer}");
+    let answer = chunked_1mib(d.http_addr, "POST", "/api/tokens").await;
+    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("JSON body larger than 16 KiB"), "{answer}");
+    let answer = chunked_1mib(d.http_addr, "PATCH", "/api/devices/phone").await;
+    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("device rename body larger than 4 KiB"), "{answer}");
     d.shutdown().await;
 }
 

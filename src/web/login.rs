@@ -145,18 +145,13 @@ fn own_page_json(auth: Arc<Auth>) -> impl Filter<Extract = (Result<(), ApiError>
     )
 }
 
-/// A small JSON body, parsed here so a bad one answers 400 on this route.
+/// A small JSON body (≤ 16 KiB, counted as it streams, chunked too), parsed here so a bad one
+/// answers 400 on this route.
 fn json_body<T: for<'de> Deserialize<'de> + Send>(
-) -> impl Filter<Extract = (Result<T, ApiError>,), Error = std::convert::Infallible> + Clone {
-    // Never rejects: a missing or too large body is this route's 400, not another route's 404.
-    warp::body::content_length_limit(16 * 1024)
-        .and(warp::body::bytes())
-        .map(|b: bytes::Bytes| {
-            serde_json::from_slice::<T>(&b).map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))
-        })
-        .or(warp::any()
-            .map(|| Err(ApiError::BadRequest("send a JSON body of at most 16 KiB, with a Content-Length".into()))))
-        .unify()
+) -> impl Filter<Extract = (Result<T, ApiError>,), Error = Rejection> + Clone {
+    super::limited_body(16 * 1024, "JSON body").map(|b: Result<bytes::Bytes, ApiError>| {
+        b.and_then(|b| serde_json::from_slice::<T>(&b).map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}"))))
+    })
 }
 
 async fn tokens_list(auth: Arc<Auth>) -> Result<warp::reply::Response, ApiError> {

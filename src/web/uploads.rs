@@ -487,9 +487,10 @@ pub fn routes(
     let dev_rename = warp::path!("api" / "devices" / String)
         .and(warp::patch())
         .and(st.clone())
-        .and(warp::body::content_length_limit(4096))
-        .and(warp::body::json())
-        .and_then(|raw: String, s: Arc<AppState>, body: Rename| async move {
+        .and(super::limited_body(4096, "device rename body"))
+        .and_then(|raw: String, s: Arc<AppState>, body: Result<bytes::Bytes, ApiError>| async move {
+            let body: Rename =
+                serde_json::from_slice(&body?).map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?;
             let old = path_name(&raw)?;
             let v = blocking(move || rename_device(&s, &old, body.name.trim())).await?;
             Ok::<_, Rejection>(json(StatusCode::OK, &v))
