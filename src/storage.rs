@@ -237,20 +237,40 @@ impl Storage {
         (normal > 0).then(|| self.root.join(p))
     }
 
+    /// With `require_mount`: `MountMissing` unless the root exists and is a mount point now.
+    /// Without it: always `Ok`. Creates nothing.
+    pub fn check_mounted(&self) -> Result<(), StorageError> {
+        if !self.cfg.require_mount {
+            return Ok(());
+        }
+        match is_mount_point(&self.root) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StorageError::MountMissing(self.root.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::MountMissing(self.root.clone())),
+            Err(e) => Err(io_err(&self.root)(e)),
+        }
+    }
+
+    /// Whether `dir` (state kept beside the clips: `http.state_dir`) may be created and written
+    /// now: `MountMissing` when it lies under the root, `require_mount` is set and the root is
+    /// not mounted (a new password and certificate must not appear on the SD card). Creates
+    /// nothing.
+    pub fn check_state_dir(&self, dir: &Path) -> Result<(), StorageError> {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        if absolute(dir).starts_with(absolute(&self.root)) {
+            self.check_mounted()
+        } else {
+            Ok(())
+        }
+    }
+
     /// Whether clips may be written now. With `require_mount`, the root must exist and be a
     /// mount point (never created here); without it, the root is created if missing. Either
     /// way the root must be a writable directory.
     pub fn check_writable(&self) -> Result<(), StorageError> {
         let root = &self.root;
         if self.cfg.require_mount {
-            match is_mount_point(root) {
-                Ok(true) => {}
-                Ok(false) => return Err(StorageError::MountMissing(root.clone())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(StorageError::MountMissing(root.clone()))
-                }
-                Err(e) => return Err(io_err(root)(e)),
-            }
+            self.check_mounted()?;
         } else {
             std::fs::create_dir_all(root).map_err(io_err(root))?;
         }

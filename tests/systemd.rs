@@ -1,5 +1,6 @@
 //! systemd readiness against a fake NOTIFY_SOCKET: the real binary sends READY=1 once the
 //! camera runs and HTTP is bound, then WATCHDOG=1 pings; SIGTERM drains (STOPPING=1) and exits 0.
+//! With `storage.require_mount` and the disk missing it exits 1 (restarted) and writes nothing.
 
 mod common;
 
@@ -61,4 +62,55 @@ fn ready_then_watchdog_then_stopping() {
     recv_until(&sock, "STOPPING=1", Duration::from_secs(10), &mut seen);
     let status = child.wait_timeout(Duration::from_secs(30)).expect("daemon did not exit after SIGTERM");
     assert!(status.success(), "drain exits 0, got {status:?}");
+}
+
+/// Every entry under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        out.push(e.path());
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+/// `storage.require_mount` with the disk missing (`storage.path` a plain directory, not a mount
+/// point) and login + HTTPS on: the daemon exits 1 (not 2: systemd restarts it until the disk is
+/// mounted) naming the key, and writes nothing there — no generated password, no certificate;
+/// `hindsight token create` refuses too.
+#[test]
+fn missing_storage_mount_creates_no_state_and_exits_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let cfg = dir.path().join("h.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = \"{}\"\nrequire_mount = true\nmin_free_percent = 0\n[http]\nlisten = \"127.0.0.1:0\"\ntls = \"on\"\nauth = \"on\"\n[mqtt]\nenabled = false\n[[camera]]\nid = \"cam0\"\nencoder = \"x264enc\"\npre_s = 2\npost_s = 1\nsource = {{ kind = \"test\", width = 320, height = 240, fps = 15 }}\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Proc::spawn_reading_stderr(
+        hindsight().args(["run", "--config"]).arg(&cfg).env_remove("NOTIFY_SOCKET").stdout(Stdio::null()),
+    );
+    let status = child.wait_timeout(Duration::from_secs(30));
+    let made = walk(&data);
+    assert!(made.is_empty(), "written under the unmounted storage.path: {made:?}");
+    let status = status.expect("the daemon should exit when the storage disk is missing");
+    assert_eq!(status.code(), Some(1), "exit 1 so that systemd restarts it (2 is a config error)");
+    let (line, _) = child.until("storage.require_mount");
+    assert!(line.contains(&*data.to_string_lossy()), "{line}");
+
+    let out = common::bin::run_with_timeout(
+        hindsight().args(["token", "create", "ha", "--config"]).arg(&cfg),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("storage.require_mount"), "{}", out.stderr);
+    let made = walk(&data);
+    assert!(made.is_empty(), "token create wrote under the unmounted storage.path: {made:?}");
 }
