@@ -114,3 +114,53 @@ fn missing_storage_mount_creates_no_state_and_exits_for_a_restart() {
     let made = walk(&data);
     assert!(made.is_empty(), "token create wrote under the unmounted storage.path: {made:?}");
 }
+
+fn repo_file(rel: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+}
+
+/// A `Key=value` of the unit, as bytes for sizes like `192M`.
+fn unit_bytes(unit: &str, key: &str) -> u64 {
+    let v = unit
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("hindsight.service has no {key}="));
+    let (num, unit_char) = v.split_at(v.len() - 1);
+    let mult = match unit_char {
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => panic!("{key}={v}: expected a size with K, M or G"),
+    };
+    num.parse::<u64>().unwrap() * mult
+}
+
+/// What the packages install: the unit bounds the daemon's memory (MemoryHigh below MemoryMax,
+/// MemoryMax well under the 512 MB of the smallest board, above the largest board's steady RSS)
+/// and starts after time-sync.target; the config, which can hold passwords, is 0640 and given
+/// to root:hindsight by the .deb's postinst (before the unit is started) and the Yocto recipe.
+#[test]
+fn the_unit_bounds_memory_and_the_packaged_config_is_private() {
+    let unit = repo_file("systemd/hindsight.service");
+    assert!(
+        unit.lines().any(|l| l.starts_with("After=") && l.split_whitespace().any(|u| u.ends_with("time-sync.target"))),
+        "no After=time-sync.target"
+    );
+    let (high, max) = (unit_bytes(&unit, "MemoryHigh"), unit_bytes(&unit, "MemoryMax"));
+    assert!(high < max && max <= 384 << 20 && high >= 128 << 20, "MemoryHigh {high}, MemoryMax {max}");
+
+    let cargo = repo_file("Cargo.toml");
+    assert!(
+        cargo.contains(r#"["board-configs/rpi4.toml", "etc/hindsight/hindsight.toml", "640"]"#),
+        "the .deb must pack hindsight.toml 0640"
+    );
+    let postinst = repo_file("debian/postinst");
+    let chown = postinst.find(r#"chown "0:$gid" "$conf""#).expect("postinst gives the config to root:hindsight");
+    assert!(postinst.contains("chmod 0640 \"$conf\""));
+    assert!(chown < postinst.find("#DEBHELPER#").unwrap(), "before #DEBHELPER# starts the unit");
+    let recipe = repo_file("yocto-layer/meta-hindsight/recipes-multimedia/hindsight/hindsight_git.bb");
+    assert!(recipe.contains(
+        "install -m 0640 ${S}/board-configs/${HINDSIGHT_BOARD}.toml ${D}${sysconfdir}/hindsight/hindsight.toml"
+    ));
+    assert!(recipe.contains("chown root:hindsight ${D}${sysconfdir}/hindsight/hindsight.toml"));
+}
