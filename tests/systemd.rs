@@ -1,6 +1,7 @@
 //! systemd readiness against a fake NOTIFY_SOCKET: the real binary sends READY=1 once the
 //! camera runs and HTTP is bound, then WATCHDOG=1 pings; SIGTERM drains (STOPPING=1) and exits 0.
 //! With `storage.require_mount` and the disk missing it exits 1 (restarted) and writes nothing.
+//! The packaged unit bounds memory and the packaged config is private.
 
 mod common;
 
