@@ -38,6 +38,20 @@ pub enum StartError {
     /// Login state could not be set up.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    /// Login or certificate state would be created under `storage.path`, which
+    /// `storage.require_mount` says must be a mounted disk, and it is not mounted.
+    #[error(
+        "not starting: login and certificate state ({}) are kept under storage.path and would be made anew \
+         on the root filesystem",
+        .dir.display()
+    )]
+    StateUnmounted {
+        /// `http.state_dir`.
+        dir: std::path::PathBuf,
+        /// `MountMissing`, naming `storage.require_mount`.
+        #[source]
+        source: crate::storage::StorageError,
+    },
     /// A start-up task panicked.
     #[error("start-up task failed: {0}")]
     Task(String),
@@ -86,6 +100,16 @@ pub struct Daemon {
 impl Daemon {
     /// Start cameras and HTTP (must be called inside a tokio runtime).
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
+        // With the storage disk missing, login and HTTPS state under storage.path would be made
+        // anew on the SD card (a new password, a new certificate): refuse to start instead, so
+        // systemd restarts us until the disk is mounted. Checked before anything else runs.
+        let http = &config.http;
+        if http.auth_enabled() || (http.tls_enabled() && http.cert_file.is_none()) {
+            let dir = config.state_dir();
+            Storage::new(&config.storage)
+                .check_state_dir(&dir)
+                .map_err(|source| StartError::StateUnmounted { dir, source })?;
+        }
         crate::gst::init()?;
         for n in crate::probe::missing_elements() {
             log::warn!(

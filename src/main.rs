@@ -100,6 +100,13 @@ fn token(action: TokenAction, config: Option<PathBuf>) -> ExitCode {
         Err(e) => return config_errors(&e),
     };
     let dir = cfg.state_dir();
+    // Not on the SD card in place of the missing storage disk (storage.require_mount).
+    if !matches!(action, TokenAction::List) {
+        if let Err(e) = hindsight::storage::Storage::new(&cfg.storage).check_state_dir(&dir) {
+            eprintln!("{e}; tokens are kept in {} and were not changed", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match action {
         TokenAction::Create { name } => auth::create_token(&dir, &name).map(|t| {
             eprintln!("token {name:?} created; it is shown only now. Use it as `Authorization: Bearer TOKEN`:");

@@ -21,6 +21,21 @@ use std::sync::Arc;
 
 const DAY_MS: i64 = 86_400_000;
 
+/// A clip dated more than this after now is "in the future": one of the clocks was off.
+const FUTURE_SLACK_MS: i64 = 5 * 60_000;
+
+/// Set while age retention is skipped on an untrusted clock, so that is logged once.
+static AGE_SKIP_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether age retention may judge a clip that started at `start_ms` at `now_ms` (a trusted
+/// clock): not if it was dated on an untrusted clock (before the floor: recorded before the
+/// clock was set, its real age is unknown — a 1970 clip must not be swept away when NTP
+/// syncs), nor if it is dated in the future (it is not old, and its date shows that a clock
+/// was off).
+fn age_known(start_ms: i64, now_ms: i64) -> bool {
+    crate::time::wall_clock_trusted(start_ms) && start_ms <= now_ms.saturating_add(FUTURE_SLACK_MS)
+}
+
 /// What can go wrong with storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -237,20 +252,40 @@ impl Storage {
         (normal > 0).then(|| self.root.join(p))
     }
 
+    /// With `require_mount`: `MountMissing` unless the root exists and is a mount point now.
+    /// Without it: always `Ok`. Creates nothing.
+    pub fn check_mounted(&self) -> Result<(), StorageError> {
+        if !self.cfg.require_mount {
+            return Ok(());
+        }
+        match is_mount_point(&self.root) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StorageError::MountMissing(self.root.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::MountMissing(self.root.clone())),
+            Err(e) => Err(io_err(&self.root)(e)),
+        }
+    }
+
+    /// Whether `dir` (state kept beside the clips: `http.state_dir`) may be created and written
+    /// now: `MountMissing` when it lies under the root, `require_mount` is set and the root is
+    /// not mounted (a new password and certificate must not appear on the SD card). Creates
+    /// nothing.
+    pub fn check_state_dir(&self, dir: &Path) -> Result<(), StorageError> {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        if absolute(dir).starts_with(absolute(&self.root)) {
+            self.check_mounted()
+        } else {
+            Ok(())
+        }
+    }
+
     /// Whether clips may be written now. With `require_mount`, the root must exist and be a
     /// mount point (never created here); without it, the root is created if missing. Either
     /// way the root must be a writable directory.
     pub fn check_writable(&self) -> Result<(), StorageError> {
         let root = &self.root;
         if self.cfg.require_mount {
-            match is_mount_point(root) {
-                Ok(true) => {}
-                Ok(false) => return Err(StorageError::MountMissing(root.clone())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(StorageError::MountMissing(root.clone()))
-                }
-                Err(e) => return Err(io_err(root)(e)),
-            }
+            self.check_mounted()?;
         } else {
             std::fs::create_dir_all(root).map_err(io_err(root))?;
         }
@@ -301,6 +336,10 @@ impl Storage {
     /// bytes about to be written: (a) clips older than `retention_days` (if > 0), (b) while
     /// clips + incoming exceed `max_bytes`, (c) while free space (after deleting) minus
     /// incoming is under `min_free_percent` of the filesystem.
+    ///
+    /// (a) needs a clock it can trust: nothing is deleted by age while `now_ms` is before
+    /// [`crate::time::WALL_CLOCK_FLOOR_MS`] (logged once), nor a clip dated before it or in the
+    /// future. (b) and (c) go by index order and always apply.
     pub fn cleanup_plan(
         &self,
         index: &Index,
@@ -324,10 +363,23 @@ impl Storage {
         let mut freed: u64 = 0;
         let mut planned: Vec<Option<DeletionReason>> = vec![None; clips.len()];
 
-        if self.cfg.retention_days > 0 {
+        if self.cfg.retention_days > 0 && !crate::time::wall_clock_trusted(now_ms) {
+            if !AGE_SKIP_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                log::warn!(
+                    "retention: the wall clock reads {}, before {}: not set yet (no RTC, no NTP sync?); \
+                     no clip is deleted by age (storage.retention_days) until it is; size and free-space \
+                     retention still apply",
+                    crate::time::rfc3339_ms(now_ms),
+                    crate::time::rfc3339_ms(crate::time::WALL_CLOCK_FLOOR_MS)
+                );
+            }
+        } else if self.cfg.retention_days > 0 {
+            if AGE_SKIP_LOGGED.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                log::info!("retention: the wall clock is set ({}): age retention on", crate::time::rfc3339_ms(now_ms));
+            }
             let cutoff = now_ms.saturating_sub(self.cfg.retention_days as i64 * DAY_MS);
             for (i, c) in clips.iter().enumerate() {
-                if !c.pinned && !skip.contains(&c.id) && c.start_ms < cutoff {
+                if !c.pinned && !skip.contains(&c.id) && age_known(c.start_ms, now_ms) && c.start_ms < cutoff {
                     planned[i] = Some(DeletionReason::Age);
                     clip_bytes = clip_bytes.saturating_sub(c.size_bytes);
                     freed = freed.saturating_add(c.size_bytes);

@@ -5,6 +5,8 @@
 //!   `pts` and every deadline is on it. [`mono_ms`] is the same in milliseconds.
 //! - [`wall_now_ms`]: Unix milliseconds now (ids, `trigger_at`, retention). [`wall_ms`]: Unix
 //!   milliseconds of a monotonic instant (a frame's capture time on the wall clock).
+//! - [`WALL_CLOCK_FLOOR_MS`], [`wall_clock_trusted`]: before 2026 the wall clock is not set yet
+//!   (no RTC, no NTP sync); retention by age never acts on it.
 //! - [`rfc3339_ms`]: Unix milliseconds as RFC 3339 UTC with milliseconds, the API's format.
 //! - [`ticks`]: a duration in [`TIMESCALE`] (90 kHz) units.
 //! - [`Clock`]: the two clocks behind a trait, so a stage (the clip recorder) runs on simulated
@@ -22,6 +24,17 @@ pub fn mono_now() -> Duration {
 /// [`mono_now`] in milliseconds.
 pub fn mono_ms() -> u64 {
     mono_now().as_millis() as u64
+}
+
+/// The wall clock is not trusted before 2026-01-01T00:00:00Z (Unix milliseconds): a board
+/// without a real-time clock starts in 1970, or at systemd's build date, until NTP sets it.
+/// Nothing is deleted by age on an untrusted clock, nor by a date taken from one.
+pub const WALL_CLOCK_FLOOR_MS: i64 = 1_767_225_600_000;
+
+/// Whether the wall clock reading `now_ms` can be trusted (it is not before
+/// [`WALL_CLOCK_FLOOR_MS`]).
+pub fn wall_clock_trusted(now_ms: i64) -> bool {
+    now_ms >= WALL_CLOCK_FLOOR_MS
 }
 
 /// Wall-clock now in Unix milliseconds.
@@ -118,6 +131,8 @@ mod tests {
     fn formats_and_converts() {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(1_500), "1970-01-01T00:00:01.500Z");
+        assert_eq!(rfc3339_ms(WALL_CLOCK_FLOOR_MS), "2026-01-01T00:00:00.000Z");
+        assert!(wall_clock_trusted(WALL_CLOCK_FLOOR_MS) && !wall_clock_trusted(WALL_CLOCK_FLOOR_MS - 1));
         assert_eq!(ticks(Duration::from_millis(1500)), 135_000);
         let c = ManualClock::new(Duration::from_secs(10), 1_000_000);
         assert_eq!(c.wall_ms(Duration::from_secs(9)), 1_009_000);

@@ -67,6 +67,38 @@ fn plan_by_age() {
     assert_eq!(idx.len(), 2);
 }
 
+/// A board without an RTC, clock in 1970: no clip is deleted by age (their ages are unknown),
+/// while size retention still works; once NTP sets the clock, the clips dated 1970 are not
+/// "56 years old" either — only clips dated on a set clock age out.
+#[test]
+fn no_age_retention_on_a_clock_before_the_floor() {
+    let (_d, s, idx) = setup(100, 2);
+    let early = add(&s, &idx, 10 * DAY_MS, 40, false);
+    let later = add(&s, &idx, 11 * DAY_MS, 40, false);
+    let now = 20 * DAY_MS;
+    assert!(s.cleanup_plan(&idx, 0, now).unwrap().is_empty(), "deleted by age on a 1970 clock");
+    // 80 + 30 > 100: the oldest goes by size all the same.
+    assert_eq!(reasons(&s.cleanup_plan(&idx, 30, now).unwrap()), [(early.id.as_str(), DeletionReason::Size)]);
+    // NTP sync: now T0; a clip recorded since then ages out, the 1970-dated ones do not.
+    let synced = add(&s, &idx, T0, 10, false);
+    let plan = s.cleanup_plan(&idx, 0, T0 + 3 * DAY_MS).unwrap();
+    assert_eq!(reasons(&plan), [(synced.id.as_str(), DeletionReason::Age)]);
+    assert!(idx.get(&later.id).unwrap().is_some());
+}
+
+/// A clip dated in the future (recorded while the clock ran ahead) is not old: it is never
+/// deleted by age, and does not stop older, truly dated clips from ageing out.
+#[test]
+fn a_future_dated_clip_is_not_deleted_by_age() {
+    let (_d, s, idx) = setup(1 << 30, 2);
+    let old = add(&s, &idx, T0, 10, false);
+    let _future = add(&s, &idx, T0 + 400 * DAY_MS, 10, false);
+    let plan = s.cleanup_plan(&idx, 0, T0 + 3 * DAY_MS).unwrap();
+    assert_eq!(reasons(&plan), [(old.id.as_str(), DeletionReason::Age)]);
+    assert!(age_known(T0, T0) && age_known(T0 + FUTURE_SLACK_MS, T0));
+    assert!(!age_known(T0 + FUTURE_SLACK_MS + 1, T0) && !age_known(crate::time::WALL_CLOCK_FLOOR_MS - 1, T0));
+}
+
 #[test]
 fn plan_by_size_oldest_first_pinned_kept() {
     let (_d, s, idx) = setup(100, 0);

@@ -40,7 +40,10 @@ export BINDGEN_EXTRA_CLANG_ARGS = "--sysroot=${STAGING_DIR_TARGET} --target=${TA
 
 do_install:append() {
     install -d ${D}${sysconfdir}/hindsight
-    install -m 0644 ${S}/board-configs/${HINDSIGHT_BOARD}.toml ${D}${sysconfdir}/hindsight/hindsight.toml
+    # It can hold passwords: root and the daemon's group only (the useradd class has created the
+    # group in the sysroot before do_install, as for the chown of the state directory below).
+    install -m 0640 ${S}/board-configs/${HINDSIGHT_BOARD}.toml ${D}${sysconfdir}/hindsight/hindsight.toml
+    chown root:hindsight ${D}${sysconfdir}/hindsight/hindsight.toml
     install -d ${D}${systemd_system_unitdir} ${D}${nonarch_libdir}/sysusers.d ${D}${nonarch_libdir}/tmpfiles.d
     install -m 0644 ${S}/systemd/hindsight.service ${D}${systemd_system_unitdir}/hindsight.service
     install -m 0644 ${S}/systemd/hindsight.sysusers ${D}${nonarch_libdir}/sysusers.d/hindsight.conf
