@@ -134,7 +134,6 @@ fn fragment<D: Bytes + ?Sized>(data: &D, moof: &BoxRef, mdat: &BoxRef, trex: Def
 
 /// [`fragment`]'s walk: at most `room` samples; returns whether some `trun` has composition
 /// time offsets.
-
 fn fragment_into<D: Bytes + ?Sized>(
     data: &D,
     moof: &BoxRef,
