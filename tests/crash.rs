@@ -293,3 +293,78 @@ fn full_disk_frees_space_by_retention_or_refuses_clearly() {
     assert!(files_with(&storage, ".mp4.part").is_empty());
     d.stop();
 }
+
+/// A kB field (`VmHWM`, `VmRSS`) of `/proc/{pid}/status`.
+fn proc_kb(pid: nix::unistd::Pid, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// `bytes` at the start of a sparse file of `len` bytes (the holes cost no disk).
+fn sparse_file(path: &Path, bytes: &[u8], len: u64) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    std::io::Write::write_all(&mut &f, bytes).unwrap();
+    f.set_len(len).unwrap();
+}
+
+#[test]
+fn start_up_recovery_of_4_gib_orphans_stays_small() {
+    use hindsight::clip_meta::{clip_rel_path, new_clip_id};
+    use hindsight::mp4::{FragmentedMp4, Sample};
+    const GIB4: u64 = 4 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    // A fragmented clip of 2 GOPs of 10 synthetic AUs.
+    let key =
+        [0, 0, 0, 1, 0x67, 0x4d, 0x40, 0x1e, 0x96, 0, 0, 0, 1, 0x68, 0xee, 0x3c, 0x80, 0, 0, 0, 1, 0x65, 0x88, 0x84];
+    let delta = [0, 0, 0, 1, 0x41, 0x9a, 0x02];
+    let mut w = FragmentedMp4::new(&key, 320, 240, 0).unwrap();
+    let mut clip = w.init_segment();
+    for _ in 0..2 {
+        let gop: Vec<Sample> = (0..10)
+            .map(|i| Sample { data: if i == 0 { &key } else { &delta }, duration: 3000, keyframe: i == 0 })
+            .collect();
+        clip.extend(w.fragment(&gop));
+    }
+    let ms = 1_795_000_000_000;
+    let (torn, orphan) = (new_clip_id(ms), new_clip_id(ms + 1));
+    // Cut off mid-write: 4 GiB of zeros after its fragments.
+    let torn_path = storage.join(clip_rel_path("cam0", &torn, ms));
+    sparse_file(&torn_path.with_extension("mp4.part"), &clip, GIB4);
+    // Finished but not indexed: its fragments, then a 4 GiB `free` box.
+    let mut big = clip.clone();
+    big.extend(1u32.to_be_bytes());
+    big.extend(b"free");
+    big.extend((GIB4 - clip.len() as u64).to_be_bytes());
+    let orphan_path = storage.join(clip_rel_path("cam0", &orphan, ms + 1));
+    sparse_file(&orphan_path, &big, GIB4);
+    // An upload of 8 GiB taken up at its 4 GiB.
+    let uploads = storage.join("uploads");
+    sparse_file(&uploads.join("00112233445566ff.bin"), b"", GIB4);
+    let sidecar = r#"{"filename":"big.mp4","device":"phone","length":8589934592,"created_ms":1795000000000}"#;
+    std::fs::write(uploads.join("00112233445566ff.json"), sidecar).unwrap();
+
+    let cfg = write_config(
+        dir.path(),
+        &storage,
+        "{ kind = \"test\", width = 320, height = 240, fps = 30 }",
+        "min_free_percent = 0",
+    );
+    let d = Daemon::start(&cfg);
+    let hwm_mib = proc_kb(d.child.pid(), "VmHWM:") / 1024;
+    eprintln!("daemon peak RSS after recovering 2 x 4 GiB: {hwm_mib} MiB");
+    assert!(hwm_mib < 200, "recovery read the orphans into RAM: peak RSS {hwm_mib} MiB");
+    let (status, t) = d.get(&format!("/api/clips/{torn}")).unwrap();
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(
+        (t["partial"].as_bool(), t["size_bytes"].as_u64()),
+        (Some(true), Some(std::fs::metadata(&torn_path).unwrap().len()))
+    );
+    assert!(std::fs::metadata(&torn_path).unwrap().len() < 1 << 20, "truncated to its last complete fragment");
+    let (status, o) = d.get(&format!("/api/clips/{orphan}")).unwrap();
+    assert_eq!(status, 200, "{o}");
+    assert_eq!(o["size_bytes"].as_u64(), Some(GIB4));
+    d.stop();
+}

@@ -10,12 +10,15 @@
 //!   completed (if any), indexed.
 //! - index entries whose file is gone: removed. Leftover `{id}.json` sidecars: removed.
 //!
-//! Runs once, before the recorders start, on a blocking thread. Logs everything it does.
+//! Runs once, before the recorders start, on a blocking thread. Logs everything it does. Reads
+//! a clip through an [`mp4::FileView`] (box headers and the small boxes, never the media data),
+//! so a clip or stray file of gigabytes costs no more memory than a small one; a sidecar larger
+//! than [`MAX_SIDECAR`] is ignored unread.
 
 use super::recorder::fsync_dir;
 use crate::clip_meta::{valid_clip_id, ClipFile, ClipMeta, ClipSidecar, ClipSource};
 use crate::index::Index;
-use crate::mp4;
+use crate::mp4::{self, Bytes};
 use crate::storage::Storage;
 use std::path::{Path, PathBuf};
 
@@ -146,16 +149,17 @@ fn recover_part(storage: &Storage, index: &Index, part: &Path, id: &str) -> Resu
     if !valid_clip_id(id) {
         return Err("not a clip file name".into());
     }
-    let bytes = std::fs::read(part).map_err(|e| e.to_string())?;
-    let scan = mp4::scan(&bytes).map_err(|e| e.to_string())?;
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(part).map_err(|e| e.to_string())?;
+    let mut view = mp4::FileView::read(&mut f).map_err(|e| e.to_string())?;
+    let scan = mp4::scan(&view).map_err(|e| e.to_string())?;
     if scan.fragments == 0 {
         return Err("no complete fragment".into());
     }
     // Not finalized: the torn tail (maybe a torn moov append) goes, then the whole plan.
     // Finalized (crash during or after the flips): only the pending flips.
-    let plan = mp4::finalize_from_file(&bytes[..scan.valid_len as usize]).map_err(|e| e.to_string())?;
-    drop(bytes);
-    let mut f = std::fs::OpenOptions::new().write(true).open(part).map_err(|e| e.to_string())?;
+    view.truncate(scan.valid_len);
+    let plan = mp4::finalize_from_file(&view).map_err(|e| e.to_string())?;
+    drop(view);
     f.set_len(scan.valid_len).map_err(|e| e.to_string())?;
     match plan {
         Some(plan) => mp4::apply_finalize(&mut f, &plan).map(drop),
@@ -174,16 +178,19 @@ fn recover_part(storage: &Storage, index: &Index, part: &Path, id: &str) -> Resu
 
 /// Index a complete `.mp4` from what the file and its sidecar say.
 fn index_orphan(storage: &Storage, index: &Index, path: &Path, id: &str, partial: bool) -> Result<ClipMeta, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let scan = mp4::scan(&bytes).map_err(|e| e.to_string())?;
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| e.to_string())?;
+    let view = mp4::FileView::read(&mut f).map_err(|e| e.to_string())?;
+    let scan = mp4::scan(&view).map_err(|e| e.to_string())?;
+    let size_bytes = view.size() as u64;
+    drop(view);
     if scan.finalized && !scan.pending_flips.is_empty() {
         let flips = mp4::Finalize { moov: Vec::new(), flips: scan.pending_flips.clone() };
-        let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| e.to_string())?;
         mp4::apply_finalize(&mut f, &flips).map_err(|e| e.to_string())?;
         log::warn!("clip {id}: completed {} pending box-type flips", flips.flips.len());
     }
+    drop(f);
     let side: Option<ClipSidecar> =
-        std::fs::read(path.with_extension("json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        read_small(&path.with_extension("json")).and_then(|b| serde_json::from_slice(&b).ok());
     let rel = path.strip_prefix(storage.root()).map_err(|_| "clip outside storage")?.to_string_lossy().into_owned();
     let camera = side
         .as_ref()
@@ -206,7 +213,7 @@ fn index_orphan(storage: &Storage, index: &Index, path: &Path, id: &str, partial
     let file = ClipFile {
         path: rel,
         duration: std::time::Duration::from_secs_f64(presented),
-        size_bytes: bytes.len() as u64,
+        size_bytes,
         frames: scan.samples,
         partial,
     };
@@ -220,6 +227,19 @@ fn index_orphan(storage: &Storage, index: &Index, path: &Path, id: &str, partial
     index.insert(&meta).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(path.with_extension("json"));
     Ok(meta)
+}
+
+/// Largest clip sidecar read: the writer's are a few KiB.
+pub const MAX_SIDECAR: u64 = 1 << 20;
+
+/// The bytes of a small file: `None` if it is missing, unreadable or larger than
+/// [`MAX_SIDECAR`] (not read then).
+pub fn read_small(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).ok()?;
+    let mut out = Vec::new();
+    f.take(MAX_SIDECAR + 1).read_to_end(&mut out).ok()?;
+    (out.len() as u64 <= MAX_SIDECAR).then_some(out)
 }
 
 /// Unix ms from a clip id's time prefix (`YYYYMMDDTHHMMSSmmmZ`).

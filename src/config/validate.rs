@@ -319,7 +319,10 @@ fn check_broker_users(m: &crate::config::MqttConfig, err: &mut impl FnMut(String
                 ),
             );
         } else if m.username.is_some() && m.password.as_ref().is_none_or(|p| p.chars().count() < 8) {
-            err("mqtt.password".into(), "must be set (at least 8 characters) when the embedded broker listens off loopback".into());
+            err(
+                "mqtt.password".into(),
+                "must be set (at least 8 characters) when the embedded broker listens off loopback".into(),
+            );
         }
     }
 }

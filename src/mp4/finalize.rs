@@ -12,7 +12,7 @@
 //! pending, and redoing them is idempotent. [`apply_finalize`] is the only function of the
 //! `mp4` module that does file I/O.
 
-use super::boxes::{be_u32, child, path, Writer};
+use super::boxes::{be_u32, child, path, Bytes, Writer};
 use super::moov::{write_moov, Tables, TrackHeader};
 use super::parse::{parse, Parsed};
 use super::scan::layout;
@@ -49,20 +49,21 @@ pub fn apply_finalize(file: &mut std::fs::File, f: &Finalize) -> std::io::Result
 
 /// Rebuild the plan of [`super::FragmentedMp4::finalize`] from a file it wrote, e.g. a clip
 /// recovered after a crash. The file must end at [`super::Scan::valid_len`] (callers truncate
-/// first); anything else after the last complete fragment is an error.
+/// first, see [`super::FileView::truncate`]); anything else after the last complete fragment
+/// is an error.
 ///
 /// `Ok(None)`: nothing to do — no complete fragment, or already finalized with no flip
 /// pending. A finalized file with flips pending gives an empty `moov` and those flips.
-pub fn finalize_from_file(file: &[u8]) -> Result<Option<Finalize>, Mp4Error> {
+pub fn finalize_from_file<D: Bytes + ?Sized>(file: &D) -> Result<Option<Finalize>, Mp4Error> {
     let p = parse(file)?;
     if let Some(t) = p.trailer {
         let moov = regular_moov(file, &p)?;
-        if t.end == file.len() && file.get(t.start..t.end) == Some(&moov[..]) {
+        if t.end == file.size() && file.at(t.start..t.end) == Some(&moov[..]) {
             let flips = pending_flips(file, &p);
             return Ok((!flips.is_empty()).then_some(Finalize { moov: Vec::new(), flips }));
         }
     }
-    if p.fragments_end != file.len() {
+    if p.fragments_end != file.size() {
         return Err(Mp4Error::Malformed("bytes after the last complete fragment (truncate to valid_len first)"));
     }
     if p.moofs.is_empty() {
@@ -77,13 +78,13 @@ pub(crate) fn flips(p: &Parsed) -> Vec<u64> {
 }
 
 /// [`flips`] whose box type is not `free` yet.
-pub(crate) fn pending_flips(file: &[u8], p: &Parsed) -> Vec<u64> {
-    flips(p).into_iter().filter(|&at| file.get(at as usize..at as usize + 4) != Some(b"free")).collect()
+pub(crate) fn pending_flips<D: Bytes + ?Sized>(file: &D, p: &Parsed) -> Vec<u64> {
+    flips(p).into_iter().filter(|&at| file.at(at as usize..at as usize + 4) != Some(b"free")).collect()
 }
 
 /// The regular `moov` for the fragments `p` found in `file`, exactly as the writer builds it:
 /// `stsd` and the `tkhd` dimensions are copied from the init `moov`.
-pub(crate) fn regular_moov(file: &[u8], p: &Parsed) -> Result<Vec<u8>, Mp4Error> {
+pub(crate) fn regular_moov<D: Bytes + ?Sized>(file: &D, p: &Parsed) -> Result<Vec<u8>, Mp4Error> {
     if p.composition_offsets {
         return Err(Mp4Error::Malformed("composition time offsets are not supported"));
     }
@@ -94,12 +95,12 @@ pub(crate) fn regular_moov(file: &[u8], p: &Parsed) -> Result<Vec<u8>, Mp4Error>
     let trak = child(file, &p.init, b"trak")?;
     let stsd = path(file, &trak, &[b"mdia", b"minf", b"stbl", b"stsd"])?;
     let tkhd = child(file, &trak, b"tkhd")?;
-    let wh = tkhd.body + if file.get(tkhd.body) == Some(&1) { 88 } else { 76 };
+    let wh = tkhd.body + if file.at(tkhd.body..tkhd.body + 1) == Some(&[1][..]) { 88 } else { 76 };
     if wh + 8 > tkhd.end {
         return Err(Mp4Error::Malformed("tkhd too short"));
     }
     let header = TrackHeader {
-        stsd: &file[stsd.start..stsd.end],
+        stsd: file.at(stsd.start..stsd.end).ok_or(Mp4Error::Truncated("stsd"))?,
         width: be_u32(file, wh)?,
         height: be_u32(file, wh + 4)?,
         edit_media_time: l.elst.map_or(0, |e| e.1),

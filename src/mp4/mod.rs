@@ -2,7 +2,8 @@
 //! the lead-in from the keyframe before T − pre to T − pre exactly; its finalization into a
 //! regular MP4 ([`FragmentedMp4::finalize`], [`apply_finalize`]); and the recovery helpers
 //! ([`scan`], [`finalize_from_file`], [`duration_patches`]) that make a crashed clip playable
-//! up to its last complete fragment.
+//! up to its last complete fragment, reading a file on disk through a [`FileView`] (its box
+//! headers and the few boxes they need, never a whole file).
 //!
 //! Layout while recording: `ftyp` + `moov` (init segment, durations 0, `mvex`), then one
 //! `moof` + `mdat` per call to [`FragmentedMp4::fragment`] — crash-safe, each fragment is
@@ -15,7 +16,8 @@
 //!
 //! This module owns only bytes: it must never block, log, or decide what goes in a clip (the
 //! recorder does), and never do file I/O except in [`apply_finalize`] (append + in-place
-//! 4-byte writes + sync). Samples are Annex-B access units; SPS/PPS live in `avcC` only.
+//! 4-byte writes + sync) and [`FileView::read`] (bounded reads with seeks). Samples are
+//! Annex-B access units; SPS/PPS live in `avcC` only.
 
 mod boxes;
 mod finalize;
@@ -26,9 +28,14 @@ mod scan;
 pub(crate) mod tests;
 #[cfg(test)]
 mod tests_finalize;
+#[cfg(test)]
+mod tests_view;
+mod view;
 
+pub use boxes::Bytes;
 pub use finalize::{apply_finalize, finalize_from_file, Finalize};
 pub use scan::{duration_patches, scan, Scan};
+pub use view::{FileView, MAX_MOOV};
 
 use boxes::Writer;
 use moov::{Chunk, SampleEntry, Tables, TrackHeader};

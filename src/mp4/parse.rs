@@ -3,15 +3,21 @@
 //! `moov` (a crash during finalization), or finalized (init `moov` and every `moof` retyped
 //! `free`). Collects the per-sample table the regular `moov` needs from each `trun`.
 //!
-//! Works on byte slices the caller read; must never do I/O, modify its input, or trust a box
-//! size without bounds checks (a crashed file may end anywhere, in garbage).
+//! Works on the [`Bytes`] the caller read (a slice, or a [`super::FileView`]); must never do
+//! I/O, modify its input, or trust a box size or sample count without bounds checks (a crashed
+//! file may end anywhere, in garbage).
 
-use super::boxes::{be_u32, children, header, path, BoxRef};
+use super::boxes::{be_u32, children, header, path, BoxRef, Bytes};
 use super::moov::{Chunk, SampleEntry};
 use super::Mp4Error;
 
 /// `trun`/`tfhd`/`trex` sample flags bit: `sample_is_non_sync_sample`.
 const NON_SYNC: u32 = 0x0001_0000;
+
+/// Most samples taken from one file: an hour (the longest clip) at 240 fps is 864 000. More is
+/// garbage, and stops the walk like a torn fragment (a `trun` without per-sample fields could
+/// otherwise claim 4 billion samples in a few bytes).
+pub(crate) const MAX_SAMPLES: u64 = 1 << 20;
 
 /// What [`parse`] found.
 #[derive(Debug, Clone)]
@@ -34,13 +40,13 @@ pub(crate) struct Parsed {
 
 /// Whether `b` is a `free` box whose payload starts with a child box of type `first`: a box
 /// this module retyped (`mvhd` → the init `moov`, `mfhd` → a `moof`).
-fn retyped(data: &[u8], b: &BoxRef, first: &[u8; 4]) -> bool {
-    &b.typ == b"free" && b.end >= b.body + 8 && data.get(b.body + 4..b.body + 8) == Some(&first[..])
+fn retyped<D: Bytes + ?Sized>(data: &D, b: &BoxRef, first: &[u8; 4]) -> bool {
+    &b.typ == b"free" && b.end >= b.body + 8 && data.at(b.body + 4..b.body + 8) == Some(&first[..])
 }
 
 /// Where the init segment's `moov` lies (possibly retyped `free`); checks that the file starts
 /// with `ftyp`.
-pub(crate) fn find_init(data: &[u8]) -> Result<BoxRef, Mp4Error> {
+pub(crate) fn find_init<D: Bytes + ?Sized>(data: &D) -> Result<BoxRef, Mp4Error> {
     match header(data, 0) {
         Ok(Some((b, _))) if &b.typ != b"ftyp" => return Err(Mp4Error::NotMp4),
         Ok(Some((_, true))) => {}
@@ -68,7 +74,7 @@ struct Defaults {
 
 /// Walk the file: the init segment (must be complete), then `moof` + `mdat` pairs up to the
 /// first incomplete or inconsistent one, then an optional trailing regular `moov`.
-pub(crate) fn parse(file: &[u8]) -> Result<Parsed, Mp4Error> {
+pub(crate) fn parse<D: Bytes + ?Sized>(file: &D) -> Result<Parsed, Mp4Error> {
     let init = find_init(file)?;
     let trex = match path(file, &init, &[b"mvex", b"trex"]) {
         Ok(t) => Defaults {
@@ -116,26 +122,28 @@ pub(crate) fn parse(file: &[u8]) -> Result<Parsed, Mp4Error> {
 
 /// Append the samples and chunks of one `moof` whose sample data must lie inside `mdat` to
 /// `p`; `false` (and `p` untouched) if the `moof` does not parse or points outside its `mdat`.
-fn fragment(data: &[u8], moof: &BoxRef, mdat: &BoxRef, trex: Defaults, p: &mut Parsed) -> bool {
-    let (mut samples, mut chunks, mut cts) = (Vec::new(), Vec::new(), false);
-    let ok = fragment_into(data, moof, mdat, trex, &mut samples, &mut chunks, &mut cts).is_some();
-    if ok {
-        p.samples.extend(samples);
-        p.chunks.extend(chunks);
-        p.composition_offsets |= cts;
-    }
-    ok
+fn fragment<D: Bytes + ?Sized>(data: &D, moof: &BoxRef, mdat: &BoxRef, trex: Defaults, p: &mut Parsed) -> bool {
+    let (mut samples, mut chunks) = (Vec::new(), Vec::new());
+    let room = MAX_SAMPLES.saturating_sub(p.samples.len() as u64);
+    let Some(cts) = fragment_into(data, moof, mdat, trex, room, &mut samples, &mut chunks) else { return false };
+    p.samples.extend(samples);
+    p.chunks.extend(chunks);
+    p.composition_offsets |= cts;
+    true
 }
 
-fn fragment_into(
-    data: &[u8],
+/// [`fragment`]'s walk: at most `room` samples; returns whether some `trun` has composition
+/// time offsets.
+fn fragment_into<D: Bytes + ?Sized>(
+    data: &D,
     moof: &BoxRef,
     mdat: &BoxRef,
     trex: Defaults,
+    room: u64,
     samples: &mut Vec<SampleEntry>,
     chunks: &mut Vec<Chunk>,
-    cts: &mut bool,
-) -> Option<()> {
+) -> Option<bool> {
+    let mut cts = false;
     for traf in children(data, moof.body, moof.end).ok()?.iter().filter(|b| &b.typ == b"traf") {
         let kids = children(data, traf.body, traf.end).ok()?;
         let tfhd = kids.iter().find(|b| &b.typ == b"tfhd")?;
@@ -178,7 +186,10 @@ fn fragment_into(
             if trun.end < at || ((trun.end - at) as u64) < u64::from(count) * per as u64 {
                 return None;
             }
-            *cts |= f & 0x800 != 0;
+            if samples.len() as u64 + u64::from(count) > room {
+                return None;
+            }
+            cts |= f & 0x800 != 0;
             let mut bytes = 0u64;
             for i in 0..count {
                 let mut field = |bit: u32, default: u32| -> Option<u32> {
@@ -205,5 +216,5 @@ fn fragment_into(
             next_data = start as u64 + bytes;
         }
     }
-    Some(())
+    Some(cts)
 }

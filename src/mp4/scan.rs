@@ -2,10 +2,11 @@
 //! and the recovery scan that finds the end of the last complete fragment, or tells that the
 //! file was finalized (and which box-type flips are still pending).
 //!
-//! Works on byte slices the caller read; must never do I/O, modify its input, or trust a box
-//! size without bounds checks (a crashed file may end anywhere, in garbage).
+//! Works on the [`Bytes`] the caller read (a slice, or a [`super::FileView`]); must never do
+//! I/O, modify its input, or trust a box size without bounds checks (a crashed file may end
+//! anywhere, in garbage).
 
-use super::boxes::{be_u32, be_var, child, path, BoxRef};
+use super::boxes::{be_u32, be_var, child, path, BoxRef, Bytes};
 use super::finalize::{pending_flips, regular_moov};
 use super::parse::{find_init, parse};
 use super::Mp4Error;
@@ -41,7 +42,7 @@ pub(super) struct Field {
 
 impl Field {
     /// In the full box `b`, the field at `v0`/`v1` bytes after version+flags.
-    fn of(data: &[u8], b: &BoxRef, v0: usize, v1: usize) -> Result<Field, Mp4Error> {
+    fn of<D: Bytes + ?Sized>(data: &D, b: &BoxRef, v0: usize, v1: usize) -> Result<Field, Mp4Error> {
         let wide = version(data, b)? == 1;
         let at = b.body + 4 + if wide { v1 } else { v0 };
         let len = if wide { 8 } else { 4 };
@@ -50,7 +51,7 @@ impl Field {
         }
         Ok(Field { at, wide })
     }
-    fn read(&self, data: &[u8]) -> Result<u64, Mp4Error> {
+    fn read<D: Bytes + ?Sized>(&self, data: &D) -> Result<u64, Mp4Error> {
         be_var(data, self.at, self.wide)
     }
     fn patch(&self, value: u64) -> (u64, Vec<u8>) {
@@ -63,8 +64,8 @@ impl Field {
     }
 }
 
-fn version(data: &[u8], b: &BoxRef) -> Result<u8, Mp4Error> {
-    data.get(b.body).copied().ok_or(Mp4Error::Truncated("full box"))
+fn version<D: Bytes + ?Sized>(data: &D, b: &BoxRef) -> Result<u8, Mp4Error> {
+    data.at(b.body..b.body + 1).map(|v| v[0]).ok_or(Mp4Error::Truncated("full box"))
 }
 
 /// Offsets of every duration field in the init segment, plus what is needed to compute them.
@@ -79,7 +80,7 @@ pub(super) struct InitLayout {
     mehd_duration: Option<Field>,
 }
 
-pub(super) fn layout(data: &[u8]) -> Result<InitLayout, Mp4Error> {
+pub(super) fn layout<D: Bytes + ?Sized>(data: &D) -> Result<InitLayout, Mp4Error> {
     let moov = find_init(data)?;
     let mvhd = child(data, &moov, b"mvhd")?;
     let movie_ts = Field::of(data, &mvhd, 8, 16)?;
@@ -127,7 +128,7 @@ pub(super) fn layout(data: &[u8]) -> Result<InitLayout, Mp4Error> {
 /// `mvhd`, `tkhd` and `elst.segment_duration` get the presented duration (media duration minus
 /// the edit's media time, in the movie timescale); `mdhd` and `mehd` get `media_duration`.
 /// `init` is the start of the file (at least `ftyp` + `moov`).
-pub fn duration_patches(init: &[u8], media_duration: u64) -> Result<Vec<(u64, Vec<u8>)>, Mp4Error> {
+pub fn duration_patches<D: Bytes + ?Sized>(init: &D, media_duration: u64) -> Result<Vec<(u64, Vec<u8>)>, Mp4Error> {
     let l = layout(init)?;
     let media_time = l.elst.as_ref().map_or(0, |e| e.1);
     let presented = media_duration.saturating_sub(media_time);
@@ -150,11 +151,11 @@ pub fn duration_patches(init: &[u8], media_duration: u64) -> Result<Vec<(u64, Ve
 /// `free` by finalization) and stops at the first incomplete or inconsistent one (a torn tail
 /// is ignored, never an error). A trailing regular `moov` counts as "finalized" only if it is
 /// byte for byte the one [`super::finalize_from_file`] would append for these fragments, so a
-/// torn append is a torn tail.
-pub fn scan(file: &[u8]) -> Result<Scan, Mp4Error> {
+/// torn append is a torn tail. `file`: the bytes, or a [`super::FileView`] of a file on disk.
+pub fn scan<D: Bytes + ?Sized>(file: &D) -> Result<Scan, Mp4Error> {
     let l = layout(file)?;
     let p = parse(file)?;
-    let trailer = p.trailer.filter(|t| regular_moov(file, &p).is_ok_and(|m| file.get(t.start..t.end) == Some(&m[..])));
+    let trailer = p.trailer.filter(|t| regular_moov(file, &p).is_ok_and(|m| file.at(t.start..t.end) == Some(&m[..])));
     let pending_flips = match trailer {
         Some(_) => pending_flips(file, &p),
         None => Vec::new(),

@@ -191,7 +191,8 @@ impl Mqtt {
                     own_prefixes: vec![format!("{}/", cfg.base_topic), "homeassistant/".into()],
                     limits: broker::Limits::default(),
                 };
-                let started = broker::start(listen, settings).map_err(|source| MqttError::Broker { addr: listen, source })?;
+                let started =
+                    broker::start(listen, settings).map_err(|source| MqttError::Broker { addr: listen, source })?;
                 let (addr, embedded) = match started {
                     broker::Start::Started(b) => (broker::local_client_addr(b.addr()), Some(b)),
                     broker::Start::PortTaken => {

@@ -1,11 +1,12 @@
 //! Start-up recovery: takes up the uploads a previous run left in `{storage.path}/uploads/`
 //! (each a `{id}.bin` with its `{id}.json`), resuming them at the `.bin`'s length, and removes
 //! every other file there. An upload whose `{id}.done` marker names an existing clip is not
-//! made again.
+//! made again. Reads only the small sidecars (a `.bin` of gigabytes costs nothing here).
 //!
 //! Must never finalize or delete an upload that can still be taken up, and never speak HTTP.
 
 use super::{remove_quietly, valid_upload_id, UploadEntry, UploadSidecar, UploadState, UploadStatus, Uploads};
+use crate::clip::recovery::read_small;
 use crate::time::{rfc3339_ms, wall_now_ms};
 use std::path::PathBuf;
 
@@ -24,7 +25,7 @@ impl Uploads {
             };
             let bin = self.file(id);
             let sidecar: Option<UploadSidecar> =
-                std::fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok()).filter(|_| valid_upload_id(id));
+                read_small(p).and_then(|b| serde_json::from_slice(&b).ok()).filter(|_| valid_upload_id(id));
             let (Some(sc), Ok(m)) = (sidecar, std::fs::metadata(&bin)) else { continue };
             // Finalized before the stop, but not cleaned up: the clip exists (recovery indexes
             // it if the index missed it); making it again would give a second clip.

@@ -75,7 +75,8 @@ pub async fn read_packet<R: AsyncRead + Unpin>(
     }
     let frame = n + len;
     let permits = u32::try_from(frame).unwrap_or(u32::MAX);
-    let permit = budget.clone().acquire_many_owned(permits).await.map_err(|_| std::io::Error::other("broker stopping"))?;
+    let permit =
+        budget.clone().acquire_many_owned(permits).await.map_err(|_| std::io::Error::other("broker stopping"))?;
     let mut buf = BytesMut::with_capacity(frame);
     buf.put_slice(&head[..n]);
     buf.resize(frame, 0);

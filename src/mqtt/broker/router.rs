@@ -177,7 +177,8 @@ impl Router {
             .conns
             .values()
             .filter_map(|c| {
-                let q = c.subs.iter().filter(|(f, _)| matches(&p.topic, f)).map(|(_, q)| *q).max_by_key(|q| *q as u8)?;
+                let q =
+                    c.subs.iter().filter(|(f, _)| matches(&p.topic, f)).map(|(_, q)| *q).max_by_key(|q| *q as u8)?;
                 Some((c.mailbox.clone(), q))
             })
             .collect();
@@ -316,8 +317,10 @@ mod tests {
         r.publish(&retained("t/1", 5));
         let (mb, _rx) = mailbox();
         let id = r.connect("c".into(), mb.clone());
-        let (got, replay) =
-            r.subscribe(id, &[("t/+".into(), QoS::ExactlyOnce), ("x".into(), QoS::AtMostOnce), ("y".into(), QoS::AtMostOnce)]);
+        let (got, replay) = r.subscribe(
+            id,
+            &[("t/+".into(), QoS::ExactlyOnce), ("x".into(), QoS::AtMostOnce), ("y".into(), QoS::AtMostOnce)],
+        );
         assert_eq!(got, vec![Some(QoS::AtLeastOnce), Some(QoS::AtMostOnce), None]);
         assert!(matches!(&replay[..], [p] if p.retain && p.topic == "t/1" && p.qos == QoS::AtMostOnce), "{replay:?}");
         let (mb2, _rx2) = mailbox();
