@@ -156,6 +156,7 @@ pub struct CleanupReport {
 }
 
 type FsStatsSource = Arc<dyn Fn(&Path) -> Option<FsStats> + Send + Sync>;
+type WriteFaultSource = Arc<dyn Fn(&Path) -> Option<std::io::Error> + Send + Sync>;
 
 /// The storage directory and its retention policy.
 #[derive(Clone)]
@@ -163,6 +164,7 @@ pub struct Storage {
     root: PathBuf,
     cfg: StorageConfig,
     fs_stats_source: Option<FsStatsSource>,
+    write_fault: Option<WriteFaultSource>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -171,6 +173,7 @@ impl std::fmt::Debug for Storage {
             .field("root", &self.root)
             .field("cfg", &self.cfg)
             .field("fs_stats_overridden", &self.fs_stats_source.is_some())
+            .field("write_fault", &self.write_fault.is_some())
             .finish()
     }
 }
@@ -212,7 +215,42 @@ fn remove_file_counted(path: &Path) -> Result<u64, StorageError> {
 impl Storage {
     /// Storage at `cfg.path`. Touches nothing on disk.
     pub fn new(cfg: &StorageConfig) -> Storage {
-        Storage { root: cfg.path.clone(), cfg: cfg.clone(), fs_stats_source: None }
+        Storage { root: cfg.path.clone(), cfg: cfg.clone(), fs_stats_source: None, write_fault: None }
+    }
+
+    /// Make writes of clip files fail where `fault` (called with the file's path) returns an
+    /// error: a failing disk, for tests and simulations ([`Self::injected_fault`]).
+    pub fn with_write_fault(
+        mut self,
+        fault: impl Fn(&Path) -> Option<std::io::Error> + Send + Sync + 'static,
+    ) -> Storage {
+        self.write_fault = Some(Arc::new(fault));
+        self
+    }
+
+    /// The fault [`Self::with_write_fault`] injects into a write of `path`: always `Ok` on a
+    /// real system. The clip writer asks before each write.
+    pub fn injected_fault(&self, path: &Path) -> std::io::Result<()> {
+        match self.write_fault.as_ref().and_then(|f| f(path)) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a file can be written and synced in the storage directory now: a 4 KiB probe file,
+    /// created, fsynced and removed. After a clip failed writing, a new clip is promised to a
+    /// trigger only once this passes.
+    pub fn probe_write(&self) -> Result<(), StorageError> {
+        self.check_writable()?;
+        let path = self.root.join(".write-probe");
+        let written = (|| {
+            self.injected_fault(&path)?;
+            let mut f = std::fs::File::create(&path)?;
+            std::io::Write::write_all(&mut f, &[0u8; 4096])?;
+            f.sync_all()
+        })();
+        let _ = std::fs::remove_file(&path);
+        written.map_err(io_err(&path))
     }
 
     /// Replace statvfs with `source` (called with the root) for tests and simulations.

@@ -37,6 +37,8 @@ pub enum RejectCode {
     CameraStopped,
     /// Storage cannot take a new clip (full and nothing can be freed, or mount missing).
     StorageFull,
+    /// The last clip failed writing (a storage I/O error) and storage still fails a test write.
+    StorageError,
     /// A manual recording is already running / not running.
     Conflict,
 }

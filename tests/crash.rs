@@ -1,7 +1,8 @@
 //! Faults against the real binary: `kill -9` during post-roll (the partial clip is recovered at the
 //! next start and plays; finished clips are untouched; the index matches the files), and a full
 //! disk (a small tmpfs: retention frees space, and when nothing can be freed the clip is refused
-//! with a clear error while the daemon keeps running).
+//! with a clear error while the daemon keeps running; filled up mid-clip, that clip fails and
+//! triggers are refused until there is room again).
 
 mod common;
 
@@ -366,5 +367,71 @@ fn start_up_recovery_of_4_gib_orphans_stays_small() {
     let (status, o) = d.get(&format!("/api/clips/{orphan}")).unwrap();
     assert_eq!(status, 200, "{o}");
     assert_eq!(o["size_bytes"].as_u64(), Some(GIB4));
+    d.stop();
+}
+
+/// Fill the filesystem holding `path` with a file at `path` until it is full.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0x5a_u8; 64 << 10];
+    while f.write_all(&chunk).and_then(|()| f.sync_data()).is_ok() {}
+}
+
+#[test]
+fn a_disk_full_mid_clip_fails_the_clip_and_refuses_until_there_is_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let _mount = Tmpfs::mount(&storage, "24m");
+    let source = "{ kind = \"gstreamer\", pipeline = \"videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width=320,height=240,framerate=30/1\" }";
+    let cfg = write_config(dir.path(), &storage, source, "min_free_percent = 0\nrequire_mount = true");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("pre_s = 1", "pre_s = 1\nbitrate_kbps = 2000"))
+        .unwrap();
+    let d = Daemon::start(&cfg);
+
+    let (status, r) = d.post("/api/cameras/cam0/trigger", r#"{"post_s":30}"#);
+    assert_eq!(status, 202, "{r}");
+    let dead = r["clip_id"].as_str().unwrap().to_string();
+    // Mid-clip: its .part file holds fragments, then the disk fills up under it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !files_with(&storage, ".mp4.part").iter().any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 40_000)) {
+        assert!(Instant::now() < deadline, "no growing .part file");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let filler = storage.join("filler");
+    fill(&filler);
+    // The writer fails at its next fragment (the log says so, with or without the clip closed).
+    let log = cfg.with_extension("log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains(&format!("clip {dead} failed")) {
+        assert!(Instant::now() < deadline, "the clip never failed on the full disk");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Its post-roll has 25 s to go: a trigger must not be "extended" onto a clip that will not
+    // exist, nor promised a new one the full disk cannot take.
+    let (status, r) = d.post("/api/cameras/cam0/trigger", "");
+    assert_eq!(status, 507, "refused while the disk is full, not extended onto {dead}: {r}");
+    // (`storage still fails` when the probe write fails, `storage full` when the space freed by
+    // removing the failed clip's file takes the probe but not a clip.)
+    assert!(r["error"].as_str().unwrap().contains("storage"), "{r}");
+    let (status, r) = d.post("/api/cameras/cam0/record/start", "");
+    assert_eq!(status, 507, "{r}");
+    assert_eq!(d.get(&format!("/api/clips/{dead}")).unwrap().0, 404, "the failed clip is not indexed");
+    assert!(files_with(&storage, ".mp4.part").is_empty(), "the failed clip's partial file is removed");
+
+    // Room again: the next trigger opens a new clip, and it is saved.
+    std::fs::remove_file(&filler).unwrap();
+    let (status, r) = d.post("/api/cameras/cam0/trigger", "");
+    assert_eq!(status, 202, "{r}");
+    assert_eq!(r["extended"], false);
+    let id = r["clip_id"].as_str().unwrap();
+    assert_ne!(id, dead);
+    let meta = d.wait_clip(id);
+    ffprobe_ok(&storage.join(meta["path"].as_str().unwrap()));
+    assert_eq!(d.get("/api/health").unwrap().0, 200, "the daemon keeps running");
+    d.stop();
+    // After a restart, recovery does not bring the failed clip back.
+    let d = Daemon::start(&cfg);
+    assert_eq!(d.get(&format!("/api/clips/{dead}")).unwrap().0, 404);
     d.stop();
 }

@@ -6,6 +6,10 @@
 //! fsync), renames `{id}.mp4.part` to `{id}.mp4`, fsyncs the directory, writes the poster, and
 //! only then indexes the clip.
 //!
+//! A write error closes the clip as failed (`clip_failed`): what was written of it is removed,
+//! and until a test write passes ([`crate::storage::Storage::probe_write`]) triggers are
+//! refused with `storage_error` rather than promised a clip that will not exist.
+//!
 //! A power cut leaves a `.part` file whose complete fragments [`super::recovery`] turns into a
 //! playable clip at the next start. Every call here may block (locks, file I/O): the async
 //! front-ends call it through `spawn_blocking`.
@@ -52,6 +56,8 @@ struct Shared {
     machine: Mutex<ClipMachine>,
     store: Arc<ClipStore>,
     events: broadcast::Sender<ClipEvent>,
+    /// The storage error the last clip failed with, until a test write passes again.
+    fault: Mutex<Option<String>>,
 }
 
 /// A clip writer thread and the id of its clip.
@@ -73,7 +79,13 @@ impl Recorder {
     pub fn new(input: RecorderInput, store: Arc<ClipStore>, events: broadcast::Sender<ClipEvent>) -> Self {
         let limits = input.limits;
         Recorder {
-            shared: Arc::new(Shared { machine: Mutex::new(ClipMachine::new(limits)), input, store, events }),
+            shared: Arc::new(Shared {
+                machine: Mutex::new(ClipMachine::new(limits)),
+                input,
+                store,
+                events,
+                fault: Mutex::new(None),
+            }),
             writers: Mutex::new(Vec::new()),
         }
     }
@@ -96,6 +108,19 @@ impl Recorder {
     fn make_room(&self, secs: f64, req: &TriggerRequest) -> Result<(), TriggerRejected> {
         let estimate = (self.shared.input.bitrate_kbps as f64 * 1000.0 / 8.0 * secs * 1.3) as u64;
         let store = &self.shared.store;
+        let fault = lock(&self.shared.fault).clone();
+        if let Some(fault) = fault {
+            if let Err(e) = store.storage.probe_write() {
+                let msg = format!(
+                    "cannot save a clip: the last one failed ({fault}) and storage still fails: {}",
+                    crate::status::error_chain(&e)
+                );
+                log::warn!("camera {}: {msg}", self.camera_id());
+                return Err(Self::reject(RejectCode::StorageError, msg, req));
+            }
+            log::info!("camera {}: storage writable again", self.camera_id());
+            *lock(&self.shared.fault) = None;
+        }
         match store
             .index()
             .and_then(|index| store.storage.make_room(&index, estimate, self.shared.input.clock.wall_now_ms()))
@@ -283,15 +308,60 @@ const END_GRACE: Duration = Duration::from_secs(1);
 /// ... a phone's come in bursts over Wi-Fi, and a burst delayed by a second is ordinary.
 const END_GRACE_PHONE: Duration = Duration::from_secs(3);
 
-/// Write clip `id` until the machine closes it. Runs on the writer thread.
+/// Why a clip was not saved: storage failed it, or there was nothing to save.
+enum WriteError {
+    Storage(String),
+    Clip(String),
+}
+
+impl From<String> for WriteError {
+    fn from(e: String) -> Self {
+        WriteError::Storage(e)
+    }
+}
+
+/// Write clip `id` until the machine closes it, then finish it. Runs on the writer thread.
+///
+/// On failure the clip is closed at once, so no trigger extends a clip that will not exist; what
+/// was written of it is removed (a failed clip never reaches the index, now or by recovery);
+/// a storage error is kept for [`Recorder::make_room`] to test before the next clip.
 fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
+    let mut w: Option<Writer> = None;
+    let result = match (follow_clip(shared, id, &mut w), w) {
+        (Ok(closed), Some(w)) => w.finish(shared, &closed).map_err(WriteError::Storage),
+        (Ok(_), None) => Err(WriteError::Clip("no frames were written (the buffer was empty)".into())),
+        (Err(e), w) => {
+            if let Some(w) = w {
+                w.discard();
+            }
+            Err(e)
+        }
+    };
+    match result {
+        Ok(meta) => {
+            *lock(&shared.fault) = None;
+            Ok(meta)
+        }
+        Err(WriteError::Storage(e)) => {
+            *lock(&shared.fault) = Some(e.clone());
+            lock(&shared.machine).close_now(id);
+            Err(e)
+        }
+        Err(WriteError::Clip(e)) => {
+            lock(&shared.machine).close_now(id);
+            Err(e)
+        }
+    }
+}
+
+/// Follow the pre-roll and write clip `id` into `w` until the machine closes it; returns it.
+fn follow_clip(shared: &Shared, id: &str, w: &mut Option<Writer>) -> Result<OpenClip, WriteError> {
     let cam = &shared.input;
     let start = match lock(&shared.machine).open() {
         Some(o) if o.clip_id == id => o.start,
-        _ => return Err("clip closed before it started".into()),
+        _ => return Err(WriteError::Clip("clip closed before it started".into())),
     };
     let mut follower = cam.preroll.follow_from_time(start);
-    let mut w: Option<Writer> = None;
     let mut gop: Vec<EncodedFrame> = Vec::new();
     let mut idle = Duration::ZERO;
     // The newest frame's time. A phone dates frames on its own media clock and
@@ -308,11 +378,11 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
                 }
                 let done = lock(&shared.machine).close_if_done(id, f.pts);
                 if let Some(c) = done {
-                    flush(shared, id, &mut w, &mut gop, Some(f.pts), start)?;
+                    flush(shared, id, w, &mut gop, Some(f.pts), start)?;
                     break c;
                 }
                 if f.keyframe && !gop.is_empty() {
-                    flush(shared, id, &mut w, &mut gop, Some(f.pts), start)?;
+                    flush(shared, id, w, &mut gop, Some(f.pts), start)?;
                 }
                 gop.push(f);
             }
@@ -337,203 +407,22 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
                                 cam.camera,
                                 idle.as_secs_f64()
                             );
-                            flush(shared, id, &mut w, &mut gop, None, start)?;
+                            flush(shared, id, w, &mut gop, None, start)?;
                             break c;
                         }
-                        None => return Err("clip vanished".into()),
+                        None => return Err(WriteError::Clip("clip vanished".into())),
                     }
                 }
             }
         }
     };
-    let w = w.ok_or_else(|| "no frames were written (the buffer was empty)".to_string())?;
-    w.finish(shared, &closed)
+    Ok(closed)
 }
 
-/// Write the frames in `gop` as one fragment; `next_pts` gives the last frame's duration.
-fn flush(
-    shared: &Shared,
-    id: &str,
-    w: &mut Option<Writer>,
-    gop: &mut Vec<EncodedFrame>,
-    next_pts: Option<Duration>,
-    start: Duration,
-) -> Result<(), String> {
-    if gop.is_empty() {
-        return Ok(());
-    }
-    if w.is_none() {
-        // T − pre may fall after the last frame of the GOP that precedes it: then that GOP
-        // would be all lead-in; start the file at the next keyframe instead.
-        if !gop.iter().any(|f| f.pts + f.duration / 2 >= start) && next_pts.is_some() {
-            gop.clear();
-            return Ok(());
-        }
-        *w = Some(Writer::create(shared, id, gop, start)?);
-    }
-    let Some(writer) = w.as_mut() else { return Ok(()) };
-    writer.write_fragment(gop, next_pts)?;
-    gop.clear();
-    Ok(())
-}
-
-/// An open `.part` file.
-struct Writer {
-    file: std::fs::File,
-    part: PathBuf,
-    rel: String,
-    mp4: FragmentedMp4,
-    first_pts: Duration,
-    presented_start: Duration,
-    poster: Vec<u8>,
-    sidecar: ClipSidecar,
-    last_end: Duration,
-}
-
-impl Writer {
-    fn create(shared: &Shared, id: &str, gop: &[EncodedFrame], start: Duration) -> Result<Self, String> {
-        let first = &gop[0];
-        // The first presented frame: the first at or after T − pre (start lies in this GOP).
-        let presented = gop.iter().find(|f| f.pts + f.duration / 2 >= start).map(|f| f.pts).unwrap_or(first.pts);
-        log::debug!(
-            "clip {id}: start {:?}, first frame {:?} (+{:?}), presented {:?}, {} frames in first GOP",
-            start,
-            first.pts,
-            first.duration,
-            presented,
-            gop.len()
-        );
-        let fmt = shared.input.status.format();
-        let (w, h) = fmt.map(|f| (f.width, f.height)).unwrap_or((0, 0));
-        let mp4 = FragmentedMp4::new(&first.data, w, h, ticks(presented - first.pts)).map_err(|e| e.to_string())?;
-        let (first_at, label, trigger_ids, source) = {
-            let m = lock(&shared.machine);
-            match m.open() {
-                Some(o) if o.clip_id == id => (
-                    o.first_at,
-                    o.triggers.first().and_then(|t| t.label.clone()),
-                    o.triggers.iter().map(|t| t.id.clone()).collect(),
-                    o.source,
-                ),
-                _ => (presented, None, Vec::new(), ClipSource::Trigger),
-            }
-        };
-        let start_ms = shared.input.clock.wall_ms(presented);
-        let rel = crate::clip_meta::clip_rel_path(&shared.input.camera, id, start_ms);
-        let abs = shared.store.storage.abs(&rel).ok_or_else(|| format!("bad clip path {rel}"))?;
-        let dir = abs.parent().ok_or("clip path has no directory")?;
-        let new_dir = !dir.exists();
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        if new_dir {
-            // A new date (or camera) directory: its entry in the parent must survive a power cut.
-            for d in dir.ancestors().skip(1).take(2) {
-                fsync_dir(d);
-            }
-        }
-        let sidecar = ClipSidecar {
-            id: id.into(),
-            camera: shared.input.camera.clone(),
-            source,
-            label,
-            trigger_ids,
-            trigger_count: 0,
-            trigger_ms: shared.input.clock.wall_ms(first_at),
-            start_ms,
-            pre_s_actual: first_at.saturating_sub(presented).as_secs_f64(),
-            device: None,
-        };
-        let side = abs.with_extension("json");
-        if let Ok(json) = serde_json::to_vec(&sidecar) {
-            crate::storage::write_private(&side, &json, 0o644)
-                .map_err(|e| format!("cannot write {}: {e}", side.display()))?;
-        }
-        let part = abs.with_extension("mp4.part");
-        let mut file = std::fs::File::create(&part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
-        file.write_all(&mp4.init_segment()).map_err(|e| format!("write {}: {e}", part.display()))?;
-        fsync_dir(dir);
-        Ok(Writer {
-            file,
-            part,
-            rel,
-            mp4,
-            first_pts: first.pts,
-            presented_start: presented,
-            poster: first.data.to_vec(),
-            sidecar,
-            last_end: first.pts,
-        })
-    }
-
-    fn write_fragment(&mut self, gop: &[EncodedFrame], next_pts: Option<Duration>) -> Result<(), String> {
-        let samples: Vec<Sample> = gop
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let end = gop.get(i + 1).map(|n| n.pts).or(next_pts).unwrap_or(f.pts + f.duration);
-                Sample { data: &f.data, duration: ticks(end.saturating_sub(f.pts)).max(1) as u32, keyframe: f.keyframe }
-            })
-            .collect();
-        if let Some(last) = gop.last() {
-            self.last_end = next_pts.unwrap_or(last.pts + last.duration);
-        }
-        let frag = self.mp4.fragment(&samples);
-        self.file.write_all(&frag).map_err(|e| format!("write {}: {e}", self.part.display()))?;
-        self.file.sync_data().map_err(|e| format!("fsync {}: {e}", self.part.display()))?;
-        Ok(())
-    }
-
-    fn finish(mut self, shared: &Shared, closed: &OpenClip) -> Result<ClipMeta, String> {
-        let io = |e: std::io::Error| format!("finishing {}: {e}", self.part.display());
-        // Regular MP4 in place (append moov, sync, retype init moov + moofs as `free`, sync):
-        // players then apply the edit list as a trim. A crash here is completed by recovery.
-        let plan = self.mp4.finalize();
-        let size = mp4::apply_finalize(&mut self.file, &plan).map_err(io)?;
-        let expected = self.mp4.bytes_written() + plan.moov.len() as u64;
-        if size != expected {
-            log::warn!("clip {}: finalized file is {size} bytes, expected {expected}", self.sidecar.id);
-        }
-        let final_path = self.part.with_extension("");
-        std::fs::rename(&self.part, &final_path).map_err(io)?;
-        if let Some(dir) = final_path.parent() {
-            fsync_dir(dir);
-        }
-        match super::poster::jpeg_from_keyframe(&self.poster) {
-            Ok(jpeg) => {
-                // Atomic and fsynced: a power cut leaves the old poster or the new, never a torn one.
-                if let Err(e) = crate::storage::write_private(&final_path.with_extension("jpg"), &jpeg, 0o644) {
-                    log::warn!("clip {}: poster not written: {e}", self.sidecar.id);
-                }
-            }
-            Err(e) => log::warn!("clip {}: no poster: {e}", self.sidecar.id),
-        }
-        let _ = self.first_pts;
-        let presented = self.last_end.saturating_sub(self.presented_start);
-        let sidecar = ClipSidecar {
-            trigger_ids: closed.triggers.iter().map(|t| t.id.clone()).collect(),
-            trigger_count: closed.trigger_count,
-            source: closed.source,
-            ..self.sidecar
-        };
-        let file = ClipFile {
-            path: self.rel,
-            duration: presented,
-            size_bytes: size,
-            frames: self.mp4.sample_count(),
-            partial: false,
-        };
-        let meta = sidecar.into_meta(file);
-        shared.store.index().map_err(|e| format!("index: {e}"))?.insert(&meta).map_err(|e| format!("index: {e}"))?;
-        let _ = std::fs::remove_file(final_path.with_extension("json"));
-        Ok(meta)
-    }
-}
-
-/// fsync a directory so a rename or new file in it survives a power cut.
-pub fn fsync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
+#[path = "writer.rs"]
+mod writer;
+pub use writer::fsync_dir;
+use writer::{flush, Writer};
 
 #[cfg(test)]
 #[path = "recorder_tests.rs"]

@@ -28,15 +28,20 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with_storage(|s| s)
+    }
+
+    /// A rig whose storage is `storage` applied to the plain one (to inject faults).
+    fn with_storage(storage: impl FnOnce(Storage) -> Storage) -> Rig {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(Duration::from_secs(100), WALL_AT_ZERO));
         let preroll = Arc::new(PreRoll::new(Duration::from_secs(10), 64 << 20));
         let status = Arc::new(CameraStatus::default());
-        let store = Arc::new(ClipStore::new(Storage::new(&StorageConfig {
+        let store = Arc::new(ClipStore::new(storage(Storage::new(&StorageConfig {
             path: dir.path().to_path_buf(),
             min_free_percent: 0,
             ..StorageConfig::default()
-        })));
+        }))));
         let (tx, events) = broadcast::channel(16);
         let input = RecorderInput {
             camera: "sim".into(),
@@ -70,17 +75,29 @@ impl Rig {
 
     /// The next saved clip (or failure), waited for as an event.
     fn saved(&mut self) -> ClipMeta {
+        self.outcome().expect("clip saved")
+    }
+
+    /// The next clip event that ends a clip: saved, or failed (`(clip id, error)`). Reads the
+    /// rig's own receiver (on a thread, so the wait has a deadline), which holds every event.
+    fn outcome(&mut self) -> Result<ClipMeta, (String, String)> {
+        let placeholder = self.events.resubscribe();
+        let mut events = std::mem::replace(&mut self.events, placeholder);
         let (tx, rx) = mpsc::channel();
-        let mut events = self.events.resubscribe();
-        std::thread::spawn(move || loop {
-            match events.blocking_recv() {
-                Ok(ClipEvent::Saved(m)) => break drop(tx.send(Ok(*m))),
-                Ok(ClipEvent::Failed { error, .. }) => break drop(tx.send(Err(error))),
-                Ok(ClipEvent::Recording { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => break,
-            }
+        std::thread::spawn(move || {
+            let r = loop {
+                match events.blocking_recv() {
+                    Ok(ClipEvent::Saved(m)) => break Some(Ok(*m)),
+                    Ok(ClipEvent::Failed { clip_id, error, .. }) => break Some(Err((clip_id, error))),
+                    Ok(ClipEvent::Recording { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break None,
+                }
+            };
+            let _ = tx.send((r, events));
         });
-        rx.recv_timeout(Duration::from_secs(60)).expect("a clip event").expect("clip saved")
+        let (r, events) = rx.recv_timeout(Duration::from_secs(60)).expect("a clip event");
+        self.events = events;
+        r.expect("events closed")
     }
 }
 
@@ -153,4 +170,63 @@ fn a_trigger_flood_extends_one_clip_with_one_keyframe_and_bounded_ids() {
     assert_eq!(meta.trigger_count, 501);
     assert_eq!(meta.trigger_ids.len(), crate::clip_meta::MAX_TRIGGER_IDS);
     assert_eq!(meta.trigger_ids[0], first.trigger_id, "the first trigger is kept");
+}
+
+#[test]
+fn a_write_error_mid_clip_closes_it_as_failed_and_the_next_clip_waits_for_working_storage() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let failing = Arc::new(AtomicBool::new(false));
+    let f = failing.clone();
+    let mut rig = Rig::with_storage(move |s| {
+        s.with_write_fault(move |_| {
+            f.load(Ordering::SeqCst).then(|| std::io::Error::from_raw_os_error(nix::libc::ENOSPC))
+        })
+    });
+    for _ in 0..25 {
+        rig.frame();
+    }
+    let first = rig.recorder.trigger(&TriggerRequest::default()).expect("opens");
+    // The first fragment (the GOP from 101.0 s) is written when the keyframe at 103.0 s arrives.
+    for _ in 0..6 {
+        rig.frame();
+    }
+    let part = rig._dir.path().join(format!("clips/sim/2027-01-15/{}.mp4.part", first.clip_id));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&part).map_or(0, |m| m.len()) < 1000 {
+        assert!(std::time::Instant::now() < deadline, "the first fragment was never written to {part:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A second trigger extends the clip to 108.0 s; then the disk fails mid-clip: the next
+    // fragment (at the keyframe at 104.0 s, the clip still open) cannot be written.
+    let ext = rig.recorder.trigger(&TriggerRequest { post_s: Some(5.0), ..Default::default() }).expect("extends");
+    assert!(ext.extended && ext.clip_id == first.clip_id);
+    failing.store(true, Ordering::SeqCst);
+    for _ in 0..11 {
+        rig.frame();
+    }
+    let (failed_id, error) = rig.outcome().expect_err("the clip fails");
+    assert_eq!(failed_id, first.clip_id);
+    assert!(error.contains(&first.clip_id), "{error}");
+    assert!(!rig.recorder.recording(), "the failed clip is closed");
+    assert!(!part.exists() && !part.with_extension("").with_extension("json").exists(), "partial files removed");
+    // While storage still fails, triggers and record/start are refused: never extended onto the
+    // dead clip, never promised a clip that will not exist.
+    let e = rig.recorder.trigger(&TriggerRequest::default()).expect_err("refused while storage fails");
+    assert_eq!(e.code, RejectCode::StorageError, "{e:?}");
+    let e = rig.recorder.record_start().expect_err("refused while storage fails");
+    assert_eq!(e.code, RejectCode::StorageError, "{e:?}");
+    assert!(!rig.recorder.recording());
+    // Storage works again: the next trigger opens a new clip, and it is saved.
+    failing.store(false, Ordering::SeqCst);
+    let next = rig.recorder.trigger(&TriggerRequest::default()).expect("a new clip once storage works");
+    assert!(!next.extended);
+    assert_ne!(next.clip_id, first.clip_id);
+    for _ in 0..25 {
+        rig.frame();
+    }
+    let meta = rig.outcome().expect("the new clip is saved");
+    assert_eq!(meta.id, next.clip_id);
+    let index = rig.recorder.shared.store.index().expect("index");
+    assert!(index.get(&first.clip_id).expect("index").is_none(), "the failed clip is not indexed");
+    assert!(index.get(&next.clip_id).expect("index").is_some());
 }

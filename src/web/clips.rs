@@ -21,7 +21,7 @@ impl From<TriggerRejected> for ApiError {
             RejectCode::BadPayload | RejectCode::OutOfRange => ApiError::BadRequest(r.message),
             RejectCode::UnknownCamera => ApiError::NotFound(r.message),
             RejectCode::CameraStopped | RejectCode::Conflict => ApiError::Conflict(r.message),
-            RejectCode::StorageFull => ApiError::InsufficientStorage(r.message),
+            RejectCode::StorageFull | RejectCode::StorageError => ApiError::InsufficientStorage(r.message),
         }
     }
 }

@@ -1,0 +1,242 @@
+//! The clip file of one clip (a child of [`super`], on its writer thread): creates the sidecar
+//! and the `.part` file, appends one fragment per GOP (each `fdatasync`ed), finalizes it into a
+//! regular MP4 and indexes it — or, when storage fails, removes what was written.
+//!
+//! Must never leave a failed clip where the index or start-up recovery would take it for a clip,
+//! and never remove a clip once its file is complete (renamed to `.mp4`).
+
+use super::*;
+
+/// Write the frames in `gop` as one fragment; `next_pts` gives the last frame's duration.
+pub(super) fn flush(
+    shared: &Shared,
+    id: &str,
+    w: &mut Option<Writer>,
+    gop: &mut Vec<EncodedFrame>,
+    next_pts: Option<Duration>,
+    start: Duration,
+) -> Result<(), String> {
+    if gop.is_empty() {
+        return Ok(());
+    }
+    if w.is_none() {
+        // T − pre may fall after the last frame of the GOP that precedes it: then that GOP
+        // would be all lead-in; start the file at the next keyframe instead.
+        if !gop.iter().any(|f| f.pts + f.duration / 2 >= start) && next_pts.is_some() {
+            gop.clear();
+            return Ok(());
+        }
+        *w = Some(Writer::create(shared, id, gop, start)?);
+    }
+    let Some(writer) = w.as_mut() else { return Ok(()) };
+    writer.write_fragment(&shared.store.storage, gop, next_pts)?;
+    gop.clear();
+    Ok(())
+}
+
+/// An open `.part` file.
+pub(super) struct Writer {
+    file: std::fs::File,
+    part: PathBuf,
+    rel: String,
+    mp4: FragmentedMp4,
+    first_pts: Duration,
+    presented_start: Duration,
+    poster: Vec<u8>,
+    sidecar: ClipSidecar,
+    last_end: Duration,
+}
+
+impl Writer {
+    pub(super) fn create(shared: &Shared, id: &str, gop: &[EncodedFrame], start: Duration) -> Result<Self, String> {
+        let first = &gop[0];
+        // The first presented frame: the first at or after T − pre (start lies in this GOP).
+        let presented = gop.iter().find(|f| f.pts + f.duration / 2 >= start).map(|f| f.pts).unwrap_or(first.pts);
+        log::debug!(
+            "clip {id}: start {:?}, first frame {:?} (+{:?}), presented {:?}, {} frames in first GOP",
+            start,
+            first.pts,
+            first.duration,
+            presented,
+            gop.len()
+        );
+        let fmt = shared.input.status.format();
+        let (w, h) = fmt.map(|f| (f.width, f.height)).unwrap_or((0, 0));
+        let mp4 = FragmentedMp4::new(&first.data, w, h, ticks(presented - first.pts)).map_err(|e| e.to_string())?;
+        let (first_at, label, trigger_ids, source) = {
+            let m = lock(&shared.machine);
+            match m.open() {
+                Some(o) if o.clip_id == id => (
+                    o.first_at,
+                    o.triggers.first().and_then(|t| t.label.clone()),
+                    o.triggers.iter().map(|t| t.id.clone()).collect(),
+                    o.source,
+                ),
+                _ => (presented, None, Vec::new(), ClipSource::Trigger),
+            }
+        };
+        let start_ms = shared.input.clock.wall_ms(presented);
+        let rel = crate::clip_meta::clip_rel_path(&shared.input.camera, id, start_ms);
+        let abs = shared.store.storage.abs(&rel).ok_or_else(|| format!("bad clip path {rel}"))?;
+        let dir = abs.parent().ok_or("clip path has no directory")?;
+        let new_dir = !dir.exists();
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if new_dir {
+            // A new date (or camera) directory: its entry in the parent must survive a power cut.
+            for d in dir.ancestors().skip(1).take(2) {
+                fsync_dir(d);
+            }
+        }
+        let sidecar = ClipSidecar {
+            id: id.into(),
+            camera: shared.input.camera.clone(),
+            source,
+            label,
+            trigger_ids,
+            trigger_count: 0,
+            trigger_ms: shared.input.clock.wall_ms(first_at),
+            start_ms,
+            pre_s_actual: first_at.saturating_sub(presented).as_secs_f64(),
+            device: None,
+        };
+        let side = abs.with_extension("json");
+        if let Ok(json) = serde_json::to_vec(&sidecar) {
+            crate::storage::write_private(&side, &json, 0o644)
+                .map_err(|e| format!("cannot write {}: {e}", side.display()))?;
+        }
+        let part = abs.with_extension("mp4.part");
+        let created = (|| {
+            shared.store.storage.injected_fault(&part)?;
+            let mut file = std::fs::File::create(&part)?;
+            file.write_all(&mp4.init_segment())?;
+            Ok::<_, std::io::Error>(file)
+        })();
+        let file = created.map_err(|e| {
+            remove_quietly(&part);
+            remove_quietly(&side);
+            format!("cannot write {}: {e}", part.display())
+        })?;
+        fsync_dir(dir);
+        Ok(Writer {
+            file,
+            part,
+            rel,
+            mp4,
+            first_pts: first.pts,
+            presented_start: presented,
+            poster: first.data.to_vec(),
+            sidecar,
+            last_end: first.pts,
+        })
+    }
+
+    fn write_fragment(
+        &mut self,
+        storage: &crate::storage::Storage,
+        gop: &[EncodedFrame],
+        next_pts: Option<Duration>,
+    ) -> Result<(), String> {
+        let samples: Vec<Sample> = gop
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let end = gop.get(i + 1).map(|n| n.pts).or(next_pts).unwrap_or(f.pts + f.duration);
+                Sample { data: &f.data, duration: ticks(end.saturating_sub(f.pts)).max(1) as u32, keyframe: f.keyframe }
+            })
+            .collect();
+        if let Some(last) = gop.last() {
+            self.last_end = next_pts.unwrap_or(last.pts + last.duration);
+        }
+        let frag = self.mp4.fragment(&samples);
+        storage.injected_fault(&self.part).map_err(|e| format!("write {}: {e}", self.part.display()))?;
+        self.file.write_all(&frag).map_err(|e| format!("write {}: {e}", self.part.display()))?;
+        self.file.sync_data().map_err(|e| format!("fsync {}: {e}", self.part.display()))?;
+        Ok(())
+    }
+
+    pub(super) fn finish(mut self, shared: &Shared, closed: &OpenClip) -> Result<ClipMeta, String> {
+        // Regular MP4 in place (append moov, sync, retype init moov + moofs as `free`, sync):
+        // players then apply the edit list as a trim. A crash here is completed by recovery.
+        let plan = self.mp4.finalize();
+        let final_path = self.part.with_extension("");
+        let finalized = shared
+            .store
+            .storage
+            .injected_fault(&self.part)
+            .and_then(|()| mp4::apply_finalize(&mut self.file, &plan))
+            .and_then(|size| std::fs::rename(&self.part, &final_path).map(|()| size));
+        let size = match finalized {
+            Ok(size) => size,
+            Err(e) => {
+                let e = format!("finishing {}: {e}", self.part.display());
+                self.discard();
+                return Err(e);
+            }
+        };
+        let expected = self.mp4.bytes_written() + plan.moov.len() as u64;
+        if size != expected {
+            log::warn!("clip {}: finalized file is {size} bytes, expected {expected}", self.sidecar.id);
+        }
+        if let Some(dir) = final_path.parent() {
+            fsync_dir(dir);
+        }
+        match crate::clip::poster::jpeg_from_keyframe(&self.poster) {
+            Ok(jpeg) => {
+                // Atomic and fsynced: a power cut leaves the old poster or the new, never a torn one.
+                if let Err(e) = crate::storage::write_private(&final_path.with_extension("jpg"), &jpeg, 0o644) {
+                    log::warn!("clip {}: poster not written: {e}", self.sidecar.id);
+                }
+            }
+            Err(e) => log::warn!("clip {}: no poster: {e}", self.sidecar.id),
+        }
+        let _ = self.first_pts;
+        let presented = self.last_end.saturating_sub(self.presented_start);
+        let sidecar = ClipSidecar {
+            trigger_ids: closed.triggers.iter().map(|t| t.id.clone()).collect(),
+            trigger_count: closed.trigger_count,
+            source: closed.source,
+            ..self.sidecar
+        };
+        let file = ClipFile {
+            path: self.rel,
+            duration: presented,
+            size_bytes: size,
+            frames: self.mp4.sample_count(),
+            partial: false,
+        };
+        let meta = sidecar.into_meta(file);
+        // The file is complete from here on: an index error leaves it for recovery to index.
+        shared.store.index().map_err(|e| format!("index: {e}"))?.insert(&meta).map_err(|e| format!("index: {e}"))?;
+        let _ = std::fs::remove_file(final_path.with_extension("json"));
+        Ok(meta)
+    }
+}
+
+impl Writer {
+    /// A failed clip: remove its `.part` file and sidecar, so neither the index nor recovery
+    /// ever shows it as a clip.
+    pub(super) fn discard(self) {
+        drop(self.file);
+        remove_quietly(&self.part);
+        remove_quietly(&self.part.with_extension("").with_extension("json"));
+        if let Some(dir) = self.part.parent() {
+            fsync_dir(dir);
+        }
+    }
+}
+
+/// Remove a failed clip's file; a file that cannot be removed is logged and left.
+fn remove_quietly(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot remove {} of a failed clip: {e}", path.display()),
+    }
+}
+
+/// fsync a directory so a rename or new file in it survives a power cut.
+pub fn fsync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
