@@ -27,6 +27,8 @@ mod scan;
 #[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests_finalize;
 #[cfg(test)]
 mod tests_view;
