@@ -2,7 +2,9 @@
 //! a manual recording's start and stop, a camera's start/stop/restart, and the rules of phone
 //! cameras (created on first connection, run while a phone is connected, one phone each, a
 //! stop ends the phone's connection). HTTP (`web`) and MQTT (`mqtt`) are two thin faces over
-//! it (see docs/API.md): they parse and answer, this decides, so every rule lives once.
+//! it (see docs/API.md): they parse and answer, this decides, so every rule lives once —
+//! including the per-source trigger rate limit ([`Control::admit_trigger`]; a face names the
+//! source: `http:{client address}`, `mqtt:{trigger topic}`).
 //!
 //! Owns no thread. The trigger and recording calls block (locks, storage): the async faces call
 //! them through `spawn_blocking`. Camera start/stop is async (it waits for the phone feed's
@@ -13,7 +15,7 @@ use crate::camera::{Camera, CameraInfo};
 use crate::capture::phone::PhoneFeed;
 use crate::clip_meta::{ClipEvent, ClipMeta};
 use crate::config::valid_camera_id;
-use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest, TriggerTarget};
+use crate::trigger::{RateLimiter, RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest, TriggerTarget};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -84,12 +86,24 @@ pub struct PhoneSession {
 /// The control API over the running cameras.
 pub struct Control {
     registry: Arc<Registry>,
+    limiter: RateLimiter,
 }
 
 impl Control {
-    /// Control over `registry`'s cameras.
-    pub fn new(registry: Arc<Registry>) -> Self {
-        Control { registry }
+    /// Control over `registry`'s cameras; triggers limited per source by `limiter`.
+    pub fn new(registry: Arc<Registry>, limiter: RateLimiter) -> Self {
+        Control { registry, limiter }
+    }
+
+    /// Take one trigger from `source` (`http:{address}`, `mqtt:{topic}`) now, before the
+    /// trigger itself. `Err(wait)`: over `[triggers]`'s rate; refuse it (HTTP 429 with
+    /// `Retry-After`, MQTT `rate_limited`).
+    pub fn admit_trigger(&self, source: &str) -> Result<(), std::time::Duration> {
+        let r = self.limiter.admit(source, crate::time::mono_now());
+        if let Err(wait) = r {
+            log::debug!("trigger from {source} over the rate limit (next in {:.1} s)", wait.as_secs_f64());
+        }
+        r
     }
 
     /// The cameras.
@@ -254,6 +268,10 @@ impl TriggerTarget for Control {
 
     fn trigger(&self, camera: &str, req: TriggerRequest) -> Result<TriggerAccepted, TriggerRejected> {
         Control::trigger(self, camera, &req)
+    }
+
+    fn admit(&self, source: &str) -> Result<(), std::time::Duration> {
+        self.admit_trigger(source)
     }
 
     fn camera_state(&self, camera: &str) -> Option<serde_json::Value> {

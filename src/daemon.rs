@@ -154,7 +154,10 @@ impl Daemon {
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s2.index()).await {
             log::error!("clip storage unavailable: {}; clips are refused until it is", crate::status::error_chain(&e));
         }
-        let control = Arc::new(Control::new(registry.clone()));
+        let control = Arc::new(Control::new(
+            registry.clone(),
+            crate::trigger::RateLimiter::new(config.triggers.rate_per_min, config.triggers.burst),
+        ));
         let state = Arc::new(AppState {
             registry: registry.clone(),
             control: control.clone(),

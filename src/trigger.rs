@@ -1,9 +1,14 @@
-//! Triggers as they arrive over MQTT or HTTP: parsing and checking the payload, and the answers
-//! (accepted with ids, or rejected with why) that go back on `trigger/result` or as HTTP status.
+//! Triggers as they arrive over MQTT or HTTP: parsing and checking the payload, the answers
+//! (accepted with ids, or rejected with why) that go back on `trigger/result` or as HTTP status,
+//! and the per-source rate limit ([`RateLimiter`], a token bucket per HTTP client address or
+//! MQTT topic).
 //!
-//! Pure: no clock, no I/O. Never panics on input.
+//! Pure: no clock (the time is passed in), no I/O. Never panics on input.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// A trigger's optional overrides (payload: empty, `ON`, or JSON).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -41,6 +46,8 @@ pub enum RejectCode {
     StorageError,
     /// A manual recording is already running / not running.
     Conflict,
+    /// Too many triggers from this source (`triggers.rate_per_min`, `triggers.burst`).
+    RateLimited,
 }
 
 /// A refused trigger.
@@ -149,9 +156,126 @@ pub fn check(req: &TriggerRequest) -> Result<(), TriggerRejected> {
     Ok(())
 }
 
+/// At most this many sources are remembered; past it, idle ones (bucket full again) go first,
+/// then the longest unheard.
+pub const MAX_SOURCES: usize = 1024;
+
+/// A token bucket per trigger source: `burst` triggers at once, refilled at `rate_per_min`.
+/// Memory is bounded by [`MAX_SOURCES`] buckets.
+#[derive(Debug)]
+pub struct RateLimiter {
+    burst: f64,
+    per_s: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Duration,
+}
+
+impl RateLimiter {
+    /// `burst` triggers at once per source, then `rate_per_min` a minute; `rate_per_min` 0 = no
+    /// limit.
+    pub fn new(rate_per_min: u32, burst: u32) -> Self {
+        RateLimiter {
+            burst: f64::from(burst.max(1)),
+            per_s: f64::from(rate_per_min) / 60.0,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take one trigger for `source` at `now` (monotonic). `Err(wait)`: refused; a token is
+    /// there again after `wait`.
+    pub fn admit(&self, source: &str, now: Duration) -> Result<(), Duration> {
+        if self.per_s <= 0.0 {
+            return Ok(());
+        }
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(source) && map.len() >= MAX_SOURCES {
+            self.evict(&mut map, now);
+        }
+        let b = map.entry(source.to_string()).or_insert(Bucket { tokens: self.burst, at: now });
+        b.tokens = self.refilled(b, now);
+        b.at = b.at.max(now);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.per_s))
+        }
+    }
+
+    /// Sources remembered now.
+    pub fn sources(&self) -> usize {
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn refilled(&self, b: &Bucket, now: Duration) -> f64 {
+        (b.tokens + now.saturating_sub(b.at).as_secs_f64() * self.per_s).min(self.burst)
+    }
+
+    /// Make room for one more source: drop every bucket that is full again (forgetting it
+    /// changes nothing), or else the fullest one (forgetting it gives away the fewest
+    /// triggers: a flooding source, its bucket empty, is never the one forgotten).
+    fn evict(&self, map: &mut HashMap<String, Bucket>, now: Duration) {
+        map.retain(|_, b| self.refilled(b, now) < self.burst);
+        if map.len() >= MAX_SOURCES {
+            let fullest = map.iter().max_by(|a, b| self.refilled(a.1, now).total_cmp(&self.refilled(b.1, now)));
+            if let Some(k) = fullest.map(|(k, _)| k.clone()) {
+                map.remove(&k);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_gets_its_burst_then_the_sustained_rate_and_others_are_not_affected() {
+        let s = Duration::from_secs_f64;
+        let l = RateLimiter::new(60, 10);
+        for _ in 0..10 {
+            assert_eq!(l.admit("http:10.0.0.1", s(100.0)), Ok(()));
+        }
+        assert_eq!(l.admit("http:10.0.0.1", s(100.0)), Err(s(1.0)), "past the burst: wait for one token");
+        assert_eq!(l.admit("http:10.0.0.1", s(100.5)), Err(s(0.5)));
+        assert_eq!(l.admit("mqtt:cam0", s(100.5)), Ok(()), "another source has its own bucket");
+        assert_eq!(l.admit("http:10.0.0.1", s(101.0)), Ok(()), "one a second sustained");
+        assert!(l.admit("http:10.0.0.1", s(101.0)).is_err());
+        // After 10 s unheard the burst is back, never more.
+        for _ in 0..10 {
+            assert_eq!(l.admit("http:10.0.0.1", s(200.0)), Ok(()));
+        }
+        assert!(l.admit("http:10.0.0.1", s(200.0)).is_err());
+        // A clock that steps back gives nothing.
+        assert!(l.admit("http:10.0.0.1", s(150.0)).is_err());
+        // 0 = no limit.
+        let free = RateLimiter::new(0, 1);
+        assert!((0..1000).all(|_| free.admit("x", s(1.0)).is_ok()));
+        assert_eq!(free.sources(), 0);
+    }
+
+    #[test]
+    fn the_bucket_map_is_bounded_and_keeps_limiting_the_busy_source() {
+        let s = Duration::from_secs_f64;
+        let l = RateLimiter::new(60, 2);
+        // A busy source spends its burst.
+        assert!(l.admit("busy", s(10.0)).is_ok() && l.admit("busy", s(10.0)).is_ok());
+        assert!(l.admit("busy", s(10.0)).is_err());
+        // 5000 other sources, each heard once, over time: memory stays bounded.
+        for i in 0..5000 {
+            let _ = l.admit(&format!("http:10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255), s(10.0 + i as f64 * 1e-4));
+            assert!(l.sources() <= MAX_SOURCES);
+        }
+        assert!(l.admit("busy", s(10.6)).is_err(), "the flooding source is still limited");
+        // Idle buckets (full again) go first: 3 s later every one-shot source is full again.
+        assert!(l.admit("late", s(13.0)).is_ok());
+        assert!(l.sources() <= 2, "idle sources forgotten: {}", l.sources());
+    }
 
     #[test]
     fn accepts_empty_on_and_json() {
@@ -194,6 +318,10 @@ pub trait TriggerTarget: Send + Sync + 'static {
     fn camera_ids(&self) -> Vec<String>;
     /// Trigger a clip on `camera` (T = now).
     fn trigger(&self, camera: &str, req: TriggerRequest) -> Result<TriggerAccepted, TriggerRejected>;
+    /// Take one trigger message from `source` under the rate limit; `Err(wait)`: refuse it.
+    fn admit(&self, _source: &str) -> Result<(), Duration> {
+        Ok(())
+    }
     /// `hindsight/{camera}/state` payload: state and counters as JSON.
     fn camera_state(&self, camera: &str) -> Option<serde_json::Value>;
     /// Clip and recording events.

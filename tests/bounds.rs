@@ -2,7 +2,9 @@
 //! 1 MiB (no Content-Length) is refused after 16 KiB were read, with the same 400 as a declared
 //! one — it is never buffered whole; so are token (and login) and device-rename bodies. One LAN
 //! address holding 300 idle sockets gets 32 of them (the rest are closed at once) and another
-//! address is still served; an HTTP/2 connection is told at most 32 concurrent streams.
+//! address is still served; an HTTP/2 connection is told at most 32 concurrent streams. A trigger
+//! flood from one client gets 429 with `Retry-After` past its burst, while its clip is still made
+//! and another client is served.
 
 mod common;
 
@@ -136,5 +138,53 @@ async fn http2_connections_are_told_a_stream_limit() {
     // SETTINGS_MAX_CONCURRENT_STREAMS (0x3) and SETTINGS_MAX_HEADER_LIST_SIZE (0x6).
     assert!(settings.contains(&(0x3, 32)), "{settings:?}");
     assert!(settings.contains(&(0x6, 64 * 1024)), "{settings:?}");
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_flood_from_one_client_is_rate_limited_and_another_client_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(config(dir.path(), vec![test_camera("cam0", 320, 240, 10, 1.0)])).await;
+    let p = d.cameras[0].preroll.clone();
+    wait_for("1 s buffered", std::time::Duration::from_secs(60), || {
+        p.stats().buffered >= std::time::Duration::from_secs(1)
+    })
+    .await;
+    let client =
+        |from: [u8; 4]| reqwest::Client::builder().local_address(std::net::IpAddr::from(from)).build().expect("client");
+    let url = format!("http://{}/api/cameras/cam0/trigger", d.http_addr);
+    // 60 triggers at once from 127.0.0.1 (default: a burst of 10, then 1 a second).
+    let flooder = client([127, 0, 0, 1]);
+    let (mut accepted, mut limited) = (Vec::new(), Vec::new());
+    for _ in 0..60 {
+        let r = flooder.post(&url).send().await.expect("HTTP answers");
+        let status = r.status().as_u16();
+        let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap_or("").to_string());
+        let body: serde_json::Value = r.json().await.expect("JSON body");
+        match status {
+            202 => accepted.push(body["clip_id"].as_str().expect("clip_id").to_string()),
+            429 => limited.push((retry, body)),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(accepted.len() >= 10, "the burst is served: {} accepted", accepted.len());
+    assert!(!limited.is_empty(), "60 triggers at once from one client: some are refused");
+    for (retry, body) in &limited {
+        let secs: u64 = retry.as_deref().and_then(|r| r.parse().ok()).expect("Retry-After in seconds");
+        assert!((1..=60).contains(&secs), "Retry-After {secs}");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("too many triggers")), "{body}");
+    }
+    // Another client (another LAN address) is answered normally meanwhile.
+    let (status, other) = {
+        let r = client([127, 0, 0, 2]).post(&url).send().await.expect("HTTP answers");
+        (r.status().as_u16(), r.json::<serde_json::Value>().await.expect("JSON body"))
+    };
+    assert_eq!(status, 202, "{other}");
+    // The flood's clip is still made (every clip an accepted trigger named).
+    accepted.dedup();
+    for id in &accepted {
+        let clip = wait_clip(d.http_addr, id, std::time::Duration::from_secs(60)).await;
+        assert_eq!(clip["id"], id.as_str());
+    }
     d.shutdown().await;
 }

@@ -1,7 +1,8 @@
 //! The whole daemon over MQTT: a trigger published on a real mosquitto (and on the embedded
 //! broker) gives a `trigger/result`, `recording` ON/OFF and a `clip` event, and the clip file is
 //! frame-exact (ffprobe duration, stamped sequence numbers). Malformed payloads are answered;
-//! after the broker is killed and restarted the next trigger still gives a clip.
+//! after the broker is killed and restarted the next trigger still gives a clip. A trigger flood
+//! on one topic is answered `rate_limited` past its burst; another topic is served.
 
 mod common;
 
@@ -116,5 +117,46 @@ async fn mqtt_trigger_through_the_embedded_broker() {
     let mut obs = Observer::connect(port, "hindsight/#");
     obs.next("hindsight/status", |m| m.body == "online").await;
     trigger_and_check(&mut obs, &d, &storage, "e1").await;
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_trigger_flood_on_one_topic_is_answered_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _broker = Mosquitto::start(dir.path(), port, "").await;
+    let cfg = daemon_config(dir.path(), Some(format!("mqtt://127.0.0.1:{port}")), 0);
+    let mut obs = Observer::connect(port, "hindsight/#");
+    let d = start(cfg).await;
+    obs.next("hindsight/status", |m| m.body == "online").await;
+    let p = d.cameras[0].preroll.clone();
+    wait_for("1 s buffered", Duration::from_secs(60), || p.stats().buffered >= Duration::from_secs(1)).await;
+    obs.drain();
+    // 40 triggers at once on one topic (default: a burst of 10, then 1 a second): every one
+    // is answered, the first ones accepted, the flood's tail refused.
+    for i in 0..40 {
+        obs.publish("hindsight/cam0/trigger", format!(r#"{{"id":"f{i}"}}"#).as_bytes()).await;
+    }
+    let (mut accepted, mut limited) = (Vec::new(), 0);
+    for _ in 0..40 {
+        let r = obs.next("hindsight/cam0/trigger/result", |_| true).await.json();
+        if r["accepted"] == true {
+            accepted.push(r["clip_id"].as_str().expect("clip_id").to_string());
+        } else {
+            assert_eq!(r["code"], "rate_limited", "{r}");
+            assert!(r["error"].as_str().is_some_and(|e| e.contains("try again")), "{r}");
+            assert!(r["trigger_id"].as_str().is_some_and(|t| t.starts_with('f')), "the trigger id is echoed: {r}");
+            limited += 1;
+        }
+    }
+    assert!(accepted.len() >= 10, "the burst is served: {} accepted", accepted.len());
+    assert!(limited > 0, "40 triggers at once on one topic: some are refused");
+    // Another topic (every camera) is its own source: served.
+    obs.publish("hindsight/trigger", br#"{"id":"all-1"}"#).await;
+    let r = obs.next("hindsight/cam0/trigger/result", |m| m.body.contains("all-1")).await.json();
+    assert_eq!(r["accepted"], true, "{r}");
+    // The flood's clip is still made.
+    let clip = obs.next("hindsight/cam0/clip", |m| m.body.contains(&accepted[0])).await.json();
+    assert!(clip.get("error").is_none(), "{clip}");
     d.shutdown().await;
 }

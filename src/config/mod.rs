@@ -1,7 +1,8 @@
 //! Configuration: the TOML file of docs/API.md, board defaults, and validation.
 //!
 //! This module holds the top [`Config`], loading, the board merge and the errors; each section
-//! has its own file (`camera`, `storage`, `http`, `mqtt`, `phone`, `uploads`), re-exported here.
+//! has its own file (`camera`, `storage`, `http`, `mqtt`, `phone`, `uploads`, `triggers`),
+//! re-exported here.
 //!
 //! Owns parsing (`serde`, `deny_unknown_fields` everywhere), merging a board's defaults from
 //! `board-configs/` (embedded in the binary) under the user's file, and [`validate`] whose errors
@@ -15,6 +16,7 @@ mod http;
 mod mqtt;
 mod phone;
 mod storage;
+mod triggers;
 mod uploads;
 mod validate;
 
@@ -24,6 +26,7 @@ pub use self::http::{HttpConfig, Switch};
 pub use self::mqtt::{MqttConfig, MqttUser};
 pub use self::phone::PhoneConfig;
 pub use self::storage::StorageConfig;
+pub use self::triggers::TriggersConfig;
 pub use self::uploads::UploadsConfig;
 pub use self::validate::{valid_camera_id, validate, UPLOAD_CAMERA};
 
@@ -119,6 +122,9 @@ pub struct Config {
     /// Resumable (tus) uploads of video files.
     #[serde(default)]
     pub uploads: UploadsConfig,
+    /// The per-source trigger rate limit.
+    #[serde(default)]
+    pub triggers: TriggersConfig,
     /// The cameras (`[[camera]]` tables).
     #[serde(default, rename = "camera")]
     pub cameras: Vec<CameraConfig>,
@@ -162,6 +168,7 @@ impl Config {
             mqtt: MqttConfig::default(),
             phone: PhoneConfig::default(),
             uploads: UploadsConfig::default(),
+            triggers: TriggersConfig::default(),
             cameras: vec![CameraConfig::new("cam0", source)],
         }
     }

@@ -160,6 +160,9 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     for (key, message) in config.uploads.problems() {
         err(key, message);
     }
+    for (key, message) in config.triggers.problems() {
+        err(key, message);
+    }
     errs
 }
 

@@ -151,12 +151,33 @@ pub fn answer_trigger(
             return vec![(topics.camera(seg, "trigger/result"), rejected_json(seg, &r))];
         }
     };
+    // One message is one trigger for the rate limit, whichever cameras it addresses.
+    let source = match which {
+        TriggerTopic::All => topics.trigger_filters()[1].clone(),
+        TriggerTopic::Camera(seg) => topics.camera(seg, "trigger"),
+    };
+    let parsed = match (parsed, target.admit(&format!("mqtt:{source}"))) {
+        (Ok(req), Err(wait)) => Err(TriggerRejected {
+            code: RejectCode::RateLimited,
+            message: format!(
+                "too many triggers on {source} (triggers.rate_per_min): try again in {:.1} s",
+                wait.as_secs_f64()
+            ),
+            trigger_id: req.id,
+        }),
+        (parsed, _) => parsed,
+    };
     addressed
         .into_iter()
         .map(|cam| {
             let body = match &parsed {
                 Err(r) => {
-                    log::warn!("MQTT trigger for {cam} refused: {r}");
+                    // A flood is answered, not logged line by line.
+                    if r.code == RejectCode::RateLimited {
+                        log::debug!("MQTT trigger for {cam} refused: {r}");
+                    } else {
+                        log::warn!("MQTT trigger for {cam} refused: {r}");
+                    }
                     rejected_json(&cam, r)
                 }
                 Ok(req) => match target.trigger(&cam, req.clone()) {

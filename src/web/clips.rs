@@ -22,6 +22,7 @@ impl From<TriggerRejected> for ApiError {
             RejectCode::UnknownCamera => ApiError::NotFound(r.message),
             RejectCode::CameraStopped | RejectCode::Conflict => ApiError::Conflict(r.message),
             RejectCode::StorageFull | RejectCode::StorageError => ApiError::InsufficientStorage(r.message),
+            RejectCode::RateLimited => ApiError::TooManyTriggers(1),
         }
     }
 }
@@ -45,16 +46,34 @@ fn json(status: StatusCode, v: &impl serde::Serialize) -> warp::reply::Response 
     warp::reply::with_status(warp::reply::json(v), status).into_response()
 }
 
+/// A client address as a rate-limit source: an IPv6 host picks addresses within its /64 at will.
+fn client_of(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(String::new, |v4| v4.to_string()),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
 /// The largest trigger body read.
 const TRIGGER_BODY_MAX: usize = 16 * 1024;
 
 async fn trigger(
     s: Arc<AppState>,
     id: String,
+    peer: Option<std::net::SocketAddr>,
     body: Result<Bytes, ApiError>,
 ) -> Result<warp::reply::Response, Rejection> {
     let body = body?;
     s.control.require(&id).map_err(ApiError::from)?;
+    // Rate-limited per client address (every camera, every identity from it together).
+    let source = format!("http:{}", peer.map_or_else(|| "unknown".to_string(), |p| client_of(p.ip())));
+    if let Err(wait) = s.control.admit_trigger(&source) {
+        return Err(ApiError::TooManyTriggers(wait.as_secs_f64().ceil().max(1.0) as u64).into());
+    }
     // Same payloads as MQTT: empty, `ON`, or JSON.
     let req: TriggerRequest = trigger::parse_payload(&body).map_err(ApiError::from)?;
     let acc = blocking(move || s.control.trigger(&id, &req).map_err(ApiError::from)).await?;
@@ -145,8 +164,9 @@ pub fn routes(
     let trig = warp::path!("api" / "cameras" / String / "trigger")
         .and(warp::post())
         .and(st.clone())
+        .and(super::peer())
         .and(body)
-        .and_then(|id, s, b| trigger(s, id, b));
+        .and_then(|id, s, p, b| trigger(s, id, p, b));
     let rec = warp::path!("api" / "cameras" / String / "record" / String)
         .and(warp::post())
         .and(st.clone())

@@ -98,6 +98,9 @@ pub enum ApiError {
     /// Too many failed attempts: retry after this many seconds.
     #[error("too many failed attempts: try again in {0} s")]
     TooManyRequests(u64),
+    /// Triggers from this client over `[triggers]`'s rate: retry after this many seconds.
+    #[error("too many triggers from this client (triggers.rate_per_min): try again in {0} s")]
+    TooManyTriggers(u64),
     /// The body is larger than allowed (uploads over `uploads.max_bytes`).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -161,7 +164,7 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::TooManyTriggers(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
@@ -189,7 +192,9 @@ pub(crate) fn error_response(e: &ApiError) -> warp::reply::Response {
     let mut resp = json_error(e.status(), e.to_string());
     let extra = match e {
         ApiError::RangeNotSatisfiable(size) => Some((warp::http::header::CONTENT_RANGE, format!("bytes */{size}"))),
-        ApiError::TooManyRequests(secs) => Some((warp::http::header::RETRY_AFTER, secs.to_string())),
+        ApiError::TooManyRequests(secs) | ApiError::TooManyTriggers(secs) => {
+            Some((warp::http::header::RETRY_AFTER, secs.to_string()))
+        }
         _ => None,
     };
     if let Some((name, value)) = extra {
