@@ -53,6 +53,9 @@ pub enum UploadError {
     /// `Upload-Length` over `uploads.max_bytes`, or more bytes than announced.
     #[error("{0}")]
     TooLarge(String),
+    /// Uploads in progress are at `uploads.max_uploads` or `uploads.max_in_progress`.
+    #[error("{0}")]
+    Busy(String),
     /// Wrong offset, or the upload is not accepting bytes now.
     #[error("{0}")]
     Conflict(String),
