@@ -4,7 +4,8 @@
 //! `{id}.jpg` beside it), mapping relative clip paths to absolute ones without ever escaping
 //! the root, the mount check (`require_mount`), free-space figures (statvfs), and retention by
 //! age, total size and free space, which deletes the oldest unpinned clips: file first, then
-//! the index entry. Also [`write_private`], the one crash-safe small-file write (temporary
+//! the index entry. The total size that retention holds to `max_bytes` counts the clips and
+//! also what lies in `uploads/` (uploads in progress, a finalize's copy) and `quarantine/`. Also [`write_private`], the one crash-safe small-file write (temporary
 //! file, fsync, rename, directory fsync) used for state files, markers and sidecars.
 //!
 //! Must never delete a pinned clip, never touch a path outside the storage root, never create
@@ -102,6 +103,12 @@ pub struct StorageUsage {
     pub clips: usize,
     /// Sum of their sizes.
     pub clip_bytes: u64,
+    /// Bytes in `uploads/` (uploads in progress and their remuxed copies): counted toward
+    /// `max_bytes` with the clips.
+    pub upload_bytes: u64,
+    /// Bytes in `quarantine/` (unrecoverable files moved aside at start): counted toward
+    /// `max_bytes` with the clips.
+    pub quarantine_bytes: u64,
     /// Number of pinned clips.
     pub pinned: usize,
     /// Free bytes on the filesystem.
@@ -199,6 +206,21 @@ fn statvfs_stats(path: &Path) -> Option<FsStats> {
 }
 
 /// Remove a file, counting its size; a missing file is fine.
+/// Bytes of the files in `dir` and its subdirectories (two levels at most; missing: 0).
+fn dir_bytes(dir: &Path) -> u64 {
+    fn walk(dir: &Path, depth: u32) -> u64 {
+        let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+        rd.flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_file() => m.len(),
+                Ok(m) if m.is_dir() && depth < 2 => walk(&e.path(), depth + 1),
+                _ => 0,
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+    walk(dir, 0)
+}
+
 fn remove_file_counted(path: &Path) -> Result<u64, StorageError> {
     let size = match std::fs::symlink_metadata(path) {
         Ok(m) => m.len(),
@@ -353,6 +375,8 @@ impl Storage {
             path: self.root.display().to_string(),
             clips: clips.len(),
             clip_bytes: clips.iter().map(|c| c.size_bytes).sum(),
+            upload_bytes: dir_bytes(&self.root.join("uploads")),
+            quarantine_bytes: dir_bytes(&self.root.join("quarantine")),
             pinned: clips.iter().filter(|c| c.pinned).count(),
             free_bytes: fs.map(|f| f.free_bytes),
             total_bytes: fs.map(|f| f.total_bytes),
@@ -365,6 +389,12 @@ impl Storage {
         })
     }
 
+    /// Bytes of the files besides the clips that count toward `max_bytes`: `uploads/` and
+    /// `quarantine/`.
+    pub fn other_bytes(&self) -> u64 {
+        dir_bytes(&self.root.join("uploads")).saturating_add(dir_bytes(&self.root.join("quarantine")))
+    }
+
     /// Bytes the filesystem must keep free: `min_free_percent` of its size.
     fn reserve(&self, fs: &FsStats) -> u64 {
         (fs.total_bytes as u128 * self.cfg.min_free_percent as u128 / 100) as u64
@@ -372,7 +402,7 @@ impl Storage {
 
     /// What retention would delete now, oldest first, never pinned clips, given `incoming`
     /// bytes about to be written: (a) clips older than `retention_days` (if > 0), (b) while
-    /// clips + incoming exceed `max_bytes`, (c) while free space (after deleting) minus
+    /// clips + [`other_bytes`](Self::other_bytes) + incoming exceed `max_bytes`, (c) while free space (after deleting) minus
     /// incoming is under `min_free_percent` of the filesystem.
     ///
     /// (a) needs a clock it can trust: nothing is deleted by age while `now_ms` is before
@@ -397,7 +427,8 @@ impl Storage {
         skip: &std::collections::HashSet<String>,
     ) -> Result<Vec<PlannedDeletion>, StorageError> {
         let clips = index.all()?;
-        let mut clip_bytes: u64 = clips.iter().map(|c| c.size_bytes).sum();
+        // What counts toward max_bytes: the clips and the uploads and quarantine directories.
+        let mut clip_bytes: u64 = clips.iter().map(|c| c.size_bytes).sum::<u64>().saturating_add(self.other_bytes());
         let mut freed: u64 = 0;
         let mut planned: Vec<Option<DeletionReason>> = vec![None; clips.len()];
 
@@ -509,7 +540,7 @@ impl Storage {
             report.failed.extend(round.failed);
         }
 
-        let clip_bytes: u64 = index.all()?.iter().map(|c| c.size_bytes).sum();
+        let clip_bytes: u64 = index.all()?.iter().map(|c| c.size_bytes).sum::<u64>().saturating_add(self.other_bytes());
         let max = self.cfg.max_bytes.0;
         if clip_bytes.saturating_add(incoming) > max {
             return Err(StorageError::Full { needed: incoming, free: max.saturating_sub(clip_bytes) });

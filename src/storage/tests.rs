@@ -208,3 +208,25 @@ fn an_undeletable_clip_is_skipped_and_the_next_one_deleted() {
     // And again: the stuck clip does not head every plan into a failure.
     assert!(s.make_room(&idx, 10, T0 + 4).is_ok());
 }
+
+#[test]
+fn uploads_and_quarantine_count_toward_max_bytes() {
+    let (_d, s, idx) = setup(100, 0);
+    let a = add(&s, &idx, T0, 20, false);
+    let b = add(&s, &idx, T0 + 1000, 20, false);
+    assert!(s.cleanup_plan(&idx, 0, T0).unwrap().is_empty(), "40 of 100");
+    // An upload in progress and a quarantined file: 40 + 30 + 20 = 90, and 20 incoming.
+    std::fs::create_dir_all(s.root().join("uploads")).unwrap();
+    std::fs::write(s.root().join("uploads/0123456789abcdef.bin"), [0u8; 30]).unwrap();
+    std::fs::create_dir_all(s.root().join("quarantine")).unwrap();
+    std::fs::write(s.root().join("quarantine/x.mp4.part"), [0u8; 20]).unwrap();
+    let u = s.usage(&idx).unwrap();
+    assert_eq!((u.clip_bytes, u.upload_bytes, u.quarantine_bytes), (40, 30, 20));
+    let plan = s.cleanup_plan(&idx, 20, T0).unwrap();
+    assert_eq!(reasons(&plan), [(a.id.as_str(), DeletionReason::Size)]);
+    s.make_room(&idx, 20, T0).unwrap();
+    assert!(idx.get(&a.id).unwrap().is_none() && idx.get(&b.id).unwrap().is_some());
+    // 51 more: b goes, and 50 (uploads, quarantine) + 51 is still over 100.
+    assert!(matches!(s.make_room(&idx, 51, T0), Err(StorageError::Full { .. })));
+    assert_eq!(idx.len(), 0);
+}

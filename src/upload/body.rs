@@ -1,7 +1,8 @@
 //! Writing a PATCH body to an upload's `{id}.bin`: the blocking writer thread's side. It
 //! truncates the file to the PATCH's offset (bytes past it are from a write that was not
-//! accepted), appends the chunks it is handed in ≤ 1 MiB batches (hashing them when a checksum
-//! is due), starts the disk's writeback as it goes, and fdatasyncs at the end.
+//! accepted), asks for room on disk as bytes arrive (in [`ROOM_STEP`]s, never for bytes that
+//! have not come), appends the chunks it is handed in ≤ 1 MiB batches (hashing them when a
+//! checksum is due), starts the disk's writeback as it goes, and fdatasyncs at the end.
 //!
 //! Runs on a blocking thread; the connection side (reading the HTTP body, the idle timeout, the
 //! rollback of a bad chunk) is `web::uploads`. Must never run on the async runtime and never
@@ -14,6 +15,10 @@ const WRITE_BATCH: usize = 1 << 20;
 
 /// The writer starts the disk on every this many bytes as they arrive (see [`start_writeback`]).
 const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// Room on disk is made (retention, the free-space check) for this many bytes at a time, when
+/// the first of them arrives.
+pub const ROOM_STEP: u64 = 64 << 20;
 
 /// Ask the kernel to start writing `len` bytes of `file` from `offset` to the disk now, without
 /// waiting: the disk works while the network delivers the next bytes, the fdatasync at the end of
@@ -72,11 +77,15 @@ impl ChecksumKind {
 }
 
 /// The writer thread's side: truncate to `start`, append every chunk (hashing it), fdatasync.
+/// Before the bytes of each [`ROOM_STEP`] (at most the `expected` bytes of this PATCH) are
+/// written, `make_room(n)` must make room for `n` more bytes; its error ends the write.
 pub fn write_chunks(
     path: &Path,
     start: u64,
     kind: Option<ChecksumKind>,
     mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    expected: u64,
+    mut make_room: impl FnMut(u64) -> std::io::Result<()>,
 ) -> std::io::Result<Written> {
     use std::io::{Seek, Write};
     let file = std::fs::OpenOptions::new().write(true).open(path)?;
@@ -87,12 +96,19 @@ pub fn write_chunks(
     let mut hasher = kind.and_then(ChecksumKind::hasher);
     let mut bytes = 0u64;
     let mut kicked = start;
+    let mut roomy = 0u64; // bytes of this PATCH that room was made for
     while let Some(chunk) = rx.blocking_recv() {
+        let n = chunk.len() as u64;
+        if bytes + n > roomy {
+            let step = ROOM_STEP.min(expected.saturating_sub(roomy)).max(bytes + n - roomy);
+            make_room(step)?;
+            roomy += step;
+        }
         if let Some(h) = hasher.as_mut() {
             h.update(&chunk);
         }
         w.write_all(&chunk)?;
-        bytes += chunk.len() as u64;
+        bytes += n;
         let on_file = start + bytes - w.buffer().len() as u64;
         if on_file - kicked >= WRITEBACK_EVERY {
             start_writeback(w.get_ref(), kicked, on_file - kicked);

@@ -1,5 +1,5 @@
-//! The hand-off of a complete upload to [`super::finalize`]: remux or transcode into a
-//! temporary MP4, the poster, then (crash-safe) the clip's sidecar, this upload's `{id}.done`
+//! The hand-off of a complete upload to [`super::finalize`]: room on disk for the copy
+//! (retention), remux or transcode into a temporary MP4, the poster, then (crash-safe) the clip's sidecar, this upload's `{id}.done`
 //! marker, the move into the clip store, and the index entry.
 //!
 //! Blocking: runs on the upload's own finalize thread, one upload at a time. Must never leave a
@@ -38,6 +38,8 @@ impl Uploads {
         device: &str,
         length: u64,
     ) -> Result<String, String> {
+        // Room for the remuxed copy (about the upload's size), now that every byte is here.
+        self.make_room_for(length).map_err(|e| e.to_string())?;
         let timeout = std::time::Duration::from_secs(600 + length / 1_000_000);
         let out = finalize::to_mp4(input, tmp, &self.auto_encoders, timeout).map_err(|e| e.to_string())?;
         let jpeg = crate::clip::poster::jpeg_from_file(tmp)

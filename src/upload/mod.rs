@@ -53,6 +53,9 @@ pub enum UploadError {
     /// `Upload-Length` over `uploads.max_bytes`, or more bytes than announced.
     #[error("{0}")]
     TooLarge(String),
+    /// Uploads in progress are at `uploads.max_uploads` or `uploads.max_in_progress`.
+    #[error("{0}")]
+    Busy(String),
     /// Wrong offset, or the upload is not accepting bytes now.
     #[error("{0}")]
     Conflict(String),
@@ -271,12 +274,15 @@ mod tests {
         assert_eq!(ok.uploads.max_bytes.0, 1 << 30);
         assert!(ok.uploads.enabled);
         assert_eq!(Config::from_toml(cam, "f").unwrap().uploads.max_bytes.0, 4 << 30);
+        assert_eq!(Config::from_toml(cam, "f").unwrap().uploads.max_in_progress(), 8 << 30, "twice max_bytes");
         for (text, key) in [
             ("[uploads]\nexpire_h = 0\n", "uploads.expire_h"),
             ("[uploads]\nexpire_h = -1.5\n", "uploads.expire_h"),
             ("[uploads]\nmax_bytes = \"12\"\n", "uploads.max_bytes"),
             ("[uploads]\nmax_bytes = \"lots\"\n", "uploads.max_bytes"),
             ("[uploads]\nenable = true\n", "uploads"),
+            ("[uploads]\nmax_bytes = \"2GiB\"\nmax_in_progress = \"1GiB\"\n", "uploads.max_in_progress"),
+            ("[uploads]\nmax_uploads = 0\n", "uploads.max_uploads"),
         ] {
             let errs = Config::from_toml(&format!("{text}{cam}"), "f").unwrap_err();
             assert!(errs.0.iter().any(|e| e.key.starts_with(key)), "{text}: {errs:?}");

@@ -1,4 +1,5 @@
-//! The registry of uploads: creating one (size limit, disk room, its files), the PATCH
+//! The registry of uploads: creating one (size limit, the limits on uploads in progress, its
+//! files), room on disk for bytes as they arrive, the PATCH
 //! bookkeeping (offset, busy, type check), status and listing, termination, and the hand-off of
 //! a complete upload to its finalize thread.
 //!
@@ -11,7 +12,7 @@ use super::{
 };
 use crate::clip::store::ClipStore;
 use crate::config::{Config, UploadsConfig};
-use crate::storage::{Storage, StorageError};
+use crate::storage::StorageError;
 use crate::time::{rfc3339_ms, wall_now_ms};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -87,8 +88,10 @@ impl Uploads {
         (e.status.state == UploadState::Uploading).then_some(e.last_ms + self.expire_ms())
     }
 
-    /// Create an upload of `length` bytes: checks the size limit and the disk (retention may
-    /// free room first), creates the empty file. Blocking.
+    /// Create an upload of `length` bytes: checks the size limit, the limits on uploads in
+    /// progress (`uploads.max_in_progress`, `uploads.max_uploads`) and that storage is
+    /// writable, creates the empty file. Deletes no clip: room is made as bytes arrive
+    /// ([`make_room_for`](Self::make_room_for)). Blocking.
     pub fn create(&self, length: u64, meta: Metadata) -> Result<UploadStatus, UploadError> {
         if !self.cfg.enabled {
             return Err(UploadError::Disabled);
@@ -108,7 +111,15 @@ impl Uploads {
         let id = new_upload_id();
         let filename = meta.filename.as_deref().map(clean_filename).filter(|f| !f.is_empty());
         let filename = filename.unwrap_or_else(|| format!("upload-{id}"));
-        self.check_space(length)?;
+        // Never deletes a clip here (the bytes may never come), but an upload larger than the
+        // whole storage budget can never be kept.
+        let storage = &self.store.storage;
+        storage.check_writable()?;
+        let budget = storage.config().max_bytes.0;
+        if length > budget {
+            return Err(StorageError::Full { needed: length, free: budget }.into());
+        }
+        self.in_progress_check(&self.lock(), length)?;
         std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let path = self.file(&id);
         std::fs::File::create(&path).map_err(io_err(&path))?;
@@ -135,26 +146,47 @@ impl Uploads {
             expires_at: None,
         };
         let mut g = self.lock();
+        // Checked again with the insert, under one lock: creations racing each other.
+        if let Err(e) = self.in_progress_check(&g, length) {
+            drop(g);
+            remove_quietly(&path);
+            remove_quietly(&side);
+            return Err(e);
+        }
         let e = UploadEntry { status, created_ms: now, last_ms: now, busy: false, typefound: false };
         let snap = self.snapshot(&e);
         g.insert(id, e);
         Ok(snap)
     }
 
-    /// Retention makes room for the clip, then the filesystem must hold the upload and its
-    /// remuxed copy on top of the storage reserve (`storage.min_free_percent`).
-    fn check_space(&self, length: u64) -> Result<(), UploadError> {
-        let storage: &Storage = &self.store.storage;
-        let index = self.store.index()?;
-        // The upload and its remuxed copy, both.
-        storage.make_room(&index, length.saturating_mul(2), wall_now_ms())?;
-        if let Some(fs) = storage.fs_stats() {
-            let reserve = (fs.total_bytes as u128 * storage.config().min_free_percent as u128 / 100) as u64;
-            let needed = length.saturating_mul(2).saturating_add(reserve);
-            if fs.free_bytes < needed {
-                return Err(StorageError::Full { needed, free: fs.free_bytes }.into());
-            }
+    /// Whether one more upload of `length` bytes fits the limits on uploads in progress
+    /// (uploading or processing: their files are on disk).
+    fn in_progress_check(&self, g: &HashMap<String, UploadEntry>, length: u64) -> Result<(), UploadError> {
+        let active = g.values().filter(|e| matches!(e.status.state, UploadState::Uploading | UploadState::Processing));
+        let (count, bytes) = active.fold((0u32, 0u64), |(n, b), e| (n + 1, b.saturating_add(e.status.length)));
+        if count >= self.cfg.max_uploads {
+            return Err(UploadError::Busy(format!(
+                "{count} uploads are in progress already (uploads.max_uploads = {}); finish or delete one first",
+                self.cfg.max_uploads
+            )));
         }
+        let max = self.cfg.max_in_progress();
+        if bytes.saturating_add(length) > max {
+            return Err(UploadError::Busy(format!(
+                "uploads in progress hold {bytes} bytes; {length} more is over uploads.max_in_progress \
+                 ({max} bytes); finish or delete one first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Room for `incoming` more bytes of an upload, as they arrive (a PATCH's next bytes, a
+    /// finalize's copy): retention deletes the oldest clips if the storage budget
+    /// (`storage.max_bytes`, which counts `uploads/`) or the free-space reserve needs it, else
+    /// [`StorageError::Full`]. Blocking.
+    pub fn make_room_for(&self, incoming: u64) -> Result<(), UploadError> {
+        let index = self.store.index()?;
+        self.store.storage.make_room(&index, incoming, wall_now_ms())?;
         Ok(())
     }
 

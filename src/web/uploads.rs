@@ -33,6 +33,8 @@ impl From<UploadError> for ApiError {
             UploadError::BadRequest(_) => ApiError::BadRequest(e.to_string()),
             UploadError::TooLarge(_) => ApiError::PayloadTooLarge(e.to_string()),
             UploadError::Conflict(_) => ApiError::Conflict(e.to_string()),
+            // Temporary: the uploads in progress must finish first.
+            UploadError::Busy(_) => ApiError::InsufficientStorage(e.to_string()),
             UploadError::Checksum(_) => ApiError::ChecksumMismatch(e.to_string()),
             UploadError::NotVideo(_) => ApiError::UnsupportedMediaType(e.to_string()),
             UploadError::Storage(s) => ApiError::from(s),
@@ -85,6 +87,7 @@ const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// success the bytes are on disk (fdatasync) and their count is returned; a checksum mismatch,
 /// too many bytes or an interrupted checksummed chunk truncate the file back to `start`.
 async fn write_body<B: Buf>(
+    up: &Arc<Uploads>,
     path: &Path,
     start: u64,
     room: u64,
@@ -95,7 +98,12 @@ async fn write_body<B: Buf>(
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
     let kind = checksum.as_ref().map(|c| c.kind);
     let p = path.to_path_buf();
-    let writer = tokio::task::spawn_blocking(move || write_chunks(&p, start, kind, rx));
+    let up2 = up.clone();
+    // Room on disk for the bytes as they arrive (retention may delete old clips for them).
+    let make_room = move |n: u64| {
+        up2.make_room_for(n).map_err(|e| std::io::Error::new(std::io::ErrorKind::StorageFull, e.to_string()))
+    };
+    let writer = tokio::task::spawn_blocking(move || write_chunks(&p, start, kind, rx, room, make_room));
     let mut received: u64 = 0;
     let mut too_large = false;
     let mut interrupted = false;
@@ -224,7 +232,7 @@ async fn write_and_settle<B: Buf + Send + 'static>(
     let (path, room) = up.begin_patch(&id, start)?;
     let task = tokio::spawn(async move {
         let _slot = slot;
-        match write_body(&path, start, room, body, checksum).await {
+        match write_body(&up, &path, start, room, body, checksum).await {
             Ok(n) => after_write(&up, &id, start + n).await.map(|st| (n, st)),
             Err(e) => {
                 up.end_patch(&id, start);
