@@ -238,15 +238,22 @@ impl Drop for Tmpfs {
     }
 }
 
+/// The config of a camera that really fills a disk (snow at `bitrate_kbps`, 320×240@30) with
+/// storage on the tmpfs at `storage` (`require_mount`) and `storage_extra` settings.
+fn snow_on_tmpfs(dir: &Path, storage: &Path, storage_extra: &str, bitrate_kbps: u32) -> PathBuf {
+    let source = "{ kind = \"gstreamer\", pipeline = \"videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width=320,height=240,framerate=30/1\" }";
+    let cfg = write_config(dir, storage, source, &format!("{storage_extra}\nrequire_mount = true"));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("pre_s = 1", &format!("pre_s = 1\nbitrate_kbps = {bitrate_kbps}"))).unwrap();
+    cfg
+}
+
 #[test]
 fn full_disk_frees_space_by_retention_or_refuses_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("storage");
     let _mount = Tmpfs::mount(&storage, "6m");
-    let source = "{ kind = \"gstreamer\", pipeline = \"videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width=320,height=240,framerate=30/1\" }";
-    let cfg = write_config(dir.path(), &storage, source, "min_free_percent = 20\nrequire_mount = true");
-    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("pre_s = 1", "pre_s = 1\nbitrate_kbps = 4000"))
-        .unwrap();
+    let cfg = snow_on_tmpfs(dir.path(), &storage, "min_free_percent = 20", 4000);
     let d = Daemon::start(&cfg);
 
     // Keep saving clips: retention must delete old ones to stay above 20 % free.
@@ -383,10 +390,7 @@ fn a_disk_full_mid_clip_fails_the_clip_and_refuses_until_there_is_room() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("storage");
     let _mount = Tmpfs::mount(&storage, "24m");
-    let source = "{ kind = \"gstreamer\", pipeline = \"videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width=320,height=240,framerate=30/1\" }";
-    let cfg = write_config(dir.path(), &storage, source, "min_free_percent = 0\nrequire_mount = true");
-    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("pre_s = 1", "pre_s = 1\nbitrate_kbps = 2000"))
-        .unwrap();
+    let cfg = snow_on_tmpfs(dir.path(), &storage, "min_free_percent = 0", 2000);
     let d = Daemon::start(&cfg);
 
     let (status, r) = d.post("/api/cameras/cam0/trigger", r#"{"post_s":30}"#);

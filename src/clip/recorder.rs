@@ -25,6 +25,7 @@ use crate::time::{ticks, Clock};
 use crate::trigger::{RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -58,6 +59,9 @@ struct Shared {
     events: broadcast::Sender<ClipEvent>,
     /// The storage error the last clip failed with, until a test write passes again.
     fault: Mutex<Option<String>>,
+    /// Writers that have not yet indexed (or failed) their clip: the clip is closed to triggers
+    /// but its file is still being finished, so the camera still counts as recording.
+    finishing: AtomicUsize,
 }
 
 /// A clip writer thread and the id of its clip.
@@ -85,6 +89,7 @@ impl Recorder {
                 store,
                 events,
                 fault: Mutex::new(None),
+                finishing: AtomicUsize::new(0),
             }),
             writers: Mutex::new(Vec::new()),
         }
@@ -95,8 +100,15 @@ impl Recorder {
         &self.shared.input.camera
     }
 
-    /// Whether a clip is being written.
+    /// Whether a clip is being written: one is open to triggers, or a closed one is still being
+    /// finished (finalized, poster, index). When this turns false, every clip handed out so far
+    /// is in the index or has been announced as failed.
     pub fn recording(&self) -> bool {
+        self.has_open_clip() || self.shared.finishing.load(Ordering::SeqCst) > 0
+    }
+
+    /// Whether a clip is open (a trigger extends it rather than opening a new one).
+    fn has_open_clip(&self) -> bool {
         lock(&self.shared.machine).open().is_some()
     }
 
@@ -151,7 +163,7 @@ impl Recorder {
             return Err(Self::reject(RejectCode::CameraStopped, format!("camera {} is stopped", cam.camera), req));
         }
         let trigger_id = req.id.clone().unwrap_or_else(|| format!("t-{}", new_clip_id(clock.wall_now_ms())));
-        let opening = !self.recording();
+        let opening = !self.has_open_clip();
         if opening {
             let (pre_s, post_s) = (cam.limits.pre.as_secs_f64(), cam.limits.post.as_secs_f64());
             self.make_room(req.pre_s.unwrap_or(pre_s).min(pre_s) + req.post_s.unwrap_or(post_s), req)?;
@@ -200,7 +212,7 @@ impl Recorder {
                 &req,
             ));
         }
-        if !self.recording() {
+        if !self.has_open_clip() {
             self.make_room(cam.limits.max_clip.as_secs_f64(), &req)?;
         }
         let now = cam.clock.mono();
@@ -261,8 +273,11 @@ impl Recorder {
         let shared = self.shared.clone();
         let id = clip_id.to_string();
         let name = format!("clip-{}", shared.input.camera);
+        self.shared.finishing.fetch_add(1, Ordering::SeqCst);
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
             let r = write_clip(&shared, &id);
+            // Indexed or failed: before the events, so whoever sees them sees `recording` false.
+            shared.finishing.fetch_sub(1, Ordering::SeqCst);
             match &r {
                 Ok(meta) => {
                     log::info!(
@@ -294,6 +309,7 @@ impl Recorder {
             }
             Err(e) => {
                 log::error!("cannot spawn clip writer: {e}");
+                self.shared.finishing.fetch_sub(1, Ordering::SeqCst);
                 lock(&self.shared.machine).close_now(clip_id);
             }
         }

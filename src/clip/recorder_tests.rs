@@ -230,3 +230,30 @@ fn a_write_error_mid_clip_closes_it_as_failed_and_the_next_clip_waits_for_workin
     assert!(index.get(&first.clip_id).expect("index").is_none(), "the failed clip is not indexed");
     assert!(index.get(&next.clip_id).expect("index").is_some());
 }
+
+#[test]
+fn recording_stays_true_until_the_closed_clip_is_indexed() {
+    // The post-roll closes the clip to triggers before its writer has finalized the file, made
+    // the poster and indexed it. Whoever waits for `recording` to turn false (the soak, a user
+    // listing clips after the camera went idle) must then find the clip in the index.
+    let mut rig = Rig::new();
+    for _ in 0..25 {
+        rig.frame();
+    }
+    let acc = rig.recorder.trigger(&TriggerRequest::default()).expect("accepted");
+    for _ in 0..12 {
+        rig.frame();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while rig.recorder.recording() {
+        assert!(std::time::Instant::now() < deadline, "the clip never finished");
+        std::thread::yield_now();
+    }
+    let index = rig.recorder.shared.store.index().expect("index");
+    assert!(
+        index.get(&acc.clip_id).expect("index read").is_some(),
+        "not recording, yet clip {} is not indexed",
+        acc.clip_id
+    );
+    assert_eq!(rig.saved().id, acc.clip_id);
+}
