@@ -57,6 +57,9 @@ fn ready_then_watchdog_then_stopping() {
     let mut seen = Vec::new();
     let ready = recv_until(&sock, "READY=1", Duration::from_secs(60), &mut seen);
     assert!(ready.contains("STATUS=cam0 running"), "{ready}");
+    // No transparent huge pages (x264's madvised 2 MiB pages cost ~6 MiB of RSS; see main.rs).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.pid())).expect("/proc/PID/status");
+    assert!(status.lines().any(|l| l.split_whitespace().eq(["THP_enabled:", "0"])), "THP still on: {status}");
     assert!(!seen[..seen.len() - 1].iter().any(|m| m.contains("WATCHDOG=1")), "watchdog before ready: {seen:?}");
     recv_until(&sock, "WATCHDOG=1", Duration::from_secs(10), &mut seen);
     child.signal(nix::sys::signal::Signal::SIGTERM);
