@@ -19,6 +19,9 @@ pub enum PixelFormat {
     Nv12,
     /// Planar 4:2:0, three planes (GStreamer `I420`).
     I420,
+    /// An H.264 access unit (Annex-B, SPS/PPS before every IDR): a camera's own encoding,
+    /// passed through to the pre-roll without decoding (RTSP cameras, UVC H.264 webcams).
+    H264,
 }
 
 impl PixelFormat {
@@ -28,6 +31,9 @@ impl PixelFormat {
             PixelFormat::Mjpeg => {
                 format!("image/jpeg,width={width},height={height},framerate={fps}/1")
             }
+            PixelFormat::H264 => format!(
+                "video/x-h264,stream-format=byte-stream,alignment=au,width={width},height={height},framerate={fps}/1"
+            ),
             _ => format!("video/x-raw,format={},width={width},height={height},framerate={fps}/1", self.gst_name()),
         }
     }
@@ -36,6 +42,7 @@ impl PixelFormat {
     pub fn gst_name(self) -> &'static str {
         match self {
             PixelFormat::Mjpeg => "JPEG",
+            PixelFormat::H264 => "H264",
             PixelFormat::Yuyv => "YUY2",
             PixelFormat::Nv12 => "NV12",
             PixelFormat::I420 => "I420",
@@ -46,6 +53,7 @@ impl PixelFormat {
     pub fn fourcc(self) -> [u8; 4] {
         match self {
             PixelFormat::Mjpeg => *b"MJPG",
+            PixelFormat::H264 => *b"H264",
             PixelFormat::Yuyv => *b"YUYV",
             PixelFormat::Nv12 => *b"NV12",
             PixelFormat::I420 => *b"YU12",
@@ -56,6 +64,7 @@ impl PixelFormat {
     pub fn from_fourcc(f: &[u8; 4]) -> Option<Self> {
         match f {
             b"MJPG" | b"JPEG" => Some(PixelFormat::Mjpeg),
+            b"H264" => Some(PixelFormat::H264),
             b"YUYV" => Some(PixelFormat::Yuyv),
             b"NV12" => Some(PixelFormat::Nv12),
             b"YU12" => Some(PixelFormat::I420),
@@ -63,10 +72,11 @@ impl PixelFormat {
         }
     }
 
-    /// From GStreamer's raw format name (or `JPEG`).
+    /// From GStreamer's raw format name (or `JPEG`, `H264`).
     pub fn from_gst_name(s: &str) -> Option<Self> {
         match s {
             "JPEG" => Some(PixelFormat::Mjpeg),
+            "H264" => Some(PixelFormat::H264),
             "YUY2" => Some(PixelFormat::Yuyv),
             "NV12" => Some(PixelFormat::Nv12),
             "I420" => Some(PixelFormat::I420),
@@ -74,11 +84,16 @@ impl PixelFormat {
         }
     }
 
+    /// Whether frames are compressed (JPEG, H.264) rather than raw pixels.
+    pub fn is_compressed(self) -> bool {
+        matches!(self, PixelFormat::Mjpeg | PixelFormat::H264)
+    }
+
     /// Exact size of a tightly packed raw frame; `None` for compressed formats.
     pub fn frame_size(self, width: u32, height: u32) -> Option<usize> {
         let (w, h) = (width as usize, height as usize);
         match self {
-            PixelFormat::Mjpeg => None,
+            PixelFormat::Mjpeg | PixelFormat::H264 => None,
             PixelFormat::Yuyv => Some(w * h * 2),
             PixelFormat::Nv12 | PixelFormat::I420 => Some(w * h + 2 * (w.div_ceil(2) * h.div_ceil(2))),
         }

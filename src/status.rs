@@ -48,6 +48,20 @@ pub struct CameraStatus {
     errors: Mutex<Errors>,
     format: Mutex<Option<VideoFormat>>,
     encoder: Mutex<String>,
+    stream: Mutex<StreamInfo>,
+}
+
+/// What the H.264 in the pre-roll is: the camera's own (passed through) or hindsight's encoder's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StreamInfo {
+    /// `h264` once a frame has been seen.
+    pub codec: Option<String>,
+    /// `main`, `high`, `constrained-baseline`, ... from the SPS.
+    pub profile: Option<String>,
+    /// `4.0`, `3.1`, ... from the SPS.
+    pub level: Option<String>,
+    /// Measured seconds between keyframes (the last GOP).
+    pub gop_s: Option<f64>,
 }
 
 #[derive(Default)]
@@ -164,6 +178,16 @@ impl CameraStatus {
     /// The encoder element in use (empty before the first build).
     pub fn encoder(&self) -> String {
         self.encoder.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Record what the stream is (codec, profile, level, GOP).
+    pub fn set_stream(&self, info: StreamInfo) {
+        *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = info;
+    }
+
+    /// What the stream is, as far as known.
+    pub fn stream(&self) -> StreamInfo {
+        self.stream.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether both capture and encode produced a frame within `window` (systemd watchdog).

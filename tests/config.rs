@@ -177,10 +177,10 @@ const BAD: &[Bad] = &[
         mentions: Some("video0"),
     },
     Bad {
-        name: "v4l2-format-h264",
-        text: "[[camera]]\nid = \"cam0\"\nsource = { kind = \"v4l2\", device = \"/dev/video0\", format = \"H264\", width = 1280, height = 720, fps = 30 }\n",
+        name: "v4l2-format-hevc",
+        text: "[[camera]]\nid = \"cam0\"\nsource = { kind = \"v4l2\", device = \"/dev/video0\", format = \"HEVC\", width = 1280, height = 720, fps = 30 }\n",
         key: "camera[0].source.format",
-        mentions: Some("H264"),
+        mentions: Some("HEVC"),
     },
     Bad {
         name: "pipeline-with-appsink",
@@ -202,9 +202,57 @@ const BAD: &[Bad] = &[
     },
     Bad {
         name: "unknown-source-kind",
-        text: "[[camera]]\nid = \"cam0\"\nsource = { kind = \"rtsp\" }\n",
+        text: "[[camera]]\nid = \"cam0\"\nsource = { kind = \"onvif\" }\n",
         key: "camera[0].source.kind",
-        mentions: Some("rtsp"),
+        mentions: Some("onvif"),
+    },
+    Bad {
+        name: "rtsp-without-url",
+        text: "[[camera]]\nid = \"cam0\"\nsource = { kind = \"rtsp\" }\n",
+        key: "camera[0].source.url",
+        mentions: Some("rtsp://"),
+    },
+    Bad {
+        name: "rtsp-url-with-http-scheme",
+        text: "[[camera]]\nid = \"cam0\"\nsource = { kind = \"rtsp\", url = \"http://admin:secret@10.0.0.5/\" }\n",
+        key: "camera[0].source.url",
+        mentions: Some("rtsp://"),
+    },
+    Bad {
+        name: "rtsp-url-without-host",
+        text: "[[camera]]\nid = \"cam0\"\nsource = { kind = \"rtsp\", url = \"rtsp://admin:secret@/live\" }\n",
+        key: "camera[0].source.url",
+        mentions: Some("no host"),
+    },
+    Bad {
+        name: "rtsp-url-with-a-space",
+        text: "[[camera]]\nid = \"cam0\"\nsource = { kind = \"rtsp\", url = \"rtsp://cam/live stream\" }\n",
+        key: "camera[0].source.url",
+        mentions: Some("spaces"),
+    },
+    Bad {
+        name: "rtsp-bad-transport",
+        text: "[[camera]]\nid = \"cam0\"\nsource = { kind = \"rtsp\", url = \"rtsp://cam/live\", transport = \"quic\" }\n",
+        key: "camera[0].source.transport",
+        mentions: Some("quic"),
+    },
+    Bad {
+        name: "rtsp-with-width",
+        text: "[[camera]]\nid = \"cam0\"\nsource = { kind = \"rtsp\", url = \"rtsp://cam/live\", width = 640 }\n",
+        key: "camera[0].source.width",
+        mentions: Some("the camera sets them"),
+    },
+    Bad {
+        name: "http-mjpeg-with-rtsp-url",
+        text: "[[camera]]\nid = \"cam0\"\nsource = { kind = \"http_mjpeg\", url = \"rtsp://cam/live\" }\n",
+        key: "camera[0].source.url",
+        mentions: Some("http://"),
+    },
+    Bad {
+        name: "passthrough-of-a-test-pattern",
+        text: "[[camera]]\nid = \"cam0\"\nencoder = \"passthrough\"\nsource = { kind = \"test\" }\n",
+        key: "camera[0].encoder",
+        mentions: Some("needs an H.264 source"),
     },
     Bad {
         name: "camera-without-id",

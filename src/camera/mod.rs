@@ -100,6 +100,14 @@ pub struct CameraInfo {
     pub hls_clients: usize,
     /// Whether the HLS packager runs (it stops 30 s after the last request).
     pub hls_active: bool,
+    /// `h264` once the stream is known.
+    pub codec: Option<String>,
+    /// H.264 profile from the camera's SPS (pass-through only): `main`, `high`, ...
+    pub profile: Option<String>,
+    /// H.264 level from the camera's SPS (pass-through only): `4.0`, `3.1`, ...
+    pub level: Option<String>,
+    /// Seconds between keyframes: measured on a passed-through camera, configured otherwise.
+    pub gop_s: Option<f64>,
     /// Whether a clip is being written now (the web app's REC indicator). Set by
     /// [`registry::CameraEntry::info`], which knows the recorder; `false` from [`Camera::info`].
     pub recording: bool,
@@ -164,6 +172,8 @@ impl Camera {
             bitrate_kbps: self.cfg.bitrate_kbps,
             keyframe_interval_s: self.cfg.keyframe_interval_s,
             wait_for_room: self.is_phone(),
+            pre_s: self.cfg.pre_s,
+            preroll_cap_bytes: self.cfg.preroll_cap_bytes(),
         };
         let encode =
             match Encoder::new(enc_cfg, self.ring.clone(), self.preroll.clone(), self.status.clone(), stop.clone())
@@ -234,7 +244,12 @@ impl Camera {
         let fmt = s.format();
         let encoder = s.encoder();
         let live = self.preview.stats();
+        let stream = s.stream();
         CameraInfo {
+            codec: stream.codec,
+            profile: stream.profile,
+            level: stream.level,
+            gop_s: stream.gop_s,
             id: self.cfg.id.clone(),
             state: s.state(),
             source: self.cfg.source.describe(),

@@ -126,6 +126,8 @@ pub fn unplug_drill(device: &str, format: &str, width: u32, height: u32, fps: u3
 
     let source = SourceConfig {
         kind: SourceKind::V4l2,
+        url: None,
+        transport: None,
         device: Some(device.into()),
         format: Some(format.into()),
         pipeline: None,

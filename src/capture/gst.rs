@@ -1,6 +1,7 @@
-//! The `gstreamer` source: any source pipeline description ending in raw or JPEG video
-//! (`libcamerasrc ! video/x-raw,...`, `rtspsrc ... ! rtph264depay ! ... ! jpegenc`, ...), pulled
-//! through an appsink.
+//! The `gstreamer` source: any source pipeline description ending in raw, JPEG or H.264 video
+//! (`libcamerasrc ! video/x-raw,...`, `rtspsrc ... ! rtph264depay ! h264parse`, ...), pulled
+//! through an appsink. H.264 arrives as byte-stream access units (the appsink's caps make
+//! GStreamer convert avc to Annex-B) and is passed through by the encode stage.
 //!
 //! Frames wrap the GStreamer buffer's memory (`Bytes::from_owner` on a mapped buffer): no copy.
 //! Raw video with padded rows is repacked tightly (one copy) because downstream stages assume
@@ -18,7 +19,8 @@ use gstreamer_video as gst_video;
 use std::time::Duration;
 
 /// Caps hindsight accepts from a source pipeline.
-const ACCEPT: &str = "video/x-raw,format={I420,NV12,YUY2};image/jpeg";
+const ACCEPT: &str =
+    "video/x-raw,format={I420,NV12,YUY2};image/jpeg;video/x-h264,stream-format=byte-stream,alignment=au";
 
 /// Dropped together with the source, before its pipeline (e.g. detaches a browser feed).
 pub type Guard = Box<dyn Send>;
@@ -37,6 +39,8 @@ pub struct GstSource {
     last_rt: Option<Duration>,
     seq: u64,
     description: String,
+    /// `description` is already what to show (a prepared camera's redacted name).
+    shown: bool,
     /// Live feeds whose media clock is not ours (a phone): never date a frame in the future,
     /// and re-anchor when the media time falls far behind (pause/resume, drift).
     anchor_to_now: bool,
@@ -51,7 +55,23 @@ const MAX_LAG: Duration = Duration::from_secs(10);
 impl GstSource {
     /// Build and start `description ! appsink`, and wait for the first frame to learn the format.
     pub fn open(description: &str) -> Result<Self, CaptureError> {
-        Self::build(description, |_| Ok(None))
+        Self::build(description, false, |_| Ok(None))
+    }
+
+    /// A camera pipeline that the caller finishes before it plays: `prepare` runs on the parsed
+    /// pipeline (to set properties that must not go through the description's quoting, such as a
+    /// URL with credentials, or to link dynamic pads); the guard it returns lives as long as the
+    /// source. Otherwise as [`open`](Self::open). `shown` is what logs and errors call it (no
+    /// secrets).
+    pub fn open_prepared(
+        description: &str,
+        shown: &str,
+        prepare: impl FnOnce(&Pipeline) -> Result<Guard, CaptureError>,
+    ) -> Result<Self, CaptureError> {
+        let mut src = Self::build(description, false, |p| prepare(p).map(Some))?;
+        src.description = shown.into();
+        src.shown = true;
+        Ok(src)
     }
 
     /// A pipeline fed by the caller (a browser's chunks): `attach` runs on the parsed pipeline
@@ -64,18 +84,19 @@ impl GstSource {
         description: &str,
         attach: impl FnOnce(&Pipeline) -> Result<Guard, CaptureError>,
     ) -> Result<Self, CaptureError> {
-        Self::build(description, |p| attach(p).map(Some))
+        Self::build(description, true, |p| attach(p).map(Some))
     }
 
     fn build(
         description: &str,
+        fed: bool,
         attach: impl FnOnce(&Pipeline) -> Result<Option<Guard>, CaptureError>,
     ) -> Result<Self, CaptureError> {
         let full = format!("{description} ! appsink name=hindsight_sink caps=\"{ACCEPT}\" max-buffers=2 sync=false");
         let pipeline = Pipeline::parse(&full)?;
         let sink: gst_app::AppSink = pipeline.by_name("hindsight_sink")?;
         let guard = attach(&pipeline)?;
-        let anchor_to_now = guard.is_some();
+        let anchor_to_now = fed;
         // A camera drops what we cannot take (it will not wait); a fed pipeline waits.
         sink.set_drop(!anchor_to_now);
         pipeline.play()?;
@@ -91,6 +112,7 @@ impl GstSource {
             last_rt: None,
             seq: 0,
             description: description.into(),
+            shown: false,
         };
         if anchor_to_now {
             // Fed by a phone that may not have sent anything yet: the format is learnt from the
@@ -202,6 +224,8 @@ fn caps_to_format(caps: &gst::CapsRef) -> Result<VideoFormat, CaptureError> {
         .unwrap_or(0);
     let pixel = if s.name() == "image/jpeg" {
         PixelFormat::Mjpeg
+    } else if s.name() == "video/x-h264" {
+        PixelFormat::H264
     } else {
         let f = s.get::<&str>("format").unwrap_or("");
         PixelFormat::from_gst_name(f).ok_or_else(|| gst_err(&format!("unsupported raw format {f}")))?
@@ -240,6 +264,9 @@ impl Source for GstSource {
     }
 
     fn describe(&self) -> String {
+        if self.shown {
+            return self.description.clone();
+        }
         format!("gstreamer `{}`", crate::redact::redact(&self.description))
     }
 }

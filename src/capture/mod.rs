@@ -2,7 +2,8 @@
 //! [`Frame`]s into the [`FrameRing`].
 //!
 //! Sources: [`v4l2`] (the v4l crate, MMAP streaming), [`gst`] (any GStreamer source pipeline via
-//! appsink) and [`test_pattern`] (a moving pattern that carries its frame number). The loop
+//! appsink), [`network`] (RTSP and HTTP MJPEG cameras, UVC H.264 webcams: GStreamer pipelines
+//! that hindsight builds) and [`test_pattern`] (a moving pattern that carries its frame number). The loop
 //! rebases each source's sequence numbers onto one camera-wide counter, counts the frames the
 //! source skipped, and when the source fails (device unplugged, pipeline error) marks the camera
 //! failed and reopens it with back-off until it returns or the camera stops.
@@ -11,6 +12,7 @@
 
 pub mod check;
 pub mod gst;
+pub mod network;
 pub mod phone;
 pub mod test_pattern;
 pub mod v4l2;
@@ -102,6 +104,13 @@ pub fn open(cfg: &SourceConfig, feed: Option<&Arc<PhoneFeed>>) -> Result<Box<dyn
                 })
             }
         },
+        SourceKind::Rtsp => {
+            Box::new(network::open_rtsp(cfg.url.as_deref().unwrap_or(""), cfg.transport.unwrap_or_default())?)
+        }
+        SourceKind::HttpMjpeg => Box::new(network::open_http_mjpeg(cfg.url.as_deref().unwrap_or(""))?),
+        SourceKind::V4l2 if cfg.delivers_h264() => {
+            Box::new(network::open_v4l2_h264(cfg.device.as_deref().unwrap_or("/dev/video0"), w, h, fps)?)
+        }
         SourceKind::V4l2 => Box::new(v4l2::V4l2Source::open(
             cfg.device.as_deref().unwrap_or("/dev/video0"),
             cfg.format.as_deref().unwrap_or("auto"),

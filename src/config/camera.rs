@@ -10,7 +10,7 @@ use std::fmt;
 
 /// What kind of source a camera reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     /// A V4L2 device through the v4l crate (USB webcams, Pi/Jetson ISP nodes).
     V4l2,
@@ -21,6 +21,24 @@ pub enum SourceKind {
     /// A browser (a phone's camera) streaming MediaRecorder chunks over a WebSocket to
     /// `/api/cameras/{id}/push`; decoded with GStreamer. width/height/fps are hints only.
     Browser,
+    /// An IP camera's RTSP (or RTSPS) stream: its H.264 is passed through without decoding.
+    Rtsp,
+    /// A multipart MJPEG stream over HTTP (ESP32-CAM, IP cameras, another hindsight's
+    /// `/api/cameras/{id}/mjpeg`): JPEGs go to the preview as they are; H.264 is encoded once.
+    HttpMjpeg,
+}
+
+/// How an RTSP camera's RTP travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    /// Interleaved in the RTSP TCP connection: no lost packets on Wi-Fi, passes NAT (default).
+    #[default]
+    Tcp,
+    /// RTP over UDP: the least latency on a clean wired LAN.
+    Udp,
+    /// UDP first, TCP when UDP does not come through.
+    Auto,
 }
 
 impl fmt::Display for SourceKind {
@@ -30,6 +48,8 @@ impl fmt::Display for SourceKind {
             SourceKind::Gstreamer => "gstreamer",
             SourceKind::Test => "test",
             SourceKind::Browser => "browser",
+            SourceKind::Rtsp => "rtsp",
+            SourceKind::HttpMjpeg => "http_mjpeg",
         })
     }
 }
@@ -38,15 +58,25 @@ impl fmt::Display for SourceKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// `v4l2`, `gstreamer` or `test`.
+    /// `v4l2`, `gstreamer`, `rtsp`, `http_mjpeg`, `test` (or `browser`, made by phones).
     pub kind: SourceKind,
+    /// rtsp: `rtsp://user:password@host:554/path` (or `rtsps://`; percent-encode `@ : /` in the
+    /// password); http_mjpeg: `http://host/video` (`https://` too, `user:password@` for basic
+    /// auth). Never shown with its credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// rtsp: `tcp` (default), `udp` or `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<RtspTransport>,
     /// v4l2: device path (prefer `/dev/v4l/by-id/...`, stable across reboots).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
-    /// v4l2: pixel format `MJPG`, `YUYV`, `NV12` or `auto` (MJPG if offered, else YUYV, else NV12).
+    /// v4l2: pixel format `MJPG`, `YUYV`, `NV12`, `H264` (a UVC webcam's own H.264, passed
+    /// through) or `auto` (MJPG if offered, else YUYV, else NV12).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
-    /// gstreamer: source pipeline ending in `video/x-raw` or `image/jpeg` (no sink).
+    /// gstreamer: source pipeline ending in `video/x-raw`, `image/jpeg` or `video/x-h264` (no
+    /// sink; H.264 is passed through).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,
     /// v4l2/test: width in pixels.
@@ -65,6 +95,8 @@ impl SourceConfig {
     pub fn test(width: u32, height: u32, fps: u32) -> Self {
         SourceConfig {
             kind: SourceKind::Test,
+            url: None,
+            transport: None,
             device: None,
             format: None,
             pipeline: None,
@@ -78,6 +110,8 @@ impl SourceConfig {
     pub fn browser() -> Self {
         SourceConfig {
             kind: SourceKind::Browser,
+            url: None,
+            transport: None,
             device: None,
             format: None,
             pipeline: None,
@@ -96,6 +130,20 @@ impl SourceConfig {
             }
             SourceKind::Test => "test".into(),
             SourceKind::Browser => "browser".into(),
+            SourceKind::Rtsp | SourceKind::HttpMjpeg => {
+                format!("{}:{}", self.kind, crate::redact::redact(self.url.as_deref().unwrap_or("")))
+            }
+        }
+    }
+
+    /// Whether the source delivers H.264 (passed through unless `encoder` names an element):
+    /// `rtsp`, and `v4l2` with `format = "H264"`. A `gstreamer` pipeline is only known once it
+    /// runs.
+    pub fn delivers_h264(&self) -> bool {
+        match self.kind {
+            SourceKind::Rtsp => true,
+            SourceKind::V4l2 => self.format.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("H264")),
+            _ => false,
         }
     }
 }
@@ -108,7 +156,10 @@ pub struct CameraConfig {
     pub id: String,
     /// Where frames come from.
     pub source: SourceConfig,
-    /// `auto` (first of `auto_encoders` that exists) or a GStreamer H.264 encoder element.
+    /// `auto`: pass an H.264 source through, else the first of `auto_encoders` that exists;
+    /// `passthrough`: the source's own H.264 only (refuses a raw source); or a GStreamer H.264
+    /// encoder element (an H.264 source is then decoded and re-encoded, e.g. to lower its
+    /// bitrate).
     #[serde(default = "default_encoder")]
     pub encoder: String,
     /// Target bitrate.

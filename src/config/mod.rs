@@ -21,7 +21,7 @@ mod uploads;
 mod validate;
 
 pub use self::bytesize::ByteSize;
-pub use self::camera::{CameraConfig, SourceConfig, SourceKind};
+pub use self::camera::{CameraConfig, RtspTransport, SourceConfig, SourceKind};
 pub use self::http::{HttpConfig, Switch};
 pub use self::mqtt::{MqttConfig, MqttUser};
 pub use self::phone::PhoneConfig;
@@ -150,6 +150,8 @@ impl Config {
         let source = if Path::new("/dev/video0").exists() {
             SourceConfig {
                 kind: SourceKind::V4l2,
+                url: None,
+                transport: None,
                 device: Some("/dev/video0".into()),
                 format: Some("auto".into()),
                 pipeline: None,

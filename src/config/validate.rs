@@ -119,7 +119,10 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         }
         check_source(cam, &k, &mut err);
         if cam.encoder != "auto" && !valid_element_name(&cam.encoder) {
-            err(k("encoder"), format!("{:?} must be \"auto\" or a GStreamer element name", cam.encoder));
+            err(
+                k("encoder"),
+                format!("{:?} must be \"auto\", \"passthrough\" or a GStreamer element name", cam.encoder),
+            );
         }
         if !(100..=100_000).contains(&cam.bitrate_kbps) {
             err(k("bitrate_kbps"), "must be 100..=100000".into());
@@ -209,7 +212,36 @@ fn check_http(h: &HttpConfig, err: &mut dyn FnMut(String, String)) {
 
 fn check_source(cam: &CameraConfig, k: &dyn Fn(&str) -> String, err: &mut dyn FnMut(String, String)) {
     let s = &cam.source;
-    let not_for = |key: &str| format!("does not apply to kind = \"{}\" (remove `{key}`)", s.kind);
+    // Which keys each kind takes; any other key set is an error naming it.
+    let allowed: &[&str] = match s.kind {
+        SourceKind::V4l2 => &["device", "format", "width", "height", "fps"],
+        SourceKind::Gstreamer => &["pipeline"],
+        SourceKind::Test | SourceKind::Browser => &["width", "height", "fps"],
+        SourceKind::Rtsp => &["url", "transport"],
+        SourceKind::HttpMjpeg => &["url"],
+    };
+    let set = [
+        ("device", s.device.is_some()),
+        ("format", s.format.is_some()),
+        ("pipeline", s.pipeline.is_some()),
+        ("url", s.url.is_some()),
+        ("transport", s.transport.is_some()),
+        ("width", s.width.is_some()),
+        ("height", s.height.is_some()),
+        ("fps", s.fps.is_some()),
+    ];
+    for (key, is_set) in set {
+        if is_set && !allowed.contains(&key) {
+            let hint = match (s.kind, key) {
+                (SourceKind::Gstreamer, "width" | "height" | "fps") => ": put size and rate in the pipeline's caps",
+                (SourceKind::Rtsp | SourceKind::HttpMjpeg, "width" | "height" | "fps") => {
+                    ": the camera sets them (its own web page or ONVIF)"
+                }
+                _ => "",
+            };
+            err(k(&format!("source.{key}")), format!("does not apply to kind = \"{}\" (remove `{key}`){hint}", s.kind));
+        }
+    }
     match s.kind {
         SourceKind::V4l2 => {
             match &s.device {
@@ -220,41 +252,33 @@ fn check_source(cam: &CameraConfig, k: &dyn Fn(&str) -> String, err: &mut dyn Fn
                 Some(_) => {}
             }
             if let Some(f) = &s.format {
-                if !["MJPG", "YUYV", "NV12", "auto"].contains(&f.as_str()) {
-                    err(k("source.format"), format!("{f:?} must be one of MJPG, YUYV, NV12, auto"));
-                }
-            }
-            if s.pipeline.is_some() {
-                err(k("source.pipeline"), not_for("pipeline"));
-            }
-        }
-        SourceKind::Gstreamer => {
-            match &s.pipeline {
-                None => err(k("source.pipeline"), "is required for kind = \"gstreamer\"".into()),
-                Some(p) if p.trim().is_empty() => err(k("source.pipeline"), "must not be empty".into()),
-                Some(p) if p.contains("appsink") || p.trim_end().ends_with('!') => err(
-                    k("source.pipeline"),
-                    "must end in the source's caps, without a sink (hindsight adds its own appsink)".into(),
-                ),
-                Some(_) => {}
-            }
-            for (key, set) in [("device", s.device.is_some()), ("format", s.format.is_some())] {
-                if set {
-                    err(k(&format!("source.{key}")), not_for(key));
+                if !["MJPG", "YUYV", "NV12", "H264", "auto"].contains(&f.as_str()) {
+                    err(k("source.format"), format!("{f:?} must be one of MJPG, YUYV, NV12, H264, auto"));
                 }
             }
         }
-        SourceKind::Test | SourceKind::Browser => {
-            for (key, set) in
-                [("device", s.device.is_some()), ("format", s.format.is_some()), ("pipeline", s.pipeline.is_some())]
-            {
-                if set {
-                    err(k(&format!("source.{key}")), not_for(key));
-                }
-            }
+        SourceKind::Gstreamer => match &s.pipeline {
+            None => err(k("source.pipeline"), "is required for kind = \"gstreamer\"".into()),
+            Some(p) if p.trim().is_empty() => err(k("source.pipeline"), "must not be empty".into()),
+            Some(p) if p.contains("appsink") || p.trim_end().ends_with('!') => err(
+                k("source.pipeline"),
+                "must end in the source's caps, without a sink (hindsight adds its own appsink)".into(),
+            ),
+            Some(_) => {}
+        },
+        SourceKind::Rtsp => check_url(
+            s.url.as_deref(),
+            &["rtsp", "rtsps"],
+            "rtsp://user:password@192.168.1.64:554/Streaming/Channels/101",
+            &k("source.url"),
+            err,
+        ),
+        SourceKind::HttpMjpeg => {
+            check_url(s.url.as_deref(), &["http", "https"], "http://192.168.1.50/video", &k("source.url"), err)
         }
+        SourceKind::Test | SourceKind::Browser => {}
     }
-    if s.kind != SourceKind::Gstreamer {
+    if allowed.contains(&"width") {
         match s.width {
             Some(w) if !(16..=7680).contains(&w) || w % 2 != 0 => {
                 err(k("source.width"), "must be an even number 16..=7680".into())
@@ -271,15 +295,43 @@ fn check_source(cam: &CameraConfig, k: &dyn Fn(&str) -> String, err: &mut dyn Fn
             Some(f) if !(1..=120).contains(&f) => err(k("source.fps"), "must be 1..=120".into()),
             _ => {}
         }
-    } else {
-        for (key, set) in [("width", s.width.is_some()), ("height", s.height.is_some()), ("fps", s.fps.is_some())] {
-            if set {
-                err(
-                    k(&format!("source.{key}")),
-                    "does not apply to kind = \"gstreamer\": put size and rate in the pipeline's caps".into(),
-                );
-            }
-        }
+    }
+    if cam.encoder == "passthrough" && !s.delivers_h264() && s.kind != SourceKind::Gstreamer {
+        err(
+            k("encoder"),
+            format!(
+                "\"passthrough\" needs an H.264 source (kind = \"rtsp\", v4l2 with format = \"H264\", or a \
+                 gstreamer pipeline ending in video/x-h264); kind = \"{}\" delivers pictures to encode",
+                s.kind
+            ),
+        );
+    }
+}
+
+/// A camera URL: one of `schemes`, a host, at most 2048 bytes, no spaces, quotes or control
+/// characters (it goes to GStreamer as a property, never through a pipeline description). The
+/// message never repeats the URL: it may hold a password.
+fn check_url(url: Option<&str>, schemes: &[&str], example: &str, key: &str, err: &mut dyn FnMut(String, String)) {
+    let Some(url) = url else {
+        return err(key.into(), format!("is required (e.g. {example})"));
+    };
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("").rsplit('@').next().unwrap_or("");
+    if !scheme.as_deref().is_some_and(|s| schemes.contains(&s)) {
+        err(
+            key.into(),
+            format!(
+                "must start with {} (e.g. {example})",
+                schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ")
+            ),
+        );
+    } else if host.is_empty() || host.starts_with(':') {
+        err(key.into(), format!("has no host (e.g. {example})"));
+    } else if url.len() > 2048 {
+        err(key.into(), "is longer than 2048 bytes".into());
+    } else if url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"') {
+        err(key.into(), "must not contain spaces, quotes or control characters (percent-encode them)".into());
     }
 }
 

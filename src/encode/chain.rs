@@ -65,10 +65,15 @@ pub fn encoder_chain(element: &str, s: &EncodeSettings) -> String {
     }
 }
 
-/// The whole encode pipeline for frames of `input` caps: appsrc → (decode JPEG) → convert →
+/// The whole encode pipeline for frames of `input` caps: appsrc → (decode JPEG or H.264) → convert →
 /// encoder → `h264parse` (SPS/PPS on every keyframe) → appsink.
 pub fn pipeline_description(input_caps: &str, pixel: PixelFormat, element: &str, s: &EncodeSettings) -> String {
-    let decode = if pixel == PixelFormat::Mjpeg { "jpegparse ! jpegdec ! " } else { "" };
+    let decode = match pixel {
+        PixelFormat::Mjpeg => "jpegparse ! jpegdec ! ",
+        // A camera's H.264 re-encoded on request (another bitrate or GOP): decoded once.
+        PixelFormat::H264 => "h264parse ! avdec_h264 ! ",
+        _ => "",
+    };
     format!(
         "appsrc name=src is-live=true format=time do-timestamp=false max-bytes=0 block=false caps=\"{input_caps}\" \
          ! {decode}videoconvert ! {} ! h264parse config-interval=-1 \

@@ -11,8 +11,9 @@
 //! Must never block the capture thread and never write to storage.
 
 pub mod chain;
+pub mod passthrough;
 
-use crate::frame::{EncodedFrame, Frame, VideoFormat};
+use crate::frame::{EncodedFrame, Frame, PixelFormat, VideoFormat};
 use crate::gst::{element_exists, running_time, GstError, Pipeline};
 use crate::preroll::PreRoll;
 use crate::ring::{FrameRing, Pop};
@@ -40,6 +41,9 @@ pub enum EncodeError {
     /// GStreamer failed (building, or an element error at run time).
     #[error("encoder pipeline failed")]
     Gst(#[from] GstError),
+    /// The source's own H.264 cannot be passed through as it is.
+    #[error("{0}")]
+    Stream(String),
     /// appsrc refused a buffer.
     #[error("encoder refused frame {seq}: {flow:?}")]
     Push {
@@ -68,6 +72,10 @@ pub struct EncoderConfig {
     /// second of video at once; its backlog waits compressed in front of the decoder). A camera
     /// that cannot wait keeps `false`: a frame it cannot take now is dropped and counted.
     pub wait_for_room: bool,
+    /// Seconds kept before a trigger (pass-through warns when the camera's GOP does not fit).
+    pub pre_s: f64,
+    /// The pre-roll's byte cap (the same warning).
+    pub preroll_cap_bytes: usize,
 }
 
 /// How long an encoder fed in bursts may make the capture side wait for room for one frame.
@@ -115,6 +123,7 @@ impl Encoder {
     pub fn run(mut self) {
         let mut backoff = Backoff::default();
         let mut active: Option<Active> = None;
+        let mut pass: Option<(VideoFormat, passthrough::Passthrough)> = None;
         let mut encoded_at_build = 0u64;
         loop {
             let frame = match self.ring.pop(Duration::from_millis(250)) {
@@ -128,6 +137,22 @@ impl Encoder {
                 }
                 Pop::Frame(f) => f,
             };
+            if frame.format.pixel == PixelFormat::H264 && matches!(self.cfg.encoder.as_str(), "auto" | "passthrough") {
+                if let Some(a) = active.take() {
+                    a.finish();
+                }
+                self.pass_through(frame, &mut pass, &mut backoff);
+                continue;
+            }
+            pass = None;
+            if self.cfg.encoder == "passthrough" {
+                let e = format!(
+                    "encoder = \"passthrough\" needs an H.264 source; this one delivers {}",
+                    frame.format.pixel
+                );
+                self.failed(EncodeError::NoEncoder(e), &mut backoff);
+                continue;
+            }
             if active.as_ref().is_some_and(|a| a.format != frame.format) {
                 log::info!("camera {}: input format changed, rebuilding encoder", self.cfg.id);
                 if let Some(a) = active.take() {
@@ -178,6 +203,35 @@ impl Encoder {
         log::debug!("camera {}: encoder stopped", self.cfg.id);
     }
 
+    /// One access unit of an H.264 source, straight into the pre-roll.
+    fn pass_through(
+        &self,
+        frame: Frame,
+        pass: &mut Option<(VideoFormat, passthrough::Passthrough)>,
+        backoff: &mut Backoff,
+    ) {
+        // A keyframe request cannot reach the camera; the clip or viewer waits for its next IDR.
+        self.status.force_keyframe.store(false, Ordering::Relaxed);
+        if pass.as_ref().is_some_and(|(f, _)| *f != frame.format) {
+            log::info!(
+                "camera {}: the stream changed to {}x{}; passing through from its next keyframe",
+                self.cfg.id,
+                frame.format.width,
+                frame.format.height
+            );
+            *pass = None;
+        }
+        let expect = passthrough::Expectations { pre_s: self.cfg.pre_s, cap_bytes: self.cfg.preroll_cap_bytes };
+        let format = frame.format;
+        let (_, p) = pass.get_or_insert_with(|| {
+            (format, passthrough::Passthrough::new(&self.cfg.id, self.preroll.clone(), self.status.clone(), expect))
+        });
+        match p.push(frame) {
+            Ok(()) => backoff.reset(),
+            Err(e) => self.failed(e, backoff),
+        }
+    }
+
     fn failed(&self, e: EncodeError, backoff: &mut Backoff) {
         self.status.encode_failed(&e);
         let d = backoff.next_delay();
@@ -215,6 +269,11 @@ impl Encoder {
         sink.set_callbacks(gst_app::AppSinkCallbacks::builder().new_sample(move |sink| out.on_sample(sink)).build());
         pipeline.play()?;
         self.status.set_encoder(&element);
+        self.status.set_stream(crate::status::StreamInfo {
+            codec: Some("h264".into()),
+            gop_s: Some(self.cfg.keyframe_interval_s),
+            ..Default::default()
+        });
         Ok(Active { pipeline, src, format, frame_duration, pending })
     }
 }

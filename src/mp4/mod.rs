@@ -21,6 +21,7 @@
 
 mod boxes;
 mod finalize;
+pub mod h264;
 mod moov;
 mod parse;
 mod scan;

@@ -43,6 +43,8 @@ pub fn test_camera(id: &str, w: u32, h: u32, fps: u32, pre_s: f64) -> CameraConf
 pub fn gst_camera(id: &str, pipeline: &str) -> CameraConfig {
     let src = SourceConfig {
         kind: SourceKind::Gstreamer,
+        url: None,
+        transport: None,
         device: None,
         format: None,
         pipeline: Some(pipeline.into()),

@@ -1,0 +1,83 @@
+#!/usr/bin/python3
+"""A real RTSP camera for the tests: GStreamer's own gst-rtsp-server serving a live test pattern
+encoded with x264 (or x265), like an IP camera's main stream.
+
+    tests/rtsp_server.py --port PORT [--path /cam] [--width 640 --height 360 --fps 15]
+                         [--gop-s 2] [--bitrate 1000] [--codec h264|h265]
+                         [--user U --password P [--auth digest|basic]] [--pattern ball]
+
+Prints `READY rtsp://127.0.0.1:PORT/cam` on stdout once it listens, then serves until killed.
+With --user/--password the stream needs that login (`--auth digest`, the default, or `basic`);
+anonymous clients get 401. Both RTP over TCP (interleaved) and over UDP are offered; the client picks.
+
+Needs Debian's gir1.2-gst-rtsp-server-1.0, python3-gi and gstreamer1.0-rtsp (scripts/deps test)
+and /usr/bin/python3 (the one that has `gi`).
+"""
+import argparse
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+
+
+def main():
+    a = argparse.ArgumentParser()
+    a.add_argument("--port", type=int, required=True)
+    a.add_argument("--path", default="/cam")
+    a.add_argument("--width", type=int, default=640)
+    a.add_argument("--height", type=int, default=360)
+    a.add_argument("--fps", type=int, default=15)
+    a.add_argument("--gop-s", type=float, default=2.0)
+    a.add_argument("--bitrate", type=int, default=1000, help="kbit/s")
+    a.add_argument("--codec", choices=["h264", "h265"], default="h264")
+    a.add_argument("--pattern", default="ball")
+    a.add_argument("--user")
+    a.add_argument("--password")
+    a.add_argument("--auth", choices=["basic", "digest"], default="digest")
+    args = a.parse_args()
+    Gst.init(None)
+
+    gop = max(1, round(args.fps * args.gop_s))
+    src = (f"videotestsrc is-live=true pattern={args.pattern} ! "
+           f"video/x-raw,width={args.width},height={args.height},framerate={args.fps}/1 ! ")
+    if args.codec == "h264":
+        enc = (f"x264enc tune=zerolatency speed-preset=ultrafast bitrate={args.bitrate} key-int-max={gop} "
+               f"bframes=0 option-string=\"scenecut=0:min-keyint={gop}\" ! video/x-h264,profile=main ! "
+               "rtph264pay name=pay0 pt=96 config-interval=-1")
+    else:
+        enc = (f"x265enc tune=zerolatency speed-preset=ultrafast bitrate={args.bitrate} key-int-max={gop} ! "
+               "rtph265pay name=pay0 pt=96 config-interval=-1")
+
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(args.port))
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(f"( {src}{enc} )")
+    factory.set_shared(True)
+    if args.user:
+        auth = GstRtspServer.RTSPAuth()
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST if args.auth == "digest" else GstRtsp.RTSPAuthMethod.BASIC)
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "cam")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
+        auth.add_digest(args.user, args.password, token)
+        server.set_auth(auth)
+        perms = GstRtspServer.RTSPPermissions()
+        perms.add_permission_for_role("cam", "media.factory.access", True)
+        perms.add_permission_for_role("cam", "media.factory.construct", True)
+        factory.set_permissions(perms)
+    server.get_mount_points().add_factory(args.path, factory)
+    if server.attach(None) == 0:
+        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
+        return 1
+    print(f"READY rtsp://127.0.0.1:{args.port}{args.path}", flush=True)
+    GLib.MainLoop().run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
