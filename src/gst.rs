@@ -112,7 +112,10 @@ impl Pipeline {
 
     /// The first error (or EOS) on the bus, without waiting.
     pub fn poll_error(&self) -> Option<GstError> {
-        self.error_within(Duration::ZERO)
+        // Not `timed_pop_filtered(0, …)`: gstreamer-rs 0.25 returns None from it before looking
+        // at the queue once any time has passed since the call (always), so errors were missed.
+        let msg = self.bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos])?;
+        Some(message_to_error(&msg))
     }
 
     /// Wait up to `timeout` for an error or EOS on the bus.

@@ -125,7 +125,7 @@ impl Camera {
         Camera {
             ring: Arc::new(FrameRing::new(cfg.ring_frames)),
             auto_encoders: config.auto_encoders.clone(),
-            preview: Preview::new(&cfg.id, settings, tap.clone(), status.clone()),
+            preview: Preview::new(&cfg.id, settings, tap.clone(), preroll.clone(), status.clone()),
             hls: Arc::new(Hls::new(&cfg.id, preroll.clone(), status.clone(), cfg.keyframe_interval_s)),
             feed: (cfg.source.kind == SourceKind::Browser).then(|| Arc::new(PhoneFeed::new(&cfg.id))),
             tap,

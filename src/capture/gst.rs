@@ -68,7 +68,10 @@ impl GstSource {
         shown: &str,
         prepare: impl FnOnce(&Pipeline) -> Result<Guard, CaptureError>,
     ) -> Result<Self, CaptureError> {
-        let mut src = Self::build(description, false, |p| prepare(p).map(Some))?;
+        let mut src = Self::build(description, false, |p| prepare(p).map(Some)).map_err(|e| match e {
+            CaptureError::Stalled { seconds, .. } => CaptureError::Stalled { device: shown.into(), seconds },
+            e => e,
+        })?;
         src.description = shown.into();
         src.shown = true;
         Ok(src)

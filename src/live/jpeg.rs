@@ -2,6 +2,9 @@
 //! videoscale → videoconvert → preview caps → `jpegenc` or the board's hardware JPEG encoder →
 //! appsink) and the "NO SIGNAL" still, rendered once with `videotestsrc` + `textoverlay`.
 //!
+//! A passed-through H.264 camera is decoded in the same pipeline, in front of the scaler
+//! (`h264parse` → `v4l2h264dec` or `avdec_h264` → `videorate`), only while someone watches.
+//!
 //! Owns no thread: the caller (the `preview-{id}` thread) pushes frames; the appsink callback
 //! hands each JPEG to the caller's closure on GStreamer's streaming thread. At most two frames
 //! wait inside the pipeline; past that a frame is skipped, never queued.
@@ -9,7 +12,7 @@
 //! Must never decode or re-encode a frame that already is a JPEG (that is passed through by the
 //! caller) and never block the capture thread.
 
-use crate::frame::{Frame, VideoFormat};
+use crate::frame::{Frame, PixelFormat, VideoFormat};
 use crate::gst::{element_exists, GstError, Pipeline};
 use bytes::Bytes;
 use gstreamer as gst;
@@ -59,7 +62,34 @@ pub fn encoder_description(input_caps: &str, width: u32, height: u32, element: &
     )
 }
 
-/// A playing raw → JPEG pipeline for one input format.
+/// The H.264 decoder for previews: the board's (`v4l2h264dec`, a Raspberry Pi 4) where
+/// GStreamer registers one, else libav's software `avdec_h264`.
+pub fn h264_decoder() -> &'static str {
+    if element_exists("v4l2h264dec") {
+        "v4l2h264dec"
+    } else {
+        "avdec_h264"
+    }
+}
+
+/// The decode + encode pipeline for H.264 access units of `input_caps` (a passed-through
+/// camera): every access unit is decoded (each needs the ones before it), `videorate` keeps at
+/// most `fps` pictures a second, and only those are scaled and JPEG-encoded.
+pub fn decoder_description(input_caps: &str, width: u32, height: u32, element: &str, fps: u32) -> String {
+    let decoder = h264_decoder();
+    format!(
+        "appsrc name=src is-live=true format=time do-timestamp=false block=false caps=\"{input_caps}\" \
+         ! h264parse ! {decoder} ! videorate drop-only=true max-rate={fps} \
+         ! videoscale ! videoconvert ! video/x-raw,width={width},height={height},pixel-aspect-ratio=1/1 \
+         ! {element} ! image/jpeg ! appsink name=sink sync=false max-buffers=2 drop=true"
+    )
+}
+
+/// H.264 waiting in front of the decoder beyond which the preview skips to the next keyframe
+/// (the decoder cannot keep up; skipping single access units would corrupt the pictures).
+const MAX_H264_BACKLOG: u64 = 4 << 20;
+
+/// A playing raw → JPEG pipeline for one input format (H.264: decode → JPEG).
 pub struct JpegEncoder {
     pipeline: Pipeline,
     src: gst_app::AppSrc,
@@ -68,19 +98,27 @@ pub struct JpegEncoder {
     /// Output size.
     pub size: (u32, u32),
     base: Option<Duration>,
+    /// H.264 only: an access unit was skipped, so everything up to the next keyframe is too.
+    need_keyframe: bool,
 }
 
 impl JpegEncoder {
     /// Build and start the pipeline; `on_jpeg` receives every encoded image (on GStreamer's
-    /// streaming thread).
+    /// streaming thread). `fps` bounds the JPEGs per second of an H.264 input (raw frames are
+    /// rate-limited by the caller, which picks the frames it pushes).
     pub fn new(
         format: VideoFormat,
         max_width: u32,
         element: &str,
+        fps: u32,
         on_jpeg: impl Fn(Bytes, (u32, u32)) + Send + Sync + 'static,
     ) -> Result<Self, GstError> {
         let size = preview_size(format.width, format.height, max_width);
-        let desc = encoder_description(&format.caps(), size.0, size.1, element);
+        let desc = if format.pixel == PixelFormat::H264 {
+            decoder_description(&format.caps(), size.0, size.1, element, fps.max(1))
+        } else {
+            encoder_description(&format.caps(), size.0, size.1, element)
+        };
         let pipeline = Pipeline::parse(&desc)?;
         let src: gst_app::AppSrc = pipeline.by_name("src")?;
         let sink: gst_app::AppSink = pipeline.by_name("sink")?;
@@ -98,13 +136,21 @@ impl JpegEncoder {
                 .build(),
         );
         pipeline.play()?;
-        Ok(JpegEncoder { pipeline, src, format, size, base: None })
+        Ok(JpegEncoder { pipeline, src, format, size, base: None, need_keyframe: true })
     }
 
     /// Hand one frame to the pipeline (its data is shared, not copied). `Ok(false)`: skipped
     /// because two frames are still waiting inside the pipeline.
     pub fn push(&mut self, frame: &Frame) -> Result<bool, GstError> {
-        if self.src.current_level_bytes() >= 2 * frame.data.len() as u64 {
+        if self.format.pixel == PixelFormat::H264 {
+            // Decoding starts at a keyframe and, once behind, skips to the next one.
+            let key = crate::mp4::h264::is_idr(&frame.data);
+            if !key && (self.need_keyframe || self.src.current_level_bytes() >= MAX_H264_BACKLOG) {
+                self.need_keyframe = true;
+                return Ok(false);
+            }
+            self.need_keyframe = false;
+        } else if self.src.current_level_bytes() >= 2 * frame.data.len() as u64 {
             return Ok(false);
         }
         let base = *self.base.get_or_insert(frame.captured);

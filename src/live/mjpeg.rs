@@ -4,7 +4,8 @@
 //! exists, a thread `preview-{id}` takes the newest raw frame from the [`FrameTap`] at most
 //! `preview_fps` times a second and either passes it through (the camera already delivers
 //! JPEG: no decode, no encode) or encodes it once with GStreamer ([`JpegEncoder`]) — once per
-//! frame for all viewers. The JPEG goes into a `tokio::sync::watch` slot: a viewer that reads
+//! frame for all viewers. A camera that sends H.264 is decoded from the pre-roll instead
+//! ([`H264Feed`]): from its newest keyframe, so the first picture comes at once. The JPEG goes into a `tokio::sync::watch` slot: a viewer that reads
 //! slowly simply gets the newest JPEG when it is ready for one, so memory never grows with slow
 //! or stalled clients. When no live JPEG came for over a second (camera failed, stopped or
 //! unplugged, or the JPEG encoder broke), a "NO SIGNAL" still is published once a second;
@@ -15,8 +16,10 @@
 //! Must never block capture or the async runtime, never buffer more than one JPEG per camera
 //! (plus what each connection is writing), and never encode while nobody watches.
 
+use super::h264_feed::{keyframes_suffice, H264Feed};
 use super::jpeg::{self, Jpeg, JpegEncoder};
 use crate::frame::{Frame, PixelFormat};
+use crate::preroll::PreRoll;
 use crate::shutdown::Backoff;
 use crate::status::{error_chain, CameraStatus};
 use crate::tap::FrameTap;
@@ -119,6 +122,8 @@ struct Shared {
     id: String,
     settings: PreviewSettings,
     tap: Arc<FrameTap>,
+    /// The encoded frames, decoded for the preview when the camera itself sends H.264.
+    preroll: Arc<PreRoll>,
     status: Arc<CameraStatus>,
     out: watch::Sender<LatestJpeg>,
     viewers: AtomicUsize,
@@ -140,13 +145,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Preview {
-    /// A preview reading `tap`; no thread runs until someone watches.
-    pub fn new(id: &str, settings: PreviewSettings, tap: Arc<FrameTap>, status: Arc<CameraStatus>) -> Self {
+    /// A preview reading `tap` (or `preroll`, for a camera that sends H.264); no thread runs
+    /// until someone watches.
+    pub fn new(
+        id: &str,
+        settings: PreviewSettings,
+        tap: Arc<FrameTap>,
+        preroll: Arc<PreRoll>,
+        status: Arc<CameraStatus>,
+    ) -> Self {
         Preview {
             shared: Arc::new(Shared {
                 id: id.into(),
                 settings,
                 tap,
+                preroll,
                 status,
                 out: watch::channel(LatestJpeg::Empty).0,
                 viewers: AtomicUsize::new(0),
@@ -376,6 +389,7 @@ impl Shared {
         let fps = self.settings.fps.max(1);
         let period = Duration::from_secs_f64(1.0 / fps as f64);
         let mut w = Work::new();
+        let mut feed = H264Feed::default();
         let started = Instant::now();
         let mut version = 0;
         let mut idle_since: Option<Instant> = None;
@@ -391,10 +405,22 @@ impl Shared {
             } else {
                 idle_since = None;
             }
-            if let Some((v, frame)) = self.tap.wait_newer(version, Duration::from_millis(100)) {
-                version = v;
-                if w.due(frame.captured, period) {
-                    self.handle(self, frame, &mut w);
+            match self.status.format().filter(|f| f.pixel == PixelFormat::H264) {
+                Some(format) => {
+                    // Every access unit in order (videorate in the pipeline keeps `fps`).
+                    let key_only = keyframes_suffice(fps, self.status.stream().gop_s);
+                    if let Some(frame) = feed.next(&self.preroll, format, Duration::from_millis(100), key_only) {
+                        self.handle(self, frame, &mut w);
+                    }
+                }
+                None => {
+                    feed.reset();
+                    if let Some((v, frame)) = self.tap.wait_newer(version, Duration::from_millis(100)) {
+                        version = v;
+                        if w.due(frame.captured, period) {
+                            self.handle(self, frame, &mut w);
+                        }
+                    }
                 }
             }
             if let Some(e) = w.encoder.as_ref().and_then(|e| e.poll_error()) {
@@ -429,7 +455,8 @@ impl Shared {
                 return;
             }
             let sink = me.clone();
-            match JpegEncoder::new(frame.format, self.settings.width, &self.settings.encoder, move |data, size| {
+            let (width, encoder, fps) = (self.settings.width, &self.settings.encoder, self.settings.fps);
+            match JpegEncoder::new(frame.format, width, encoder, fps, move |data, size| {
                 sink.publish_live(data, size, true)
             }) {
                 Ok(e) => {

@@ -57,7 +57,8 @@ async fn viewers_are_counted_and_bounded_and_released() {
     let status = Arc::new(CameraStatus::default());
     let tap = Arc::new(FrameTap::default());
     let settings = PreviewSettings { width: 64, fps: 10, encoder: "jpegenc".into() };
-    let p = Preview::new("t", settings, tap.clone(), status);
+    let preroll = Arc::new(crate::preroll::PreRoll::new(Duration::from_secs(1), 1 << 20));
+    let p = Preview::new("t", settings, tap.clone(), preroll, status);
     let mut vs: Vec<Viewer> = (0..MAX_VIEWERS).map(|_| p.watch().unwrap()).collect();
     assert_eq!(p.stats().viewers, MAX_VIEWERS);
     assert!(tap.wanted(), "a viewer turns the tap on");

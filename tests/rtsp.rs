@@ -1,0 +1,312 @@
+//! Network cameras against real servers started here: GStreamer's gst-rtsp-server
+//! (`tests/rtsp_server.py`: x264, 2 s GOP, digest or basic auth, TCP and UDP), and another
+//! hindsight serving `/api/cameras/{id}/mjpeg` as an HTTP MJPEG camera. The daemon runs
+//! in-process on 127.0.0.1:0; every clip is checked with ffprobe and decoded with ffmpeg.
+
+mod common;
+
+use common::bin::free_port;
+use common::*;
+use hindsight::config::{CameraConfig, RtspTransport, SourceConfig, SourceKind};
+use hindsight::status::CameraState;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const USER: &str = "admin";
+/// A password with characters that need percent-encoding in the URL.
+const PASSWORD: &str = "s3cr@t:pw";
+const PASSWORD_IN_URL: &str = "s3cr%40t%3Apw";
+
+/// A gst-rtsp-server process serving `rtsp://127.0.0.1:{port}/cam`.
+struct RtspServer {
+    child: Child,
+    port: u16,
+}
+
+impl RtspServer {
+    /// Start the server with these extra arguments and wait for its READY line.
+    fn start(port: u16, args: &[&str]) -> RtspServer {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rtsp_server.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(["--port", &port.to_string()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/rtsp_server.py (scripts/deps test installs gir1.2-gst-rtsp-server-1.0)");
+        let out = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(out).read_line(&mut line).expect("read the server's first line");
+        assert!(line.starts_with("READY "), "RTSP server did not start: {line:?}");
+        RtspServer { child, port }
+    }
+
+    /// With the test login, digest (the default) or basic.
+    fn with_login(port: u16, auth: &str, extra: &[&str]) -> RtspServer {
+        let mut args = vec!["--user", USER, "--password", PASSWORD, "--auth", auth, "--gop-s", "2"];
+        args.extend_from_slice(extra);
+        Self::start(port, &args)
+    }
+
+    fn url(&self, user: &str, password: &str) -> String {
+        format!("rtsp://{user}:{password}@127.0.0.1:{}/cam", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn rtsp_camera(id: &str, url: &str, transport: RtspTransport) -> CameraConfig {
+    let src = SourceConfig {
+        kind: SourceKind::Rtsp,
+        url: Some(url.into()),
+        transport: Some(transport),
+        device: None,
+        format: None,
+        pipeline: None,
+        width: None,
+        height: None,
+        fps: None,
+    };
+    let mut c = CameraConfig::new(id, src);
+    c.pre_s = 3.0;
+    c.post_s = 2.0;
+    c
+}
+
+async fn camera(addr: std::net::SocketAddr, id: &str) -> serde_json::Value {
+    let (status, body) = get_json(addr, &format!("/api/cameras/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Wait until the camera is `running` with at least `secs` buffered.
+async fn running_with(d: &hindsight::daemon::Daemon, secs: f64) {
+    let cam = d.cameras[0].clone();
+    wait_for("camera running with its pre-roll filled", Duration::from_secs(60), || {
+        cam.status.state() == CameraState::Running && cam.preroll.stats().buffered.as_secs_f64() >= secs
+    })
+    .await;
+}
+
+/// Trigger, wait for the clip, and check it: ffprobe duration = pre + post ± one frame at
+/// `fps`, `pre_s_actual` = pre ± one frame, ffmpeg decodes it without a complaint. Returns the
+/// clip's metadata and its (width, height) as ffprobe reads them.
+async fn clip_checked(
+    d: &hindsight::daemon::Daemon,
+    dir: &std::path::Path,
+    id: &str,
+    pre: f64,
+    post: f64,
+    fps: f64,
+) -> (serde_json::Value, (u64, u64)) {
+    let body = format!("{{\"pre_s\":{pre},\"post_s\":{post}}}");
+    let (status, acc) = post_body(d.http_addr, &format!("/api/cameras/{id}/trigger"), &body).await;
+    assert_eq!(status, 202, "{acc}");
+    let clip_id = acc["clip_id"].as_str().expect("clip id").to_string();
+    let meta = wait_clip(d.http_addr, &clip_id, Duration::from_secs(60)).await;
+    let path = dir.join("storage").join(meta["path"].as_str().expect("path"));
+    let frame = 1.0 / fps + 0.002;
+    let dur = ffprobe_duration(&path);
+    assert!((dur - (pre + post)).abs() <= frame, "clip lasts {dur} s, expected {} ± {frame}", pre + post);
+    let pre_actual = meta["pre_s_actual"].as_f64().expect("pre_s_actual");
+    assert!((pre_actual - pre).abs() <= frame, "pre_s_actual {pre_actual}, expected {pre} ± {frame}");
+    let out = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&path).args(["-f", "null", "-"]).output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    let (codec, size) = video_stream(&path);
+    assert_eq!(codec, "h264");
+    (meta, size)
+}
+
+/// Codec name and (width, height) of the first video stream, as ffprobe reads them.
+fn video_stream(path: &std::path::Path) -> (String, (u64, u64)) {
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&probe.stdout).trim().to_string();
+    let parts: Vec<&str> = text.split(',').collect();
+    assert_eq!(parts.len(), 3, "ffprobe: {text:?} {}", String::from_utf8_lossy(&probe.stderr));
+    (parts[0].to_string(), (parts[1].parse().unwrap(), parts[2].parse().unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtsp_camera_is_passed_through_into_clips_over_tcp_with_digest() {
+    let server = RtspServer::with_login(free_port(), "digest", &["--width", "640", "--height", "360", "--fps", "15"]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url(USER, PASSWORD_IN_URL);
+    let d = start(config(dir.path(), vec![rtsp_camera("door", &url, RtspTransport::Tcp)])).await;
+    running_with(&d, 4.0).await;
+    let cam = camera(d.http_addr, "door").await;
+    assert_eq!(cam["encoder"], "passthrough", "{cam}");
+    assert_eq!(cam["codec"], "h264");
+    assert_eq!(cam["format"], "H264");
+    assert_eq!((cam["width"].as_u64(), cam["height"].as_u64()), (Some(640), Some(360)));
+    let gop = cam["gop_s"].as_f64().expect("gop measured");
+    assert!((gop - 2.0).abs() < 0.1, "GOP {gop}");
+    assert!(cam["profile"].is_string() && cam["level"].is_string(), "{cam}");
+    // The password is in the config, never in what leaves the process.
+    let text = cam.to_string();
+    assert!(!text.contains("s3cr") && text.contains("***@127.0.0.1"), "{text}");
+    let (meta, size) = clip_checked(&d, dir.path(), "door", 3.0, 2.0, 15.0).await;
+    assert_eq!(size, (640, 360));
+    assert_eq!(meta["camera"], "door");
+    // Passed through: nothing was encoded by hindsight (no preview watched, no encoder built).
+    assert_eq!(cam["jpeg_encodes"], 0);
+    // The preview decodes the camera's H.264 only while watched, from the pre-roll.
+    let snap = reqwest::get(format!("http://{}/api/cameras/door/snapshot.jpg", d.http_addr)).await.unwrap();
+    assert_eq!(snap.status().as_u16(), 200);
+    let file = dir.path().join("snapshot.jpg");
+    std::fs::write(&file, snap.bytes().await.unwrap()).unwrap();
+    assert_eq!(video_stream(&file), ("mjpeg".to_string(), (640, 360)));
+    assert!(camera(d.http_addr, "door").await["jpeg_encodes"].as_u64() > Some(0));
+    let preview = d.cameras[0].preview.clone();
+    wait_for("the decoder to stop once nobody watches", Duration::from_secs(30), || !preview.running()).await;
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtsp_camera_over_udp_with_basic_auth() {
+    let server = RtspServer::with_login(free_port(), "basic", &["--width", "320", "--height", "240", "--fps", "10"]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url(USER, PASSWORD_IN_URL);
+    let d = start(config(dir.path(), vec![rtsp_camera("yard", &url, RtspTransport::Udp)])).await;
+    running_with(&d, 3.5).await;
+    let (_, size) = clip_checked(&d, dir.path(), "yard", 3.0, 1.0, 10.0).await;
+    assert_eq!(size, (320, 240));
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_h265_fail_the_camera_with_a_clear_redacted_error() {
+    let server = RtspServer::with_login(free_port(), "digest", &[]);
+    let h265 = RtspServer::start(free_port(), &["--codec", "h265", "--width", "320", "--height", "240"]);
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = rtsp_camera("wrong", &server.url(USER, "not-the-password"), RtspTransport::Tcp);
+    let hevc = rtsp_camera("hevc", &format!("rtsp://viewer:hunter2@127.0.0.1:{}/cam", h265.port), RtspTransport::Tcp);
+    let d = start(config(dir.path(), vec![wrong, hevc])).await;
+    for (i, expect) in [(0, "Unauthorized"), (1, "H.265")] {
+        let cam = d.cameras[i].clone();
+        wait_for("the camera to fail with its reason", Duration::from_secs(60), || {
+            cam.status.state() == CameraState::Failed && cam.status.last_error().is_some_and(|e| e.contains(expect))
+        })
+        .await;
+    }
+    for id in ["wrong", "hevc"] {
+        let text = camera(d.http_addr, id).await.to_string();
+        assert!(!text.contains("not-the-password") && !text.contains("hunter2"), "{text}");
+    }
+    let (_, health) = get_json(d.http_addr, "/api/health").await;
+    assert!(!health.to_string().contains("hunter2"), "{health}");
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_camera_reconnects_after_the_server_restarts_and_follows_a_resolution_change() {
+    let port = free_port();
+    let mut server = RtspServer::with_login(port, "digest", &["--width", "320", "--height", "240", "--fps", "15"]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url(USER, PASSWORD_IN_URL);
+    let d = start(config(dir.path(), vec![rtsp_camera("gate", &url, RtspTransport::Tcp)])).await;
+    running_with(&d, 3.5).await;
+    // Killed mid-clip: the clip open at the time is kept with what arrived, and plays.
+    let (status, acc) = post_body(d.http_addr, "/api/cameras/gate/trigger", r#"{"post_s":10}"#).await;
+    assert_eq!(status, 202, "{acc}");
+    let first = acc["clip_id"].as_str().unwrap().to_string();
+    server.kill();
+    let cam = d.cameras[0].clone();
+    wait_for("the stall or disconnect to be noticed", Duration::from_secs(30), || {
+        cam.status.state() == CameraState::Failed
+    })
+    .await;
+    let meta = wait_clip(d.http_addr, &first, Duration::from_secs(60)).await;
+    let path = dir.path().join("storage").join(meta["path"].as_str().unwrap());
+    assert!(ffprobe_duration(&path) >= 3.0, "the clip keeps its pre-roll");
+    // Back, at another resolution (a camera reconfigured or rebooted with new settings).
+    let _server = RtspServer::with_login(port, "digest", &["--width", "480", "--height", "272", "--fps", "15"]);
+    wait_for("the camera to come back at the new size", Duration::from_secs(60), || {
+        cam.status.state() == CameraState::Running && cam.status.format().is_some_and(|f| f.width == 480)
+    })
+    .await;
+    // Only the new stream in the pre-roll before the next clip: wait until it holds pre_s of it.
+    let since = cam.preroll.lock().iter().last().map(|f| f.pts).unwrap_or_default();
+    wait_media_time(&cam.preroll, since + Duration::from_secs(4)).await;
+    let (_, size) = clip_checked(&d, dir.path(), "gate", 3.0, 1.0, 15.0).await;
+    assert_eq!(size, (480, 272));
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_hindsight_is_an_http_mjpeg_camera_and_a_gstreamer_h264_pipeline_is_passed_through() {
+    // Camera A: a test pattern served as MJPEG by one daemon.
+    let dir_a = tempfile::tempdir().unwrap();
+    let a = start(config(dir_a.path(), vec![test_camera("a", 320, 240, 10, 2.0)])).await;
+    // Daemon B reads A's MJPEG, and a GStreamer pipeline that ends in H.264.
+    let dir_b = tempfile::tempdir().unwrap();
+    let mjpeg = CameraConfig::new(
+        "frontdoor",
+        SourceConfig {
+            kind: SourceKind::HttpMjpeg,
+            url: Some(format!("http://{}/api/cameras/a/mjpeg", a.http_addr)),
+            transport: None,
+            device: None,
+            format: None,
+            pipeline: None,
+            width: None,
+            height: None,
+            fps: None,
+        },
+    );
+    let mut mjpeg = CameraConfig { encoder: "x264enc".into(), pre_s: 2.0, post_s: 1.0, ..mjpeg };
+    mjpeg.preview_width = 320;
+    let mut h264 = gst_camera(
+        "pipe",
+        "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=15/1 ! x264enc tune=zerolatency \
+         key-int-max=15 speed-preset=ultrafast ! video/x-h264,profile=main",
+    );
+    h264.encoder = "auto".into();
+    let b = start(config(dir_b.path(), vec![mjpeg, h264])).await;
+    for cam in &b.cameras {
+        let cam = cam.clone();
+        wait_for("both cameras running with 2.5 s buffered", Duration::from_secs(60), || {
+            cam.status.state() == CameraState::Running && cam.preroll.stats().buffered.as_secs_f64() >= 2.5
+        })
+        .await;
+    }
+    let fd = camera(b.http_addr, "frontdoor").await;
+    assert_eq!((fd["format"].as_str(), fd["encoder"].as_str()), (Some("MJPG"), Some("x264enc")), "{fd}");
+    let pipe = camera(b.http_addr, "pipe").await;
+    assert_eq!((pipe["format"].as_str(), pipe["encoder"].as_str()), (Some("H264"), Some("passthrough")), "{pipe}");
+    assert!((pipe["gop_s"].as_f64().unwrap() - 1.0).abs() < 0.1, "{pipe}");
+    // A's JPEGs reach B's viewers as they are (no decode, no re-encode in B).
+    let snap = reqwest::get(format!("http://{}/api/cameras/frontdoor/snapshot.jpg", b.http_addr)).await.unwrap();
+    assert_eq!(snap.status().as_u16(), 200);
+    let fd = camera(b.http_addr, "frontdoor").await;
+    assert_eq!(fd["jpeg_encodes"], 0, "{fd}");
+    let (_, size) = clip_checked(&b, dir_b.path(), "frontdoor", 2.0, 1.0, 10.0).await;
+    assert_eq!(size, (320, 240));
+    let (_, size) = clip_checked(&b, dir_b.path(), "pipe", 2.0, 1.0, 15.0).await;
+    assert_eq!(size, (320, 240));
+    b.shutdown().await;
+    a.shutdown().await;
+}
