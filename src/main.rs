@@ -32,11 +32,21 @@ enum Command {
         #[arg(long)]
         board: Option<String>,
     },
-    /// List V4L2 devices and the encoders GStreamer offers; suggest a board config.
+    /// List V4L2 devices and the encoders GStreamer offers; suggest a board config. With
+    /// `--url`: watch a network camera and print what it sends and a `[[camera]]` block.
     Probe {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// A network camera to look at: rtsp://, rtsps://, or http(s):// (MJPEG).
+        #[arg(long)]
+        url: Option<String>,
+        /// RTSP transport: tcp, udp or auto.
+        #[arg(long, default_value = "tcp")]
+        transport: String,
+        /// Longest time to watch the camera, in seconds (it stops after three keyframes).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
     },
     /// Manage bearer tokens for automation (`Authorization: Bearer TOKEN`); a running daemon
     /// notices changes without a restart.
@@ -231,7 +241,8 @@ fn main() -> ExitCode {
                 }
             },
         },
-        Command::Probe { json } => {
+        Command::Probe { json, url: Some(url), transport, seconds } => probe_url(&url, &transport, seconds, json),
+        Command::Probe { json, .. } => {
             let p = hindsight::probe::probe();
             if json {
                 println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
@@ -293,4 +304,64 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `hindsight probe --url`: exit 2 for a bad argument, 1 when the camera cannot be read.
+fn probe_url(url: &str, transport: &str, seconds: f64, json: bool) -> ExitCode {
+    use hindsight::config::RtspTransport;
+    let transport = match transport {
+        "tcp" => RtspTransport::Tcp,
+        "udp" => RtspTransport::Udp,
+        "auto" => RtspTransport::Auto,
+        other => {
+            eprintln!("--transport: {other:?} is not one of tcp, udp, auto");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if !(seconds > 0.0 && seconds <= 120.0) {
+        eprintln!("--seconds: must be more than 0 and at most 120");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let shown = hindsight::redact::redact(url).into_owned();
+    let p = match hindsight::probe::url::probe_url(url, transport, std::time::Duration::from_secs_f64(seconds)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{shown}: {}", hindsight::redact::redact(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "?".into());
+    println!("Camera:   {} ({})", p.url, p.kind);
+    println!(
+        "Video:    {} {} {}, {}x{} at {} fps, {} frames seen",
+        p.codec,
+        opt(&p.profile),
+        opt(&p.level),
+        p.width,
+        p.height,
+        p.fps,
+        p.frames
+    );
+    match p.gop_s {
+        Some(g) => println!("GOP:      a keyframe every {g} s"),
+        None => println!("GOP:      fewer than two keyframes seen (watch longer: --seconds)"),
+    }
+    if let Some(k) = p.bitrate_kbps {
+        println!("Bitrate:  {k} kbit/s");
+    }
+    let audio: Vec<&String> = p.other_streams.iter().filter(|s| s.starts_with("audio")).collect();
+    println!(
+        "Audio:    {}",
+        if audio.is_empty() {
+            "none".to_string()
+        } else {
+            audio.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        }
+    );
+    println!("\nPaste into the config:\n\n{}", p.camera_block(url, transport));
+    ExitCode::SUCCESS
 }

@@ -310,3 +310,43 @@ async fn another_hindsight_is_an_http_mjpeg_camera_and_a_gstreamer_h264_pipeline
     b.shutdown().await;
     a.shutdown().await;
 }
+
+#[test]
+fn probe_url_reports_the_stream_its_audio_and_a_block_to_paste() {
+    let server =
+        RtspServer::with_login(free_port(), "digest", &["--width", "320", "--height", "240", "--fps", "10", "--audio"]);
+    let url = server.url(USER, PASSWORD_IN_URL);
+    let probe = |args: &[&str]| Command::new(common::bin::BIN).arg("probe").args(args).output().unwrap();
+    let out = probe(&["--url", &url, "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((p["kind"].as_str(), p["codec"].as_str()), (Some("rtsp"), Some("h264")));
+    // x264's ultrafast stream signals constrained baseline (no CABAC, no B-frames), level 2.0.
+    assert_eq!((p["profile"].as_str(), p["level"].as_str()), (Some("constrained-baseline"), Some("2.0")), "{p}");
+    assert_eq!((p["width"].as_u64(), p["height"].as_u64()), (Some(320), Some(240)), "{p}");
+    let gop = p["gop_s"].as_f64().expect("GOP measured");
+    assert!((gop - 2.0).abs() < 0.15, "GOP {gop}");
+    let fps = p["fps"].as_f64().unwrap();
+    assert!((fps - 10.0).abs() < 1.0, "fps {fps}");
+    assert!(p["other_streams"].as_array().unwrap().iter().any(|s| s == "audio PCMA"), "{p}");
+    assert!(!p.to_string().contains("s3cr") && !stderr.contains("s3cr"), "the password stays out: {p}");
+    // Text: a redacted summary, the audio track, and a block that check-config accepts.
+    let out = probe(&["--url", &url, "--seconds", "3"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && text.contains("Camera:   rtsp://***@127.0.0.1"), "{text}");
+    assert!(text.contains("Audio:    audio PCMA"), "{text}");
+    let block = &text[text.find("[[camera]]").expect("a [[camera]] block")..];
+    assert!(block.contains(&format!("url = \"{url}\"")) && block.contains("transport = \"tcp\""), "{block}");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hindsight.toml");
+    std::fs::write(&cfg, format!("[storage]\npath = {:?}\n\n{block}", dir.path().join("clips"))).unwrap();
+    let check = Command::new(common::bin::BIN).arg("check-config").arg(&cfg).output().unwrap();
+    assert!(check.status.success(), "the pasted block is a valid config: {}", String::from_utf8_lossy(&check.stderr));
+    // A wrong password fails with the reason, redacted; a bad argument exits 2.
+    let out = probe(&["--url", &server.url(USER, "not-the-password"), "--seconds", "3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Unauthorized") && !stderr.contains("not-the-password"), "{stderr}");
+    assert_eq!(probe(&["--url", &url, "--transport", "quic"]).status.code(), Some(2));
+}

@@ -38,6 +38,7 @@ def main():
     a.add_argument("--user")
     a.add_argument("--password")
     a.add_argument("--auth", choices=["basic", "digest"], default="digest")
+    a.add_argument("--audio", action="store_true", help="add a G.711 A-law audio track (pay1)")
     args = a.parse_args()
     Gst.init(None)
 
@@ -51,6 +52,10 @@ def main():
     else:
         enc = (f"x265enc tune=zerolatency speed-preset=ultrafast bitrate={args.bitrate} key-int-max={gop} ! "
                "rtph265pay name=pay0 pt=96 config-interval=-1")
+
+    if args.audio:
+        enc += (" audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! alawenc ! "
+                "rtppcmapay name=pay1 pt=8")
 
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")

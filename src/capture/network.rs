@@ -29,8 +29,17 @@ const H264_TAIL: &str = "h264parse config-interval=-1 ! video/x-h264,stream-form
 /// timestamp.
 const DEPAY_AU: &str = "video/x-h264,stream-format=avc,alignment=au";
 
+/// The streams an RTSP camera announced besides the H.264 video taken (`audio PCMA`, ...).
+pub type OtherStreams = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
 /// Open an RTSP camera (`rtsp://` or `rtsps://`, credentials in the URL).
 pub fn open_rtsp(url: &str, transport: RtspTransport) -> Result<GstSource, CaptureError> {
+    open_rtsp_listing(url, transport).map(|(src, _)| src)
+}
+
+/// As [`open_rtsp`], also returning the other streams the camera announces (`hindsight probe
+/// --url` lists its audio tracks).
+pub fn open_rtsp_listing(url: &str, transport: RtspTransport) -> Result<(GstSource, OtherStreams), CaptureError> {
     let protocols = match transport {
         RtspTransport::Tcp => "tcp",
         RtspTransport::Udp => "udp",
@@ -42,22 +51,29 @@ pub fn open_rtsp(url: &str, transport: RtspTransport) -> Result<GstSource, Captu
     );
     let shown = format!("rtsp {}", crate::redact::redact(url));
     let url = url.to_string();
-    GstSource::open_prepared(&description, &shown, move |p| {
+    let others = OtherStreams::default();
+    let listed = others.clone();
+    let src = GstSource::open_prepared(&description, &shown, move |p| {
         let cam: gst::Element = p.by_name("cam")?;
         let depay: gst::Element = p.by_name("depay")?;
         cam.set_property("location", url.as_str());
-        link_rtsp_streams(p, &cam, &depay)?;
+        link_rtsp_streams(p, &cam, &depay, listed)?;
         Ok(Box::new(()) as Guard)
-    })
+    })?;
+    Ok((src, others))
 }
 
 /// Link the first H.264 video stream `rtspsrc` announces to `depay`; everything else to a
 /// `fakesink`. An H.265 (or other) video stream with no H.264 beside it fails the pipeline
 /// with a message naming the codec.
-fn link_rtsp_streams(p: &Pipeline, cam: &gst::Element, depay: &gst::Element) -> Result<(), CaptureError> {
+fn link_rtsp_streams(
+    p: &Pipeline,
+    cam: &gst::Element,
+    depay: &gst::Element,
+    others: OtherStreams,
+) -> Result<(), CaptureError> {
     let depay_sink = depay.static_pad("sink").ok_or_else(|| GstError::MissingElement("rtph264depay sink".into()))?;
     let bin = p.inner().downgrade();
-    let others = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = others.clone();
     cam.connect_pad_added(move |_, pad| {
         let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));

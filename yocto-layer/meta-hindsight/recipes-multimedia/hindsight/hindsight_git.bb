@@ -67,16 +67,23 @@ FILES:${PN} += "${localstatedir}/lib/hindsight ${nonarch_libdir}/sysusers.d/hind
 CONFFILES:${PN} = "${sysconfdir}/hindsight/hindsight.toml"
 
 # The plugins of the GStreamer elements the daemon builds pipelines from (`hindsight probe` lists
-# any that are missing: src/probe.rs NEEDED): core elements (in gstreamer1.0 itself),
+# any that are missing: src/probe/mod.rs NEEDED): core elements (in gstreamer1.0 itself),
 # appsrc/appsink, videoconvert/videoscale, decodebin/parsebin (phone streams, uploads), h264parse,
-# jpeg, qtdemux/mp4mux, matroska, vp8dec; then the board's encoder.
-RDEPENDS:${PN} = "gstreamer1.0 gstreamer1.0-plugins-bad-videoparsersbad gstreamer1.0-plugins-base-app \
-                  gstreamer1.0-plugins-base-playback gstreamer1.0-plugins-base-typefindfunctions \
-                  gstreamer1.0-plugins-base-videoconvertscale gstreamer1.0-plugins-base-videotestsrc \
-                  gstreamer1.0-plugins-good-isomp4 gstreamer1.0-plugins-good-jpeg \
-                  gstreamer1.0-plugins-good-matroska gstreamer1.0-plugins-good-video4linux2 \
+# jpeg, qtdemux/mp4mux, matroska, vp8dec, RTSP cameras (rtsp, rtp, rtpmanager, udp) and
+# multipartdemux (HTTP MJPEG cameras); then the board's encoder.
+RDEPENDS:${PN} = "gstreamer1.0 gstreamer1.0-plugins-bad-videoparsersbad \
+                  gstreamer1.0-plugins-base-app gstreamer1.0-plugins-base-playback \
+                  gstreamer1.0-plugins-base-typefindfunctions \
+                  gstreamer1.0-plugins-base-videoconvertscale \
+                  gstreamer1.0-plugins-base-videotestsrc gstreamer1.0-plugins-good-isomp4 \
+                  gstreamer1.0-plugins-good-jpeg gstreamer1.0-plugins-good-matroska \
+                  gstreamer1.0-plugins-good-multipart gstreamer1.0-plugins-good-rtp \
+                  gstreamer1.0-plugins-good-rtpmanager gstreamer1.0-plugins-good-rtsp \
+                  gstreamer1.0-plugins-good-udp gstreamer1.0-plugins-good-video4linux2 \
                   gstreamer1.0-plugins-good-vpx"
 # avdec_h264 (posters; H.264 phone streams without a hardware decoder) is in gstreamer1.0-libav,
 # which OE-core marks LICENSE_FLAGS = "commercial", like x264: recommended, so an image without
 # LICENSE_FLAGS_ACCEPTED += "commercial" still builds (probe and the log then name what is missing).
-RRECOMMENDS:${PN} = "${HINDSIGHT_ENCODER_PLUGINS} gstreamer1.0-libav"
+# souphttpsrc (HTTP MJPEG cameras) exists only where gst-plugins-good is built with its soup
+# PACKAGECONFIG: recommended.
+RRECOMMENDS:${PN} = "${HINDSIGHT_ENCODER_PLUGINS} gstreamer1.0-libav gstreamer1.0-plugins-good-soup"

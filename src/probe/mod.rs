@@ -3,11 +3,14 @@
 //! missing (with what each is for and the package that has it) — and which board config fits.
 //! The daemon logs the missing elements at start too.
 //!
-//! Read-only: opens devices to query them, never streams.
+//! Read-only: opens devices to query them, never streams. [`url`] (`probe --url`) watches a
+//! network camera for a few seconds instead.
 
 use crate::capture::v4l2::{probe_devices, DeviceInfo};
 use crate::gst::element_exists;
 use serde::Serialize;
+
+pub mod url;
 
 /// H.264 encoders hindsight knows, hardware first.
 pub const H264_ENCODERS: &[&str] =
@@ -52,6 +55,10 @@ pub const NEEDED: &[Needed] = &[
     needed("matroskademux", "WebM phone streams (Firefox), WebM uploads", GOOD),
     needed("mp4mux", "uploads", GOOD),
     needed("vp8dec", "VP8 phone streams and uploads", GOOD),
+    needed("rtspsrc", "RTSP cameras", GOOD),
+    needed("rtph264depay", "RTSP cameras", GOOD),
+    needed("souphttpsrc", "HTTP MJPEG cameras", GOOD),
+    needed("multipartdemux", "HTTP MJPEG cameras", GOOD),
     needed("avdec_h264", "posters; H.264 phone streams and uploads without a hardware decoder", "gstreamer1.0-libav"),
 ];
 
