@@ -5,9 +5,9 @@
 //! `preview_fps` times a second and either passes it through (the camera already delivers
 //! JPEG: no decode, no encode) or encodes it once with GStreamer ([`JpegEncoder`]) — once per
 //! frame for all viewers. A camera that sends H.264 is decoded from the pre-roll instead
-//! ([`H264Feed`]): from its newest keyframe, so the first picture comes at once. The JPEG goes into a `tokio::sync::watch` slot: a viewer that reads
-//! slowly simply gets the newest JPEG when it is ready for one, so memory never grows with slow
-//! or stalled clients. When no live JPEG came for over a second (camera failed, stopped or
+//! ([`H264Feed`]): from its newest keyframe, so the first picture comes at once. The JPEG goes
+//! into a `tokio::sync::watch` slot: a viewer that reads slowly simply gets the newest JPEG
+//! when it is ready for one, so memory never grows with slow or stalled clients. When no live JPEG came for over a second (camera failed, stopped or
 //! unplugged, or the JPEG encoder broke), a "NO SIGNAL" still is published once a second;
 //! viewers stay connected and see live frames again when the camera recovers (ustreamer's
 //! behaviour). With no viewer left, the thread lingers briefly, then drops its pipeline, stops
