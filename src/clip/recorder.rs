@@ -394,7 +394,11 @@ fn follow_clip(shared: &Shared, id: &str, w: &mut Option<Writer>) -> Result<Open
                 }
                 let done = lock(&shared.machine).close_if_done(id, f.pts);
                 if let Some(c) = done {
-                    flush(shared, id, w, &mut gop, Some(f.pts), start)?;
+                    // The last frame lasts its own duration, not up to the next frame's time: a
+                    // frame lost just before the end (a network camera's gap) would otherwise
+                    // stretch the clip past its end by up to a frame.
+                    let end = gop.last().map_or(f.pts, |l| f.pts.min(l.pts + l.duration));
+                    flush(shared, id, w, &mut gop, Some(end), start)?;
                     break c;
                 }
                 if f.keyframe && !gop.is_empty() {

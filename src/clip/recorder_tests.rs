@@ -257,3 +257,25 @@ fn recording_stays_true_until_the_closed_clip_is_indexed() {
     );
     assert_eq!(rig.saved().id, acc.clip_id);
 }
+
+#[test]
+fn frames_lost_just_before_the_end_do_not_stretch_the_clip_past_it() {
+    let mut rig = Rig::new();
+    for _ in 0..25 {
+        rig.frame();
+    }
+    // T = 102.5 s: the clip ends at 103.5 s.
+    rig.recorder.trigger(&TriggerRequest::default()).expect("accepted");
+    for _ in 0..9 {
+        rig.frame(); // 102.5 .. 103.3
+    }
+    // The camera's frames at 103.4 and 103.5 never arrive (a network gap); the next is 103.6.
+    rig.clock.advance(FRAME * 2);
+    rig.seq += 2;
+    for _ in 0..3 {
+        rig.frame();
+    }
+    let meta = rig.saved();
+    // 101.5 .. 103.4: the last frame (103.3) lasts its own 0.1 s, not up to 103.6.
+    assert_eq!(meta.duration_s, 1.9, "the clip ends with its last frame, not at the late one after it");
+}
