@@ -5,10 +5,14 @@ encoded with x264 (or x265), like an IP camera's main stream.
     tests/rtsp_server.py --port PORT [--path /cam] [--width 640 --height 360 --fps 15]
                          [--gop-s 2] [--bitrate 1000] [--codec h264|h265]
                          [--user U --password P [--auth digest|basic]] [--pattern ball]
+                         [--audio]
 
 Prints `READY rtsp://127.0.0.1:PORT/cam` on stdout once it listens, then serves until killed.
 With --user/--password the stream needs that login (`--auth digest`, the default, or `basic`);
 anonymous clients get 401. Both RTP over TCP (interleaved) and over UDP are offered; the client picks.
+The media is shared: a client that joins a running stream starts mid-GOP, as with a real camera.
+It prints `CLIENT n` as clients connect; a line `kick N` on its stdin closes client N (counted from
+1 in the order they connected) while the others keep the stream running, then prints `KICKED`.
 
 Needs Debian's gir1.2-gst-rtsp-server-1.0, python3-gi and gstreamer1.0-rtsp (scripts/deps test)
 and /usr/bin/python3 (the one that has `gi`).
@@ -76,6 +80,30 @@ def main():
         perms.add_permission_for_role("cam", "media.factory.construct", True)
         factory.set_permissions(perms)
     server.get_mount_points().add_factory(args.path, factory)
+    clients = []
+
+    def kick(victim):
+        def keep_or_remove(_server, client):
+            return GstRtspServer.RTSPFilterResult.REMOVE if client == victim else GstRtspServer.RTSPFilterResult.KEEP
+        server.client_filter(keep_or_remove)
+        print("KICKED", flush=True)
+
+    def connected(_server, client):
+        clients.append(client)
+        print(f"CLIENT {len(clients)}", flush=True)
+
+    def command(channel, condition):
+        line = channel.readline()
+        if not line:
+            return False  # stdin closed: no more commands
+        words = line.split()
+        if len(words) == 2 and words[0] == "kick" and words[1].isdigit() and 0 < int(words[1]) <= len(clients):
+            kick(clients[int(words[1]) - 1])
+        return True
+
+    stdin = GLib.IOChannel.unix_new(sys.stdin.fileno())
+    GLib.io_add_watch(stdin, GLib.PRIORITY_DEFAULT, GLib.IOCondition.IN | GLib.IOCondition.HUP, command)
+    server.connect("client-connected", connected)
     if server.attach(None) == 0:
         print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
         return 1

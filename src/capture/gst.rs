@@ -55,7 +55,7 @@ const MAX_LAG: Duration = Duration::from_secs(10);
 impl GstSource {
     /// Build and start `description ! appsink`, and wait for the first frame to learn the format.
     pub fn open(description: &str) -> Result<Self, CaptureError> {
-        Self::build(description, false, |_| Ok(None))
+        Self::build(description, false, |_| Ok(None)).map_err(|e| e.naming(&shown_pipeline(description)))
     }
 
     /// A camera pipeline that the caller finishes before it plays: `prepare` runs on the parsed
@@ -68,10 +68,7 @@ impl GstSource {
         shown: &str,
         prepare: impl FnOnce(&Pipeline) -> Result<Guard, CaptureError>,
     ) -> Result<Self, CaptureError> {
-        let mut src = Self::build(description, false, |p| prepare(p).map(Some)).map_err(|e| match e {
-            CaptureError::Stalled { seconds, .. } => CaptureError::Stalled { device: shown.into(), seconds },
-            e => e,
-        })?;
+        let mut src = Self::build(description, false, |p| prepare(p).map(Some)).map_err(|e| e.naming(shown))?;
         src.description = shown.into();
         src.shown = true;
         Ok(src)
@@ -263,15 +260,24 @@ impl Source for GstSource {
         if let Some(f) = self.first.take() {
             return Ok(Some(f));
         }
-        self.pull(wait)
+        if self.anchor_to_now {
+            // A phone's feed: its errors speak of the phone's stream, not of a pipeline text.
+            return self.pull(wait);
+        }
+        self.pull(wait).map_err(|e| e.naming(&self.describe()))
     }
 
     fn describe(&self) -> String {
         if self.shown {
             return self.description.clone();
         }
-        format!("gstreamer `{}`", crate::redact::redact(&self.description))
+        shown_pipeline(&self.description)
     }
+}
+
+/// How logs and errors show a `gstreamer` source: its pipeline, credentials redacted.
+fn shown_pipeline(description: &str) -> String {
+    format!("gstreamer `{}`", crate::redact::redact(description))
 }
 
 #[cfg(test)]

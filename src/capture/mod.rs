@@ -4,8 +4,8 @@
 //! Sources: [`v4l2`] (the v4l crate, MMAP streaming), [`gst`] (any GStreamer source pipeline via
 //! appsink), [`network`] (RTSP and HTTP MJPEG cameras, UVC H.264 webcams: GStreamer pipelines
 //! that hindsight builds) and [`test_pattern`] (a moving pattern that carries its frame number). The loop
-//! rebases each source's sequence numbers onto one camera-wide counter, counts the frames the
-//! source skipped, and when the source fails (device unplugged, pipeline error) marks the camera
+//! rebases each source's sequence numbers onto one camera-wide counter (leaving one out at each
+//! reopen: frames were lost there), counts the frames the source skipped, and when the source fails (device unplugged, pipeline error) marks the camera
 //! failed and reopens it with back-off until it returns or the camera stops.
 //!
 //! Must never block on the encoder: the ring drops the oldest frame instead.
@@ -71,9 +71,30 @@ pub enum CaptureError {
     /// A GStreamer source pipeline failed.
     #[error("source pipeline failed")]
     Gst(#[from] GstError),
+    /// A camera's GStreamer pipeline failed: [`Gst`](Self::Gst) with the camera named.
+    #[error("{device}: source pipeline failed")]
+    Pipeline {
+        /// The source as logs may show it (redacted URL or pipeline).
+        device: String,
+        /// What GStreamer said.
+        #[source]
+        source: GstError,
+    },
     /// A panic inside a driver binding was caught (the thread lives on).
     #[error("{0}: capture thread panicked; reopening")]
     Panicked(String),
+}
+
+impl CaptureError {
+    /// The same error naming the source `device` (redacted): a stall or a pipeline error
+    /// says which camera it came from, and never the pipeline text with its credentials.
+    pub fn naming(self, device: &str) -> CaptureError {
+        match self {
+            CaptureError::Stalled { seconds, .. } => CaptureError::Stalled { device: device.into(), seconds },
+            CaptureError::Gst(source) => CaptureError::Pipeline { device: device.into(), source },
+            e => e,
+        }
+    }
 }
 
 /// A frame source. `next_frame` returns `Ok(None)` when nothing arrived within `wait`, so the
@@ -209,7 +230,11 @@ impl Capture {
         self.status.set_format(format);
         let mut first_src_seq: Option<u64> = None;
         let mut last_src_seq = 0u64;
-        let base = self.next_seq;
+        // A reopened source is a discontinuity (the camera went on without us): one sequence
+        // number is left out, so the encode stage sees the gap. An H.264 camera may start the new
+        // session mid-GOP; with the gap, pass-through waits for its next IDR instead of storing
+        // frames that refer to a picture it never got.
+        let base = if self.next_seq > 0 { self.next_seq + 1 } else { 0 };
         let mut idle = Duration::ZERO;
         let wait = Duration::from_millis(250);
         let stall = if self.feed.is_some() { STALL_BROWSER } else { STALL };

@@ -46,8 +46,11 @@ pub fn open_rtsp_listing(url: &str, transport: RtspTransport) -> Result<(GstSour
         RtspTransport::Auto => "udp+tcp",
     };
     // latency: the jitter buffer (a LAN needs little; the default 2 s only delays the picture).
+    // wait-for-keyframe: after a lost packet nothing until the next IDR (frames that refer to a
+    // broken one would decode as smears in every clip); request-keyframe asks the camera for one
+    // (RTCP PLI) instead of waiting out its GOP.
     let description = format!(
-        "rtspsrc name=cam latency=200 protocols={protocols} rtph264depay name=depay ! {DEPAY_AU} ! {H264_TAIL}"
+        "rtspsrc name=cam latency=200 protocols={protocols} rtph264depay name=depay wait-for-keyframe=true request-keyframe=true ! {DEPAY_AU} ! {H264_TAIL}"
     );
     let shown = format!("rtsp {}", crate::redact::redact(url));
     let url = url.to_string();

@@ -392,7 +392,11 @@ fn follow_clip(shared: &Shared, id: &str, w: &mut Option<Writer>) -> Result<Open
                 if gop.is_empty() && w.is_none() && !f.keyframe {
                     continue;
                 }
-                let done = lock(&shared.machine).close_if_done(id, f.pts);
+                // A frame belongs to the clip when its middle lies before the end, as the first
+                // one does when its middle lies after the start (writer.rs): each end rounds to
+                // the nearest frame, so a clip lasts pre + post within a frame whatever the
+                // trigger time's phase against the camera's frames.
+                let done = lock(&shared.machine).close_if_done(id, f.pts + f.duration / 2);
                 if let Some(c) = done {
                     // The last frame lasts its own duration, not up to the next frame's time: a
                     // frame lost just before the end (a network camera's gap) would otherwise
