@@ -357,6 +357,10 @@ async fn a_stream_without_init_segment_is_refused() {
     // A configured browser camera takes a phone (not counted against max_cameras); a second
     // connection for it replaces the first, which is told so and closed.
     let mut old = connect(d.http_addr, "door").await.expect("push to the configured browser camera");
+    // Its first status message: this connection has taken the camera (the upgrade answer comes
+    // before the connection joins; without this wait the second could join first).
+    let first = tokio::time::timeout(Duration::from_secs(10), old.next()).await.expect("a status message");
+    assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}");
     let mut new = connect(d.http_addr, "door").await.expect("a second phone for the same camera");
     let told = error_message(&mut old).await;
     assert!(told.is_some_and(|t| t.contains("took over")), "replaced connection gets an error message");
