@@ -67,6 +67,10 @@ pub struct ClipMeta {
     /// Uploads: the device or user that sent the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// The clip this one continues: the camera changed its stream (resolution, profile) while
+    /// the earlier one was recording, and one MP4 holds one stream format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<String>,
 }
 
 /// Events the recorder announces (MQTT publishes them).
@@ -141,6 +145,9 @@ pub struct ClipSidecar {
     /// Uploads: the device that sent it (absent in recorder sidecars).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// The clip this one continues ([`ClipMeta::continues`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<String>,
 }
 
 /// The most trigger ids a clip keeps: a trigger flood (thousands a second) extends the clip and
@@ -191,6 +198,7 @@ impl ClipSidecar {
             trigger_count: self.trigger_count.max(self.trigger_ids.len() as u64),
             trigger_ids: self.trigger_ids,
             device: self.device,
+            continues: self.continues,
         }
     }
 }

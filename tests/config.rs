@@ -249,6 +249,18 @@ const BAD: &[Bad] = &[
         mentions: Some("http://"),
     },
     Bad {
+        name: "preview-url-with-ftp-scheme",
+        text: "[[camera]]\nid = \"cam0\"\npreview_url = \"ftp://admin:secret@cam/sub\"\nsource = { kind = \"rtsp\", url = \"rtsp://cam/live\" }\n",
+        key: "camera[0].preview_url",
+        mentions: Some("rtsp://"),
+    },
+    Bad {
+        name: "preview-url-for-a-phone",
+        text: "[[camera]]\nid = \"cam0\"\npreview_url = \"rtsp://cam/sub\"\nsource = { kind = \"browser\" }\n",
+        key: "camera[0].preview_url",
+        mentions: Some("phone"),
+    },
+    Bad {
         name: "passthrough-of-a-test-pattern",
         text: "[[camera]]\nid = \"cam0\"\nencoder = \"passthrough\"\nsource = { kind = \"test\" }\n",
         key: "camera[0].encoder",

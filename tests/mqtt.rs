@@ -100,6 +100,7 @@ fn meta(id: &str) -> ClipMeta {
         pinned: false,
         partial: false,
         device: None,
+        continues: None,
     }
 }
 

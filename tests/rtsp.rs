@@ -22,8 +22,9 @@ const PASSWORD_IN_URL: &str = "s3cr%40t%3Apw";
 struct RtspServer {
     child: Child,
     port: u16,
-    /// The server's stdout after its READY line (`CLIENT n`, `KICKED`).
-    out: std::io::BufReader<std::process::ChildStdout>,
+    /// The server's stdout lines after its READY line (`CLIENT n`, `GONE n`, `KICKED`), read by
+    /// a thread so a wait can have a deadline.
+    lines: std::sync::mpsc::Receiver<String>,
     /// Commands to the server (`kick N`).
     commands: std::process::ChildStdin,
 }
@@ -46,7 +47,15 @@ impl RtspServer {
         out.read_line(&mut line).expect("read the server's first line");
         assert!(line.starts_with("READY "), "RTSP server did not start: {line:?}");
         let commands = child.stdin.take().expect("piped stdin");
-        RtspServer { child, port, out, commands }
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        RtspServer { child, port, lines, commands }
     }
 
     /// Close the `n`th client to have connected (from 1); the others keep the stream.
@@ -56,14 +65,15 @@ impl RtspServer {
         self.wait_line("KICKED");
     }
 
-    /// Block until the server prints a line that starts with `prefix`.
+    /// Block until the server prints a line that starts with `prefix` (within 60 s).
     fn wait_line(&mut self, prefix: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         tokio::task::block_in_place(|| loop {
-            let mut line = String::new();
-            let n = self.out.read_line(&mut line).expect("read the server's output");
-            assert!(n > 0, "the RTSP server ended before printing {prefix:?}");
-            if line.starts_with(prefix) {
-                return;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return,
+                Ok(_) => {}
+                Err(e) => panic!("the RTSP server printed no {prefix:?} line within 60 s ({e})"),
             }
         })
     }
@@ -156,11 +166,17 @@ async fn clip_checked(
             packets(&path)
         );
     }
+    (meta, decoded(&path))
+}
+
+/// Check that ffmpeg decodes every frame of the H.264 clip at `path` without a complaint;
+/// returns its (width, height) as ffprobe reads them.
+fn decoded(path: &std::path::Path) -> (u64, u64) {
     // Every frame decoded as stored (passthrough): a gap in a network camera's frames is a long
     // frame in the file, which ffmpeg's default constant-rate output would complain about.
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
-        .arg(&path)
+        .arg(path)
         .args(["-fps_mode", "passthrough", "-f", "null", "-"])
         .output()
         .unwrap();
@@ -168,11 +184,11 @@ async fn clip_checked(
         out.status.success() && out.stderr.is_empty(),
         "ffmpeg: {}; packets:\n{}",
         String::from_utf8_lossy(&out.stderr),
-        packets(&path)
+        packets(path)
     );
-    let (codec, size) = video_stream(&path);
+    let (codec, size) = video_stream(path);
     assert_eq!(codec, "h264");
-    (meta, size)
+    size
 }
 
 /// The clip's video packets as ffprobe lists them (pts, duration, flags), for a failure message.
@@ -244,14 +260,33 @@ async fn an_rtsp_camera_is_passed_through_into_clips_over_tcp_with_digest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_rtsp_camera_over_udp_with_basic_auth() {
-    let server = RtspServer::with_login(free_port(), "basic", &["--width", "320", "--height", "240", "--fps", "10"]);
+async fn an_rtsp_camera_over_udp_with_basic_auth_and_a_preview_substream() {
+    let extra = ["--width", "320", "--height", "240", "--fps", "10", "--sub", "160x96"];
+    let mut server = RtspServer::with_login(free_port(), "basic", &extra);
     let dir = tempfile::tempdir().unwrap();
     let url = server.url(USER, PASSWORD_IN_URL);
-    let d = start(config(dir.path(), vec![rtsp_camera("yard", &url, RtspTransport::Udp)])).await;
+    let mut cam = rtsp_camera("yard", &url, RtspTransport::Udp);
+    cam.preview_url = Some(url.replace("/cam", "/sub"));
+    let d = start(config(dir.path(), vec![cam])).await;
+    server.wait_line("CLIENT 1");
     running_with(&d, 3.5).await;
     let (_, size) = clip_checked(&d, dir.path(), "yard", 3.0, 1.0, 10.0).await;
     assert_eq!(size, (320, 240));
+    // The preview comes from the substream, connected only while watched: a snapshot is the
+    // substream's size (the main stream would give 320x240), and the connection ends after.
+    let info = camera(d.http_addr, "yard").await;
+    let shown = info["preview_source"].as_str().expect("preview_source").to_string();
+    assert!(shown.ends_with(&format!("***@127.0.0.1:{}/sub", server.port)), "{shown}");
+    assert!(!info.to_string().contains("s3cr"), "{info}");
+    let snap = reqwest::get(format!("http://{}/api/cameras/yard/snapshot.jpg", d.http_addr)).await.unwrap();
+    assert_eq!(snap.status().as_u16(), 200);
+    let file = dir.path().join("snapshot.jpg");
+    std::fs::write(&file, snap.bytes().await.unwrap()).unwrap();
+    assert_eq!(video_stream(&file), ("mjpeg".to_string(), (160, 96)), "the substream's picture");
+    server.wait_line("CLIENT 2");
+    server.wait_line("GONE 2");
+    assert!(!d.cameras[0].preview.running(), "the preview stopped with its substream");
+    assert_eq!(d.cameras[0].status.state(), CameraState::Running, "the main stream goes on");
     d.shutdown().await;
 }
 
@@ -311,6 +346,46 @@ async fn the_camera_reconnects_after_the_server_restarts_and_follows_a_resolutio
     wait_media_time(&cam.preroll, since + Duration::from_secs(4)).await;
     let (_, size) = clip_checked(&d, dir.path(), "gate", 3.0, 1.0, 15.0).await;
     assert_eq!(size, (480, 272));
+    d.shutdown().await;
+}
+
+/// A camera that comes back at another size while a clip records (rebooted with new settings):
+/// the clip ends with the old stream's last frame and goes on in a new clip that names it
+/// (`continues`), each file at its own size and decoding cleanly — one MP4 track cannot hold two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolution_change_mid_clip_ends_the_clip_and_continues_in_a_new_one() {
+    let port = free_port();
+    let mut server = RtspServer::with_login(port, "digest", &["--width", "320", "--height", "240", "--fps", "15"]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url(USER, PASSWORD_IN_URL);
+    let d = start(config(dir.path(), vec![rtsp_camera("gate", &url, RtspTransport::Tcp)])).await;
+    running_with(&d, 1.0).await;
+    let cam = d.cameras[0].clone();
+    let (status, started) = post_body(d.http_addr, "/api/cameras/gate/record/start", "").await;
+    assert_eq!(status, 201, "{started}");
+    let first_id = started["clip_id"].as_str().expect("clip id").to_string();
+    let now = cam.preroll.lock().iter().last().map(|f| f.pts).unwrap_or_default();
+    wait_media_time(&cam.preroll, now + Duration::from_millis(1500)).await;
+    // Restarted at once with a new size: the daemon reconnects within the recording.
+    server.kill();
+    let _server = RtspServer::with_login(port, "digest", &["--width", "480", "--height", "272", "--fps", "15"]);
+    let first = wait_clip(d.http_addr, &first_id, Duration::from_secs(60)).await;
+    assert_eq!(cam.status.format().map(|f| f.width), Some(480), "the camera runs at the new size");
+    let since = cam.preroll.lock().iter().last().map(|f| f.pts).unwrap_or_default();
+    wait_media_time(&cam.preroll, since + Duration::from_millis(1500)).await;
+    let (status, next) = post_body(d.http_addr, "/api/cameras/gate/record/stop", "").await;
+    assert_eq!(status, 200, "{next}");
+    assert_eq!(next["continues"], first_id.as_str(), "the continuation names the clip it continues: {next}");
+    assert_eq!(first.get("continues"), None, "{first}");
+    let path = |m: &serde_json::Value| dir.path().join("storage").join(m["path"].as_str().expect("path"));
+    assert_eq!(decoded(&path(&first)), (320, 240));
+    assert_eq!(decoded(&path(&next)), (480, 272));
+    let (a, b) = (ffprobe_duration(&path(&first)), ffprobe_duration(&path(&next)));
+    assert!(a >= 1.4, "the first part keeps what came before the change: {a} s");
+    assert!(b >= 1.4, "the continuation holds the new stream: {b} s");
+    // They follow each other: the continuation starts after the first part ends.
+    let first_end = first["start_ms"].as_i64().unwrap() + (first["duration_s"].as_f64().unwrap() * 1000.0) as i64;
+    assert!(next["start_ms"].as_i64().unwrap() >= first_end - 1, "{first} {next}");
     d.shutdown().await;
 }
 

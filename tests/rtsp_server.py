@@ -5,14 +5,16 @@ encoded with x264 (or x265), like an IP camera's main stream.
     tests/rtsp_server.py --port PORT [--path /cam] [--width 640 --height 360 --fps 15]
                          [--gop-s 2] [--bitrate 1000] [--codec h264|h265]
                          [--user U --password P [--auth digest|basic]] [--pattern ball]
-                         [--audio]
+                         [--audio] [--sub WxH]
 
 Prints `READY rtsp://127.0.0.1:PORT/cam` on stdout once it listens, then serves until killed.
 With --user/--password the stream needs that login (`--auth digest`, the default, or `basic`);
 anonymous clients get 401. Both RTP over TCP (interleaved) and over UDP are offered; the client picks.
 The media is shared: a client that joins a running stream starts mid-GOP, as with a real camera.
-It prints `CLIENT n` as clients connect; a line `kick N` on its stdin closes client N (counted from
-1 in the order they connected) while the others keep the stream running, then prints `KICKED`.
+It prints `CLIENT n` as clients connect and `GONE n` as they leave; a line `kick N` on its stdin
+closes client N (counted from 1 in the order they connected) while the others keep the stream
+running, then prints `KICKED`. `--sub WxH` also serves a substream at that size on `/sub` (same
+login, codec, fps and GOP), as IP cameras do for previews.
 
 Needs Debian's gir1.2-gst-rtsp-server-1.0, python3-gi and gstreamer1.0-rtsp (scripts/deps test)
 and /usr/bin/python3 (the one that has `gi`).
@@ -43,30 +45,40 @@ def main():
     a.add_argument("--password")
     a.add_argument("--auth", choices=["basic", "digest"], default="digest")
     a.add_argument("--audio", action="store_true", help="add a G.711 A-law audio track (pay1)")
+    a.add_argument("--sub", help="also serve WxH on /sub")
     args = a.parse_args()
     Gst.init(None)
 
     gop = max(1, round(args.fps * args.gop_s))
-    src = (f"videotestsrc is-live=true pattern={args.pattern} ! "
-           f"video/x-raw,width={args.width},height={args.height},framerate={args.fps}/1 ! ")
-    if args.codec == "h264":
-        enc = (f"x264enc tune=zerolatency speed-preset=ultrafast bitrate={args.bitrate} key-int-max={gop} "
-               f"bframes=0 option-string=\"scenecut=0:min-keyint={gop}\" ! video/x-h264,profile=main ! "
-               "rtph264pay name=pay0 pt=96 config-interval=-1")
-    else:
-        enc = (f"x265enc tune=zerolatency speed-preset=ultrafast bitrate={args.bitrate} key-int-max={gop} ! "
-               "rtph265pay name=pay0 pt=96 config-interval=-1")
 
-    if args.audio:
-        enc += (" audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! alawenc ! "
-                "rtppcmapay name=pay1 pt=8")
+    def launch(width, height, audio):
+        src = (f"videotestsrc is-live=true pattern={args.pattern} ! "
+               f"video/x-raw,width={width},height={height},framerate={args.fps}/1 ! ")
+        if args.codec == "h264":
+            enc = (f"x264enc tune=zerolatency speed-preset=ultrafast bitrate={args.bitrate} key-int-max={gop} "
+                   f"bframes=0 option-string=\"scenecut=0:min-keyint={gop}\" ! video/x-h264,profile=main ! "
+                   "rtph264pay name=pay0 pt=96 config-interval=-1")
+        else:
+            enc = (f"x265enc tune=zerolatency speed-preset=ultrafast bitrate={args.bitrate} key-int-max={gop} ! "
+                   "rtph265pay name=pay0 pt=96 config-interval=-1")
+        if audio:
+            enc += (" audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! alawenc ! "
+                    "rtppcmapay name=pay1 pt=8")
+        return f"( {src}{enc} )"
 
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(f"( {src}{enc} )")
+    factory.set_launch(launch(args.width, args.height, args.audio))
     factory.set_shared(True)
+    factories = [(args.path, factory)]
+    if args.sub:
+        width, height = (int(v) for v in args.sub.split("x"))
+        sub = GstRtspServer.RTSPMediaFactory()
+        sub.set_launch(launch(width, height, False))
+        sub.set_shared(True)
+        factories.append(("/sub", sub))
     if args.user:
         auth = GstRtspServer.RTSPAuth()
         auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST if args.auth == "digest" else GstRtsp.RTSPAuthMethod.BASIC)
@@ -78,8 +90,10 @@ def main():
         perms = GstRtspServer.RTSPPermissions()
         perms.add_permission_for_role("cam", "media.factory.access", True)
         perms.add_permission_for_role("cam", "media.factory.construct", True)
-        factory.set_permissions(perms)
-    server.get_mount_points().add_factory(args.path, factory)
+        for _, f in factories:
+            f.set_permissions(perms)
+    for path, f in factories:
+        server.get_mount_points().add_factory(path, f)
     clients = []
 
     def kick(victim):
@@ -90,7 +104,9 @@ def main():
 
     def connected(_server, client):
         clients.append(client)
-        print(f"CLIENT {len(clients)}", flush=True)
+        n = len(clients)
+        print(f"CLIENT {n}", flush=True)
+        client.connect("closed", lambda _client: print(f"GONE {n}", flush=True))
 
     def command(channel, condition):
         line = channel.readline()

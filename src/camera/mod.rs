@@ -12,10 +12,12 @@ use crate::capture::phone::PhoneFeed;
 use crate::capture::Capture;
 use crate::clip::recorder::RecorderInput;
 use crate::clip::state::Limits;
+use crate::config::SourceConfig;
 use crate::config::{CameraConfig, Config, SourceKind};
 use crate::encode::{Encoder, EncoderConfig};
 use crate::live::hls::Hls;
 use crate::live::mjpeg::{Preview, PreviewSettings};
+use crate::live::substream::{Substream, SubstreamReader};
 use crate::preroll::PreRoll;
 use crate::ring::FrameRing;
 use crate::shutdown::StopToken;
@@ -62,6 +64,9 @@ pub struct CameraInfo {
     pub state: CameraState,
     /// Source description.
     pub source: String,
+    /// The preview's substream (`preview_url`), redacted as `source`; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview_source: Option<String>,
     /// Encoder element in use (or configured, before the first build).
     pub encoder: String,
     /// Width the source delivers (configured until known).
@@ -113,6 +118,17 @@ pub struct CameraInfo {
     pub recording: bool,
 }
 
+/// The preview's substream (`preview_url`), opened with the capture code the main source uses:
+/// H.264 access units (decoded by the preview) or camera JPEGs (passed through).
+fn substream(src: SourceConfig) -> Substream {
+    let shown = src.describe();
+    let open = move || -> Result<SubstreamReader, String> {
+        let mut source = crate::capture::open(&src, None).map_err(|e| crate::status::error_chain(&e))?;
+        Ok(Box::new(move |wait| source.next_frame(wait).map_err(|e| crate::status::error_chain(&e))))
+    };
+    Substream { shown, open: Arc::new(open) }
+}
+
 impl Camera {
     /// A camera from its config; nothing runs until [`start`](Self::start).
     pub fn new(cfg: CameraConfig, config: &Config) -> Self {
@@ -120,8 +136,12 @@ impl Camera {
         let preroll = Arc::new(PreRoll::new(hold, cfg.preroll_cap_bytes()));
         let status = Arc::new(CameraStatus::default());
         let tap = Arc::new(FrameTap::default());
-        let settings =
-            PreviewSettings { width: cfg.preview_width, fps: cfg.preview_fps, encoder: cfg.preview_encoder.clone() };
+        let settings = PreviewSettings {
+            width: cfg.preview_width,
+            fps: cfg.preview_fps,
+            encoder: cfg.preview_encoder.clone(),
+            substream: cfg.preview_source().map(substream),
+        };
         Camera {
             ring: Arc::new(FrameRing::new(cfg.ring_frames)),
             auto_encoders: config.auto_encoders.clone(),
@@ -253,6 +273,7 @@ impl Camera {
             id: self.cfg.id.clone(),
             state: s.state(),
             source: self.cfg.source.describe(),
+            preview_source: self.cfg.preview_source().map(|s| s.describe()),
             encoder: if encoder.is_empty() { self.cfg.encoder.clone() } else { encoder },
             width: fmt.map(|f| f.width).or(self.cfg.source.width).unwrap_or(0),
             height: fmt.map(|f| f.height).or(self.cfg.source.height).unwrap_or(0),

@@ -16,7 +16,7 @@
 
 use super::state::{ClipMachine, Limits, ManualError, OpenClip, Outcome};
 use super::store::ClipStore;
-use crate::clip_meta::{new_clip_id, ClipEvent, ClipFile, ClipMeta, ClipSidecar, ClipSource};
+use crate::clip_meta::{new_clip_id, ClipEvent, ClipFile, ClipMeta, ClipSidecar};
 use crate::frame::EncodedFrame;
 use crate::mp4::{self, FragmentedMp4, Sample};
 use crate::preroll::{Followed, PreRoll};
@@ -62,6 +62,9 @@ struct Shared {
     /// Writers that have not yet indexed (or failed) their clip: the clip is closed to triggers
     /// but its file is still being finished, so the camera still counts as recording.
     finishing: AtomicUsize,
+    /// Writer threads by clip id: the open clip's, and any still finishing an older clip. A
+    /// writer that splits its clip starts the continuation's writer here.
+    writers: Mutex<Vec<WriterThread>>,
 }
 
 /// A clip writer thread and the id of its clip.
@@ -70,8 +73,6 @@ type WriterThread = (String, JoinHandle<Result<ClipMeta, String>>);
 /// One camera's recorder.
 pub struct Recorder {
     shared: Arc<Shared>,
-    /// Writer threads by clip id: the open clip's, and any still finishing an older clip.
-    writers: Mutex<Vec<WriterThread>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,8 +91,8 @@ impl Recorder {
                 events,
                 fault: Mutex::new(None),
                 finishing: AtomicUsize::new(0),
+                writers: Mutex::new(Vec::new()),
             }),
-            writers: Mutex::new(Vec::new()),
         }
     }
 
@@ -174,7 +175,7 @@ impl Recorder {
             lock(&self.shared.machine).trigger(now, req, &trigger_id, oldest, || new_clip_id(clock.wall_now_ms()));
         let (clip_id, extended, pre, post) = match outcome {
             Outcome::Opened { clip_id, pre_actual, post } => {
-                self.spawn_writer(&clip_id);
+                spawn_writer(&self.shared, &mut lock(&self.shared.writers), &clip_id);
                 (clip_id, false, pre_actual, post)
             }
             Outcome::Extended { clip_id, pre_actual, post } => (clip_id, true, pre_actual, post),
@@ -226,7 +227,7 @@ impl Recorder {
             (id, opened)
         };
         if opened {
-            self.spawn_writer(&id);
+            spawn_writer(&self.shared, &mut lock(&self.shared.writers), &id);
             cam.status.request_keyframe();
         }
         Ok(id)
@@ -244,7 +245,7 @@ impl Recorder {
     /// Wait for the writer of `clip_id` to finish.
     fn wait_for(&self, clip_id: &str) -> Result<ClipMeta, String> {
         let handle = {
-            let mut w = lock(&self.writers);
+            let mut w = lock(&self.shared.writers);
             match w.iter().position(|(id, _)| id == clip_id) {
                 Some(i) => w.swap_remove(i).1,
                 None => return Err("no writer for this clip".into()),
@@ -253,65 +254,80 @@ impl Recorder {
         handle.join().unwrap_or_else(|_| Err("clip writer panicked".into()))
     }
 
-    /// Shutdown: cut the open clip at now and wait for every writer (bounded by their timeouts).
+    /// Shutdown: cut the open clip at now and wait for every writer (bounded by their timeouts),
+    /// also a continuation's that a writer starts meanwhile.
     pub fn shutdown(&self) {
         if let Some(id) = lock(&self.shared.machine).cut(self.shared.input.clock.mono()) {
             log::info!("camera {}: cutting clip {id} for shutdown", self.camera_id());
         }
-        let writers = std::mem::take(&mut *lock(&self.writers));
-        for (id, h) in writers {
-            if let Err(e) = h.join().unwrap_or_else(|_| Err("clip writer panicked".into())) {
-                log::warn!("camera {}: clip {id}: {e}", self.camera_id());
+        loop {
+            let writers = std::mem::take(&mut *lock(&self.shared.writers));
+            if writers.is_empty() {
+                break;
+            }
+            for (id, h) in writers {
+                if let Err(e) = h.join().unwrap_or_else(|_| Err("clip writer panicked".into())) {
+                    log::warn!("camera {}: clip {id}: {e}", self.camera_id());
+                }
             }
         }
     }
+}
 
-    fn spawn_writer(&self, clip_id: &str) {
-        // Reap finished writers (they ended on their own); one still finishing an older clip
-        // (past its hard end, waiting for its last frame) is left to finish.
-        lock(&self.writers).retain(|(_, h)| !h.is_finished());
-        let shared = self.shared.clone();
-        let id = clip_id.to_string();
-        let name = format!("clip-{}", shared.input.camera);
-        self.shared.finishing.fetch_add(1, Ordering::SeqCst);
-        let spawned = std::thread::Builder::new().name(name).spawn(move || {
-            let r = write_clip(&shared, &id);
-            // Indexed or failed: before the events, so whoever sees them sees `recording` false.
-            shared.finishing.fetch_sub(1, Ordering::SeqCst);
-            match &r {
-                Ok(meta) => {
-                    log::info!(
-                        "camera {}: clip {} saved: {:.2} s, {} bytes, {} frames",
-                        meta.camera,
-                        meta.id,
-                        meta.duration_s,
-                        meta.size_bytes,
-                        meta.frames
-                    );
-                    let _ = shared.events.send(ClipEvent::Saved(Box::new(meta.clone())));
-                }
-                Err(e) => {
-                    log::error!("camera {}: clip {id} failed: {e}", shared.input.camera);
-                    let _ = shared.events.send(ClipEvent::Failed {
-                        camera: shared.input.camera.clone(),
-                        clip_id: id.clone(),
-                        error: e.clone(),
-                    });
-                }
-            }
-            let _ = shared.events.send(ClipEvent::Recording { camera: shared.input.camera.clone(), on: false });
-            r
-        });
-        match spawned {
-            Ok(h) => {
-                lock(&self.writers).push((clip_id.to_string(), h));
-                let _ = self.shared.events.send(ClipEvent::Recording { camera: self.camera_id().into(), on: true });
+/// Start the writer thread of clip `clip_id` and list it in `writers` (the caller holds that lock).
+fn spawn_writer(shared: &Arc<Shared>, writers: &mut Vec<WriterThread>, clip_id: &str) {
+    // Reap finished writers (they ended on their own); one still finishing an older clip
+    // (past its hard end, waiting for its last frame) is left to finish.
+    writers.retain(|(_, h)| !h.is_finished());
+    let camera = shared.input.camera.clone();
+    let id = clip_id.to_string();
+    let name = format!("clip-{camera}");
+    // `recording` turns on with the first writer and off with the last: a continuation's writer
+    // starts before the writer of the part it continues ends.
+    let first = shared.finishing.fetch_add(1, Ordering::SeqCst) == 0;
+    let thread_shared = shared.clone();
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        let shared = thread_shared;
+        let r = write_clip(&shared, &id);
+        // Indexed or failed: before the events, so whoever sees them sees `recording` false.
+        let last = shared.finishing.fetch_sub(1, Ordering::SeqCst) == 1;
+        match &r {
+            Ok(meta) => {
+                log::info!(
+                    "camera {}: clip {} saved: {:.2} s, {} bytes, {} frames",
+                    meta.camera,
+                    meta.id,
+                    meta.duration_s,
+                    meta.size_bytes,
+                    meta.frames
+                );
+                let _ = shared.events.send(ClipEvent::Saved(Box::new(meta.clone())));
             }
             Err(e) => {
-                log::error!("cannot spawn clip writer: {e}");
-                self.shared.finishing.fetch_sub(1, Ordering::SeqCst);
-                lock(&self.shared.machine).close_now(clip_id);
+                log::error!("camera {}: clip {id} failed: {e}", shared.input.camera);
+                let _ = shared.events.send(ClipEvent::Failed {
+                    camera: shared.input.camera.clone(),
+                    clip_id: id.clone(),
+                    error: e.clone(),
+                });
             }
+        }
+        if last {
+            let _ = shared.events.send(ClipEvent::Recording { camera: shared.input.camera.clone(), on: false });
+        }
+        r
+    });
+    match spawned {
+        Ok(h) => {
+            writers.push((clip_id.to_string(), h));
+            if first {
+                let _ = shared.events.send(ClipEvent::Recording { camera, on: true });
+            }
+        }
+        Err(e) => {
+            log::error!("cannot spawn clip writer: {e}");
+            shared.finishing.fetch_sub(1, Ordering::SeqCst);
+            lock(&shared.machine).close_now(clip_id);
         }
     }
 }
@@ -341,7 +357,7 @@ impl From<String> for WriteError {
 /// On failure the clip is closed at once, so no trigger extends a clip that will not exist; what
 /// was written of it is removed (a failed clip never reaches the index, now or by recovery);
 /// a storage error is kept for [`Recorder::make_room`] to test before the next clip.
-fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
+fn write_clip(shared: &Arc<Shared>, id: &str) -> Result<ClipMeta, String> {
     let mut w: Option<Writer> = None;
     let result = match (follow_clip(shared, id, &mut w), w) {
         (Ok(closed), Some(w)) => w.finish(shared, &closed).map_err(WriteError::Storage),
@@ -371,12 +387,19 @@ fn write_clip(shared: &Shared, id: &str) -> Result<ClipMeta, String> {
 }
 
 /// Follow the pre-roll and write clip `id` into `w` until the machine closes it; returns it.
-fn follow_clip(shared: &Shared, id: &str, w: &mut Option<Writer>) -> Result<OpenClip, WriteError> {
+///
+/// A keyframe whose SPS/PPS differ from the clip's first (the camera changed resolution or
+/// profile) ends the clip at its last frame and opens its continuation from that
+/// keyframe ([`ClipMachine::split`]) with a writer of its own: one MP4 track holds one stream.
+fn follow_clip(shared: &Arc<Shared>, id: &str, w: &mut Option<Writer>) -> Result<OpenClip, WriteError> {
     let cam = &shared.input;
-    let start = match lock(&shared.machine).open() {
-        Some(o) if o.clip_id == id => o.start,
-        _ => return Err(WriteError::Clip("clip closed before it started".into())),
+    // The clip as opened: what its file is dated and labelled by (a clip shorter than the
+    // camera's GOP is closed in the machine before its file is created).
+    let opened = match lock(&shared.machine).get(id) {
+        Some(o) => o.clone(),
+        None => return Err(WriteError::Clip("clip closed before it started".into())),
     };
+    let start = opened.start;
     let mut follower = cam.preroll.follow_from_time(start);
     let mut gop: Vec<EncodedFrame> = Vec::new();
     let mut idle = Duration::ZERO;
@@ -384,6 +407,8 @@ fn follow_clip(shared: &Shared, id: &str, w: &mut Option<Writer>) -> Result<Open
     // runs behind by its backlog, so the frames up to the clip's end arrive after the end on the
     // clock: without frames, the clip's timeline goes on from here, not from the clock.
     let mut last_pts: Option<Duration> = None;
+    // A keyframe of the stream the clip's file holds (or will hold, while no file is open).
+    let mut stream: Option<bytes::Bytes> = None;
     let closed: OpenClip = loop {
         match follower.next_blocking(Duration::from_millis(250)) {
             Followed::Frame(f) => {
@@ -402,11 +427,29 @@ fn follow_clip(shared: &Shared, id: &str, w: &mut Option<Writer>) -> Result<Open
                     // frame lost just before the end (a network camera's gap) would otherwise
                     // stretch the clip past its end by up to a frame.
                     let end = gop.last().map_or(f.pts, |l| f.pts.min(l.pts + l.duration));
-                    flush(shared, id, w, &mut gop, Some(end), start)?;
+                    flush(shared, id, w, &mut gop, Some(end), &c)?;
                     break c;
                 }
-                if f.keyframe && !gop.is_empty() {
-                    flush(shared, id, w, &mut gop, Some(f.pts), start)?;
+                if f.keyframe {
+                    let changed = stream.as_ref().is_some_and(|k| !mp4::h264::same_parameter_sets(k, &f.data));
+                    if !gop.is_empty() {
+                        // Before a new stream, the last frame lasts its own duration (the change
+                        // came with a reconnection: a gap, not a long frame).
+                        let next = match gop.last() {
+                            Some(l) if changed => f.pts.min(l.pts + l.duration),
+                            _ => f.pts,
+                        };
+                        flush(shared, id, w, &mut gop, Some(next), &opened)?;
+                    }
+                    if changed && w.is_some() {
+                        match split(shared, id, f.pts) {
+                            Some(part) => break part,
+                            None => return Err(WriteError::Clip("clip vanished".into())),
+                        }
+                    }
+                    if changed || stream.is_none() {
+                        stream = Some(f.data.clone());
+                    }
                 }
                 gop.push(f);
             }
@@ -431,7 +474,7 @@ fn follow_clip(shared: &Shared, id: &str, w: &mut Option<Writer>) -> Result<Open
                                 cam.camera,
                                 idle.as_secs_f64()
                             );
-                            flush(shared, id, w, &mut gop, None, start)?;
+                            flush(shared, id, w, &mut gop, None, &c)?;
                             break c;
                         }
                         None => return Err(WriteError::Clip("clip vanished".into())),
@@ -441,6 +484,21 @@ fn follow_clip(shared: &Shared, id: &str, w: &mut Option<Writer>) -> Result<Open
         }
     };
     Ok(closed)
+}
+
+/// Split clip `id` at keyframe time `at` and start the continuation's writer; returns the part
+/// before `at` (None: the clip is no longer the machine's). Under the writers' lock, so whoever
+/// learns the continuation's id from the machine ([`Recorder::record_stop`]) finds its writer.
+fn split(shared: &Arc<Shared>, id: &str, at: Duration) -> Option<OpenClip> {
+    let next = new_clip_id(shared.input.clock.wall_now_ms());
+    let mut writers = lock(&shared.writers);
+    let part = lock(&shared.machine).split(id, next.clone(), at)?;
+    log::info!(
+        "camera {}: the stream changed format; clip {id} ends and continues as clip {next}",
+        shared.input.camera
+    );
+    spawn_writer(shared, &mut writers, &next);
+    Some(part)
 }
 
 #[path = "writer.rs"]

@@ -15,6 +15,8 @@ use std::sync::mpsc;
 const WALL_AT_ZERO: i64 = 1_800_000_000_000 - 100_000;
 const FPS: u64 = 10;
 const FRAME: Duration = Duration::from_millis(1000 / FPS);
+/// A P frame (AUD + slice): no parameter sets.
+const P_FRAME: [u8; 12] = [0, 0, 0, 1, 0x09, 0x30, 0, 0, 1, 0x41, 0x9a, 0x02];
 
 struct Rig {
     clock: Arc<ManualClock>,
@@ -62,11 +64,12 @@ impl Rig {
     /// One frame captured now (a keyframe every second), then the clock moves one frame on.
     fn frame(&mut self) {
         let keyframe = self.seq % FPS == 0;
-        let data = if keyframe {
-            crate::mp4::tests::synthetic_keyframe()
-        } else {
-            vec![0, 0, 0, 1, 0x09, 0x30, 0, 0, 1, 0x41, 0x9a, 0x02]
-        };
+        let data = if keyframe { crate::mp4::tests::synthetic_keyframe() } else { P_FRAME.to_vec() };
+        self.frame_of(data, keyframe);
+    }
+
+    /// Frame `data` captured now, then the clock moves one frame on.
+    fn frame_of(&mut self, data: Vec<u8>, keyframe: bool) {
         let pts = self.clock.mono();
         self.preroll.push(EncodedFrame { data: data.into(), pts, dts: pts, duration: FRAME, keyframe, seq: self.seq });
         self.seq += 1;
@@ -278,4 +281,48 @@ fn frames_lost_just_before_the_end_do_not_stretch_the_clip_past_it() {
     let meta = rig.saved();
     // 101.5 .. 103.4: the last frame (103.3) lasts its own 0.1 s, not up to 103.6.
     assert_eq!(meta.duration_s, 1.9, "the clip ends with its last frame, not at the late one after it");
+}
+
+#[test]
+fn a_new_stream_format_mid_clip_ends_the_clip_and_continues_in_a_new_one() {
+    let mut rig = Rig::new();
+    for _ in 0..25 {
+        rig.frame();
+    }
+    // T = 102.5 s: the clip covers 101.5 .. 103.5 s.
+    let acc = rig.recorder.trigger(&TriggerRequest::default()).expect("accepted");
+    for _ in 0..3 {
+        rig.frame(); // 102.5 .. 102.7
+    }
+    // The camera comes back after 0.2 s at another size: a keyframe with other SPS/PPS at 103.0.
+    rig.clock.advance(FRAME * 2);
+    rig.seq += 2;
+    let other = crate::mp4::tests::one_keyframe("I420", 480, 272, "", "profile=main");
+    assert_eq!(crate::mp4::h264::dimensions(&other), Some((480, 272)));
+    rig.frame_of(other, true);
+    for _ in 0..6 {
+        rig.frame_of(P_FRAME.to_vec(), false); // 103.1 .. 103.6
+    }
+    let first = rig.saved();
+    assert_eq!(first.id, acc.clip_id);
+    assert_eq!((first.start_at.as_str(), first.duration_s), (rfc3339_ms(WALL_AT_ZERO + 101_500).as_str(), 1.3));
+    assert_eq!(first.frames, 18, "101.0 .. 102.7: nothing of the new stream");
+    assert_eq!(first.continues, None);
+    let next = rig.saved();
+    assert_eq!(next.continues.as_deref(), Some(acc.clip_id.as_str()), "names the clip it continues");
+    assert_ne!(next.id, acc.clip_id);
+    assert_eq!(next.start_at, rfc3339_ms(WALL_AT_ZERO + 103_000), "starts at the new stream's keyframe");
+    assert_eq!((next.duration_s, next.frames, next.pre_s_actual), (0.5, 5, 0.0));
+    assert_eq!(next.trigger_ids, first.trigger_ids, "the trigger that made the clip is on both parts");
+    assert!(!rig.recorder.recording());
+    // Both parts are in the index, and the continuation's file holds the new size.
+    let index = rig.recorder.shared.store.index().expect("index");
+    assert!(index.get(&first.id).expect("read").is_some() && index.get(&next.id).expect("read").is_some());
+    let path = rig._dir.path().join(&next.path);
+    let file = std::fs::read(&path).expect("continuation file");
+    // The sample entry follows `stsd`'s header, version, flags and entry count.
+    let avc1 = file.windows(4).position(|w| w == b"stsd").expect("an stsd box") - 4 + 16;
+    assert_eq!(&file[avc1 + 4..avc1 + 8], b"avc1");
+    let size = |at: usize| u16::from_be_bytes([file[at], file[at + 1]]);
+    assert_eq!((size(avc1 + 32), size(avc1 + 34)), (480, 272), "avc1 width and height from the new SPS");
 }

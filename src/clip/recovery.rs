@@ -209,6 +209,7 @@ fn index_orphan(storage: &Storage, index: &Index, path: &Path, id: &str, partial
         start_ms,
         pre_s_actual: 0.0,
         device: None,
+        continues: None,
     });
     let file = ClipFile {
         path: rel,

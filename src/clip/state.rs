@@ -56,6 +56,8 @@ pub struct OpenClip {
     pub triggers: Vec<TriggerMark>,
     /// Every trigger on this clip, counted (also those past [`MAX_TRIGGER_IDS`]).
     pub trigger_count: u64,
+    /// The clip this one continues ([`ClipMachine::split`]), if any.
+    pub continues: Option<String>,
 }
 
 impl OpenClip {
@@ -176,6 +178,7 @@ impl ClipMachine {
             hard_end,
             triggers: vec![mark],
             trigger_count: 1,
+            continues: None,
         };
         let out = Outcome::Opened { clip_id: clip.clip_id.clone(), pre_actual: clip.pre_actual(), post: end - now };
         self.open = Some(clip);
@@ -202,6 +205,7 @@ impl ClipMachine {
             hard_end: now + self.limits.max_clip,
             triggers: Vec::new(),
             trigger_count: 0,
+            continues: None,
         };
         let id = clip.clip_id.clone();
         self.open = Some(clip);
@@ -231,6 +235,20 @@ impl ClipMachine {
         } else {
             None
         }
+    }
+
+    /// Clip `id` goes on as clip `next_id` from `at` (the camera's stream changed format there:
+    /// one MP4 track holds one). Returns the part before `at`, closed, for its writer to finish;
+    /// the continuation keeps the end, the hard end, the source and the triggers (later
+    /// triggers extend it), starts at `at` without pre-roll, and names `id` as the clip it continues.
+    pub fn split(&mut self, id: &str, next_id: String, at: Duration) -> Option<OpenClip> {
+        let clip = self.open.iter_mut().chain(self.closing.iter_mut()).find(|o| o.clip_id == id)?;
+        let mut part = clip.clone();
+        part.end = Some(at.clamp(part.start, part.hard_end));
+        clip.continues = Some(std::mem::replace(&mut clip.clip_id, next_id));
+        clip.start = at.min(clip.hard_end);
+        clip.first_at = clip.first_at.max(clip.start);
+        Some(part)
     }
 
     /// End the open clip at `now` at the latest (shutdown): returns its id.
@@ -403,5 +421,27 @@ mod tests {
         assert_ne!(next, clip);
         assert!(m.close_if_done(&clip, s(1300.0)).is_some());
         assert_eq!(m.open().unwrap().clip_id, next);
+    }
+
+    #[test]
+    fn a_split_clip_goes_on_under_a_new_id_with_its_end_and_triggers() {
+        let mut m = machine();
+        let mut id = ids();
+        m.trigger(s(100.0), &TriggerRequest::default(), "t1", Some(s(50.0)), &mut id);
+        assert!(m.split("nope", "x".into(), s(110.0)).is_none(), "only a clip the machine holds");
+        let part = m.split("clip1", "clip2".into(), s(110.0)).expect("the first part");
+        assert_eq!((part.clip_id.as_str(), part.start, part.end), ("clip1", s(70.0), Some(s(110.0))));
+        assert_eq!(part.continues, None);
+        assert!(m.get("clip1").is_none(), "the first part is its writer's alone now");
+        let o = m.open().unwrap().clone();
+        assert_eq!((o.clip_id.as_str(), o.continues.as_deref()), ("clip2", Some("clip1")));
+        assert_eq!((o.start, o.first_at, o.end, o.hard_end), (s(110.0), s(110.0), Some(s(130.0)), s(370.0)));
+        assert_eq!(o.pre_actual(), Duration::ZERO, "no pre-roll before a continuation");
+        assert_eq!(o.triggers.len(), 1);
+        // A later trigger extends the continuation; it closes at its end as any clip.
+        let out = m.trigger(s(120.0), &TriggerRequest::default(), "t2", Some(s(50.0)), &mut id);
+        assert!(matches!(out, Outcome::Extended { ref clip_id, .. } if clip_id == "clip2"), "{out:?}");
+        assert_eq!(m.open().unwrap().end, Some(s(150.0)));
+        assert_eq!(m.close_if_done("clip2", s(150.0)).map(|c| c.trigger_count), Some(2));
     }
 }

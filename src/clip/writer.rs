@@ -7,15 +7,17 @@
 
 use super::*;
 
-/// Write the frames in `gop` as one fragment; `next_pts` gives the last frame's duration.
+/// Write the frames in `gop` as one fragment; `next_pts` gives the last frame's duration. `clip`:
+/// the clip as the machine holds it, or held it when it closed.
 pub(super) fn flush(
     shared: &Shared,
     id: &str,
     w: &mut Option<Writer>,
     gop: &mut Vec<EncodedFrame>,
     next_pts: Option<Duration>,
-    start: Duration,
+    clip: &OpenClip,
 ) -> Result<(), String> {
+    let start = clip.start;
     if gop.is_empty() {
         return Ok(());
     }
@@ -26,7 +28,7 @@ pub(super) fn flush(
             gop.clear();
             return Ok(());
         }
-        *w = Some(Writer::create(shared, id, gop, start)?);
+        *w = Some(Writer::create(shared, id, gop, clip)?);
     }
     let Some(writer) = w.as_mut() else { return Ok(()) };
     writer.write_fragment(&shared.store.storage, gop, next_pts)?;
@@ -48,7 +50,8 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn create(shared: &Shared, id: &str, gop: &[EncodedFrame], start: Duration) -> Result<Self, String> {
+    pub(super) fn create(shared: &Shared, id: &str, gop: &[EncodedFrame], clip: &OpenClip) -> Result<Self, String> {
+        let start = clip.start;
         let first = &gop[0];
         // The first presented frame: the first at or after T − pre (start lies in this GOP).
         let presented = gop.iter().find(|f| f.pts + f.duration / 2 >= start).map(|f| f.pts).unwrap_or(first.pts);
@@ -63,17 +66,17 @@ impl Writer {
         let fmt = shared.input.status.format();
         let (w, h) = fmt.map(|f| (f.width, f.height)).unwrap_or((0, 0));
         let mp4 = FragmentedMp4::new(&first.data, w, h, ticks(presented - first.pts)).map_err(|e| e.to_string())?;
-        let (first_at, label, trigger_ids, source) = {
+        // The triggers known now (the machine's, while the clip is open there).
+        let (first_at, label, trigger_ids, source, continues) = {
             let m = lock(&shared.machine);
-            match m.open() {
-                Some(o) if o.clip_id == id => (
-                    o.first_at,
-                    o.triggers.first().and_then(|t| t.label.clone()),
-                    o.triggers.iter().map(|t| t.id.clone()).collect(),
-                    o.source,
-                ),
-                _ => (presented, None, Vec::new(), ClipSource::Trigger),
-            }
+            let o = m.get(id).unwrap_or(clip);
+            (
+                o.first_at,
+                o.triggers.first().and_then(|t| t.label.clone()),
+                o.triggers.iter().map(|t| t.id.clone()).collect(),
+                o.source,
+                o.continues.clone(),
+            )
         };
         let start_ms = shared.input.clock.wall_ms(presented);
         let rel = crate::clip_meta::clip_rel_path(&shared.input.camera, id, start_ms);
@@ -98,6 +101,7 @@ impl Writer {
             start_ms,
             pre_s_actual: first_at.saturating_sub(presented).as_secs_f64(),
             device: None,
+            continues,
         };
         let side = abs.with_extension("json");
         if let Ok(json) = serde_json::to_vec(&sidecar) {

@@ -194,6 +194,12 @@ pub struct CameraConfig {
     /// such as `v4l2jpegenc` where `hindsight probe` lists it).
     #[serde(default = "default_preview_encoder")]
     pub preview_encoder: String,
+    /// Live MJPEG preview from the camera's substream instead of its main stream: an `rtsp://`
+    /// or `rtsps://` H.264 substream (decoded, cheaper than the main stream) or an `http(s)://`
+    /// MJPEG one (passed through). Opened only while someone watches; credentials as in
+    /// `source.url`, redacted everywhere. Clips and HLS stay on the main stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_url: Option<String>,
 }
 
 pub(super) fn default_encoder() -> String {
@@ -244,7 +250,26 @@ impl CameraConfig {
             preview_width: default_preview_width(),
             preview_fps: default_preview_fps(),
             preview_encoder: default_preview_encoder(),
+            preview_url: None,
         }
+    }
+
+    /// The source the preview substream is read from (`preview_url`): `rtsp` (with the main
+    /// source's transport) or `http_mjpeg`, by the URL's scheme.
+    pub fn preview_source(&self) -> Option<SourceConfig> {
+        let url = self.preview_url.as_ref()?;
+        let rtsp = url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("rtsp"));
+        Some(SourceConfig {
+            kind: if rtsp { SourceKind::Rtsp } else { SourceKind::HttpMjpeg },
+            url: Some(url.clone()),
+            transport: if rtsp { self.source.transport } else { None },
+            device: None,
+            format: None,
+            pipeline: None,
+            width: None,
+            height: None,
+            fps: None,
+        })
     }
 
     /// The pre-roll byte cap: configured, or bitrate × (pre_s + 2 GOPs) × 1.5.

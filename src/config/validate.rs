@@ -155,6 +155,13 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         if !(1..=30).contains(&cam.preview_fps) {
             err(k("preview_fps"), "must be 1..=30".into());
         }
+        if let Some(url) = &cam.preview_url {
+            let example = "rtsp://user:password@192.168.1.64:554/Streaming/Channels/102";
+            check_url(Some(url), &["rtsp", "rtsps", "http", "https"], example, &k("preview_url"), &mut err);
+            if cam.source.kind == SourceKind::Browser {
+                err(k("preview_url"), "a phone camera has no substream".into());
+            }
+        }
         if !valid_element_name(&cam.preview_encoder) {
             let e = &cam.preview_encoder;
             err(k("preview_encoder"), format!("{e:?} must be a GStreamer JPEG encoder element name"));

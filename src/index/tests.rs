@@ -27,6 +27,7 @@ pub(crate) fn clip(ms: i64, camera: &str, label: Option<&str>, size: u64) -> Cli
         pinned: false,
         partial: false,
         device: None,
+        continues: None,
     }
 }
 

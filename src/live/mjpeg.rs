@@ -18,10 +18,11 @@
 
 use super::h264_feed::{keyframes_suffice, H264Feed};
 use super::jpeg::{self, Jpeg, JpegEncoder};
+use super::substream::{Substream, SubstreamState};
 use crate::frame::{Frame, PixelFormat};
 use crate::preroll::PreRoll;
 use crate::shutdown::Backoff;
-use crate::status::{error_chain, CameraStatus};
+use crate::status::{error_chain, CameraState, CameraStatus};
 use crate::tap::FrameTap;
 use crate::time::mono_ms;
 use bytes::Bytes;
@@ -53,6 +54,8 @@ pub struct PreviewSettings {
     pub fps: u32,
     /// JPEG encoder element (`jpegenc`, or a hardware one such as `v4l2jpegenc`).
     pub encoder: String,
+    /// The camera's substream (`preview_url`): read instead of the main stream while watched.
+    pub substream: Option<Substream>,
 }
 
 /// What the latest-JPEG channel holds.
@@ -390,6 +393,7 @@ impl Shared {
         let period = Duration::from_secs_f64(1.0 / fps as f64);
         let mut w = Work::new();
         let mut feed = H264Feed::default();
+        let mut sub = self.settings.substream.clone().map(|s| SubstreamState::new(s, &self.id));
         let started = Instant::now();
         let mut version = 0;
         let mut idle_since: Option<Instant> = None;
@@ -405,15 +409,29 @@ impl Shared {
             } else {
                 idle_since = None;
             }
-            match self.status.format().filter(|f| f.pixel == PixelFormat::H264) {
-                Some(format) => {
+            match (sub.as_mut(), self.status.format().filter(|f| f.pixel == PixelFormat::H264)) {
+                // A stopped camera shows NO SIGNAL, substream or not.
+                (Some(s), _) if self.status.state() == CameraState::Stopped => {
+                    s.close();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                (Some(s), _) => {
+                    if let Some(frame) = s.next(Duration::from_millis(100)) {
+                        // H.264 needs every access unit (videorate in the pipeline keeps `fps`);
+                        // JPEGs are taken at the preview rate.
+                        if frame.format.pixel == PixelFormat::H264 || w.due(frame.captured, period) {
+                            self.handle(self, frame, &mut w);
+                        }
+                    }
+                }
+                (None, Some(format)) => {
                     // Every access unit in order (videorate in the pipeline keeps `fps`).
                     let key_only = keyframes_suffice(fps, self.status.stream().gop_s);
                     if let Some(frame) = feed.next(&self.preroll, format, Duration::from_millis(100), key_only) {
                         self.handle(self, frame, &mut w);
                     }
                 }
-                None => {
+                (None, None) => {
                     feed.reset();
                     if let Some((v, frame)) = self.tap.wait_newer(version, Duration::from_millis(100)) {
                         version = v;

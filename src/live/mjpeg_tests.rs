@@ -56,7 +56,7 @@ fn fast_sources_never_trip_the_restart() {
 async fn viewers_are_counted_and_bounded_and_released() {
     let status = Arc::new(CameraStatus::default());
     let tap = Arc::new(FrameTap::default());
-    let settings = PreviewSettings { width: 64, fps: 10, encoder: "jpegenc".into() };
+    let settings = PreviewSettings { width: 64, fps: 10, encoder: "jpegenc".into(), substream: None };
     let preroll = Arc::new(crate::preroll::PreRoll::new(Duration::from_secs(1), 1 << 20));
     let p = Preview::new("t", settings, tap.clone(), preroll, status);
     let mut vs: Vec<Viewer> = (0..MAX_VIEWERS).map(|_| p.watch().unwrap()).collect();

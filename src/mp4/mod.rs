@@ -21,14 +21,14 @@
 
 mod boxes;
 mod finalize;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod h264;
 mod moov;
 mod parse;
 mod scan;
 #[cfg(test)]
 pub(crate) mod tests;
-#[cfg(test)]
-mod fuzz_tests;
 #[cfg(test)]
 mod tests_finalize;
 #[cfg(test)]
@@ -112,7 +112,8 @@ pub struct FragmentedMp4 {
 
 impl FragmentedMp4 {
     /// `first_keyframe`: the clip's first AU (Annex-B); its SPS (NAL 7) and PPS (NAL 8) go into
-    /// `avcC`. `edit_media_time`: media time ([`TIMESCALE`]) of the first presented sample
+    /// `avcC`, and the picture size its SPS describes into the track (`width`/`height` only
+    /// when the SPS cannot be read that far). `edit_media_time`: media time ([`TIMESCALE`]) of the first presented sample
     /// relative to the first sample in the file.
     pub fn new(first_keyframe: &[u8], width: u32, height: u32, edit_media_time: u64) -> Result<Self, Mp4Error> {
         let (mut sps, mut pps) = (Vec::<Vec<u8>>::new(), Vec::<Vec<u8>>::new());
@@ -135,6 +136,9 @@ impl FragmentedMp4 {
         }
         sps.truncate(31);
         pps.truncate(255);
+        // The size the stream itself says (the caller's is a fallback): a camera that changed
+        // resolution since its format was reported still gets a matching track header.
+        let (width, height) = h264::sps_dimensions(&sps[0]).unwrap_or((width, height));
         let mut mp4 = FragmentedMp4 {
             sps,
             pps,

@@ -441,3 +441,60 @@ fn recovery_keeps_complete_fragments_only() {
     let only_init = scan(&file[..init]).unwrap();
     assert_eq!((only_init.valid_len, only_init.fragments), (init as u64, 0));
 }
+
+/// The first keyframe x264enc makes of one `width`x`height` frame in `format`, with `caps` after it.
+pub(crate) fn one_keyframe(format: &str, width: u32, height: u32, encoder: &str, caps: &str) -> Vec<u8> {
+    gst::init().unwrap();
+    let desc = format!(
+        "videotestsrc num-buffers=1 ! video/x-raw,format={format},width={width},height={height},framerate=30/1 ! \
+         x264enc {encoder} ! video/x-h264,{caps} ! h264parse config-interval=-1 ! \
+         video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false"
+    );
+    let pipeline = gst::parse::launch(&desc).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink.pull_sample().expect("one encoded frame");
+    let data = sample.buffer().unwrap().map_readable().unwrap().to_vec();
+    pipeline.set_state(gst::State::Null).unwrap();
+    data
+}
+
+/// The picture size read from real SPSs: cropped sizes (272 and 1080 are not multiples of 16),
+/// odd crops, high profiles with their chroma fields, 4:4:4 and 4:2:2 crop units, interlaced
+/// (field) coding, and scaling matrices. The MP4 track takes it from the SPS, not from the
+/// caller, so a clip's header matches its stream even when the camera changed size.
+#[test]
+fn sps_dimensions_of_real_streams() {
+    let cases = [
+        ("I420", 320, 240, "", "profile=main"),
+        ("I420", 480, 272, "", "profile=high"),
+        ("I420", 1920, 1080, "speed-preset=ultrafast", "profile=high"),
+        ("I420", 642, 362, "", "profile=constrained-baseline"),
+        ("Y444", 330, 250, "", "profile=high-4:4:4"),
+        ("Y42B", 326, 246, "", "profile=high-4:2:2"),
+        ("I420", 720, 576, "interlaced=true", "profile=high"),
+        ("I420", 352, 290, "option-string=\"cqm=jvt\"", "profile=high"),
+    ];
+    for (format, w, h, encoder, caps) in cases {
+        let key = one_keyframe(format, w, h, encoder, caps);
+        assert_eq!(h264::dimensions(&key), Some((w, h)), "{format} {w}x{h} {encoder} {caps}");
+        let mp4 = FragmentedMp4::new(&key, 1, 1, 0).unwrap();
+        assert_eq!((mp4.width, mp4.height), (w, h), "the track takes the SPS's size");
+    }
+    // A keyframe of another size has other parameter sets; the same size, the same ones.
+    let a = one_keyframe("I420", 320, 240, "", "profile=main");
+    let b = one_keyframe("I420", 480, 272, "", "profile=main");
+    assert!(h264::same_parameter_sets(&a, &a));
+    assert!(!h264::same_parameter_sets(&a, &b));
+    assert!(h264::same_parameter_sets(&a, &encoded()[1].0), "a P frame carries none: it continues");
+    // Truncated or garbled SPSs give no size rather than a wrong one or a panic.
+    let sps = nal_units(&a).into_iter().find(|n| nal_type(n) == 7).unwrap().to_vec();
+    for cut in 0..sps.len() - 1 {
+        let mut au = vec![0, 0, 0, 1];
+        au.extend_from_slice(&sps[..cut]);
+        assert!(h264::dimensions(&au).is_none_or(|d| d == (320, 240)), "cut at {cut}");
+    }
+    let mut au = vec![0, 0, 0, 1, 0x67, 100, 0, 40];
+    au.extend([0u8; 40]);
+    assert_eq!(h264::dimensions(&au), None, "an exp-Golomb code longer than 32 bits");
+}

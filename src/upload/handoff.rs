@@ -68,6 +68,7 @@ impl Uploads {
             start_ms: now,
             pre_s_actual: 0.0,
             device: Some(device.to_string()),
+            continues: None,
         };
         let json = serde_json::to_vec(&sidecar).map_err(|e| format!("sidecar: {e}"))?;
         crate::storage::write_private(&dest.with_extension("json"), &json, 0o644)
