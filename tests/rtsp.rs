@@ -102,17 +102,8 @@ impl Drop for RtspServer {
 }
 
 fn rtsp_camera(id: &str, url: &str, transport: RtspTransport) -> CameraConfig {
-    let src = SourceConfig {
-        kind: SourceKind::Rtsp,
-        url: Some(url.into()),
-        transport: Some(transport),
-        device: None,
-        format: None,
-        pipeline: None,
-        width: None,
-        height: None,
-        fps: None,
-    };
+    let src =
+        SourceConfig { url: Some(url.into()), transport: Some(transport), ..SourceConfig::of_kind(SourceKind::Rtsp) };
     let mut c = CameraConfig::new(id, src);
     c.pre_s = 3.0;
     c.post_s = 2.0;

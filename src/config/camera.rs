@@ -108,8 +108,13 @@ impl SourceConfig {
 
     /// A browser-fed camera (a phone streaming to `/api/cameras/{id}/push`).
     pub fn browser() -> Self {
+        Self::of_kind(SourceKind::Browser)
+    }
+
+    /// A source of `kind` with every other key unset.
+    pub fn of_kind(kind: SourceKind) -> Self {
         SourceConfig {
-            kind: SourceKind::Browser,
+            kind,
             url: None,
             transport: None,
             device: None,
@@ -260,15 +265,9 @@ impl CameraConfig {
         let url = self.preview_url.as_ref()?;
         let rtsp = url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("rtsp"));
         Some(SourceConfig {
-            kind: if rtsp { SourceKind::Rtsp } else { SourceKind::HttpMjpeg },
             url: Some(url.clone()),
             transport: if rtsp { self.source.transport } else { None },
-            device: None,
-            format: None,
-            pipeline: None,
-            width: None,
-            height: None,
-            fps: None,
+            ..SourceConfig::of_kind(if rtsp { SourceKind::Rtsp } else { SourceKind::HttpMjpeg })
         })
     }
 
