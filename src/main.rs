@@ -326,7 +326,13 @@ fn probe_url(url: &str, transport: &str, seconds: f64, json: bool) -> ExitCode {
     let p = match hindsight::probe::url::probe_url(url, transport, std::time::Duration::from_secs_f64(seconds)) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{shown}: {}", hindsight::redact::redact(&e));
+            // Capture errors already name the (redacted) source.
+            let e = hindsight::redact::redact(&e);
+            if e.contains(&shown) {
+                eprintln!("{e}");
+            } else {
+                eprintln!("{shown}: {e}");
+            }
             return ExitCode::FAILURE;
         }
     };

@@ -282,26 +282,58 @@ async fn an_rtsp_camera_over_udp_with_basic_auth_and_a_preview_substream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_password_and_h265_fail_the_camera_with_a_clear_redacted_error() {
+async fn wrong_password_h265_and_garbage_fail_the_camera_with_a_clear_redacted_error() {
     let server = RtspServer::with_login(free_port(), "digest", &[]);
     let h265 = RtspServer::start(free_port(), &["--codec", "h265", "--width", "320", "--height", "240"]);
+    // Not an RTSP server at all: a web page where the camera should be.
+    let junk = net::garbage_server(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html>router</html>\n");
     let dir = tempfile::tempdir().unwrap();
     let wrong = rtsp_camera("wrong", &server.url(USER, "not-the-password"), RtspTransport::Tcp);
     let hevc = rtsp_camera("hevc", &format!("rtsp://viewer:hunter2@127.0.0.1:{}/cam", h265.port), RtspTransport::Tcp);
-    let d = start(config(dir.path(), vec![wrong, hevc])).await;
-    for (i, expect) in [(0, "Unauthorized"), (1, "H.265")] {
+    let garbage = rtsp_camera("junk", &format!("rtsp://viewer:hunter2@127.0.0.1:{junk}/cam"), RtspTransport::Tcp);
+    let d = start(config(dir.path(), vec![wrong, hevc, garbage])).await;
+    for (i, expect) in [(0, "Unauthorized"), (1, "H.265"), (2, "rtsp rtsp://***@127.0.0.1")] {
         let cam = d.cameras[i].clone();
         wait_for("the camera to fail with its reason", Duration::from_secs(60), || {
             cam.status.state() == CameraState::Failed && cam.status.last_error().is_some_and(|e| e.contains(expect))
         })
         .await;
     }
-    for id in ["wrong", "hevc"] {
+    for id in ["wrong", "hevc", "junk"] {
         let text = camera(d.http_addr, id).await.to_string();
         assert!(!text.contains("not-the-password") && !text.contains("hunter2"), "{text}");
     }
     let (_, health) = get_json(d.http_addr, "/api/health").await;
     assert!(!health.to_string().contains("hunter2"), "{health}");
+    d.shutdown().await;
+}
+
+/// A camera that hangs without closing its connection (frozen behind a proxy): the 5 s stall
+/// check fails it with a redacted reason, and it comes back by itself once the camera does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_that_hangs_without_closing_fails_as_stalled_and_comes_back() {
+    let server = RtspServer::with_login(free_port(), "digest", &["--width", "320", "--height", "240", "--fps", "15"]);
+    let proxy = net::FreezingProxy::start(server.port);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("rtsp://{USER}:{PASSWORD_IN_URL}@127.0.0.1:{}/cam", proxy.port);
+    let d = start(config(dir.path(), vec![rtsp_camera("hang", &url, RtspTransport::Tcp)])).await;
+    running_with(&d, 1.0).await;
+    let cam = d.cameras[0].clone();
+    proxy.freeze(true);
+    wait_for("the stall to be noticed", Duration::from_secs(60), || {
+        cam.status.state() == CameraState::Failed
+            && cam.status.last_error().is_some_and(|e| e.contains("no frame for 5 s"))
+    })
+    .await;
+    let error = cam.status.last_error().unwrap_or_default();
+    assert!(error.contains("rtsp rtsp://***@127.0.0.1") && !error.contains("s3cr"), "{error}");
+    let before = cam.status.frames_captured.load(std::sync::atomic::Ordering::Relaxed);
+    proxy.freeze(false);
+    wait_for("the camera to come back", Duration::from_secs(90), || {
+        cam.status.state() == CameraState::Running
+            && cam.status.frames_captured.load(std::sync::atomic::Ordering::Relaxed) > before + 15
+    })
+    .await;
     d.shutdown().await;
 }
 

@@ -1,10 +1,11 @@
 //! Helpers shared by the integration tests: configs, a daemon on 127.0.0.1:0, waiting on
 //! conditions with a deadline, and decoding buffered H.264 back to frames; the real binary's
-//! harness is [`bin`], the MQTT peers are [`mqtt`].
+//! harness is [`bin`], the MQTT peers are [`mqtt`], network faults are [`net`].
 #![allow(dead_code)]
 
 pub mod bin;
 pub mod mqtt;
+pub mod net;
 
 use gstreamer as gst;
 use gstreamer_app as gst_app;
