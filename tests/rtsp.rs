@@ -247,6 +247,16 @@ async fn an_rtsp_camera_is_passed_through_into_clips_over_tcp_with_digest() {
     assert!(camera(d.http_addr, "door").await["jpeg_encodes"].as_u64() > Some(0));
     let preview = d.cameras[0].preview.clone();
     wait_for("the decoder to stop once nobody watches", Duration::from_secs(30), || !preview.running()).await;
+    // Live HLS follows the camera's own 2 s GOP, though keyframe_interval_s is left at 1 s.
+    let live = format!("http://{}/api/cameras/door/hls/live.m3u8", d.http_addr);
+    let ffmpeg = Command::new("ffmpeg").args(["-v", "error", "-i", &live, "-t", "6", "-f", "framecrc", "-"]).output();
+    let out = tokio::task::spawn_blocking(move || ffmpeg.expect("ffmpeg runs")).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "ffmpeg on live HLS: {stderr}");
+    let frames = String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#')).count();
+    assert!(frames.abs_diff(6 * 15) <= 2, "{frames} frames in 6 s of live HLS at 15 fps");
+    let pl = reqwest::get(&live).await.unwrap().text().await.unwrap();
+    assert!(pl.contains("#EXT-X-TARGETDURATION:2\n"), "{pl}");
     d.shutdown().await;
 }
 

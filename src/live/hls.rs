@@ -61,7 +61,8 @@ struct Shared {
     camera: String,
     preroll: Arc<PreRoll>,
     status: Arc<CameraStatus>,
-    keyframe_interval: Duration,
+    /// `keyframe_interval_s` from the config (what hindsight's own encoder is set to).
+    configured_interval: Duration,
     state: Mutex<State>,
     /// Bumped whenever the window changes (or the packager stops).
     changed: watch::Sender<u64>,
@@ -79,6 +80,14 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The keyframe interval segments are cut at: the configured one, or the GOP measured on
+    /// the stream when longer (a passed-through camera keeps its own GOP whatever the config
+    /// says; a target duration below it would leave frames out between segments).
+    fn keyframe_interval(&self) -> Duration {
+        let measured = self.status.stream().gop_s.and_then(|g| Duration::try_from_secs_f64(g).ok());
+        measured.map_or(self.configured_interval, |m| m.max(self.configured_interval))
+    }
 }
 
 impl Hls {
@@ -90,7 +99,7 @@ impl Hls {
                 camera: camera.to_string(),
                 preroll,
                 status,
-                keyframe_interval: Duration::try_from_secs_f64(keyframe_interval_s).unwrap_or(Duration::from_secs(1)),
+                configured_interval: Duration::try_from_secs_f64(keyframe_interval_s).unwrap_or(Duration::from_secs(1)),
                 state: Mutex::new(State {
                     window: None,
                     last_request: Instant::now(),
@@ -116,7 +125,7 @@ impl Hls {
     /// How long a request waits for a part, a segment or a playlist update: three target
     /// durations (at least 3 s).
     pub fn wait_limit(&self) -> Duration {
-        let target = self.shared.keyframe_interval.as_secs_f64().ceil().max(1.0);
+        let target = self.shared.keyframe_interval().as_secs_f64().ceil().max(1.0);
         Duration::from_secs_f64(3.0 * target)
     }
 
@@ -138,7 +147,7 @@ impl Hls {
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         let fps = self.shared.status.format().map_or(0, |f| f.fps);
-        let cfg = CutConfig::new(self.shared.keyframe_interval.as_secs_f64(), fps);
+        let cfg = CutConfig::new(self.shared.keyframe_interval().as_secs_f64(), fps);
         st.window = Some(PlaylistWindow::new(cfg.window(MAX_SEGMENTS, MAX_BYTES), st.next_msn));
         log::info!("HLS {}: packager started (first segment {})", self.shared.camera, st.next_msn);
         rt.spawn(package(self.shared.clone(), cfg));
@@ -238,7 +247,7 @@ async fn package(shared: Arc<Shared>, cfg: CutConfig) {
     let mut cutter = Cutter::new(cfg, width, height);
     let newest = shared.preroll.lock().iter().last().map(|f| f.pts);
     let mut follower = match newest {
-        Some(t) => shared.preroll.follow_from_time(t.saturating_sub(shared.keyframe_interval * BACKFILL_GOPS)),
+        Some(t) => shared.preroll.follow_from_time(t.saturating_sub(shared.keyframe_interval() * BACKFILL_GOPS)),
         None => shared.preroll.follow_live(),
     };
     let mut idle = tokio::time::interval(Duration::from_secs(1));

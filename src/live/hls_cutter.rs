@@ -40,7 +40,9 @@ impl CutConfig {
     pub fn new(keyframe_interval_s: f64, fps: u32) -> Self {
         let fps = if fps == 0 { 30 } else { fps.min(1000) };
         let frame = Duration::from_secs(1) / fps;
-        let target_duration = keyframe_interval_s.ceil().clamp(1.0, 3600.0) as u32;
+        // Segments last about one keyframe interval; RFC 8216 needs each EXTINF, rounded to the
+        // nearest integer, to be at most the target: a measured GOP of 2.03 s gives 2, not 3.
+        let target_duration = keyframe_interval_s.round().clamp(1.0, 3600.0) as u32;
         let part_target = Duration::from_millis(250).max(frame * 5 / 4);
         let part_min = Duration::from_millis(200).saturating_sub(frame / 2).max(frame).min(part_target);
         CutConfig {
