@@ -83,7 +83,7 @@ async fn send(
 async fn served_fingerprint(c: &Client, addr: SocketAddr) -> String {
     let r = c.get(url(addr, "/api/health")).send().await.expect("HTTPS answers");
     let info = r.extensions().get::<reqwest::tls::TlsInfo>().expect("TLS info");
-    hindsight::web::tls::fingerprint(info.peer_certificate().expect("a peer certificate"))
+    hindsight::config::fingerprint::of_der(info.peer_certificate().expect("a peer certificate"))
 }
 
 async fn login(c: &Client, addr: SocketAddr, password: &str) -> (StatusCode, HeaderMap, String) {
@@ -387,7 +387,7 @@ async fn user_certificate_redirect_and_garbage() {
     cfg.http.redirect_listen = Some("127.0.0.1:0".into());
     let d = start(cfg.clone()).await;
     let c = client();
-    let want = hindsight::web::tls::fingerprint(cert.der());
+    let want = hindsight::config::fingerprint::of_der(cert.der());
     assert_eq!(served_fingerprint(&c, d.http_addr).await, want, "the user's certificate is served");
     assert!(!cfg.state_dir().join("tls").exists(), "nothing generated when the user's certificate is given");
 

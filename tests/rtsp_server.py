@@ -5,7 +5,7 @@ encoded with x264 (or x265), like an IP camera's main stream.
     tests/rtsp_server.py --port PORT [--path /cam] [--width 640 --height 360 --fps 15]
                          [--gop-s 2] [--bitrate 1000] [--codec h264|h265]
                          [--user U --password P [--auth digest|basic]] [--pattern ball]
-                         [--audio] [--sub WxH]
+                         [--audio] [--sub WxH] [--tls]
 
 Prints `READY rtsp://127.0.0.1:PORT/cam` on stdout once it listens, then serves until killed.
 With --user/--password the stream needs that login (`--auth digest`, the default, or `basic`);
@@ -14,20 +14,39 @@ The media is shared: a client that joins a running stream starts mid-GOP, as wit
 It prints `CLIENT n` as clients connect and `GONE n` as they leave; a line `kick N` on its stdin
 closes client N (counted from 1 in the order they connected) while the others keep the stream
 running, then prints `KICKED`. `--sub WxH` also serves a substream at that size on `/sub` (same
-login, codec, fps and GOP), as IP cameras do for previews.
+login, codec, fps and GOP), as IP cameras do for previews. `--tls` serves rtsps:// with a fresh
+self-signed certificate (as IP cameras do) and prints `FINGERPRINT AB:CD:…` (its SHA-256, from
+`openssl x509`) after READY.
 
 Needs Debian's gir1.2-gst-rtsp-server-1.0, python3-gi and gstreamer1.0-rtsp (scripts/deps test)
 and /usr/bin/python3 (the one that has `gi`).
 """
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
 
 import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+
+
+def self_signed():
+    """A fresh self-signed EC certificate: (Gio.TlsCertificate, its SHA-256 fingerprint)."""
+    with tempfile.TemporaryDirectory() as d:
+        key, cert = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-subj", "/CN=ipcamera.local", "-days", "2", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        out = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", cert],
+                             check=True, capture_output=True, text=True).stdout
+        with open(cert) as c, open(key) as k:
+            pem = c.read() + k.read()
+    return Gio.TlsCertificate.new_from_pem(pem, -1), out.strip().split("=", 1)[1]
 
 
 def main():
@@ -46,6 +65,7 @@ def main():
     a.add_argument("--auth", choices=["basic", "digest"], default="digest")
     a.add_argument("--audio", action="store_true", help="add a G.711 A-law audio track (pay1)")
     a.add_argument("--sub", help="also serve WxH on /sub")
+    a.add_argument("--tls", action="store_true", help="rtsps:// with a self-signed certificate")
     args = a.parse_args()
     Gst.init(None)
 
@@ -79,6 +99,7 @@ def main():
         sub.set_launch(launch(width, height, False))
         sub.set_shared(True)
         factories.append(("/sub", sub))
+    auth = None
     if args.user:
         auth = GstRtspServer.RTSPAuth()
         auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST if args.auth == "digest" else GstRtsp.RTSPAuthMethod.BASIC)
@@ -92,6 +113,13 @@ def main():
         perms.add_permission_for_role("cam", "media.factory.construct", True)
         for _, f in factories:
             f.set_permissions(perms)
+    fingerprint = None
+    if args.tls:
+        if auth is None:
+            auth = GstRtspServer.RTSPAuth()
+            server.set_auth(auth)
+        certificate, fingerprint = self_signed()
+        auth.set_tls_certificate(certificate)
     for path, f in factories:
         server.get_mount_points().add_factory(path, f)
     clients = []
@@ -123,7 +151,10 @@ def main():
     if server.attach(None) == 0:
         print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
         return 1
-    print(f"READY rtsp://127.0.0.1:{args.port}{args.path}", flush=True)
+    scheme = "rtsps" if args.tls else "rtsp"
+    print(f"READY {scheme}://127.0.0.1:{args.port}{args.path}", flush=True)
+    if fingerprint:
+        print(f"FINGERPRINT {fingerprint}", flush=True)
     GLib.MainLoop().run()
     return 0
 

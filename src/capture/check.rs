@@ -125,15 +125,12 @@ pub fn unplug_drill(device: &str, format: &str, width: u32, height: u32, fps: u3
     use std::sync::Arc;
 
     let source = SourceConfig {
-        kind: SourceKind::V4l2,
-        url: None,
-        transport: None,
         device: Some(device.into()),
         format: Some(format.into()),
-        pipeline: None,
         width: Some(width),
         height: Some(height),
         fps: Some(fps),
+        ..SourceConfig::of_kind(SourceKind::V4l2)
     };
     let ring = Arc::new(FrameRing::new(8));
     let status = Arc::new(CameraStatus::default());

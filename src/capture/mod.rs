@@ -127,7 +127,8 @@ pub fn open(cfg: &SourceConfig, feed: Option<&Arc<PhoneFeed>>) -> Result<Box<dyn
             }
         },
         SourceKind::Rtsp => {
-            Box::new(network::open_rtsp(cfg.url.as_deref().unwrap_or(""), cfg.transport.unwrap_or_default())?)
+            let url = cfg.url.as_deref().unwrap_or("");
+            Box::new(network::open_rtsp(url, cfg.transport.unwrap_or_default(), cfg.tls_fingerprint.as_deref())?)
         }
         SourceKind::HttpMjpeg => Box::new(network::open_http_mjpeg(cfg.url.as_deref().unwrap_or(""))?),
         SourceKind::V4l2 if cfg.delivers_h264() => {

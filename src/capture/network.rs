@@ -32,14 +32,20 @@ const DEPAY_AU: &str = "video/x-h264,stream-format=avc,alignment=au";
 /// The streams an RTSP camera announced besides the H.264 video taken (`audio PCMA`, ...).
 pub type OtherStreams = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
-/// Open an RTSP camera (`rtsp://` or `rtsps://`, credentials in the URL).
-pub fn open_rtsp(url: &str, transport: RtspTransport) -> Result<GstSource, CaptureError> {
-    open_rtsp_listing(url, transport).map(|(src, _)| src)
+/// Open an RTSP camera (`rtsp://` or `rtsps://`, credentials in the URL). `pinned`: the
+/// fingerprint (`source.tls_fingerprint`) of the certificate an `rtsps://` camera may present
+/// though no authority vouches for it.
+pub fn open_rtsp(url: &str, transport: RtspTransport, pinned: Option<&str>) -> Result<GstSource, CaptureError> {
+    open_rtsp_listing(url, transport, pinned).map(|(src, _)| src)
 }
 
 /// As [`open_rtsp`], also returning the other streams the camera announces (`hindsight probe
 /// --url` lists its audio tracks).
-pub fn open_rtsp_listing(url: &str, transport: RtspTransport) -> Result<(GstSource, OtherStreams), CaptureError> {
+pub fn open_rtsp_listing(
+    url: &str,
+    transport: RtspTransport,
+    pinned: Option<&str>,
+) -> Result<(GstSource, OtherStreams), CaptureError> {
     let protocols = match transport {
         RtspTransport::Tcp => "tcp",
         RtspTransport::Udp => "udp",
@@ -56,14 +62,46 @@ pub fn open_rtsp_listing(url: &str, transport: RtspTransport) -> Result<(GstSour
     let url = url.to_string();
     let others = OtherStreams::default();
     let listed = others.clone();
+    let pinned = pinned.and_then(crate::config::fingerprint::parse);
     let src = GstSource::open_prepared(&description, &shown, move |p| {
         let cam: gst::Element = p.by_name("cam")?;
         let depay: gst::Element = p.by_name("depay")?;
         cam.set_property("location", url.as_str());
+        accept_pinned_certificate(&cam, pinned);
         link_rtsp_streams(p, &cam, &depay, listed)?;
         Ok(Box::new(()) as Guard)
     })?;
     Ok((src, others))
+}
+
+/// A certificate no authority vouches for (rtspsrc asks only then: a camera's self-signed one,
+/// another name, expired) is accepted when its fingerprint is `pinned`; otherwise the pipeline
+/// fails with an error that shows the fingerprint to pin, so the user can check it against the
+/// camera's and set it.
+fn accept_pinned_certificate(cam: &gst::Element, pinned: Option<String>) {
+    cam.connect("accept-certificate", false, move |args| {
+        let cert = args.get(2).and_then(|v| v.get::<gst::glib::Object>().ok());
+        let der = cert.map(|c| c.property::<gst::glib::ByteArray>("certificate"));
+        let seen = der.as_ref().map(|d| crate::config::fingerprint::of_der(d));
+        let accept = seen.is_some() && seen == pinned;
+        if !accept {
+            let why = match (&seen, &pinned) {
+                (Some(s), Some(_)) => format!(
+                    "the camera's TLS certificate ({s}) is not the one in source.tls_fingerprint; if the camera \
+                     has a new certificate, check it and set tls_fingerprint = \"sha256:{s}\""
+                ),
+                (Some(s), None) => format!(
+                    "the camera's TLS certificate is not trusted (self-signed, another host name, or expired); if \
+                     this is your camera's ({s}: compare with its web page), set source.tls_fingerprint = \"sha256:{s}\""
+                ),
+                (None, _) => "the camera's TLS certificate could not be read".to_string(),
+            };
+            if let Some(src) = args.first().and_then(|v| v.get::<gst::Element>().ok()) {
+                src.post_error_message(gst::error_msg!(gst::ResourceError::NotAuthorized, ["{}", why]));
+            }
+        }
+        Some(accept.to_value())
+    });
 }
 
 /// Link the first H.264 video stream `rtspsrc` announces to `depay`; everything else to a

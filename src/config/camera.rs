@@ -88,22 +88,17 @@ pub struct SourceConfig {
     /// v4l2/test: frames per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fps: Option<u32>,
+    /// rtsp with `rtsps://`: the SHA-256 fingerprint of the camera's own TLS certificate
+    /// (`sha256:AB:CD:…`, as `last_error` shows it when the certificate is not trusted): a camera
+    /// with a self-signed certificate is accepted when it presents exactly this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
 }
 
 impl SourceConfig {
     /// The built-in test pattern at `width`×`height`@`fps`.
     pub fn test(width: u32, height: u32, fps: u32) -> Self {
-        SourceConfig {
-            kind: SourceKind::Test,
-            url: None,
-            transport: None,
-            device: None,
-            format: None,
-            pipeline: None,
-            width: Some(width),
-            height: Some(height),
-            fps: Some(fps),
-        }
+        SourceConfig { width: Some(width), height: Some(height), fps: Some(fps), ..Self::of_kind(SourceKind::Test) }
     }
 
     /// A browser-fed camera (a phone streaming to `/api/cameras/{id}/push`).
@@ -123,6 +118,7 @@ impl SourceConfig {
             width: None,
             height: None,
             fps: None,
+            tls_fingerprint: None,
         }
     }
 

@@ -12,6 +12,7 @@
 
 mod bytesize;
 mod camera;
+pub mod fingerprint;
 mod http;
 mod mqtt;
 mod phone;
@@ -149,15 +150,12 @@ impl Config {
     pub fn builtin_default() -> Config {
         let source = if Path::new("/dev/video0").exists() {
             SourceConfig {
-                kind: SourceKind::V4l2,
-                url: None,
-                transport: None,
                 device: Some("/dev/video0".into()),
                 format: Some("auto".into()),
-                pipeline: None,
                 width: Some(1280),
                 height: Some(720),
                 fps: Some(30),
+                ..SourceConfig::of_kind(SourceKind::V4l2)
             }
         } else {
             SourceConfig::test(1280, 720, 30)

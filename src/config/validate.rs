@@ -224,7 +224,7 @@ fn check_source(cam: &CameraConfig, k: &dyn Fn(&str) -> String, err: &mut dyn Fn
         SourceKind::V4l2 => &["device", "format", "width", "height", "fps"],
         SourceKind::Gstreamer => &["pipeline"],
         SourceKind::Test | SourceKind::Browser => &["width", "height", "fps"],
-        SourceKind::Rtsp => &["url", "transport"],
+        SourceKind::Rtsp => &["url", "transport", "tls_fingerprint"],
         SourceKind::HttpMjpeg => &["url"],
     };
     let set = [
@@ -236,6 +236,7 @@ fn check_source(cam: &CameraConfig, k: &dyn Fn(&str) -> String, err: &mut dyn Fn
         ("width", s.width.is_some()),
         ("height", s.height.is_some()),
         ("fps", s.fps.is_some()),
+        ("tls_fingerprint", s.tls_fingerprint.is_some()),
     ];
     for (key, is_set) in set {
         if is_set && !allowed.contains(&key) {
@@ -273,13 +274,26 @@ fn check_source(cam: &CameraConfig, k: &dyn Fn(&str) -> String, err: &mut dyn Fn
             ),
             Some(_) => {}
         },
-        SourceKind::Rtsp => check_url(
-            s.url.as_deref(),
-            &["rtsp", "rtsps"],
-            "rtsp://user:password@192.168.1.64:554/Streaming/Channels/101",
-            &k("source.url"),
-            err,
-        ),
+        SourceKind::Rtsp => {
+            check_url(
+                s.url.as_deref(),
+                &["rtsp", "rtsps"],
+                "rtsp://user:password@192.168.1.64:554/Streaming/Channels/101",
+                &k("source.url"),
+                err,
+            );
+            if let Some(f) = &s.tls_fingerprint {
+                if super::fingerprint::parse(f).is_none() {
+                    err(k("source.tls_fingerprint"), "must be 32 bytes of hex, e.g. \"sha256:AB:CD:…\" as the error of an untrusted rtsps camera shows it".into());
+                } else if !s
+                    .url
+                    .as_deref()
+                    .is_some_and(|u| u.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("rtsps://")))
+                {
+                    err(k("source.tls_fingerprint"), "only applies to an rtsps:// url".into());
+                }
+            }
+        }
         SourceKind::HttpMjpeg => {
             check_url(s.url.as_deref(), &["http", "https"], "http://192.168.1.50/video", &k("source.url"), err)
         }

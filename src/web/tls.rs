@@ -42,12 +42,6 @@ pub struct Tls {
     pub source: String,
 }
 
-/// `AB:CD:..` of SHA-256(der).
-pub fn fingerprint(der: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, der);
-    d.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
-}
-
 fn file_err(key: &'static str, path: &Path, message: impl Into<String>) -> TlsError {
     TlsError::File { key, path: path.display().to_string(), message: message.into() }
 }
@@ -177,7 +171,7 @@ pub fn load(http: &HttpConfig, state_dir: &Path) -> Result<Tls, TlsError> {
             (read_certs("http.state_dir", &cert_path)?, read_key("http.state_dir", &key_path)?, source)
         }
     };
-    let fingerprint = fingerprint(certs[0].as_ref());
+    let fingerprint = crate::config::fingerprint::of_der(certs[0].as_ref());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

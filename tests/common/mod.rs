@@ -1,11 +1,12 @@
 //! Helpers shared by the integration tests: configs, a daemon on 127.0.0.1:0, waiting on
 //! conditions with a deadline, and decoding buffered H.264 back to frames; the real binary's
-//! harness is [`bin`], the MQTT peers are [`mqtt`], network faults are [`net`].
+//! harness is [`bin`], the MQTT peers are [`mqtt`], network faults are [`net`], the RTSP camera is [`rtsp`].
 #![allow(dead_code)]
 
 pub mod bin;
 pub mod mqtt;
 pub mod net;
+pub mod rtsp;
 
 use gstreamer as gst;
 use gstreamer_app as gst_app;
@@ -42,17 +43,7 @@ pub fn test_camera(id: &str, w: u32, h: u32, fps: u32, pre_s: f64) -> CameraConf
 
 /// A camera reading a GStreamer source pipeline.
 pub fn gst_camera(id: &str, pipeline: &str) -> CameraConfig {
-    let src = SourceConfig {
-        kind: SourceKind::Gstreamer,
-        url: None,
-        transport: None,
-        device: None,
-        format: None,
-        pipeline: Some(pipeline.into()),
-        width: None,
-        height: None,
-        fps: None,
-    };
+    let src = SourceConfig { pipeline: Some(pipeline.into()), ..SourceConfig::of_kind(SourceKind::Gstreamer) };
     let mut c = CameraConfig::new(id, src);
     c.encoder = "x264enc".into();
     c.pre_s = 2.0;

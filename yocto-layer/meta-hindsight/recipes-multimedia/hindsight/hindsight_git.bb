@@ -85,5 +85,6 @@ RDEPENDS:${PN} = "gstreamer1.0 gstreamer1.0-plugins-bad-videoparsersbad \
 # which OE-core marks LICENSE_FLAGS = "commercial", like x264: recommended, so an image without
 # LICENSE_FLAGS_ACCEPTED += "commercial" still builds (probe and the log then name what is missing).
 # souphttpsrc (HTTP MJPEG cameras) exists only where gst-plugins-good is built with its soup
-# PACKAGECONFIG: recommended.
-RRECOMMENDS:${PN} = "${HINDSIGHT_ENCODER_PLUGINS} gstreamer1.0-libav gstreamer1.0-plugins-good-soup"
+# PACKAGECONFIG: recommended. glib-networking (OE-core) is GIO's TLS backend: rtsps:// and
+# https:// cameras need it.
+RRECOMMENDS:${PN} = "${HINDSIGHT_ENCODER_PLUGINS} gstreamer1.0-libav gstreamer1.0-plugins-good-soup glib-networking"
