@@ -312,7 +312,8 @@ fn spawn_writer(shared: &Arc<Shared>, writers: &mut Vec<WriterThread>, clip_id: 
                 });
             }
         }
-        if last {
+        // Checked again: a new clip's writer may have started meanwhile (it announced itself).
+        if last && shared.finishing.load(Ordering::SeqCst) == 0 {
             let _ = shared.events.send(ClipEvent::Recording { camera: shared.input.camera.clone(), on: false });
         }
         r
