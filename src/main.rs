@@ -47,6 +47,10 @@ enum Command {
         /// Longest time to watch the camera, in seconds (it stops after three keyframes).
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// rtsps://: accept the camera's self-signed certificate with this SHA-256 fingerprint
+        /// (the error of a first try names it); the block to paste then pins it too.
+        #[arg(long)]
+        tls_fingerprint: Option<String>,
     },
     /// Manage bearer tokens for automation (`Authorization: Bearer TOKEN`); a running daemon
     /// notices changes without a restart.
@@ -241,7 +245,9 @@ fn main() -> ExitCode {
                 }
             },
         },
-        Command::Probe { json, url: Some(url), transport, seconds } => probe_url(&url, &transport, seconds, json),
+        Command::Probe { json, url: Some(url), transport, seconds, tls_fingerprint } => {
+            probe_url(&url, &transport, seconds, tls_fingerprint.as_deref(), json)
+        }
         Command::Probe { json, .. } => {
             let p = hindsight::probe::probe();
             if json {
@@ -307,7 +313,7 @@ fn main() -> ExitCode {
 }
 
 /// `hindsight probe --url`: exit 2 for a bad argument, 1 when the camera cannot be read.
-fn probe_url(url: &str, transport: &str, seconds: f64, json: bool) -> ExitCode {
+fn probe_url(url: &str, transport: &str, seconds: f64, pinned: Option<&str>, json: bool) -> ExitCode {
     use hindsight::config::RtspTransport;
     let transport = match transport {
         "tcp" => RtspTransport::Tcp,
@@ -322,8 +328,17 @@ fn probe_url(url: &str, transport: &str, seconds: f64, json: bool) -> ExitCode {
         eprintln!("--seconds: must be more than 0 and at most 120");
         return ExitCode::from(EXIT_CONFIG);
     }
+    let pinned = match pinned.map(|p| (p, hindsight::config::fingerprint::parse(p))) {
+        None => None,
+        Some((_, Some(fp))) => Some(fp),
+        Some((p, None)) => {
+            eprintln!("--tls-fingerprint: {p:?} is not 32 bytes of hex (e.g. sha256:AB:CD:…)");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let shown = hindsight::redact::redact(url).into_owned();
-    let p = match hindsight::probe::url::probe_url(url, transport, std::time::Duration::from_secs_f64(seconds)) {
+    let watch = std::time::Duration::from_secs_f64(seconds);
+    let p = match hindsight::probe::url::probe_url(url, transport, pinned.as_deref(), watch) {
         Ok(p) => p,
         Err(e) => {
             // Capture errors already name the (redacted) source.
@@ -368,6 +383,6 @@ fn probe_url(url: &str, transport: &str, seconds: f64, json: bool) -> ExitCode {
             audio.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         }
     );
-    println!("\nPaste into the config:\n\n{}", p.camera_block(url, transport));
+    println!("\nPaste into the config:\n\n{}", p.camera_block(url, transport, pinned.as_deref()));
     ExitCode::SUCCESS
 }

@@ -224,4 +224,31 @@ async fn rtsps_with_a_self_signed_certificate_is_accepted_only_when_pinned() {
     })
     .await;
     d.shutdown().await;
+    // `probe --url` says the same, and with --tls-fingerprint reads the camera and pins it in the
+    // block to paste, which check-config accepts.
+    let probe = |args: &[&str]| {
+        let out =
+            Command::new(common::bin::BIN).arg("probe").args(["--url", &url, "--seconds", "3"]).args(args).output();
+        let out = out.expect("hindsight probe runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = tokio::task::block_in_place(|| probe(&[]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("tls_fingerprint = \"sha256:{fingerprint}\"")) && !stderr.contains("s3cr"),
+        "{stderr}"
+    );
+    let (code, out, stderr) = tokio::task::block_in_place(|| probe(&["--tls-fingerprint", &fingerprint]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let block = &out[out.find("[[camera]]").expect("a [[camera]] block")..];
+    assert!(block.contains(&format!("tls_fingerprint = \"sha256:{fingerprint}\"")), "{block}");
+    let cfg = dir.path().join("probed.toml");
+    std::fs::write(&cfg, format!("[storage]\npath = {:?}\n\n{block}", dir.path().join("probed"))).unwrap();
+    let check = Command::new(common::bin::BIN).arg("check-config").arg(&cfg).output().unwrap();
+    assert!(check.status.success(), "the pasted block is valid: {}", String::from_utf8_lossy(&check.stderr));
+    assert_eq!(tokio::task::block_in_place(|| probe(&["--tls-fingerprint", "AB:CD"])).0, Some(2), "a bad fingerprint");
 }

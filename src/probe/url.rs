@@ -44,12 +44,18 @@ pub struct UrlProbe {
     pub frames: u64,
 }
 
-/// Watch `url` for up to `watch` (less once three keyframes came).
-pub fn probe_url(url: &str, transport: RtspTransport, watch: Duration) -> Result<UrlProbe, String> {
+/// Watch `url` for up to `watch` (less once three keyframes came). `pinned`: the fingerprint of
+/// an `rtsps://` camera's self-signed certificate to accept.
+pub fn probe_url(
+    url: &str,
+    transport: RtspTransport,
+    pinned: Option<&str>,
+    watch: Duration,
+) -> Result<UrlProbe, String> {
     let lower = url.to_ascii_lowercase();
     let (kind, mut source, others): (&'static str, Box<dyn Source>, OtherStreams) =
         if lower.starts_with("rtsp://") || lower.starts_with("rtsps://") {
-            let (s, o) = open_rtsp_listing(url, transport, None).map_err(|e| error_chain(&e))?;
+            let (s, o) = open_rtsp_listing(url, transport, pinned).map_err(|e| error_chain(&e))?;
             ("rtsp", Box::new(s), o)
         } else if lower.starts_with("http://") || lower.starts_with("https://") {
             ("http_mjpeg", Box::new(open_http_mjpeg(url).map_err(|e| error_chain(&e))?), OtherStreams::default())
@@ -96,8 +102,9 @@ pub fn probe_url(url: &str, transport: RtspTransport, watch: Duration) -> Result
 }
 
 impl UrlProbe {
-    /// The `[[camera]]` block for this camera, with `url` as the user gave it.
-    pub fn camera_block(&self, url: &str, transport: RtspTransport) -> String {
+    /// The `[[camera]]` block for this camera, with `url` as the user gave it (and the pinned
+    /// certificate, if any).
+    pub fn camera_block(&self, url: &str, transport: RtspTransport, pinned: Option<&str>) -> String {
         let mut b = String::from("[[camera]]\nid = \"cam1\"\n");
         if self.kind == "rtsp" {
             let t = match transport {
@@ -105,7 +112,8 @@ impl UrlProbe {
                 RtspTransport::Udp => "udp",
                 RtspTransport::Auto => "auto",
             };
-            b += &format!("source = {{ kind = \"rtsp\", url = {url:?}, transport = \"{t}\" }}\n");
+            let pin = pinned.map(|p| format!(", tls_fingerprint = \"sha256:{p}\"")).unwrap_or_default();
+            b += &format!("source = {{ kind = \"rtsp\", url = {url:?}, transport = \"{t}\"{pin} }}\n");
             if let Some(g) = self.gop_s {
                 b += &format!("keyframe_interval_s = {g}   # the camera's, measured\n");
             }
