@@ -34,7 +34,8 @@
 //!   crash-safe MP4s from the pre-roll, start-up recovery, posters, the clip store), [`auth`]
 //!   (passwords, tokens, sessions, rate limit).
 //! - [`storage`]: clip files, disk usage, retention, the mount check.
-//! - hand-offs: [`ring`] (a few raw frames between capture and encoder; never blocks capture),
+//! - hand-offs: [`ring`] (a few raw frames between capture and encoder; never blocks capture; a
+//!   camera's own H.264 skips it: [`encode::PassStage`] stores it from the capture thread),
 //!   [`tap`] (the latest raw frame for the preview), [`preroll`] (encoded frames in RAM;
 //!   readers snapshot or follow without copying); [`index`] (the sled clip index, all sled
 //!   access); [`trigger`] (trigger payloads and answers, shared by MQTT and HTTP).

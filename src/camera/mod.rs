@@ -14,7 +14,7 @@ use crate::clip::recorder::RecorderInput;
 use crate::clip::state::Limits;
 use crate::config::SourceConfig;
 use crate::config::{CameraConfig, Config, SourceKind};
-use crate::encode::{Encoder, EncoderConfig};
+use crate::encode::{Encoder, EncoderConfig, PassStage};
 use crate::live::hls::Hls;
 use crate::live::mjpeg::{Preview, PreviewSettings};
 use crate::live::substream::{Substream, SubstreamReader};
@@ -180,11 +180,6 @@ impl Camera {
         self.status.set_started();
         self.ring.reopen();
         let stop = StopToken::new();
-        let capture =
-            Capture::new(&self.cfg.id, self.cfg.source.clone(), self.ring.clone(), self.status.clone(), stop.clone())
-                .with_tap(self.tap.clone())
-                .with_feed(self.feed.clone())
-                .spawn()?;
         let enc_cfg = EncoderConfig {
             id: self.cfg.id.clone(),
             encoder: self.cfg.encoder.clone(),
@@ -195,6 +190,17 @@ impl Camera {
             pre_s: self.cfg.pre_s,
             preroll_cap_bytes: self.cfg.preroll_cap_bytes(),
         };
+        // A camera's own H.264 goes into the pre-roll from the capture thread.
+        let bypass = PassStage::applies(&enc_cfg).then(|| {
+            let mut stage = PassStage::new(&enc_cfg, self.preroll.clone(), self.status.clone(), stop.clone());
+            Box::new(move |frame| stage.offer(frame)) as crate::capture::Bypass
+        });
+        let capture =
+            Capture::new(&self.cfg.id, self.cfg.source.clone(), self.ring.clone(), self.status.clone(), stop.clone())
+                .with_tap(self.tap.clone())
+                .with_feed(self.feed.clone())
+                .with_bypass(bypass)
+                .spawn()?;
         let encode =
             match Encoder::new(enc_cfg, self.ring.clone(), self.preroll.clone(), self.status.clone(), stop.clone())
                 .spawn()

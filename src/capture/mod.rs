@@ -162,7 +162,12 @@ pub struct Capture {
     next_seq: u64,
     tap: Option<Arc<FrameTap>>,
     feed: Option<Arc<PhoneFeed>>,
+    bypass: Option<Bypass>,
 }
+
+/// Takes a frame before the ring (`None`: taken) or gives it back: the camera's pass-through,
+/// which stores a camera's H.264 in the pre-roll from this thread.
+pub type Bypass = Box<dyn FnMut(Frame) -> Option<Frame> + Send>;
 
 impl Capture {
     /// A capture stage feeding `ring`; nothing runs until [`spawn`](Self::spawn).
@@ -173,12 +178,18 @@ impl Capture {
         status: Arc<CameraStatus>,
         stop: StopToken,
     ) -> Self {
-        Capture { id: id.into(), source, ring, status, stop, next_seq: 0, tap: None, feed: None }
+        Capture { id: id.into(), source, ring, status, stop, next_seq: 0, tap: None, feed: None, bypass: None }
     }
 
     /// Also publish every frame into `tap` (the live preview's latest-frame slot).
     pub fn with_tap(mut self, tap: Arc<FrameTap>) -> Self {
         self.tap = Some(tap);
+        self
+    }
+
+    /// Offer every frame to `bypass` before the ring.
+    pub fn with_bypass(mut self, bypass: Option<Bypass>) -> Self {
+        self.bypass = bypass;
         self
     }
 
@@ -276,6 +287,13 @@ impl Capture {
             if let Some(tap) = &self.tap {
                 tap.publish(&frame);
             }
+            let frame = match self.bypass.as_mut() {
+                Some(take) => match take(frame) {
+                    Some(f) => f,
+                    None => continue,
+                },
+                None => frame,
+            };
             if self.feed.is_some() {
                 // Chunks arrive in bursts: hold the decoder back rather than drop raw frames.
                 self.ring.push_wait(frame, RING_WAIT_BROWSER);
