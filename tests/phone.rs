@@ -149,25 +149,6 @@ async fn wait_camera(
     }
 }
 
-fn ffprobe_codec(path: &std::path::Path) -> String {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "default=nw=1:nk=1",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// Mean R, G, B of the frame at `at_s`, scaled down to 32×18.
 fn mean_rgb(path: &std::path::Path, at_s: f64) -> [f64; 3] {
     let out = std::process::Command::new("ffmpeg")
@@ -253,7 +234,7 @@ async fn a_phone_stream_becomes_a_camera_with_clips() {
 
     assert_eq!(meta["camera"], "phone1");
     let file = storage.join(meta["path"].as_str().unwrap());
-    assert_eq!(ffprobe_codec(&file), "h264");
+    assert_eq!(common::rtsp::video_stream(&file).0, "h264");
     let dur = ffprobe_duration(&file);
     assert!((dur - 4.0).abs() <= 0.25, "clip duration {dur}, want pre + post = 4 s");
     // The pictures are the phone's: the blue background of the producer's pattern.
