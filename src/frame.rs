@@ -1,5 +1,6 @@
-//! The units that flow through the pipeline: raw [`Frame`]s from capture and
-//! [`EncodedFrame`]s (H.264 access units) from the encoder.
+//! The units that flow through the pipeline: raw [`Frame`]s from capture,
+//! [`EncodedFrame`]s (H.264 access units) from the encoder, and [`AudioFrame`]s (AAC) from a
+//! camera's sound.
 //!
 //! Both hold their payload as [`Bytes`], so handing a frame to the next stage, to a clip writer
 //! or to a live viewer is a reference-count increment, never a copy of the pixels.
@@ -175,6 +176,36 @@ impl fmt::Debug for EncodedFrame {
             .field("key", &self.keyframe)
             .field("bytes", &self.data.len())
             .finish()
+    }
+}
+
+/// What an AAC stream is: its AudioSpecificConfig and what it says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudioFormat {
+    /// The AudioSpecificConfig (the `codec_data` of `audio/mpeg,mpegversion=4,stream-format=raw`).
+    pub config: Bytes,
+    /// Samples per second.
+    pub rate: u32,
+    /// Channels.
+    pub channels: u16,
+}
+
+/// One encoded AAC frame (raw, no ADTS header): 1024 samples of AAC-LC.
+#[derive(Clone)]
+pub struct AudioFrame {
+    /// The raw AAC access unit.
+    pub data: Bytes,
+    /// Capture time of its first sample on CLOCK_MONOTONIC (the clock video frames are dated by).
+    pub pts: Duration,
+    /// How long it plays.
+    pub duration: Duration,
+    /// The stream it belongs to (a clone of a handle, not of the config's bytes).
+    pub format: AudioFormat,
+}
+
+impl fmt::Debug for AudioFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AudioFrame").field("pts", &self.pts).field("bytes", &self.data.len()).finish()
     }
 }
 

@@ -1,4 +1,5 @@
-//! The pre-roll buffer: encoded H.264 access units in RAM, indexed by GOP.
+//! The pre-roll buffer: encoded H.264 access units in RAM, indexed by GOP, with the camera's
+//! AAC frames interleaved as they arrive (each dated by its capture time, like the video).
 //!
 //! [`PreRollState`] is a pure state machine (no clock, no I/O, no threads): it holds at least
 //! `hold` of media (pre_s + one GOP), evicts whole GOPs from the front, and enforces a hard byte
@@ -7,9 +8,15 @@
 //! clones of [`bytes::Bytes`], never copies of frame data. A reader that falls behind the
 //! eviction point skips ahead to the next keyframe ([`Followed::Lagged`]); it never holds the buffer.
 //!
+//! Sound goes where it arrives: an AAC frame is dated by its first sample's capture time but
+//! comes out of its encoder later than the video of that instant (or, behind a slow video
+//! encoder, earlier), so readers sort it into place by its time, and a reader that starts at a
+//! keyframe may ask for the sound that arrived just before it ([`PreRoll::follow_av_from_time`]).
+//! Eviction takes a GOP with the sound that arrived during it; the byte cap counts both.
+//!
 //! Must never write to storage: this is what keeps the appliance from wearing out its SD card.
 
-use crate::frame::EncodedFrame;
+use crate::frame::{AudioFrame, EncodedFrame};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -32,6 +39,30 @@ pub struct PreRollStats {
     pub evicted_for_cap: u64,
     /// Frames refused because no keyframe had started a GOP yet.
     pub waiting_for_keyframe: u64,
+    /// AAC frames held (counted in `bytes` too, not in `frames`).
+    pub audio_frames: usize,
+}
+
+/// One unit of the buffer: a video access unit or an AAC frame.
+#[derive(Debug, Clone)]
+enum Unit {
+    Video(EncodedFrame),
+    Audio(AudioFrame),
+}
+
+impl Unit {
+    fn pts(&self) -> Duration {
+        match self {
+            Unit::Video(f) => f.pts,
+            Unit::Audio(a) => a.pts,
+        }
+    }
+    fn video(&self) -> Option<&EncodedFrame> {
+        match self {
+            Unit::Video(f) => Some(f),
+            Unit::Audio(_) => None,
+        }
+    }
 }
 
 /// Where a reader stands relative to the buffer.
@@ -39,6 +70,8 @@ pub struct PreRollStats {
 pub enum Lookup {
     /// The frame at that index.
     Frame(EncodedFrame),
+    /// The AAC frame at that index.
+    Audio(AudioFrame),
     /// Not produced yet.
     NotYet,
     /// Evicted; the oldest keyframe still held is at this index.
@@ -48,7 +81,12 @@ pub enum Lookup {
 /// The GOP-indexed buffer, without locking or waiting.
 #[derive(Debug)]
 pub struct PreRollState {
-    frames: VecDeque<EncodedFrame>,
+    frames: VecDeque<Unit>,
+    /// Video frames and AAC frames among `frames`.
+    video: usize,
+    audio: usize,
+    /// End of the newest video frame.
+    video_end: Duration,
     /// Absolute index of `frames[0]`; indexes only grow, so readers can hold them.
     first: u64,
     /// Absolute indexes of the keyframes held, oldest first. `frames[0]` is always a keyframe.
@@ -64,6 +102,9 @@ impl PreRollState {
     pub fn new(hold: Duration, cap_bytes: usize) -> Self {
         PreRollState {
             frames: VecDeque::new(),
+            video: 0,
+            audio: 0,
+            video_end: Duration::ZERO,
             first: 0,
             gop_starts: VecDeque::new(),
             bytes: 0,
@@ -89,24 +130,50 @@ impl PreRollState {
             self.gop_starts.push_back(self.next_index());
         }
         self.bytes += frame.data.len();
-        self.frames.push_back(frame);
+        self.video += 1;
+        self.video_end = frame.pts + frame.duration;
+        self.frames.push_back(Unit::Video(frame));
+        self.evict();
+        !self.frames.is_empty()
+    }
+
+    /// Append an AAC frame. Refused (false) while no keyframe has started a GOP: sound is kept
+    /// only beside video a clip can start from.
+    pub fn push_audio(&mut self, frame: AudioFrame) -> bool {
+        if self.frames.is_empty() {
+            return false;
+        }
+        self.bytes += frame.data.len();
+        self.audio += 1;
+        self.frames.push_back(Unit::Audio(frame));
         self.evict();
         !self.frames.is_empty()
     }
 
     fn end_time(&self) -> Duration {
-        self.frames.back().map(|f| f.pts + f.duration).unwrap_or_default()
+        if self.video == 0 {
+            return Duration::ZERO;
+        }
+        self.video_end
     }
 
     fn pts_at(&self, index: u64) -> Duration {
-        self.frames[(index - self.first) as usize].pts
+        self.frames[(index - self.first) as usize].pts()
     }
 
     fn evict_first_gop(&mut self) {
         let end = self.gop_starts.get(1).copied().unwrap_or_else(|| self.next_index());
         while self.first < end {
-            if let Some(f) = self.frames.pop_front() {
-                self.bytes -= f.data.len();
+            match self.frames.pop_front() {
+                Some(Unit::Video(f)) => {
+                    self.bytes -= f.data.len();
+                    self.video -= 1;
+                }
+                Some(Unit::Audio(a)) => {
+                    self.bytes -= a.data.len();
+                    self.audio -= 1;
+                }
+                None => {}
             }
             self.first += 1;
         }
@@ -134,13 +201,14 @@ impl PreRollState {
     /// Counters and sizes now.
     pub fn stats(&self) -> PreRollStats {
         PreRollStats {
-            frames: self.frames.len(),
+            frames: self.video,
             gops: self.gop_starts.len(),
             bytes: self.bytes,
             buffered: match self.frames.front() {
-                Some(f) => self.end_time().saturating_sub(f.pts),
+                Some(f) => self.end_time().saturating_sub(f.pts()),
                 None => Duration::ZERO,
             },
+            audio_frames: self.audio,
             ..self.stats
         }
     }
@@ -154,7 +222,8 @@ impl PreRollState {
             };
         }
         match self.frames.get((index - self.first) as usize) {
-            Some(f) => Lookup::Frame(f.clone()),
+            Some(Unit::Video(f)) => Lookup::Frame(f.clone()),
+            Some(Unit::Audio(a)) => Lookup::Audio(a.clone()),
             None => Lookup::NotYet,
         }
     }
@@ -178,17 +247,37 @@ impl PreRollState {
         self.gop_starts.back().copied()
     }
 
-    /// All frames from the keyframe at or before `t` to the newest, with the start index.
-    /// Clones `Bytes` handles only.
+    /// All video frames from the keyframe at or before `t` to the newest, with the start
+    /// index. Clones `Bytes` handles only.
     pub fn snapshot_from(&self, t: Duration) -> Option<(u64, Vec<EncodedFrame>)> {
         let start = self.keyframe_at_or_before(t)?;
-        let v = self.frames.range((start - self.first) as usize..).cloned().collect();
+        let v = self.frames.range((start - self.first) as usize..).filter_map(Unit::video).cloned().collect();
         Some((start, v))
     }
 
-    /// Iterate over the frames held, oldest first.
+    /// Iterate over the video frames held, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &EncodedFrame> {
-        self.frames.iter()
+        self.frames.iter().filter_map(Unit::video)
+    }
+
+    /// Iterate over the AAC frames held, in the order they arrived.
+    pub fn audio(&self) -> impl Iterator<Item = &AudioFrame> {
+        self.frames.iter().filter_map(|u| match u {
+            Unit::Audio(a) => Some(a),
+            Unit::Video(_) => None,
+        })
+    }
+
+    /// Where a reader that starts with keyframe `key` should start to also get the sound of
+    /// the `lead` before it: the oldest index at or before `key` from which every unit is
+    /// dated no earlier than the keyframe's time minus `lead` (`key` itself if none is).
+    fn av_start(&self, key: u64, lead: Duration) -> u64 {
+        let from = self.pts_at(key).saturating_sub(lead);
+        let mut start = key;
+        while start > self.first && self.frames[(start - 1 - self.first) as usize].pts() >= from {
+            start -= 1;
+        }
+        start
     }
 }
 
@@ -204,6 +293,8 @@ pub struct PreRoll {
 pub enum Followed {
     /// The next frame in order.
     Frame(EncodedFrame),
+    /// The next AAC frame in arrival order (followers that asked for sound only).
+    Audio(AudioFrame),
     /// The reader fell behind eviction and was moved to the oldest keyframe still held;
     /// `skipped` frames were never seen.
     Lagged {
@@ -241,6 +332,18 @@ impl PreRoll {
         kept
     }
 
+    /// Append an AAC frame and wake readers (see [`PreRollState::push_audio`]).
+    pub fn push_audio(&self, frame: AudioFrame) -> bool {
+        let (kept, next) = {
+            let mut s = self.lock();
+            let kept = s.push_audio(frame);
+            (kept, s.next_index())
+        };
+        self.newest.send_replace(next);
+        self.arrived.notify_all();
+        kept
+    }
+
     /// Counters and sizes now.
     pub fn stats(&self) -> PreRollStats {
         self.lock().stats()
@@ -253,40 +356,90 @@ impl PreRoll {
             let s = self.lock();
             s.keyframe_at_or_before(t).unwrap_or_else(|| s.next_index())
         };
-        Follower { preroll: self.clone(), next, rx: self.newest.subscribe() }
+        Follower {
+            preroll: self.clone(),
+            at: Cursor { next, video_from: next, audio: false },
+            rx: self.newest.subscribe(),
+        }
+    }
+
+    /// [`PreRoll::follow_from_time`] that also yields the AAC frames ([`Followed::Audio`]),
+    /// starting with those that arrived up to `lead` before the keyframe (sound that came out
+    /// of its encoder before the video of the same instant); video older than the keyframe is
+    /// skipped. The reader sorts sound into place by its time.
+    pub fn follow_av_from_time(self: &Arc<Self>, t: Duration, lead: Duration) -> Follower {
+        let (next, video_from) = {
+            let s = self.lock();
+            match s.keyframe_at_or_before(t) {
+                Some(k) => (s.av_start(k, lead), k),
+                None => (s.next_index(), s.next_index()),
+            }
+        };
+        Follower { preroll: self.clone(), at: Cursor { next, video_from, audio: true }, rx: self.newest.subscribe() }
     }
 
     /// A follower that starts with the next keyframe to arrive (live viewers).
     pub fn follow_live(self: &Arc<Self>) -> Follower {
         let next = self.lock().next_index();
-        Follower { preroll: self.clone(), next, rx: self.newest.subscribe() }
+        Follower {
+            preroll: self.clone(),
+            at: Cursor { next, video_from: next, audio: false },
+            rx: self.newest.subscribe(),
+        }
     }
 }
 
 /// A reader walking forward through the buffer as frames arrive.
 pub struct Follower {
     preroll: Arc<PreRoll>,
-    next: u64,
+    at: Cursor,
     rx: watch::Receiver<u64>,
 }
 
-impl Follower {
-    /// Index of the frame [`next`](Self::next) returns next.
-    pub fn position(&self) -> u64 {
-        self.next
-    }
+/// Where a [`Follower`] stands and what it gives.
+struct Cursor {
+    next: u64,
+    /// Video before this index is not given (it precedes the first keyframe).
+    video_from: u64,
+    /// Whether AAC frames are given.
+    audio: bool,
+}
 
-    fn try_next(&mut self) -> Option<Followed> {
-        match self.preroll.lock().get(self.next) {
+impl Cursor {
+    /// What `lookup` (the unit at `next`) means to this reader: `None` to wait for more,
+    /// `Some(None)` for a unit it passes over.
+    fn take(&mut self, lookup: Lookup) -> Option<Option<Followed>> {
+        match lookup {
             Lookup::Frame(f) => {
                 self.next += 1;
-                Some(Followed::Frame(f))
+                Some((self.next > self.video_from).then_some(Followed::Frame(f)))
+            }
+            Lookup::Audio(a) => {
+                self.next += 1;
+                Some(self.audio.then_some(Followed::Audio(a)))
             }
             Lookup::NotYet => None,
             Lookup::Gone(k) => {
                 let skipped = k - self.next;
                 self.next = k;
-                Some(Followed::Lagged { skipped })
+                self.video_from = self.video_from.min(k);
+                Some(Some(Followed::Lagged { skipped }))
+            }
+        }
+    }
+}
+
+impl Follower {
+    /// Index of the frame [`next`](Self::next) returns next.
+    pub fn position(&self) -> u64 {
+        self.at.next
+    }
+
+    fn try_next(&mut self) -> Option<Followed> {
+        let s = self.preroll.lock();
+        loop {
+            if let Some(f) = self.at.take(s.get(self.at.next))? {
+                return Some(f);
             }
         }
     }
@@ -308,17 +461,10 @@ impl Follower {
         let deadline = std::time::Instant::now() + timeout;
         let mut s = self.preroll.lock();
         loop {
-            match s.get(self.next) {
-                Lookup::Frame(f) => {
-                    self.next += 1;
-                    return Followed::Frame(f);
+            while let Some(taken) = self.at.take(s.get(self.at.next)) {
+                if let Some(f) = taken {
+                    return f;
                 }
-                Lookup::Gone(k) => {
-                    let skipped = k - self.next;
-                    self.next = k;
-                    return Followed::Lagged { skipped };
-                }
-                Lookup::NotYet => {}
             }
             let now = std::time::Instant::now();
             if now >= deadline {
@@ -330,120 +476,5 @@ impl Follower {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-
-    const FPS: u64 = 10;
-
-    /// Frame `i` of a 10 fps stream with a keyframe every `gop` frames.
-    fn au(i: u64, gop: u64, size: usize) -> EncodedFrame {
-        let pts = Duration::from_millis(i * 1000 / FPS);
-        EncodedFrame {
-            data: Bytes::from(vec![0u8; size]),
-            pts,
-            dts: pts,
-            duration: Duration::from_millis(1000 / FPS),
-            keyframe: i % gop == 0,
-            seq: i,
-        }
-    }
-
-    #[test]
-    fn refuses_frames_before_first_keyframe() {
-        let mut s = PreRollState::new(Duration::from_secs(1), 1 << 20);
-        assert!(!s.push(au(3, 10, 1)));
-        assert!(s.push(au(10, 10, 1)));
-        assert_eq!(s.stats().waiting_for_keyframe, 1);
-        assert_eq!(s.stats().frames, 1);
-    }
-
-    #[test]
-    fn holds_at_least_hold_and_evicts_whole_gops() {
-        // hold = 5 s + one GOP (1 s) at 10 fps.
-        let mut s = PreRollState::new(Duration::from_secs(6), 1 << 30);
-        for i in 0..200 {
-            s.push(au(i, 10, 100));
-            let st = s.stats();
-            if i >= 60 {
-                assert!(st.buffered >= Duration::from_secs(6), "at {i}: {:?}", st.buffered);
-                // Never more than one extra GOP beyond what is needed.
-                assert!(st.buffered < Duration::from_secs(7) + Duration::from_millis(100), "at {i}: {:?}", st.buffered);
-            }
-            // Oldest frame is always a keyframe.
-            assert!(s.iter().next().unwrap().keyframe);
-        }
-        assert!(s.stats().evicted_gops > 0);
-    }
-
-    #[test]
-    fn byte_cap_is_hard_and_keeps_gop_boundaries() {
-        let mut s = PreRollState::new(Duration::from_secs(60), 2500);
-        for i in 0..100 {
-            s.push(au(i, 10, 100));
-            assert!(s.stats().bytes <= 2500);
-            if let Some(f) = s.iter().next() {
-                assert!(f.keyframe);
-            }
-        }
-        let st = s.stats();
-        assert!(st.evicted_for_cap > 0);
-        assert!(st.frames >= 10, "{st:?}");
-    }
-
-    #[test]
-    fn snapshot_starts_at_keyframe_at_or_before() {
-        let mut s = PreRollState::new(Duration::from_secs(60), 1 << 30);
-        for i in 0..50 {
-            s.push(au(i, 10, 1));
-        }
-        let (start, frames) = s.snapshot_from(Duration::from_millis(2500)).unwrap();
-        assert_eq!(start, 20);
-        assert_eq!(frames.first().unwrap().seq, 20);
-        assert_eq!(frames.last().unwrap().seq, 49);
-        // Older than the buffer: oldest keyframe.
-        assert_eq!(s.keyframe_at_or_before(Duration::ZERO), Some(0));
-    }
-
-    #[test]
-    fn follower_sees_new_frames_and_skips_ahead_when_lagging() {
-        let p = Arc::new(PreRoll::new(Duration::from_secs(1), 1 << 30));
-        for i in 0..10 {
-            p.push(au(i, 5, 1));
-        }
-        let mut f = p.follow_from_time(Duration::from_millis(700));
-        match f.next_blocking(Duration::ZERO) {
-            Followed::Frame(fr) => assert_eq!(fr.seq, 5),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(f.next_blocking(Duration::from_millis(1)), Followed::Frame(_)));
-        // Push far ahead so the follower's position is evicted.
-        for i in 10..60 {
-            p.push(au(i, 5, 1));
-        }
-        match f.next_blocking(Duration::ZERO) {
-            Followed::Lagged { skipped } => assert!(skipped > 0),
-            other => panic!("{other:?}"),
-        }
-        match f.next_blocking(Duration::ZERO) {
-            Followed::Frame(fr) => assert!(fr.keyframe),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn async_follower_wakes_on_push() {
-        let p = std::sync::Arc::new(PreRoll::new(Duration::from_secs(1), 1 << 30));
-        let p2 = p.clone();
-        let h = tokio::spawn(async move {
-            let mut f = p2.follow_from_time(Duration::ZERO);
-            match f.next().await {
-                Followed::Frame(fr) => fr.seq,
-                other => panic!("{other:?}"),
-            }
-        });
-        tokio::task::yield_now().await;
-        p.push(au(0, 5, 1));
-        assert_eq!(h.await.unwrap(), 0);
-    }
-}
+#[path = "preroll_tests.rs"]
+mod tests;

@@ -454,6 +454,7 @@ fn follow_clip(shared: &Arc<Shared>, id: &str, w: &mut Option<Writer>) -> Result
                 }
                 gop.push(f);
             }
+            Followed::Audio(_) => {}
             Followed::Lagged { skipped } => {
                 log::warn!("camera {}: clip {id} writer fell behind, {skipped} frames lost", cam.camera);
                 gop.clear();

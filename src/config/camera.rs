@@ -201,6 +201,9 @@ pub struct CameraConfig {
     /// `source.url`, redacted everywhere. Clips and HLS stay on the main stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_url: Option<String>,
+    /// Sound: none by default; see [`super::AudioConfig`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<super::AudioConfig>,
 }
 
 pub(super) fn default_encoder() -> String {
@@ -252,6 +255,7 @@ impl CameraConfig {
             preview_fps: default_preview_fps(),
             preview_encoder: default_preview_encoder(),
             preview_url: None,
+            audio: None,
         }
     }
 
@@ -267,13 +271,14 @@ impl CameraConfig {
         })
     }
 
-    /// The pre-roll byte cap: configured, or bitrate × (pre_s + 2 GOPs) × 1.5.
+    /// The pre-roll byte cap: configured, or (bitrate + the sound's) × (pre_s + 2 GOPs) × 1.5.
     pub fn preroll_cap_bytes(&self) -> usize {
         match self.preroll_max_bytes {
             Some(b) => b.0 as usize,
             None => {
                 let secs = self.pre_s + 2.0 * self.keyframe_interval_s;
-                (self.bitrate_kbps as f64 * 1000.0 / 8.0 * secs * 1.5) as usize
+                let kbps = self.bitrate_kbps + self.audio.as_ref().map_or(0, |a| a.bitrate_kbps);
+                (kbps as f64 * 1000.0 / 8.0 * secs * 1.5) as usize
             }
         }
     }

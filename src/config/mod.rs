@@ -10,6 +10,7 @@
 //!
 //! Must never panic on input and never touch the camera or the network: a config is data.
 
+mod audio;
 mod bytesize;
 mod camera;
 pub mod fingerprint;
@@ -21,6 +22,7 @@ mod triggers;
 mod uploads;
 mod validate;
 
+pub use self::audio::{AudioConfig, AudioKind, AAC_RATES, AUTO_AAC_ENCODERS};
 pub use self::bytesize::ByteSize;
 pub use self::camera::{CameraConfig, RtspTransport, SourceConfig, SourceKind};
 pub use self::http::{HttpConfig, Switch};

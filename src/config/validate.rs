@@ -162,6 +162,11 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 err(k("preview_url"), "a phone camera has no substream".into());
             }
         }
+        if let Some(audio) = &cam.audio {
+            for (key, message) in audio.problems(cam.source.kind) {
+                err(k(&format!("audio.{key}")), message);
+            }
+        }
         if !valid_element_name(&cam.preview_encoder) {
             let e = &cam.preview_encoder;
             err(k("preview_encoder"), format!("{e:?} must be a GStreamer JPEG encoder element name"));

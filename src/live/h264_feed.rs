@@ -39,7 +39,7 @@ impl H264Feed {
                 Followed::Frame(f) if keyframes_only && !f.keyframe => {}
                 // The decoder starts again at the keyframe that follows (see `JpegEncoder::push`).
                 Followed::Frame(f) => return Some(Frame { data: f.data, format, captured: f.pts, seq: f.seq }),
-                Followed::Lagged { .. } => {}
+                Followed::Audio(_) | Followed::Lagged { .. } => {}
                 Followed::Timeout => return None,
             }
         }

@@ -265,6 +265,7 @@ async fn package(shared: Arc<Shared>, cfg: CutConfig) {
                 let before = w.changes();
                 match next {
                     Followed::Frame(f) => cutter.push(f, w, &crate::time::wall_ms),
+                    Followed::Audio(_) => {}
                     Followed::Lagged { skipped } => {
                         log::warn!("HLS {}: packager fell behind, skipped {skipped} frames", shared.camera);
                         cutter.gap(w);

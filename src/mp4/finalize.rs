@@ -13,7 +13,7 @@
 //! `mp4` module that does file I/O.
 
 use super::boxes::{be_u32, child, path, Bytes, Writer};
-use super::moov::{write_moov, Tables, TrackHeader};
+use super::moov::{write_moov, Media, Tables, TrackHeader};
 use super::parse::{parse, Parsed};
 use super::scan::layout;
 use super::{Mp4Error, TIMESCALE};
@@ -83,29 +83,46 @@ pub(crate) fn pending_flips<D: Bytes + ?Sized>(file: &D, p: &Parsed) -> Vec<u64>
 }
 
 /// The regular `moov` for the fragments `p` found in `file`, exactly as the writer builds it:
-/// `stsd` and the `tkhd` dimensions are copied from the init `moov`.
+/// each track's `stsd`, `tkhd` dimensions, timescale and edits are copied from the init `moov`.
 pub(crate) fn regular_moov<D: Bytes + ?Sized>(file: &D, p: &Parsed) -> Result<Vec<u8>, Mp4Error> {
     if p.composition_offsets {
         return Err(Mp4Error::Malformed("composition time offsets are not supported"));
     }
     let l = layout(file)?;
-    if l.media_timescale != u64::from(TIMESCALE) {
-        return Err(Mp4Error::Malformed("media timescale is not 90 kHz"));
+    if l.tracks.len() != p.tracks.len() {
+        return Err(Mp4Error::Malformed("tracks changed between reads"));
     }
-    let trak = child(file, &p.init, b"trak")?;
-    let stsd = path(file, &trak, &[b"mdia", b"minf", b"stbl", b"stsd"])?;
-    let tkhd = child(file, &trak, b"tkhd")?;
-    let wh = tkhd.body + if file.at(tkhd.body..tkhd.body + 1) == Some(&[1][..]) { 88 } else { 76 };
-    if wh + 8 > tkhd.end {
-        return Err(Mp4Error::Malformed("tkhd too short"));
+    let mut headers = Vec::with_capacity(l.tracks.len());
+    for (t, samples) in l.tracks.iter().zip(&p.tracks) {
+        let stsd = path(file, &t.trak, &[b"mdia", b"minf", b"stbl", b"stsd"])?;
+        let hdlr = path(file, &t.trak, &[b"mdia", b"hdlr"])?;
+        let media = match file.at(hdlr.body + 8..hdlr.body + 12) {
+            Some(b"vide") => {
+                let tkhd = child(file, &t.trak, b"tkhd")?;
+                let wh = tkhd.body + if file.at(tkhd.body..tkhd.body + 1) == Some(&[1][..]) { 88 } else { 76 };
+                if wh + 8 > tkhd.end {
+                    return Err(Mp4Error::Malformed("tkhd too short"));
+                }
+                if t.media_timescale != u64::from(TIMESCALE) {
+                    return Err(Mp4Error::Malformed("video timescale is not 90 kHz"));
+                }
+                Media::Video { width: be_u32(file, wh)?, height: be_u32(file, wh + 4)? }
+            }
+            Some(b"soun") => Media::Audio,
+            _ => return Err(Mp4Error::Malformed("a track neither video nor sound")),
+        };
+        headers.push(TrackHeader {
+            id: samples.id,
+            stsd: file.at(stsd.start..stsd.end).ok_or(Mp4Error::Truncated("stsd"))?,
+            media,
+            timescale: u32::try_from(t.media_timescale).map_err(|_| Mp4Error::Malformed("timescale"))?,
+            empty_edit: t.elst.as_ref().map_or(0, |e| e.empty),
+            edit_media_time: t.elst.as_ref().map_or(0, |e| e.media_time),
+        });
     }
-    let header = TrackHeader {
-        stsd: file.at(stsd.start..stsd.end).ok_or(Mp4Error::Truncated("stsd"))?,
-        width: be_u32(file, wh)?,
-        height: be_u32(file, wh + 4)?,
-        edit_media_time: l.elst.map_or(0, |e| e.1),
-    };
-    let mut w = Writer::with_capacity(1024 + 4 * p.samples.len() + 4 * p.chunks.len());
-    write_moov(&mut w, &header, Some(Tables { samples: &p.samples, chunks: &p.chunks }));
+    let tables: Vec<Tables> = p.tracks.iter().map(|t| Tables { samples: &t.samples, chunks: &t.chunks }).collect();
+    let mut w =
+        Writer::with_capacity(1024 + 4 * p.sample_count() + 4 * tables.iter().map(|t| t.chunks.len()).sum::<usize>());
+    write_moov(&mut w, &headers, Some(&tables));
     Ok(w.buf)
 }

@@ -1,5 +1,6 @@
-//! Fragmented MP4 (ISO BMFF, CMAF-style) writer for H.264 clips, with an edit list that trims
-//! the lead-in from the keyframe before T − pre to T − pre exactly; its finalization into a
+//! Fragmented MP4 (ISO BMFF, CMAF-style) writer for H.264 clips and their AAC sound (a second
+//! track, [`AudioTrack`]), with edit lists that trim the lead-in from the keyframe before
+//! T − pre to T − pre exactly and start the sound at the same instant; its finalization into a
 //! regular MP4 ([`FragmentedMp4::finalize`], [`apply_finalize`]); and the recovery helpers
 //! ([`scan`], [`finalize_from_file`], [`duration_patches`]) that make a crashed clip playable
 //! up to its last complete fragment, reading a file on disk through a [`FileView`] (its box
@@ -19,6 +20,7 @@
 //! 4-byte writes + sync) and [`FileView::read`] (bounded reads with seeks). Samples are
 //! Annex-B access units; SPS/PPS live in `avcC` only.
 
+pub mod aac;
 mod boxes;
 mod finalize;
 #[cfg(test)]
@@ -30,23 +32,26 @@ mod scan;
 #[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]
+mod tests_audio;
+#[cfg(test)]
 mod tests_finalize;
 #[cfg(test)]
 mod tests_view;
 mod view;
 
+pub use aac::AudioConfig;
 pub use boxes::Bytes;
 pub use finalize::{apply_finalize, finalize_from_file, Finalize};
 pub use scan::{duration_patches, scan, Scan};
 pub use view::{FileView, MAX_MOOV};
 
 use boxes::Writer;
-use moov::{Chunk, SampleEntry, Tables, TrackHeader};
+use moov::{Chunk, Media, SampleEntry, Tables, TrackHeader};
 
 pub use crate::time::{ticks, TIMESCALE};
 /// Movie timescale (`mvhd`, `tkhd`, `elst.segment_duration`): milliseconds.
 pub const MOVIE_TIMESCALE: u32 = 1_000;
-/// The only track's id.
+/// The video track's id.
 const TRACK_ID: u32 = 1;
 /// `trun` sample flags: a sync sample (depends on no other sample).
 const FLAGS_SYNC: u32 = 0x0200_0000;
@@ -84,7 +89,59 @@ pub enum Mp4Error {
     Malformed(&'static str),
 }
 
-/// A fragmented MP4 writer for one H.264 track. Pure: returns bytes for the caller to write.
+/// The AAC track of a clip with sound (track 2), as [`FragmentedMp4::new_av`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioTrack {
+    /// The AudioSpecificConfig (ISO/IEC 14496-3), as in the encoder's or camera's `codec_data`.
+    pub config: Vec<u8>,
+    /// Sample rate: the track's timescale (below 65 536).
+    pub rate: u32,
+    /// Channels.
+    pub channels: u16,
+    /// Silence before the track's first sample ([`MOVIE_TIMESCALE`]): sound that starts after
+    /// the clip's first presented frame (an empty edit).
+    pub delay: u64,
+    /// Media time (samples) of the first sample presented: the part of the first frame that
+    /// lies before the clip's first presented frame.
+    pub edit_media_time: u64,
+}
+
+/// One AAC frame to write (raw, no ADTS header).
+#[derive(Debug, Clone, Copy)]
+pub struct AudioSample<'a> {
+    /// The raw AAC access unit.
+    pub data: &'a [u8],
+    /// Duration in samples (the track's timescale): 1024 for AAC-LC, more across a gap.
+    pub duration: u32,
+}
+
+/// The audio track's id.
+const AUDIO_TRACK_ID: u32 = 2;
+
+/// What the writer remembers of one track's samples (for the regular `moov`).
+#[derive(Debug, Clone, Default)]
+struct TrackLog {
+    /// Sum of the durations of the samples written so far (= next `tfdt`).
+    media_duration: u64,
+    entries: Vec<SampleEntry>,
+    /// One chunk per fragment holding samples of the track.
+    chunks: Vec<Chunk>,
+}
+
+impl TrackLog {
+    fn log(&mut self, offset: u64, durations: impl Iterator<Item = (u32, bool)>, sizes: &[u32]) {
+        let before = self.entries.len();
+        self.entries.extend(durations.zip(sizes).map(|((duration, sync), &size)| SampleEntry { size, duration, sync }));
+        let added = &self.entries[before..];
+        if !added.is_empty() {
+            self.chunks.push(Chunk { offset, samples: added.len() as u32 });
+        }
+        self.media_duration += added.iter().map(|e| u64::from(e.duration)).sum::<u64>();
+    }
+}
+
+/// A fragmented MP4 writer for one H.264 track and, optionally, one AAC track. Pure: returns
+/// bytes for the caller to write.
 #[derive(Debug, Clone)]
 pub struct FragmentedMp4 {
     sps: Vec<Vec<u8>>,
@@ -92,20 +149,16 @@ pub struct FragmentedMp4 {
     width: u32,
     height: u32,
     edit_media_time: u64,
+    audio: Option<AudioTrack>,
     /// `mfhd.sequence_number` of the next fragment (starts at 1).
     next_sequence: u32,
-    /// Sum of the durations of the samples written so far (= next `tfdt`).
-    media_duration: u64,
-    samples: u64,
+    video: TrackLog,
+    sound: TrackLog,
     /// Bytes produced so far: [`FragmentedMp4::init_segment`] plus every fragment, i.e. the file
     /// offset of the next fragment when the caller writes them back to back.
     written: u64,
     /// File offset of the init segment's `moov` box.
     init_moov_at: u64,
-    /// Every sample written, in order (for the regular `moov` of [`FragmentedMp4::finalize`]).
-    entries: Vec<SampleEntry>,
-    /// One chunk per fragment: where its sample data starts, how many samples.
-    chunks: Vec<Chunk>,
     /// File offset of each fragment's `moof` box.
     moofs: Vec<u64>,
 }
@@ -116,6 +169,17 @@ impl FragmentedMp4 {
     /// when the SPS cannot be read that far). `edit_media_time`: media time ([`TIMESCALE`]) of the first presented sample
     /// relative to the first sample in the file.
     pub fn new(first_keyframe: &[u8], width: u32, height: u32, edit_media_time: u64) -> Result<Self, Mp4Error> {
+        Self::new_av(first_keyframe, width, height, edit_media_time, None)
+    }
+
+    /// [`FragmentedMp4::new`] with an AAC track beside the video when `audio` is given.
+    pub fn new_av(
+        first_keyframe: &[u8],
+        width: u32,
+        height: u32,
+        edit_media_time: u64,
+        audio: Option<AudioTrack>,
+    ) -> Result<Self, Mp4Error> {
         let (mut sps, mut pps) = (Vec::<Vec<u8>>::new(), Vec::<Vec<u8>>::new());
         for nal in nal_units(first_keyframe) {
             let list = match nal_type(nal) {
@@ -134,6 +198,11 @@ impl FragmentedMp4 {
         if sps.iter().chain(&pps).any(|n| n.len() > usize::from(u16::MAX)) {
             return Err(Mp4Error::Malformed("parameter set longer than 65535 bytes"));
         }
+        if let Some(a) = &audio {
+            if a.rate == 0 || a.rate > 0xffff || a.channels == 0 || a.config.len() < 2 || a.config.len() > 64 {
+                return Err(Mp4Error::Malformed("audio track: rate 1–65535, channels ≥ 1, 2–64 bytes of config"));
+            }
+        }
         sps.truncate(31);
         pps.truncate(255);
         // The size the stream itself says (the caller's is a fallback): a camera that changed
@@ -145,13 +214,12 @@ impl FragmentedMp4 {
             width,
             height,
             edit_media_time,
+            audio,
             next_sequence: 1,
-            media_duration: 0,
-            samples: 0,
+            video: TrackLog::default(),
+            sound: TrackLog::default(),
             written: 0,
             init_moov_at: 0,
-            entries: Vec::new(),
-            chunks: Vec::new(),
             moofs: Vec::new(),
         };
         let init = mp4.init_segment();
@@ -171,27 +239,55 @@ impl FragmentedMp4 {
         }
         w.close(ftyp);
 
-        self.write_init_moov(&mut w);
+        let stsds = self.stsds();
+        moov::write_moov(&mut w, &self.headers(&stsds), None);
         w.buf
     }
 
-    fn header<'a>(&self, stsd: &'a [u8]) -> TrackHeader<'a> {
-        TrackHeader { stsd, width: self.width << 16, height: self.height << 16, edit_media_time: self.edit_media_time }
+    /// Whether the file has an AAC track.
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
     }
 
-    fn write_init_moov(&self, w: &mut Writer) {
-        let stsd = self.stsd();
-        moov::write_moov(w, &self.header(&stsd), None);
+    fn headers<'a>(&self, stsds: &'a [Vec<u8>]) -> Vec<TrackHeader<'a>> {
+        let mut tracks = vec![TrackHeader {
+            id: TRACK_ID,
+            stsd: &stsds[0],
+            media: Media::Video { width: self.width << 16, height: self.height << 16 },
+            timescale: TIMESCALE,
+            empty_edit: 0,
+            edit_media_time: self.edit_media_time,
+        }];
+        if let (Some(a), Some(stsd)) = (&self.audio, stsds.get(1)) {
+            tracks.push(TrackHeader {
+                id: AUDIO_TRACK_ID,
+                stsd,
+                media: Media::Audio,
+                timescale: a.rate,
+                empty_edit: a.delay,
+                edit_media_time: a.edit_media_time,
+            });
+        }
+        tracks
     }
 
-    /// The `stsd` box: one `avc1` sample entry with its `avcC`.
-    fn stsd(&self) -> Vec<u8> {
+    /// One `stsd` box per track: `avc1` with its `avcC`, then `mp4a` with its `esds`.
+    fn stsds(&self) -> Vec<Vec<u8>> {
         let mut w = Writer::with_capacity(256);
         let stsd = w.open_full(b"stsd", 0, 0);
         w.u32(1);
         self.write_avc1(&mut w);
         w.close(stsd);
-        w.buf
+        let mut out = vec![w.buf];
+        if let Some(a) = &self.audio {
+            let mut w = Writer::with_capacity(128);
+            let stsd = w.open_full(b"stsd", 0, 0);
+            w.u32(1);
+            aac::write_mp4a(&mut w, &a.config, a.rate, a.channels);
+            w.close(stsd);
+            out.push(w.buf);
+        }
+        out
     }
 
     fn write_avc1(&self, w: &mut Writer) {
@@ -229,23 +325,26 @@ impl FragmentedMp4 {
     /// One `moof` + `mdat` holding `samples` (empty input: empty output, nothing counted).
     /// NAL units become 4-byte length-prefixed; SPS, PPS and AUD NALs are dropped.
     pub fn fragment(&mut self, samples: &[Sample]) -> Vec<u8> {
-        if samples.is_empty() {
-            return Vec::new();
-        }
-        let (buf, sizes, data_offset) = write_fragment(self.next_sequence, self.media_duration, samples);
+        self.fragment_av(samples, &[])
+    }
+
+    /// One `moof` + `mdat` with the video `samples` and the AAC frames `audio` (a file without
+    /// an audio track ignores them). Either may be empty; both empty: empty output.
+    pub fn fragment_av(&mut self, samples: &[Sample], audio: &[AudioSample]) -> Vec<u8> {
+        let audio = if self.audio.is_some() { audio } else { &[] };
+        let bases = [self.video.media_duration, self.sound.media_duration];
+        let Some(f) = write_fragment(self.next_sequence, bases, samples, audio) else { return Vec::new() };
         let moof_at = self.written;
         self.moofs.push(moof_at);
-        self.chunks.push(Chunk { offset: moof_at + u64::from(data_offset), samples: samples.len() as u32 });
-        self.entries.extend(samples.iter().zip(&sizes).map(|(s, &size)| SampleEntry {
-            size,
-            duration: s.duration,
-            sync: s.keyframe,
-        }));
-        self.written += buf.len() as u64;
+        self.video.log(
+            moof_at + u64::from(f.offsets[0]),
+            samples.iter().map(|s| (s.duration, s.keyframe)),
+            &f.sizes[0],
+        );
+        self.sound.log(moof_at + u64::from(f.offsets[1]), audio.iter().map(|s| (s.duration, true)), &f.sizes[1]);
+        self.written += f.bytes.len() as u64;
         self.next_sequence = self.next_sequence.wrapping_add(1);
-        self.media_duration += samples.iter().map(|s| u64::from(s.duration)).sum::<u64>();
-        self.samples += samples.len() as u64;
-        buf
+        f.bytes
     }
 
     /// A stand-alone `moof` + `mdat` (a CMAF chunk) with the given `mfhd` sequence number and
@@ -253,20 +352,35 @@ impl FragmentedMp4 {
     /// this writer's [`init_segment`](Self::init_segment). Remembers nothing, so memory stays
     /// flat however long the stream runs; [`finalize`](Self::finalize) does not see these.
     pub fn live_fragment(&self, sequence: u32, base_media_time: u64, samples: &[Sample]) -> Vec<u8> {
-        if samples.is_empty() {
-            return Vec::new();
-        }
-        write_fragment(sequence, base_media_time, samples).0
+        self.live_fragment_av(sequence, [base_media_time, 0], samples, &[])
     }
 
-    /// Total media duration written so far (sum of sample durations, [`TIMESCALE`]).
+    /// [`FragmentedMp4::live_fragment`] with AAC frames: `bases` are the video's and the audio's
+    /// `tfdt` (each in its track's timescale).
+    pub fn live_fragment_av(
+        &self,
+        sequence: u32,
+        bases: [u64; 2],
+        samples: &[Sample],
+        audio: &[AudioSample],
+    ) -> Vec<u8> {
+        let audio = if self.audio.is_some() { audio } else { &[] };
+        write_fragment(sequence, bases, samples, audio).map(|f| f.bytes).unwrap_or_default()
+    }
+
+    /// Total video media duration written so far (sum of sample durations, [`TIMESCALE`]).
     pub fn media_duration(&self) -> u64 {
-        self.media_duration
+        self.video.media_duration
     }
 
-    /// Samples written so far.
+    /// Video samples written so far.
     pub fn sample_count(&self) -> u64 {
-        self.samples
+        self.video.entries.len() as u64
+    }
+
+    /// Audio written so far: (samples, duration in the track's timescale).
+    pub fn audio_written(&self) -> (u64, u64) {
+        (self.sound.entries.len() as u64, self.sound.media_duration)
     }
 
     /// Bytes produced so far (init segment + fragments): the file's length when the caller
@@ -279,19 +393,37 @@ impl FragmentedMp4 {
     /// Offsets assume the caller wrote [`FragmentedMp4::init_segment`] at offset 0 and then
     /// every non-empty [`FragmentedMp4::fragment`] back to back, nothing else.
     pub fn finalize(&self) -> Finalize {
-        let stsd = self.stsd();
-        let mut w = Writer::with_capacity(1024 + 4 * self.entries.len() + 4 * self.chunks.len());
-        moov::write_moov(&mut w, &self.header(&stsd), Some(Tables { samples: &self.entries, chunks: &self.chunks }));
+        let stsds = self.stsds();
+        let samples = self.video.entries.len() + self.sound.entries.len();
+        let mut w = Writer::with_capacity(1024 + 4 * samples + 4 * self.moofs.len());
+        let tables = [
+            Tables { samples: &self.video.entries, chunks: &self.video.chunks },
+            Tables { samples: &self.sound.entries, chunks: &self.sound.chunks },
+        ];
+        let headers = self.headers(&stsds);
+        moov::write_moov(&mut w, &headers, Some(&tables[..headers.len()]));
         let flips = std::iter::once(self.init_moov_at).chain(self.moofs.iter().copied()).map(|at| at + 4).collect();
         Finalize { moov: w.buf, flips }
     }
 }
 
-/// `moof` + `mdat` for `samples` (non-empty): the bytes, each sample's size in the `mdat`,
-/// and the `trun` data offset (from the start of `moof` to the first sample byte).
-fn write_fragment(sequence: u32, base_media_time: u64, samples: &[Sample]) -> (Vec<u8>, Vec<u32>, u32) {
-    let mut payload = Vec::with_capacity(samples.iter().map(|s| s.data.len()).sum());
-    let mut sizes = Vec::with_capacity(samples.len());
+/// What [`write_fragment`] made: the bytes, and per track (video, audio) each sample's size in
+/// the `mdat` and the offset of its first sample from the start of `moof`.
+struct Fragment {
+    bytes: Vec<u8>,
+    sizes: [Vec<u32>; 2],
+    offsets: [u32; 2],
+}
+
+/// `moof` + `mdat` for `samples` and `audio` (None when both are empty): one `traf` per track
+/// with samples, the video's data first in the `mdat`. `bases`: each track's `tfdt`.
+fn write_fragment(sequence: u32, bases: [u64; 2], samples: &[Sample], audio: &[AudioSample]) -> Option<Fragment> {
+    if samples.is_empty() && audio.is_empty() {
+        return None;
+    }
+    let audio_bytes: usize = audio.iter().map(|s| s.data.len()).sum();
+    let mut payload = Vec::with_capacity(samples.iter().map(|s| s.data.len()).sum::<usize>() + audio_bytes);
+    let mut sizes = [Vec::with_capacity(samples.len()), Vec::with_capacity(audio.len())];
     for s in samples {
         let before = payload.len();
         for nal in nal_units(s.data) {
@@ -301,37 +433,60 @@ fn write_fragment(sequence: u32, base_media_time: u64, samples: &[Sample]) -> (V
             payload.extend_from_slice(&(nal.len() as u32).to_be_bytes());
             payload.extend_from_slice(nal);
         }
-        sizes.push((payload.len() - before) as u32);
+        sizes[0].push((payload.len() - before) as u32);
+    }
+    let video_bytes = payload.len();
+    for s in audio {
+        payload.extend_from_slice(s.data);
+        sizes[1].push(s.data.len() as u32);
     }
     let mdat_header = if payload.len() as u64 + 8 > u64::from(u32::MAX) { 16 } else { 8 };
 
-    let mut w = Writer::with_capacity(payload.len() + 128 + 12 * samples.len());
+    let mut w = Writer::with_capacity(payload.len() + 200 + 12 * samples.len() + 8 * audio.len());
     let moof = w.open(b"moof");
     let mfhd = w.open_full(b"mfhd", 0, 0);
     w.u32(sequence);
     w.close(mfhd);
-    let traf = w.open(b"traf");
-    let tfhd = w.open_full(b"tfhd", 0, 0x02_0000); // default-base-is-moof
-    w.u32(TRACK_ID);
-    w.close(tfhd);
-    let tfdt = w.open_full(b"tfdt", 1, 0);
-    w.u64(base_media_time);
-    w.close(tfdt);
-    // data-offset | sample-duration | sample-size | sample-flags
-    let trun = w.open_full(b"trun", 0, 0x0001 | 0x0100 | 0x0200 | 0x0400);
-    w.u32(samples.len() as u32);
-    let data_offset_at = w.buf.len();
-    w.u32(0); // data_offset (set below)
-    for (s, size) in samples.iter().zip(&sizes) {
-        w.u32(s.duration);
-        w.u32(*size);
-        w.u32(if s.keyframe { FLAGS_SYNC } else { FLAGS_NON_SYNC });
+    let mut offset_fields = [None, None];
+    if !samples.is_empty() {
+        offset_fields[0] = Some(write_traf(&mut w, TRACK_ID, bases[0], |w| {
+            // data-offset | sample-duration | sample-size | sample-flags
+            let trun = w.open_full(b"trun", 0, 0x0001 | 0x0100 | 0x0200 | 0x0400);
+            w.u32(samples.len() as u32);
+            let at = w.buf.len();
+            w.u32(0); // data_offset (set below)
+            for (s, size) in samples.iter().zip(&sizes[0]) {
+                w.u32(s.duration);
+                w.u32(*size);
+                w.u32(if s.keyframe { FLAGS_SYNC } else { FLAGS_NON_SYNC });
+            }
+            w.close(trun);
+            at
+        }));
     }
-    w.close(trun);
-    w.close(traf);
+    if !audio.is_empty() {
+        offset_fields[1] = Some(write_traf(&mut w, AUDIO_TRACK_ID, bases[1], |w| {
+            // data-offset | sample-duration | sample-size; flags from `trex` (sync)
+            let trun = w.open_full(b"trun", 0, 0x0001 | 0x0100 | 0x0200);
+            w.u32(audio.len() as u32);
+            let at = w.buf.len();
+            w.u32(0);
+            for (s, size) in audio.iter().zip(&sizes[1]) {
+                w.u32(s.duration);
+                w.u32(*size);
+            }
+            w.close(trun);
+            at
+        }));
+    }
     w.close(moof);
-    let data_offset = (w.buf.len() - moof + mdat_header) as u32;
-    w.buf[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
+    let video_offset = (w.buf.len() - moof + mdat_header) as u32;
+    let offsets = [video_offset, video_offset + video_bytes as u32];
+    for (field, offset) in offset_fields.iter().zip(offsets) {
+        if let Some(at) = *field {
+            w.buf[at..at + 4].copy_from_slice(&offset.to_be_bytes());
+        }
+    }
 
     if mdat_header == 16 {
         w.u32(1);
@@ -342,7 +497,22 @@ fn write_fragment(sequence: u32, base_media_time: u64, samples: &[Sample]) -> (V
         w.bytes(b"mdat");
     }
     w.bytes(&payload);
-    (w.buf, sizes, data_offset)
+    Some(Fragment { bytes: w.buf, sizes, offsets })
+}
+
+/// A `traf` for track `id` with `tfdt` = `base`; `trun` writes the `trun` and returns where
+/// its data offset goes.
+fn write_traf(w: &mut Writer, id: u32, base: u64, trun: impl FnOnce(&mut Writer) -> usize) -> usize {
+    let traf = w.open(b"traf");
+    let tfhd = w.open_full(b"tfhd", 0, 0x02_0000); // default-base-is-moof
+    w.u32(id);
+    w.close(tfhd);
+    let tfdt = w.open_full(b"tfdt", 1, 0);
+    w.u64(base);
+    w.close(tfdt);
+    let at = trun(w);
+    w.close(traf);
+    at
 }
 
 /// The NAL units of an Annex-B buffer (3- or 4-byte start codes), without start codes or

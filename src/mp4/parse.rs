@@ -1,20 +1,22 @@
 //! Walking a file written by [`super::FragmentedMp4`] at any stage of its life: fragmented and
 //! possibly torn at the end (a crash while recording), fragmented with a trailing regular
 //! `moov` (a crash during finalization), or finalized (init `moov` and every `moof` retyped
-//! `free`). Collects the per-sample table the regular `moov` needs from each `trun`.
+//! `free`). Collects the per-sample table the regular `moov` needs from each `trun`, per track
+//! (the video, and the sound when the clip has it).
 //!
 //! Works on the [`Bytes`] the caller read (a slice, or a [`super::FileView`]); must never do
 //! I/O, modify its input, or trust a box size or sample count without bounds checks (a crashed
 //! file may end anywhere, in garbage).
 
-use super::boxes::{be_u32, children, header, path, BoxRef, Bytes};
+use super::boxes::{be_u32, child, children, header, BoxRef, Bytes};
 use super::moov::{Chunk, SampleEntry};
 use super::Mp4Error;
 
 /// `trun`/`tfhd`/`trex` sample flags bit: `sample_is_non_sync_sample`.
 const NON_SYNC: u32 = 0x0001_0000;
 
-/// Most samples taken from one file: an hour (the longest clip) at 240 fps is 864 000. More is
+/// Most samples taken from one file: an hour (the longest clip) at 240 fps is 864 000, its
+/// sound at 48 kHz 168 750 AAC frames. More is
 /// garbage, and stops the walk like a torn fragment (a `trun` without per-sample fields could
 /// otherwise claim 4 billion samples in a few bytes).
 pub(crate) const MAX_SAMPLES: u64 = 1 << 20;
@@ -26,16 +28,32 @@ pub(crate) struct Parsed {
     pub(crate) init: BoxRef,
     /// Every complete fragment: its `moof` offset and whether it is still typed `moof`.
     pub(crate) moofs: Vec<(usize, bool)>,
-    /// Every sample of those fragments, in order.
-    pub(crate) samples: Vec<SampleEntry>,
-    /// One chunk per `trun`.
-    pub(crate) chunks: Vec<Chunk>,
+    /// The samples of those fragments, per track of the init `moov` (in `trak` order).
+    pub(crate) tracks: Vec<TrackSamples>,
     /// Some `trun` has composition time offsets (never written here; not finalizable).
     pub(crate) composition_offsets: bool,
     /// End of the last complete fragment (`init.end` if none).
     pub(crate) fragments_end: usize,
     /// A complete `moov` without `mvex` right after the fragments (a regular `moov`).
     pub(crate) trailer: Option<BoxRef>,
+}
+
+/// One track's samples, in order, and its chunks (one per `trun`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TrackSamples {
+    /// `tkhd.track_ID`.
+    pub(crate) id: u32,
+    pub(crate) samples: Vec<SampleEntry>,
+    pub(crate) chunks: Vec<Chunk>,
+    /// `trex` defaults.
+    defaults: Defaults,
+}
+
+impl Parsed {
+    /// Samples of every track.
+    pub(crate) fn sample_count(&self) -> usize {
+        self.tracks.iter().map(|t| t.samples.len()).sum()
+    }
 }
 
 /// Whether `b` is a `free` box whose payload starts with a child box of type `first`: a box
@@ -76,30 +94,36 @@ struct Defaults {
 /// first incomplete or inconsistent one, then an optional trailing regular `moov`.
 pub(crate) fn parse<D: Bytes + ?Sized>(file: &D) -> Result<Parsed, Mp4Error> {
     let init = find_init(file)?;
-    let trex = match path(file, &init, &[b"mvex", b"trex"]) {
-        Ok(t) => Defaults {
-            duration: be_u32(file, t.body + 12)?,
-            size: be_u32(file, t.body + 16)?,
-            flags: be_u32(file, t.body + 20)?,
-        },
-        Err(Mp4Error::MissingBox(_)) => Defaults::default(),
-        Err(e) => return Err(e),
-    };
-    let mut p = Parsed {
-        init,
-        moofs: Vec::new(),
-        samples: Vec::new(),
-        chunks: Vec::new(),
-        composition_offsets: false,
-        fragments_end: init.end,
-        trailer: None,
-    };
+    let mut tracks = Vec::new();
+    let kids = children(file, init.body, init.end)?;
+    for trak in kids.iter().filter(|b| &b.typ == b"trak") {
+        let tkhd = child(file, trak, b"tkhd")?;
+        let v1 = file.at(tkhd.body..tkhd.body + 1) == Some(&[1][..]);
+        tracks.push(TrackSamples { id: be_u32(file, tkhd.body + if v1 { 20 } else { 12 })?, ..Default::default() });
+    }
+    if tracks.is_empty() {
+        return Err(Mp4Error::MissingBox("trak".into()));
+    }
+    if let Some(mvex) = kids.iter().find(|b| &b.typ == b"mvex") {
+        for trex in children(file, mvex.body, mvex.end)?.iter().filter(|b| &b.typ == b"trex") {
+            let id = be_u32(file, trex.body + 4)?;
+            if let Some(t) = tracks.iter_mut().find(|t| t.id == id) {
+                t.defaults = Defaults {
+                    duration: be_u32(file, trex.body + 12)?,
+                    size: be_u32(file, trex.body + 16)?,
+                    flags: be_u32(file, trex.body + 20)?,
+                };
+            }
+        }
+    }
+    let mut p =
+        Parsed { init, moofs: Vec::new(), tracks, composition_offsets: false, fragments_end: init.end, trailer: None };
     let mut pos = init.end;
     while let Ok(Some((b, true))) = header(file, pos) {
         match &b.typ {
             b"moof" | b"free" if &b.typ == b"moof" || retyped(file, &b, b"mfhd") => {
                 let Ok(Some((mdat, true))) = header(file, b.end) else { break };
-                if &mdat.typ != b"mdat" || !fragment(file, &b, &mdat, trex, &mut p) {
+                if &mdat.typ != b"mdat" || !fragment(file, &b, &mdat, &mut p) {
                     break;
                 }
                 p.moofs.push((b.start, &b.typ == b"moof"));
@@ -121,33 +145,39 @@ pub(crate) fn parse<D: Bytes + ?Sized>(file: &D) -> Result<Parsed, Mp4Error> {
 }
 
 /// Append the samples and chunks of one `moof` whose sample data must lie inside `mdat` to
-/// `p`; `false` (and `p` untouched) if the `moof` does not parse or points outside its `mdat`.
-fn fragment<D: Bytes + ?Sized>(data: &D, moof: &BoxRef, mdat: &BoxRef, trex: Defaults, p: &mut Parsed) -> bool {
-    let (mut samples, mut chunks) = (Vec::new(), Vec::new());
-    let room = MAX_SAMPLES.saturating_sub(p.samples.len() as u64);
-    let Some(cts) = fragment_into(data, moof, mdat, trex, room, &mut samples, &mut chunks) else { return false };
-    p.samples.extend(samples);
-    p.chunks.extend(chunks);
+/// `p`; `false` (and `p` untouched) if the `moof` does not parse, names a track the init
+/// segment does not have, or points outside its `mdat`.
+fn fragment<D: Bytes + ?Sized>(data: &D, moof: &BoxRef, mdat: &BoxRef, p: &mut Parsed) -> bool {
+    let mut found: Vec<TrackSamples> =
+        p.tracks.iter().map(|t| TrackSamples { id: t.id, defaults: t.defaults, ..Default::default() }).collect();
+    let room = MAX_SAMPLES.saturating_sub(p.sample_count() as u64);
+    let Some(cts) = fragment_into(data, moof, mdat, room, &mut found) else { return false };
+    for (t, f) in p.tracks.iter_mut().zip(found) {
+        t.samples.extend(f.samples);
+        t.chunks.extend(f.chunks);
+    }
     p.composition_offsets |= cts;
     true
 }
 
-/// [`fragment`]'s walk: at most `room` samples; returns whether some `trun` has composition
-/// time offsets.
+/// [`fragment`]'s walk: at most `room` samples in all; returns whether some `trun` has
+/// composition time offsets.
 fn fragment_into<D: Bytes + ?Sized>(
     data: &D,
     moof: &BoxRef,
     mdat: &BoxRef,
-    trex: Defaults,
     room: u64,
-    samples: &mut Vec<SampleEntry>,
-    chunks: &mut Vec<Chunk>,
+    tracks: &mut [TrackSamples],
 ) -> Option<bool> {
     let mut cts = false;
+    let mut taken = 0u64;
     for traf in children(data, moof.body, moof.end).ok()?.iter().filter(|b| &b.typ == b"traf") {
         let kids = children(data, traf.body, traf.end).ok()?;
         let tfhd = kids.iter().find(|b| &b.typ == b"tfhd")?;
         let flags = be_u32(data, tfhd.body).ok()? & 0xff_ffff;
+        let id = be_u32(data, tfhd.body + 4).ok()?;
+        let track = tracks.iter_mut().find(|t| t.id == id)?;
+        let trex = track.defaults;
         if flags & 0x01 != 0 {
             return None; // explicit base-data-offset: never written here
         }
@@ -186,9 +216,10 @@ fn fragment_into<D: Bytes + ?Sized>(
             if trun.end < at || ((trun.end - at) as u64) < u64::from(count) * per as u64 {
                 return None;
             }
-            if samples.len() as u64 + u64::from(count) > room {
+            if taken + u64::from(count) > room {
                 return None;
             }
+            taken += u64::from(count);
             cts |= f & 0x800 != 0;
             let mut bytes = 0u64;
             for i in 0..count {
@@ -205,13 +236,13 @@ fn fragment_into<D: Bytes + ?Sized>(
                 let sample_flags = field(0x400, default_flags)?;
                 field(0x800, 0)?;
                 bytes += u64::from(size);
-                samples.push(SampleEntry { size, duration, sync: sample_flags & NON_SYNC == 0 });
+                track.samples.push(SampleEntry { size, duration, sync: sample_flags & NON_SYNC == 0 });
             }
             if start < mdat.body as i64 || start as u64 + bytes > mdat.end as u64 {
                 return None;
             }
             if count > 0 {
-                chunks.push(Chunk { offset: start as u64, samples: count });
+                track.chunks.push(Chunk { offset: start as u64, samples: count });
             }
             next_data = start as u64 + bytes;
         }

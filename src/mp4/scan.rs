@@ -6,7 +6,7 @@
 //! I/O, modify its input, or trust a box size without bounds checks (a crashed file may end
 //! anywhere, in garbage).
 
-use super::boxes::{be_u32, be_var, child, path, BoxRef, Bytes};
+use super::boxes::{be_u32, be_var, child, children, path, BoxRef, Bytes};
 use super::finalize::{pending_flips, regular_moov};
 use super::parse::{find_init, parse};
 use super::Mp4Error;
@@ -21,12 +21,14 @@ pub struct Scan {
     pub valid_len: u64,
     /// Complete fragments.
     pub fragments: u64,
-    /// Samples in the complete fragments.
+    /// Video samples in the complete fragments.
     pub samples: u64,
-    /// Sum of their durations (media timescale).
+    /// Sum of their durations (the video's media timescale).
     pub media_duration: u64,
-    /// `elst` media time (media timescale), 0 without an edit list.
+    /// The video's `elst` media time (media timescale), 0 without an edit list.
     pub edit_media_time: u64,
+    /// Audio samples in the complete fragments (0: no sound).
+    pub audio_samples: u64,
     /// The file ends in its complete regular `moov` (step 1 of finalization is done).
     pub finalized: bool,
     /// When finalized: offsets of the box-type fields still to overwrite with `free` (the init
@@ -68,80 +70,129 @@ fn version<D: Bytes + ?Sized>(data: &D, b: &BoxRef) -> Result<u8, Mp4Error> {
     data.at(b.body..b.body + 1).map(|v| v[0]).ok_or(Mp4Error::Truncated("full box"))
 }
 
+/// An edit list's media entry: its `segment_duration` field and media time, and the empty
+/// edits before it ([`super::MOVIE_TIMESCALE`]).
+pub(super) struct Elst {
+    seg: Field,
+    pub(super) media_time: u64,
+    pub(super) empty: u64,
+}
+
+/// Offsets of one track's duration fields, plus what is needed to compute them.
+pub(super) struct TrackLayout {
+    /// The `trak` box.
+    pub(super) trak: BoxRef,
+    tkhd_duration: Field,
+    pub(super) elst: Option<Elst>,
+    mdhd_duration: Field,
+    pub(super) media_timescale: u64,
+}
+
 /// Offsets of every duration field in the init segment, plus what is needed to compute them.
 pub(super) struct InitLayout {
     mvhd_duration: Field,
     movie_timescale: u64,
-    tkhd_duration: Field,
-    /// `elst` first entry's segment_duration, and its media time (negative = empty edit → 0).
-    pub(super) elst: Option<(Field, u64)>,
-    mdhd_duration: Field,
-    pub(super) media_timescale: u64,
+    /// One per `trak`, in order.
+    pub(super) tracks: Vec<TrackLayout>,
     mehd_duration: Option<Field>,
+}
+
+/// Most `elst` entries read (this writer writes one or two).
+const MAX_EDITS: u32 = 8;
+
+fn read_elst<D: Bytes + ?Sized>(data: &D, elst: &BoxRef) -> Result<Option<Elst>, Mp4Error> {
+    let wide = version(data, elst)? == 1;
+    let count = be_u32(data, elst.body + 4)?.min(MAX_EDITS);
+    let entry = if wide { 20 } else { 12 };
+    let mut empty = 0u64;
+    for i in 0..count as usize {
+        let at = elst.body + 8 + i * entry;
+        if at + entry > elst.end {
+            return Err(Mp4Error::Malformed("elst shorter than its entries"));
+        }
+        let seg = Field { at, wide };
+        let raw = Field { at: at + if wide { 8 } else { 4 }, wide }.read(data)?;
+        let signed = if wide { raw as i64 } else { i64::from(raw as u32 as i32) };
+        if signed == -1 {
+            empty = empty.saturating_add(seg.read(data)?);
+            continue;
+        }
+        return Ok(Some(Elst { seg, media_time: signed.max(0) as u64, empty }));
+    }
+    Ok(None)
+}
+
+fn read_timescale<D: Bytes + ?Sized>(data: &D, f: Field) -> Result<u64, Mp4Error> {
+    let ts = u64::from(be_u32(data, f.at)?);
+    if ts == 0 {
+        Err(Mp4Error::Malformed("timescale 0"))
+    } else {
+        Ok(ts)
+    }
 }
 
 pub(super) fn layout<D: Bytes + ?Sized>(data: &D) -> Result<InitLayout, Mp4Error> {
     let moov = find_init(data)?;
     let mvhd = child(data, &moov, b"mvhd")?;
     let movie_ts = Field::of(data, &mvhd, 8, 16)?;
-    let trak = child(data, &moov, b"trak")?;
-    let tkhd = child(data, &trak, b"tkhd")?;
-    let mdhd = path(data, &trak, &[b"mdia", b"mdhd"])?;
-    let media_ts = Field::of(data, &mdhd, 8, 16)?;
-    let elst = match path(data, &trak, &[b"edts", b"elst"]) {
-        Ok(elst) if be_u32(data, elst.body + 4)? > 0 => {
-            let wide = version(data, &elst)? == 1;
-            let seg = Field { at: elst.body + 8, wide };
-            let media_time = Field { at: elst.body + 8 + if wide { 8 } else { 4 }, wide };
-            let raw = media_time.read(data)?;
-            let signed = if wide { raw as i64 } else { i64::from(raw as u32 as i32) };
-            Some((seg, signed.max(0) as u64))
-        }
-        Ok(_) | Err(Mp4Error::MissingBox(_)) => None,
-        Err(e) => return Err(e),
-    };
+    let mut tracks = Vec::new();
+    for trak in children(data, moov.body, moov.end)?.into_iter().filter(|b| &b.typ == b"trak") {
+        let tkhd = child(data, &trak, b"tkhd")?;
+        let mdhd = path(data, &trak, &[b"mdia", b"mdhd"])?;
+        let elst = match path(data, &trak, &[b"edts", b"elst"]) {
+            Ok(elst) => read_elst(data, &elst)?,
+            Err(Mp4Error::MissingBox(_)) => None,
+            Err(e) => return Err(e),
+        };
+        tracks.push(TrackLayout {
+            trak,
+            tkhd_duration: Field::of(data, &tkhd, 16, 24)?,
+            elst,
+            mdhd_duration: Field::of(data, &mdhd, 12, 20)?,
+            media_timescale: read_timescale(data, Field::of(data, &mdhd, 8, 16)?)?,
+        });
+    }
+    if tracks.is_empty() {
+        return Err(Mp4Error::MissingBox("trak".into()));
+    }
     let mehd = match path(data, &moov, &[b"mvex", b"mehd"]) {
         Ok(mehd) => Some(Field::of(data, &mehd, 0, 0)?),
         Err(Mp4Error::MissingBox(_)) => None,
         Err(e) => return Err(e),
     };
-    let read_ts = |f: Field| -> Result<u64, Mp4Error> {
-        let ts = u64::from(be_u32(data, f.at)?);
-        if ts == 0 {
-            Err(Mp4Error::Malformed("timescale 0"))
-        } else {
-            Ok(ts)
-        }
-    };
     Ok(InitLayout {
         mvhd_duration: Field::of(data, &mvhd, 12, 20)?,
-        movie_timescale: read_ts(movie_ts)?,
-        tkhd_duration: Field::of(data, &tkhd, 16, 24)?,
-        elst,
-        mdhd_duration: Field::of(data, &mdhd, 12, 20)?,
-        media_timescale: read_ts(media_ts)?,
+        movie_timescale: read_timescale(data, movie_ts)?,
+        tracks,
         mehd_duration: mehd,
     })
 }
 
-/// In-place patches `(file offset, bytes)` that make the file state its durations:
-/// `mvhd`, `tkhd` and `elst.segment_duration` get the presented duration (media duration minus
-/// the edit's media time, in the movie timescale); `mdhd` and `mehd` get `media_duration`.
+/// In-place patches `(file offset, bytes)` that make the file state its durations, given each
+/// track's media duration (`trak` order; a missing one counts as 0): `tkhd` gets the track's
+/// presented duration (its media duration minus the edit's media time, in the movie
+/// timescale, after any empty edit), `elst.segment_duration` the same without the empty edit,
+/// `mdhd` the media duration, and `mvhd` and `mehd` the longest track.
 /// `init` is the start of the file (at least `ftyp` + `moov`).
-pub fn duration_patches<D: Bytes + ?Sized>(init: &D, media_duration: u64) -> Result<Vec<(u64, Vec<u8>)>, Mp4Error> {
+pub fn duration_patches<D: Bytes + ?Sized>(init: &D, media_durations: &[u64]) -> Result<Vec<(u64, Vec<u8>)>, Mp4Error> {
     let l = layout(init)?;
-    let media_time = l.elst.as_ref().map_or(0, |e| e.1);
-    let presented = media_duration.saturating_sub(media_time);
-    let movie = (u128::from(presented) * u128::from(l.movie_timescale) + u128::from(l.media_timescale / 2))
-        / u128::from(l.media_timescale);
-    let movie = u64::try_from(movie).unwrap_or(u64::MAX);
-    let mut out = vec![l.mvhd_duration.patch(movie), l.tkhd_duration.patch(movie)];
-    if let Some((seg, _)) = &l.elst {
-        out.push(seg.patch(movie));
+    let mut out = Vec::new();
+    let mut movie = 0u64;
+    for (i, t) in l.tracks.iter().enumerate() {
+        let media = media_durations.get(i).copied().unwrap_or(0);
+        let (media_time, empty) = t.elst.as_ref().map_or((0, 0), |e| (e.media_time, e.empty));
+        let segment = super::moov::presented_movie_duration(media, media_time, t.media_timescale, l.movie_timescale);
+        let track = empty.saturating_add(segment);
+        movie = movie.max(track);
+        out.push(t.tkhd_duration.patch(track));
+        if let Some(e) = &t.elst {
+            out.push(e.seg.patch(segment));
+        }
+        out.push(t.mdhd_duration.patch(media));
     }
-    out.push(l.mdhd_duration.patch(media_duration));
+    out.insert(0, l.mvhd_duration.patch(movie));
     if let Some(mehd) = &l.mehd_duration {
-        out.push(mehd.patch(media_duration));
+        out.push(mehd.patch(movie));
     }
     Ok(out)
 }
@@ -155,6 +206,7 @@ pub fn duration_patches<D: Bytes + ?Sized>(init: &D, media_duration: u64) -> Res
 pub fn scan<D: Bytes + ?Sized>(file: &D) -> Result<Scan, Mp4Error> {
     let l = layout(file)?;
     let p = parse(file)?;
+    let video = p.tracks.first().ok_or(Mp4Error::MissingBox("trak".into()))?;
     let trailer = p.trailer.filter(|t| regular_moov(file, &p).is_ok_and(|m| file.at(t.start..t.end) == Some(&m[..])));
     let pending_flips = match trailer {
         Some(_) => pending_flips(file, &p),
@@ -164,9 +216,10 @@ pub fn scan<D: Bytes + ?Sized>(file: &D) -> Result<Scan, Mp4Error> {
         init_len: p.init.end as u64,
         valid_len: trailer.map_or(p.fragments_end, |t| t.end) as u64,
         fragments: p.moofs.len() as u64,
-        samples: p.samples.len() as u64,
-        media_duration: p.samples.iter().map(|s| u64::from(s.duration)).sum(),
-        edit_media_time: l.elst.map_or(0, |e| e.1),
+        samples: video.samples.len() as u64,
+        media_duration: video.samples.iter().map(|s| u64::from(s.duration)).sum(),
+        edit_media_time: l.tracks[0].elst.as_ref().map_or(0, |e| e.media_time),
+        audio_samples: p.tracks.get(1).map_or(0, |t| t.samples.len() as u64),
         finalized: trailer.is_some(),
         pending_flips,
     })

@@ -223,7 +223,7 @@ fn missing_parameter_sets_is_an_error() {
     sps_only.extend(SPS);
     assert!(matches!(FragmentedMp4::new(&sps_only, 1, 1, 0), Err(Mp4Error::NoParameterSets)));
     assert!(matches!(scan(b"\0\0\0\x10moovxxxxxxxx"), Err(Mp4Error::NotMp4)));
-    assert!(matches!(duration_patches(b"garbage", 1), Err(Mp4Error::NotMp4 | Mp4Error::Truncated(_))));
+    assert!(matches!(duration_patches(b"garbage", &[1]), Err(Mp4Error::NotMp4 | Mp4Error::Truncated(_))));
 }
 
 #[test]
@@ -231,7 +231,7 @@ fn duration_patches_fill_every_duration_without_resizing() {
     let mp4 = FragmentedMp4::new(&synthetic_keyframe(), 320, 240, 30_000).unwrap();
     let mut init = mp4.init_segment();
     let len = init.len();
-    let patches = duration_patches(&init, 270_000).unwrap();
+    let patches = duration_patches(&init, &[270_000]).unwrap();
     assert_eq!(patches.len(), 5);
     for (at, bytes) in &patches {
         assert_eq!(bytes.len(), 8, "64-bit fields only");
@@ -246,9 +246,9 @@ fn duration_patches_fill_every_duration_without_resizing() {
     assert_eq!(u64_at(&init, find(&t, "/moov/trak/edts/elst").0 + 16), 2667);
     assert_eq!(u64_at(&init, find(&t, "/moov/trak/edts/elst").0 + 24), 30_000, "media_time kept");
     assert_eq!(u64_at(&init, find(&t, "/moov/trak/mdia/mdhd").0 + 32), 270_000);
-    assert_eq!(u64_at(&init, find(&t, "/moov/mvex/mehd").0 + 12), 270_000);
+    assert_eq!(u64_at(&init, find(&t, "/moov/mvex/mehd").0 + 12), 2667, "movie timescale");
     // Idempotent: the patches read nothing they write.
-    assert_eq!(duration_patches(&init, 270_000).unwrap(), patches);
+    assert_eq!(duration_patches(&init, &[270_000]).unwrap(), patches);
 }
 
 // ---- end to end: real H.264 from GStreamer, checked by ffprobe / ffmpeg ----
@@ -301,7 +301,7 @@ fn clip(edit_media_time: u64) -> (Vec<u8>, Vec<usize>) {
 }
 
 fn patch(file: &mut [u8], media_duration: u64) {
-    for (at, bytes) in duration_patches(file, media_duration).unwrap() {
+    for (at, bytes) in duration_patches(file, &[media_duration]).unwrap() {
         file[at as usize..at as usize + bytes.len()].copy_from_slice(&bytes);
     }
 }
@@ -409,6 +409,7 @@ fn recovery_keeps_complete_fragments_only() {
             samples: 90,
             media_duration: 90 * FRAME as u64,
             edit_media_time: edit,
+            audio_samples: 0,
             finalized: false,
             pending_flips: Vec::new(),
         }
