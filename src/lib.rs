@@ -45,6 +45,7 @@
 //!   [`shutdown`] (stop tokens and back-off), [`config`] (the TOML file, boards, validation),
 //!   [`redact`] (credentials out of every source string and error that leaves the process).
 
+pub mod audio;
 pub mod auth;
 pub mod camera;
 pub mod capture;

@@ -3,7 +3,7 @@
 //! Written by the capture and encode threads (atomics, short locks), read by HTTP, MQTT and the
 //! systemd watchdog. Owns no thread.
 
-use crate::frame::VideoFormat;
+use crate::frame::{AudioFormat, VideoFormat};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -49,6 +49,58 @@ pub struct CameraStatus {
     format: Mutex<Option<VideoFormat>>,
     encoder: Mutex<String>,
     stream: Mutex<StreamInfo>,
+    /// The camera's sound (its own thread; its failures never fail the camera).
+    pub audio: AudioStatus,
+}
+
+/// What a camera's sound reports: written by its audio thread, read by the API.
+#[derive(Default)]
+pub struct AudioStatus {
+    /// AAC frames into the pre-roll.
+    pub frames: AtomicU64,
+    /// Monotonic ms of the last AAC frame (0: never).
+    pub last_frame_ms: AtomicU64,
+    format: Mutex<Option<AudioFormat>>,
+    encoder: Mutex<String>,
+    error: Mutex<Option<String>>,
+}
+
+impl AudioStatus {
+    /// The stream now (rate, channels, AudioSpecificConfig), once a frame came.
+    pub fn format(&self) -> Option<AudioFormat> {
+        self.format.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    /// Record the stream's format.
+    pub fn set_format(&self, f: AudioFormat) {
+        *self.format.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+    /// AAC encoder element in use, or `passthrough`.
+    pub fn encoder(&self) -> String {
+        self.encoder.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    /// Record the encoder in use.
+    pub fn set_encoder(&self, e: &str) {
+        *self.encoder.lock().unwrap_or_else(|p| p.into_inner()) = e.into();
+    }
+    /// The most recent failure of the sound (kept after recovery).
+    pub fn last_error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    /// The sound failed; it is retried, video goes on.
+    pub fn failed(&self, msg: String) {
+        log::warn!("audio failed: {msg}");
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+    }
+    /// An AAC frame went into the pre-roll.
+    pub fn frame(&self) {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.last_frame_ms.store(crate::time::mono_ms(), Ordering::Relaxed);
+    }
+    /// Whether a frame came within `window`.
+    pub fn live(&self, window: Duration) -> bool {
+        let last = self.last_frame_ms.load(Ordering::Relaxed);
+        last != 0 && crate::time::mono_ms().saturating_sub(last) <= window.as_millis() as u64
+    }
 }
 
 /// What the H.264 in the pre-roll is: the camera's own (passed through) or hindsight's encoder's.

@@ -3,11 +3,13 @@
 //! start/stop, so MJPEG viewers stay connected across a restart), with start/stop/restart and a
 //! [`CameraInfo`] snapshot for the API.
 //!
-//! Stop order: stop capture, close the ring, let the encoder drain (EOS), join both threads.
+//! Stop order: stop capture, close the ring, let the encoder drain (EOS), join both threads
+//! (and the sound's, [`crate::audio`], which the same stop token ends).
 //! `start`/`stop` block while threads are joined: call them off the async runtime.
 
 pub mod registry;
 
+use crate::audio::AudioSource;
 use crate::capture::phone::PhoneFeed;
 use crate::capture::Capture;
 use crate::clip::recorder::RecorderInput;
@@ -53,6 +55,28 @@ struct Running {
     stop: StopToken,
     capture: JoinHandle<()>,
     encode: JoinHandle<()>,
+    audio: Option<JoinHandle<()>>,
+}
+
+/// `/api/cameras` entry `audio`: the camera's sound, when it has some configured.
+#[derive(Debug, Clone, Serialize)]
+pub struct AudioInfo {
+    /// `alsa`, `source` or `test`.
+    pub kind: crate::config::AudioKind,
+    /// `aac` once a frame came.
+    pub codec: Option<String>,
+    /// Samples per second of the AAC stream, once known.
+    pub rate: Option<u32>,
+    /// Channels, once known.
+    pub channels: Option<u16>,
+    /// AAC encoder in use (`passthrough` for a camera's own AAC).
+    pub encoder: String,
+    /// AAC frames into the pre-roll.
+    pub frames: u64,
+    /// Whether sound came in the last 2 s.
+    pub live: bool,
+    /// The most recent failure of the sound (the camera records video meanwhile).
+    pub last_error: Option<String>,
 }
 
 /// `/api/cameras` entry.
@@ -113,6 +137,9 @@ pub struct CameraInfo {
     pub level: Option<String>,
     /// Seconds between keyframes: measured on a passed-through camera, configured otherwise.
     pub gop_s: Option<f64>,
+    /// The camera's sound; absent when it has none configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<AudioInfo>,
     /// Whether a clip is being written now (the web app's REC indicator). Set by
     /// [`registry::CameraEntry::info`], which knows the recorder; `false` from [`Camera::info`].
     pub recording: bool,
@@ -216,7 +243,19 @@ impl Camera {
                     return Err(e);
                 }
             };
-        *run = Some(Running { stop, capture, encode });
+        let audio = match &self.cfg.audio {
+            Some(a) => {
+                let source =
+                    AudioSource::new(&self.cfg.id, a.clone(), self.preroll.clone(), self.status.clone(), stop.clone());
+                // A thread that cannot start leaves the camera without sound, not without video.
+                source.spawn().unwrap_or_else(|e| {
+                    self.status.audio.failed(format!("cannot start the audio thread: {e}"));
+                    None
+                })
+            }
+            None => None,
+        };
+        *run = Some(Running { stop, capture, encode, audio });
         Ok(())
     }
 
@@ -228,6 +267,9 @@ impl Camera {
             let _ = r.capture.join();
             self.ring.close();
             let _ = r.encode.join();
+            if let Some(a) = r.audio {
+                let _ = a.join();
+            }
             self.ring.clear();
         }
         self.status.set_stopped();
@@ -302,6 +344,20 @@ impl Camera {
             hls_clients: self.hls.clients(),
             hls_active: self.hls.active(),
             recording: false,
+            audio: self.cfg.audio.as_ref().map(|a| {
+                let au = &s.audio;
+                let fmt = au.format();
+                AudioInfo {
+                    kind: a.kind,
+                    codec: fmt.as_ref().map(|_| "aac".to_owned()),
+                    rate: fmt.as_ref().map(|f| f.rate),
+                    channels: fmt.as_ref().map(|f| f.channels),
+                    encoder: au.encoder(),
+                    frames: au.frames.load(Ordering::Relaxed),
+                    live: au.live(Duration::from_secs(2)),
+                    last_error: au.last_error(),
+                }
+            }),
         }
     }
 }

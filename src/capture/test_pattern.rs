@@ -3,7 +3,9 @@
 //!
 //! The stripe is the top 32 rows: 32 cells across, rows 0–15 hold the sequence number's bits
 //! (MSB first, white = 1), rows 16–31 the inverted bits, so a damaged stripe is detected rather
-//! than misread. Below it a box moves 8 px per frame over a gradient.
+//! than misread. Below it a box moves 8 px per frame over a gradient. The frame captured
+//! nearest each whole second of the monotonic clock flashes: its bottom quarter is white (the
+//! `test` audio source beeps at the same instants, so a clip's sync can be measured).
 
 use super::{CaptureError, Source};
 use crate::frame::{Frame, PixelFormat, VideoFormat};
@@ -49,6 +51,13 @@ impl TestPattern {
         self.start + self.period * seq as u32
     }
 
+    /// Whether frame `seq` is the one captured nearest a whole second.
+    pub fn flashes(&self, seq: u64) -> bool {
+        let into = self.due(seq).subsec_nanos() as u64;
+        let half = self.period.as_nanos() as u64 / 2;
+        into < half || 1_000_000_000 - into <= half
+    }
+
     /// Render frame `seq` (public for tests and benchmarks).
     pub fn render(&self, seq: u64) -> Bytes {
         let (w, h) = (self.format.width as usize, self.format.height as usize);
@@ -62,6 +71,9 @@ impl TestPattern {
         let y0 = h / 2 - bh / 2;
         for y in y0..(y0 + bh).min(h) {
             buf[y * w + x0..y * w + x0 + bw].fill(220);
+        }
+        if self.flashes(seq) {
+            buf[w * (h - h / 4)..w * h].fill(WHITE);
         }
         stamp(&mut buf[..w * h], w, h, seq);
         buf.freeze()
@@ -149,6 +161,23 @@ impl Source for TestPattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_frame_flashes_nearest_each_whole_second() {
+        let p = TestPattern::new(64, 64, 30);
+        let flashes: Vec<u64> = (0..300).filter(|&s| p.flashes(s)).collect();
+        assert!((9..=11).contains(&flashes.len()), "{flashes:?}");
+        for w in flashes.windows(2) {
+            assert_eq!(w[1] - w[0], 30, "{flashes:?}");
+        }
+        for &s in &flashes {
+            let into = p.due(s).subsec_millis();
+            assert!(!(17..=983).contains(&into), "frame {s} at {into} ms into its second");
+            let f = p.render(s);
+            assert_eq!(f[64 * 63], WHITE);
+        }
+        assert_ne!(p.render(flashes[0] + 1)[64 * 63], WHITE);
+    }
 
     #[test]
     fn stamp_reads_back() {

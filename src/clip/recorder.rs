@@ -17,8 +17,8 @@
 use super::state::{ClipMachine, Limits, ManualError, OpenClip, Outcome};
 use super::store::ClipStore;
 use crate::clip_meta::{new_clip_id, ClipEvent, ClipFile, ClipMeta, ClipSidecar};
-use crate::frame::EncodedFrame;
-use crate::mp4::{self, FragmentedMp4, Sample};
+use crate::frame::{AudioFrame, EncodedFrame};
+use crate::mp4::{self, AudioSample, AudioTrack, FragmentedMp4, Sample};
 use crate::preroll::{Followed, PreRoll};
 use crate::status::{CameraState, CameraStatus};
 use crate::time::{ticks, Clock};
@@ -401,8 +401,10 @@ fn follow_clip(shared: &Arc<Shared>, id: &str, w: &mut Option<Writer>) -> Result
         None => return Err(WriteError::Clip("clip closed before it started".into())),
     };
     let start = opened.start;
-    let mut follower = cam.preroll.follow_from_time(start);
+    let mut follower = cam.preroll.follow_av_from_time(start, AUDIO_LEAD);
     let mut gop: Vec<EncodedFrame> = Vec::new();
+    // The sound that arrived and is not written yet, in arrival (= capture) order.
+    let mut audio: Vec<AudioFrame> = Vec::new();
     let mut idle = Duration::ZERO;
     // The newest frame's time. A phone dates frames on its own media clock and
     // runs behind by its backlog, so the frames up to the clip's end arrive after the end on the
@@ -428,7 +430,8 @@ fn follow_clip(shared: &Arc<Shared>, id: &str, w: &mut Option<Writer>) -> Result
                     // frame lost just before the end (a network camera's gap) would otherwise
                     // stretch the clip past its end by up to a frame.
                     let end = gop.last().map_or(f.pts, |l| f.pts.min(l.pts + l.duration));
-                    flush(shared, id, w, &mut gop, Some(end), &c)?;
+                    sound_until(&mut follower, &mut audio, end);
+                    flush(shared, id, w, &mut gop, &mut audio, Some(end), &c, true)?;
                     break c;
                 }
                 if f.keyframe {
@@ -440,7 +443,7 @@ fn follow_clip(shared: &Arc<Shared>, id: &str, w: &mut Option<Writer>) -> Result
                             Some(l) if changed => f.pts.min(l.pts + l.duration),
                             _ => f.pts,
                         };
-                        flush(shared, id, w, &mut gop, Some(next), &opened)?;
+                        flush(shared, id, w, &mut gop, &mut audio, Some(next), &opened, false)?;
                     }
                     if changed && w.is_some() {
                         match split(shared, id, f.pts) {
@@ -454,7 +457,12 @@ fn follow_clip(shared: &Arc<Shared>, id: &str, w: &mut Option<Writer>) -> Result
                 }
                 gop.push(f);
             }
-            Followed::Audio(_) => {}
+            Followed::Audio(a) => {
+                // Bounded: a GOP's sound, or a minute's before the first keyframe.
+                if audio.len() < MAX_PENDING_AUDIO {
+                    audio.push(a);
+                }
+            }
             Followed::Lagged { skipped } => {
                 log::warn!("camera {}: clip {id} writer fell behind, {skipped} frames lost", cam.camera);
                 gop.clear();
@@ -476,7 +484,7 @@ fn follow_clip(shared: &Arc<Shared>, id: &str, w: &mut Option<Writer>) -> Result
                                 cam.camera,
                                 idle.as_secs_f64()
                             );
-                            flush(shared, id, w, &mut gop, None, &c)?;
+                            flush(shared, id, w, &mut gop, &mut audio, None, &c, true)?;
                             break c;
                         }
                         None => return Err(WriteError::Clip("clip vanished".into())),
@@ -486,6 +494,35 @@ fn follow_clip(shared: &Arc<Shared>, id: &str, w: &mut Option<Writer>) -> Result
         }
     };
     Ok(closed)
+}
+
+/// How far before a clip's first keyframe its sound may have arrived (the video encoder lagging
+/// the audio one).
+const AUDIO_LEAD: Duration = Duration::from_secs(1);
+/// Most AAC frames held between fragments (a minute at 48 kHz).
+const MAX_PENDING_AUDIO: usize = 2812;
+/// Longest wait at a clip's end for its last sound (the AAC encoder's delay).
+const SOUND_WAIT: Duration = Duration::from_millis(1500);
+
+/// At a clip's end (video up to `end`): collect the sound up to `end` that is still on its way,
+/// when there is sound at all; waits at most [`SOUND_WAIT`], so a microphone that stops never
+/// holds the clip.
+fn sound_until(follower: &mut crate::preroll::Follower, audio: &mut Vec<AudioFrame>, end: Duration) {
+    if audio.is_empty() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + SOUND_WAIT;
+    while audio.last().is_some_and(|a| a.pts + a.duration < end) {
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return;
+        }
+        match follower.next_blocking(deadline - now) {
+            Followed::Audio(a) if audio.len() < MAX_PENDING_AUDIO => audio.push(a),
+            Followed::Frame(_) | Followed::Audio(_) => {}
+            Followed::Lagged { .. } | Followed::Timeout => return,
+        }
+    }
 }
 
 /// Split clip `id` at keyframe time `at` and start the continuation's writer; returns the part

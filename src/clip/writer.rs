@@ -2,20 +2,32 @@
 //! and the `.part` file, appends one fragment per GOP (each `fdatasync`ed), finalizes it into a
 //! regular MP4 and indexes it — or, when storage fails, removes what was written.
 //!
+//! Sound: the AAC frames the recorder collected go into the same fragments (track 2), each
+//! fragment taking those that start before its video ends. A frame is written once the next
+//! one is known (its duration is the distance between their capture times, in samples, so a
+//! gap in the sound stays a gap) or at the clip's end. The track starts with the frame that
+//! plays at the clip's first presented frame, trimmed to it by its edit list; sound that
+//! begins later gets an empty edit; a clip with no sound yet when its file is created (at its
+//! first GOP's end) has no track.
+//!
 //! Must never leave a failed clip where the index or start-up recovery would take it for a clip,
 //! and never remove a clip once its file is complete (renamed to `.mp4`).
 
 use super::*;
 
-/// Write the frames in `gop` as one fragment; `next_pts` gives the last frame's duration. `clip`:
-/// the clip as the machine holds it, or held it when it closed.
+/// Write the frames in `gop` as one fragment, with the sound in `audio` that starts before its
+/// end (taken out of `audio`); `next_pts` gives the last frame's duration. `clip`: the clip as
+/// the machine holds it, or held it when it closed. `last`: the clip's final fragment.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn flush(
     shared: &Shared,
     id: &str,
     w: &mut Option<Writer>,
     gop: &mut Vec<EncodedFrame>,
+    audio: &mut Vec<AudioFrame>,
     next_pts: Option<Duration>,
     clip: &OpenClip,
+    last: bool,
 ) -> Result<(), String> {
     let start = clip.start;
     if gop.is_empty() {
@@ -28,12 +40,50 @@ pub(super) fn flush(
             gop.clear();
             return Ok(());
         }
-        *w = Some(Writer::create(shared, id, gop, clip)?);
+        *w = Some(Writer::create(shared, id, gop, audio, clip)?);
     }
     let Some(writer) = w.as_mut() else { return Ok(()) };
-    writer.write_fragment(&shared.store.storage, gop, next_pts)?;
+    writer.write_fragment(&shared.store.storage, gop, audio, next_pts, last)?;
     gop.clear();
     Ok(())
+}
+
+/// `d` in samples at `rate`, rounded.
+fn samples(d: Duration, rate: u32) -> u64 {
+    ((d.as_nanos() * u128::from(rate) + 500_000_000) / 1_000_000_000) as u64
+}
+
+/// The clip's sound track as it is written.
+struct Sound {
+    /// Capture time of the track's first sample (its first frame's).
+    first_pts: Duration,
+    rate: u32,
+    config: bytes::Bytes,
+}
+
+impl Sound {
+    /// The track's sample position of capture time `pts`.
+    fn sample_of(&self, pts: Duration) -> u64 {
+        samples(pts.saturating_sub(self.first_pts), self.rate)
+    }
+
+    /// The track for a clip presented from `presented`, from the sound collected so far
+    /// (`audio`, in arrival order: the sound up to now); drops what plays before it. None: no
+    /// sound yet.
+    fn start(audio: &mut Vec<AudioFrame>, presented: Duration) -> Option<(Sound, AudioTrack)> {
+        audio.retain(|a| a.pts + a.duration > presented);
+        let first = audio.first()?;
+        let f = &first.format;
+        let sound = Sound { first_pts: first.pts, rate: f.rate, config: f.config.clone() };
+        let (delay, edit_media_time) = if first.pts > presented {
+            (((first.pts - presented).as_micros() + 500) as u64 / 1000, 0)
+        } else {
+            (0, samples(presented - first.pts, f.rate))
+        };
+        let track =
+            AudioTrack { config: f.config.to_vec(), rate: f.rate, channels: f.channels, delay, edit_media_time };
+        Some((sound, track))
+    }
 }
 
 /// An open `.part` file.
@@ -47,10 +97,19 @@ pub(super) struct Writer {
     poster: Vec<u8>,
     sidecar: ClipSidecar,
     last_end: Duration,
+    /// Capture time of the track's first frame (media time 0 before the edit list).
+    origin: Duration,
+    sound: Option<Sound>,
 }
 
 impl Writer {
-    pub(super) fn create(shared: &Shared, id: &str, gop: &[EncodedFrame], clip: &OpenClip) -> Result<Self, String> {
+    pub(super) fn create(
+        shared: &Shared,
+        id: &str,
+        gop: &[EncodedFrame],
+        audio: &mut Vec<AudioFrame>,
+        clip: &OpenClip,
+    ) -> Result<Self, String> {
         let start = clip.start;
         let first = &gop[0];
         // The first presented frame: the first at or after T − pre (start lies in this GOP).
@@ -65,7 +124,12 @@ impl Writer {
         );
         let fmt = shared.input.status.format();
         let (w, h) = fmt.map(|f| (f.width, f.height)).unwrap_or((0, 0));
-        let mp4 = FragmentedMp4::new(&first.data, w, h, ticks(presented - first.pts)).map_err(|e| e.to_string())?;
+        let (sound, track) = match Sound::start(audio, presented) {
+            Some((s, t)) => (Some(s), Some(t)),
+            None => (None, None),
+        };
+        let mp4 =
+            FragmentedMp4::new_av(&first.data, w, h, ticks(presented - first.pts), track).map_err(|e| e.to_string())?;
         // The triggers known now (the machine's, while the clip is open there).
         let (first_at, label, trigger_ids, source, continues) = {
             let m = lock(&shared.machine);
@@ -131,27 +195,65 @@ impl Writer {
             poster: first.data.to_vec(),
             sidecar,
             last_end: first.pts,
+            origin: first.pts,
+            sound,
         })
+    }
+
+    /// The AAC frames of `audio` that go into the fragment ending at `end` (removed from it),
+    /// with their durations: each written once its successor is known, or at the `last`.
+    fn take_sound(&self, audio: &mut Vec<AudioFrame>, end: Duration, last: bool) -> Vec<(AudioFrame, u32)> {
+        let Some(sound) = &self.sound else {
+            audio.clear();
+            return Vec::new();
+        };
+        // Another stream (the camera's microphone came back differently) is not this track's.
+        audio.retain(|a| a.pts >= sound.first_pts && a.format.config == sound.config && a.format.rate == sound.rate);
+        let mut n = 0;
+        let mut out = Vec::new();
+        while n < audio.len() && audio[n].pts < end {
+            let at = sound.sample_of(audio[n].pts);
+            let duration = match audio.get(n + 1) {
+                Some(next) => sound.sample_of(next.pts).saturating_sub(at),
+                None if last => samples(audio[n].duration, sound.rate),
+                None => break,
+            };
+            out.push((n, duration.clamp(1, u64::from(u32::MAX)) as u32));
+            n += 1;
+        }
+        let taken: Vec<AudioFrame> = audio.drain(..n).collect();
+        taken.into_iter().zip(out).map(|(a, (_, d))| (a, d)).collect()
     }
 
     fn write_fragment(
         &mut self,
         storage: &crate::storage::Storage,
         gop: &[EncodedFrame],
+        audio: &mut Vec<AudioFrame>,
         next_pts: Option<Duration>,
+        last: bool,
     ) -> Result<(), String> {
         let samples: Vec<Sample> = gop
             .iter()
             .enumerate()
             .map(|(i, f)| {
                 let end = gop.get(i + 1).map(|n| n.pts).or(next_pts).unwrap_or(f.pts + f.duration);
-                Sample { data: &f.data, duration: ticks(end.saturating_sub(f.pts)).max(1) as u32, keyframe: f.keyframe }
+                // Counted from the track's origin, not frame by frame: rounding each duration
+                // down (33.333 ms = 2999.99 ticks) would drift a minute's clip 20 ms early
+                // against its sound and its own edit list.
+                let at = |t: Duration| ticks(t.saturating_sub(self.origin));
+                let duration = at(end).saturating_sub(at(f.pts)).max(1);
+                Sample { data: &f.data, duration: duration.min(u64::from(u32::MAX)) as u32, keyframe: f.keyframe }
             })
             .collect();
         if let Some(last) = gop.last() {
             self.last_end = next_pts.unwrap_or(last.pts + last.duration);
         }
-        let frag = self.mp4.fragment(&samples);
+        let end = next_pts.or(gop.last().map(|l| l.pts + l.duration)).unwrap_or(self.last_end);
+        let sound = self.take_sound(audio, end, last);
+        let audio_samples: Vec<AudioSample> =
+            sound.iter().map(|(a, duration)| AudioSample { data: &a.data, duration: *duration }).collect();
+        let frag = self.mp4.fragment_av(&samples, &audio_samples);
         storage.injected_fault(&self.part).map_err(|e| format!("write {}: {e}", self.part.display()))?;
         self.file.write_all(&frag).map_err(|e| format!("write {}: {e}", self.part.display()))?;
         self.file.sync_data().map_err(|e| format!("fsync {}: {e}", self.part.display()))?;

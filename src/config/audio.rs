@@ -13,9 +13,8 @@ pub enum AudioKind {
     /// The camera's own track: an RTSP camera's AAC (passed through) or G.711/Opus (encoded
     /// once), a phone's microphone.
     Source,
-    /// A 1 kHz beep of 100 ms at every whole second of the monotonic clock (GStreamer
-    /// `audiotestsrc wave=ticks`), for development and tests: the `test` video source flashes
-    /// at the same instants.
+    /// A 1 kHz beep of 100 ms at every whole second of the monotonic clock, for development
+    /// and tests: the `test` video source flashes at the same instants.
     Test,
 }
 

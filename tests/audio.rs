@@ -1,0 +1,167 @@
+//! Sound end to end, with real GStreamer (audiotestsrc → avenc_aac) and ffmpeg: a clip of a
+//! camera with sound has one H.264 and one AAC stream of the same length, and the test source's
+//! beep is heard at the media time of the frame captured with it (the `test` video source
+//! flashes at the same whole seconds of the monotonic clock); a camera whose microphone fails
+//! records video without sound and says why.
+
+mod common;
+
+use common::*;
+use hindsight::config::{AudioConfig, AudioKind};
+use std::path::Path;
+use std::time::Duration;
+
+const FPS: usize = 30;
+const W: usize = 320;
+const H: usize = 240;
+const RATE: usize = 48_000;
+
+/// The streams ffprobe sees: (codec_type, codec_name, start_time, duration).
+fn streams(path: &Path) -> Vec<(String, String, f64, f64)> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json", "-show_entries", "stream=codec_type,codec_name,start_time,duration"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success() && out.stderr.is_empty(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let num = |s: &serde_json::Value, k: &str| s[k].as_str().and_then(|x| x.parse().ok()).unwrap_or(f64::NAN);
+    v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+            (text("codec_type"), text("codec_name"), num(s, "start_time"), num(s, "duration"))
+        })
+        .collect()
+}
+
+fn ffmpeg(path: &Path, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(args).output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Media times (s) of the frames whose bottom quarter is white (the flashes), by their
+/// timestamps (a frame the encoder dropped under load leaves a gap, not a shift).
+fn flashes(path: &Path) -> Vec<f64> {
+    let gray = ffmpeg(path, &["-map", "0:v", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-"]);
+    let frames: Vec<&[u8]> = gray.chunks_exact(W * H).collect();
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries", "frame=pts_time", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    let times: Vec<f64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert!(frames.len() > 4 * FPS && times.len() == frames.len(), "{} frames, {} times", frames.len(), times.len());
+    frames
+        .iter()
+        .zip(times)
+        .filter(|(f, _)| {
+            let bottom = &f[W * (H - H / 8)..];
+            bottom.iter().map(|&v| u64::from(v)).sum::<u64>() / bottom.len() as u64 > 200
+        })
+        .map(|(_, t)| t)
+        .collect()
+}
+
+/// Media times (s) where a beep starts: loud after at least 300 ms of quiet.
+fn beeps(path: &Path) -> Vec<f64> {
+    let pcm = ffmpeg(path, &["-map", "0:a", "-f", "s16le", "-ac", "1", "-ar", "48000", "-"]);
+    let mut out = Vec::new();
+    let mut quiet = usize::MAX / 2;
+    for (i, s) in pcm.chunks_exact(2).enumerate() {
+        let v = i16::from_le_bytes([s[0], s[1]]).unsigned_abs();
+        if v > 3000 {
+            if quiet > RATE * 3 / 10 {
+                out.push(i as f64 / RATE as f64);
+            }
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clip_has_sound_of_its_length_heard_with_its_picture() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cam = test_camera("cam0", W as u32, H as u32, FPS as u32, 2.5);
+    cam.post_s = 2.5;
+    cam.audio = Some(AudioConfig::of_kind(AudioKind::Test));
+    let cfg = config(dir.path(), vec![cam]);
+    let storage = cfg.storage.path.clone();
+    let d = start(cfg).await;
+    let p = d.cameras[0].preroll.clone();
+    wait_for("3 s with sound", Duration::from_secs(60), || {
+        let s = p.stats();
+        s.buffered >= Duration::from_secs(3) && s.audio_frames > 150
+    })
+    .await;
+    let (_, cams) = get_json(d.http_addr, "/api/cameras").await;
+    let a = &cams[0]["audio"];
+    assert_eq!(
+        (a["kind"].as_str(), a["codec"].as_str(), a["rate"].as_u64()),
+        (Some("test"), Some("aac"), Some(48_000)),
+        "{a}"
+    );
+    assert_eq!(
+        (a["channels"].as_u64(), a["encoder"].as_str(), a["live"].as_bool()),
+        (Some(1), Some("avenc_aac"), Some(true))
+    );
+
+    let (status, acc) = post_json(d.http_addr, "/api/cameras/cam0/trigger").await;
+    assert_eq!(status, 202, "{acc}");
+    let meta = wait_clip(d.http_addr, acc["clip_id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    let file = storage.join(meta["path"].as_str().unwrap());
+
+    let s = streams(&file);
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert_eq!((s[0].0.as_str(), s[0].1.as_str(), s[1].0.as_str(), s[1].1.as_str()), ("video", "h264", "audio", "aac"));
+    let aac_frame = 1024.0 / RATE as f64;
+    assert!(s[0].2.abs() < 0.001 && s[1].2.abs() < 0.001, "both start at 0: {s:?}");
+    assert!((s[0].3 - 5.0).abs() <= 1.5 / FPS as f64, "video lasts pre + post: {s:?}");
+    assert!((s[1].3 - s[0].3).abs() <= aac_frame + 0.001, "sound lasts as long as the video: {s:?}");
+
+    // Every flash inside the clip has its beep within 40 ms.
+    let (seen, heard) = (flashes(&file), beeps(&file));
+    let inner: Vec<f64> = seen.iter().copied().filter(|&t| t > 0.1 && t < s[0].3 - 0.2).collect();
+    assert!(inner.len() >= 4, "flashes at {seen:?}");
+    let mut worst = 0f64;
+    for t in &inner {
+        let near = heard.iter().map(|b| (b - t).abs()).fold(f64::MAX, f64::min);
+        assert!(near <= 0.040, "flash at {t:.3} s, beeps at {heard:?}");
+        worst = worst.max(near);
+    }
+    // A flash is the frame nearest its second (± half a frame, 17 ms at 30 fps).
+    println!("AV-SYNC {} flashes, beep within {:.1} ms of each", inner.len(), worst * 1000.0);
+    assert!(heard.len() <= seen.len() + 1, "no beep without its flash: {heard:?} vs {seen:?}");
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_whose_microphone_fails_records_video_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cam = test_camera("cam0", W as u32, H as u32, FPS as u32, 1.0);
+    cam.audio = Some(AudioConfig { device: Some("hw:77,0".into()), ..AudioConfig::of_kind(AudioKind::Alsa) });
+    let cfg = config(dir.path(), vec![cam]);
+    let storage = cfg.storage.path.clone();
+    let d = start(cfg).await;
+    let p = d.cameras[0].preroll.clone();
+    wait_for("2 s buffered", Duration::from_secs(60), || p.stats().buffered >= Duration::from_secs(2)).await;
+    let (status, acc) = post_json(d.http_addr, "/api/cameras/cam0/trigger").await;
+    assert_eq!(status, 202, "{acc}");
+    let meta = wait_clip(d.http_addr, acc["clip_id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    let s = streams(&storage.join(meta["path"].as_str().unwrap()));
+    assert_eq!(s.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["video"]);
+    let (_, cams) = get_json(d.http_addr, "/api/cameras").await;
+    assert_eq!(cams[0]["state"], "running", "{cams}");
+    let a = &cams[0]["audio"];
+    assert_eq!((a["live"].as_bool(), a["frames"].as_u64()), (Some(false), Some(0)), "{a}");
+    let e = a["last_error"].as_str().unwrap_or_default();
+    assert!(e.contains("alsasrc") || e.contains("hw:77,0"), "{a}");
+    assert!(cams[0]["last_error"].is_null(), "the camera itself has no error: {cams}");
+    d.shutdown().await;
+}
