@@ -378,7 +378,8 @@ impl PreRoll {
         Follower { preroll: self.clone(), at: Cursor { next, video_from, audio: true }, rx: self.newest.subscribe() }
     }
 
-    /// A follower that starts with the next keyframe to arrive (live viewers).
+    /// A follower that starts with the next keyframe to arrive (live viewers). See
+    /// [`Follower::with_audio`] for sound.
     pub fn follow_live(self: &Arc<Self>) -> Follower {
         let next = self.lock().next_index();
         Follower {
@@ -430,6 +431,12 @@ impl Cursor {
 }
 
 impl Follower {
+    /// This follower also gives the AAC frames ([`Followed::Audio`]) from where it stands.
+    pub fn with_audio(mut self) -> Self {
+        self.at.audio = true;
+        self
+    }
+
     /// Index of the frame [`next`](Self::next) returns next.
     pub fn position(&self) -> u64 {
         self.at.next

@@ -1,8 +1,9 @@
 //! Sound end to end, with real GStreamer (audiotestsrc → avenc_aac) and ffmpeg: a clip of a
 //! camera with sound has one H.264 and one AAC stream of the same length, and the test source's
 //! beep is heard at the media time of the frame captured with it (the `test` video source
-//! flashes at the same whole seconds of the monotonic clock); a camera whose microphone fails
-//! records video without sound and says why.
+//! flashes at the same whole seconds of the monotonic clock); live HLS carries the sound and
+//! ffmpeg decodes both tracks; a camera whose microphone fails records video without sound and
+//! says why.
 
 mod common;
 
@@ -163,5 +164,45 @@ async fn a_camera_whose_microphone_fails_records_video_and_says_why() {
     let e = a["last_error"].as_str().unwrap_or_default();
     assert!(e.contains("alsasrc") || e.contains("hw:77,0"), "{a}");
     assert!(cams[0]["last_error"].is_null(), "the camera itself has no error: {cams}");
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_hls_carries_the_sound_and_ffmpeg_decodes_both_tracks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cam = test_camera("cam0", W as u32, H as u32, FPS as u32, 3.0);
+    cam.keyframe_interval_s = 1.0;
+    cam.audio = Some(AudioConfig::of_kind(AudioKind::Test));
+    let d = start(config(dir.path(), vec![cam])).await;
+    let p = d.cameras[0].preroll.clone();
+    wait_for("2 s with sound", Duration::from_secs(60), || {
+        let s = p.stats();
+        s.buffered >= Duration::from_secs(2) && s.audio_frames > 50
+    })
+    .await;
+    let live = format!("http://{}/api/cameras/cam0/hls/live.m3u8", d.http_addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i", &live, "-t", "6", "-f", "framecrc", "-"])
+            .output()
+            .expect("ffmpeg runs")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "ffmpeg: {stderr}");
+    // framecrc: stream, dts, pts, duration, size, crc — one line per decoded frame.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Vec<&str>> =
+        text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split(',').map(str::trim).collect()).collect();
+    let video = lines.iter().filter(|l| l[0] == "0").count();
+    let audio: Vec<(i64, i64)> =
+        lines.iter().filter(|l| l[0] == "1").map(|l| (l[1].parse().unwrap(), l[3].parse().unwrap())).collect();
+    assert!(video.abs_diff(6 * FPS) <= 2, "{video} video frames in 6 s");
+    // 6 s of 1024-sample frames at 48 kHz ≈ 281, back to back.
+    assert!(audio.len().abs_diff(6 * RATE / 1024) <= 3, "{} audio frames in 6 s", audio.len());
+    for w in audio.windows(2) {
+        assert_eq!(w[1].0, w[0].0 + w[0].1, "sound back to back: {w:?}");
+    }
     d.shutdown().await;
 }

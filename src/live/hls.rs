@@ -245,10 +245,18 @@ fn fetched(f: Fetch, what: impl FnOnce() -> String) -> Option<Result<Bytes, HlsE
 async fn package(shared: Arc<Shared>, cfg: CutConfig) {
     let (width, height) = shared.status.format().map_or((0, 0), |f| (f.width, f.height));
     let mut cutter = Cutter::new(cfg, width, height);
+    // A microphone that is delivering now: the first init segment has its track (a track
+    // that never gets sound would stall players waiting for it).
+    if let Some(f) = shared.status.audio.format().filter(|_| shared.status.audio.live(Duration::from_secs(3))) {
+        cutter.hear(&f);
+    }
     let newest = shared.preroll.lock().iter().last().map(|f| f.pts);
     let mut follower = match newest {
-        Some(t) => shared.preroll.follow_from_time(t.saturating_sub(shared.keyframe_interval() * BACKFILL_GOPS)),
-        None => shared.preroll.follow_live(),
+        // Sound that left its encoder up to a second before the keyframe may play after it.
+        Some(t) => shared
+            .preroll
+            .follow_av_from_time(t.saturating_sub(shared.keyframe_interval() * BACKFILL_GOPS), Duration::from_secs(1)),
+        None => shared.preroll.follow_live().with_audio(),
     };
     let mut idle = tokio::time::interval(Duration::from_secs(1));
     idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -265,7 +273,7 @@ async fn package(shared: Arc<Shared>, cfg: CutConfig) {
                 let before = w.changes();
                 match next {
                     Followed::Frame(f) => cutter.push(f, w, &crate::time::wall_ms),
-                    Followed::Audio(_) => {}
+                    Followed::Audio(a) => cutter.push_audio(a),
                     Followed::Lagged { skipped } => {
                         log::warn!("HLS {}: packager fell behind, skipped {skipped} frames", shared.camera);
                         cutter.gap(w);

@@ -10,12 +10,21 @@
 //! frames (camera restart, a reader that lagged) ends the segment and marks a discontinuity;
 //! new SPS/PPS start a new init segment.
 //!
+//! Sound (AAC) is muxed into the same chunks as a second track (hls.js and Safari both play
+//! muxed fMP4; one playlist keeps parts of sound and picture in step). A part carries the AAC
+//! frames that start before its video ends and have arrived by then (sound comes out of its
+//! encoder a few tens of ms after the picture, so a frame can go in the next part); the sound's
+//! `tfdt` is its first frame's capture time in samples, so players line both tracks up by
+//! capture time. The sound's track is in the init segment from the first segment that starts
+//! after its format is known (a new init segment, as for new SPS/PPS); sound dated before the
+//! first segment is dropped.
+//!
 //! Pure apart from the wall clock it is handed: no I/O, no locks, no waiting. Must never
 //! re-encode or copy frames beyond building the chunk.
 
 use super::hls_playlist::{Part, PlaylistWindow, PlaylistWindowConfig};
-use crate::frame::EncodedFrame;
-use crate::mp4::{FragmentedMp4, Sample, TIMESCALE};
+use crate::frame::{AudioFormat, AudioFrame, EncodedFrame};
+use crate::mp4::{AudioSample, AudioTrack, FragmentedMp4, Sample, TIMESCALE};
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -65,6 +74,14 @@ impl CutConfig {
     }
 }
 
+/// AAC frames held for the next part at most (~10 s at 48 kHz): beyond, the oldest go.
+const MAX_AUDIO: usize = 512;
+
+/// Capture time `t` in samples at `rate`.
+fn in_samples(t: Duration, rate: u32) -> u64 {
+    ((t.as_nanos() * u128::from(rate) + 500_000_000) / 1_000_000_000) as u64
+}
+
 fn from_ticks(t: u64) -> Duration {
     Duration::from_nanos((u128::from(t) * 1_000_000_000 / u128::from(TIMESCALE)) as u64)
 }
@@ -85,6 +102,14 @@ pub struct Cutter {
     seg_ticks: u64,
     in_segment: bool,
     sequence: u32,
+    /// The sound's format as last seen, and the one in the current init segment.
+    heard: Option<AudioFormat>,
+    sound: Option<AudioFormat>,
+    /// AAC frames waiting for their part, in capture order.
+    audio: Vec<AudioFrame>,
+    /// Sound captured before this is dropped: the start of the first segment after a
+    /// discontinuity.
+    audio_from: Duration,
 }
 
 impl Cutter {
@@ -102,7 +127,32 @@ impl Cutter {
             seg_ticks: 0,
             in_segment: false,
             sequence: 1,
+            heard: None,
+            sound: None,
+            audio: Vec::new(),
+            audio_from: Duration::ZERO,
         }
+    }
+
+    /// The camera's sound is in `format` (as its status says), before any frame of it came:
+    /// the first init segment then has its track.
+    pub fn hear(&mut self, format: &AudioFormat) {
+        if self.heard.as_ref() != Some(format) {
+            self.heard = Some(format.clone());
+        }
+    }
+
+    /// Take the next AAC frame.
+    pub fn push_audio(&mut self, a: AudioFrame) {
+        self.hear(&a.format);
+        // Before a segment opens, sound waits for the keyframe (start_segment sorts it).
+        if self.in_segment && (self.sound.as_ref() != Some(&a.format) || a.pts < self.audio_from) {
+            return;
+        }
+        if self.audio.len() >= MAX_AUDIO {
+            self.audio.remove(0);
+        }
+        self.audio.push(a);
     }
 
     /// Take the next frame. `wall_ms` maps a capture time (CLOCK_MONOTONIC) to Unix ms.
@@ -160,6 +210,7 @@ impl Cutter {
 
     fn end_segment(&mut self, w: &mut PlaylistWindow) {
         self.flush_part(w);
+        self.audio.clear();
         w.close_segment();
         w.mark_discontinuity();
         self.seg_ticks = 0;
@@ -169,17 +220,30 @@ impl Cutter {
     /// Open a segment at keyframe `f`, with a new init segment if its SPS/PPS changed.
     fn start_segment(&mut self, f: &EncodedFrame, w: &mut PlaylistWindow, wall_ms: &dyn Fn(Duration) -> i64) {
         // A keyframe without parameter sets keeps the current ones (if any).
-        if let Ok(m) = FragmentedMp4::new(&f.data, self.width, self.height, 0) {
+        let track = self.heard.as_ref().map(|a| AudioTrack {
+            config: a.config.to_vec(),
+            rate: a.rate,
+            channels: a.channels,
+            delay: 0,
+            edit_media_time: 0,
+        });
+        if let Ok(m) = FragmentedMp4::new_av(&f.data, self.width, self.height, 0, track) {
             let init = Bytes::from(m.init_segment());
             if init != self.init {
                 w.set_init(init.clone());
                 self.init = init;
                 self.mp4 = Some(m);
+                self.sound = self.heard.clone();
             }
         }
         if self.mp4.is_none() {
             self.in_segment = false;
             return;
+        }
+        if !self.in_segment {
+            let sound = self.sound.as_ref();
+            self.audio.retain(|a| a.pts >= f.pts && Some(&a.format) == sound);
+            self.audio_from = f.pts;
         }
         w.open_segment(wall_ms(f.pts));
         self.seg_ticks = 0;
@@ -201,7 +265,29 @@ impl Cutter {
                 })
                 .collect();
             let base = crate::time::ticks(self.part[0].0.pts);
-            let data = mp4.live_fragment(self.sequence, base, &samples);
+            let end = self.part[0].0.pts + from_ticks(self.part_ticks);
+            let n = self.audio.iter().take_while(|a| a.pts < end).count();
+            let (sound, audio_base) = match &self.sound {
+                Some(fmt) if n > 0 => {
+                    let at = |a: &AudioFrame| in_samples(a.pts, fmt.rate);
+                    let taken = &self.audio[..n];
+                    let sound: Vec<AudioSample> = taken
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| {
+                            let d = match taken.get(i + 1) {
+                                Some(next) => at(next).saturating_sub(at(a)),
+                                None => in_samples(a.duration, fmt.rate),
+                            };
+                            AudioSample { data: &a.data, duration: d.clamp(1, u64::from(u32::MAX)) as u32 }
+                        })
+                        .collect();
+                    (sound, at(&taken[0]))
+                }
+                _ => (Vec::new(), 0),
+            };
+            let data = mp4.live_fragment_av(self.sequence, [base, audio_base], &samples, &sound);
+            self.audio.drain(..n);
             self.sequence = self.sequence.checked_add(1).unwrap_or(1);
             w.add_part(Part {
                 duration: from_ticks(self.part_ticks),

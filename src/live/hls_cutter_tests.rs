@@ -239,3 +239,98 @@ fn new_parameter_sets_start_a_new_init() {
     assert_ne!(w.init(Some(1)).unwrap(), first);
     assert_eq!(w.init(Some(0)).unwrap(), first);
 }
+
+/// The `traf`s of a chunk: (track id, tfdt, samples, sum of durations).
+fn trafs(d: &[u8]) -> Vec<(u64, u64, u64, u64)> {
+    let mut out = Vec::new();
+    let moof_end = be32(d, 0) as usize;
+    let mut at = 8 + be32(d, 8) as usize; // after mfhd
+    while at < moof_end {
+        let size = be32(d, at) as usize;
+        assert_eq!(&d[at + 4..at + 8], b"traf");
+        let tfhd = at + 8;
+        let track = be32(d, tfhd + 12);
+        let tfdt = tfhd + be32(d, tfhd) as usize;
+        assert_eq!(&d[tfdt + 4..tfdt + 8], b"tfdt");
+        let base = u64::from_be_bytes(d[tfdt + 12..tfdt + 20].try_into().unwrap());
+        let trun = tfdt + be32(d, tfdt) as usize;
+        assert_eq!(&d[trun + 4..trun + 8], b"trun");
+        let flags = be32(d, trun + 8) & 0xff_ffff;
+        let n = be32(d, trun + 12);
+        let per = 4 * [0x100, 0x200, 0x400, 0x800].iter().filter(|f| flags & **f != 0).count();
+        let first = trun + 16 + if flags & 1 != 0 { 4 } else { 0 } + if flags & 4 != 0 { 4 } else { 0 };
+        let sum = (0..n as usize).map(|i| be32(d, first + per * i)).sum();
+        out.push((track, base, n, sum));
+        at += size;
+    }
+    out
+}
+
+/// AAC frame `k` of a 48 kHz stream whose frame 0 was captured at `t0`.
+fn aac(t0: Duration, k: u64, config: &[u8]) -> AudioFrame {
+    AudioFrame {
+        data: Bytes::from(vec![0x21, 0x10, k as u8]),
+        pts: t0 + Duration::from_nanos(k * 1024 * 1_000_000_000 / 48_000),
+        duration: Duration::from_nanos(21_333_333),
+        format: AudioFormat { config: Bytes::copy_from_slice(config), rate: 48_000, channels: 1 },
+    }
+}
+
+/// Feed 90 frames at 30 fps and the sound from `t0` as it would arrive (~40 ms after its
+/// capture time), the sound starting with frame `from`.
+fn feed_av(c: &mut Cutter, w: &mut PlaylistWindow, t0: Duration, from: u64) {
+    let mut k = 0;
+    for i in 0..90 {
+        let f = frame(i, 30);
+        while i >= from && aac(t0, k, &[0x11, 0x88]).pts + Duration::from_millis(40) <= f.pts {
+            c.push_audio(aac(t0, k, &[0x11, 0x88]));
+            k += 1;
+        }
+        c.push(f, w, &wall);
+    }
+}
+
+#[test]
+fn sound_goes_into_the_parts_as_a_second_track_on_capture_time() {
+    let (mut c, mut w) = setup();
+    // Sound captured from 100 ms before the first keyframe, heard before it.
+    let t0 = BASE - Duration::from_millis(100);
+    feed_av(&mut c, &mut w, t0, 0);
+    let init = w.init(None).unwrap();
+    assert!(init.windows(4).any(|b| b == b"mp4a") && init.windows(4).any(|b| b == b"esds"));
+    let pl = w.playlist().unwrap();
+    let mut next_audio = None;
+    let mut audio_frames = 0;
+    for (m, p, _) in parts_of(&pl) {
+        let Fetch::Ready(d) = w.part(m, p) else { panic!("part {m}.{p} missing") };
+        let t = trafs(&d);
+        assert_eq!(t[0].0, 1, "video first: {t:?}");
+        let Some(&(track, tfdt, n, sum)) = t.get(1) else { continue };
+        assert_eq!(track, 2);
+        // The sound before the keyframe is dropped; then back to back, in samples.
+        let first = next_audio.unwrap_or_else(|| {
+            let k0 = (BASE - t0).as_nanos().div_ceil(21_333_334) as u64; // first frame at or after BASE
+            in_samples(aac(t0, k0, &[]).pts, 48_000)
+        });
+        assert_eq!(tfdt, first, "part {m}.{p}");
+        assert_eq!(sum, n * 1024);
+        next_audio = Some(tfdt + sum);
+        audio_frames += n;
+    }
+    // Three seconds of parts: all the sound that arrived before their ends (~40 ms late).
+    assert!((130..=141).contains(&audio_frames), "{audio_frames} AAC frames in 3 s");
+}
+
+#[test]
+fn sound_heard_after_the_first_keyframe_joins_at_the_next_segment() {
+    let (mut c, mut w) = setup();
+    feed_av(&mut c, &mut w, BASE + Duration::from_millis(500), 15);
+    let pl = w.playlist().unwrap();
+    let parts = parts_of(&pl);
+    for (m, p, _) in &parts {
+        let Fetch::Ready(d) = w.part(*m, *p) else { panic!() };
+        let tracks = trafs(&d).len();
+        assert_eq!(tracks, if *m == 0 { 1 } else { 2 }, "part {m}.{p}: sound from segment 1 on");
+    }
+    assert!(w.init(None).unwrap().windows(4).any(|b| b == b"mp4a"), "the new init has the sound's track");
+}

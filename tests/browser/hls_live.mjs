@@ -5,7 +5,9 @@
 // (currentTime advances while playing) with no fatal hls.js or media error; the test prints the
 // latency — now minus the program date time of the frame on screen (hls.js `playingDate`) —
 // for both. The figures are printed, not asserted (the LL goal is ≤ 1.5 s): only a latency
-// outside 0…10 s fails, since that means a wrong EXT-X-PROGRAM-DATE-TIME.
+// outside 0…10 s fails, since that means a wrong EXT-X-PROGRAM-DATE-TIME. The camera has sound
+// (the `test` beep, AAC muxed into the same parts): hls.js must report an mp4a track and the
+// media element must decode audio while playing (webkitAudioDecodedByteCount advances).
 //
 //   HINDSIGHT_BIN=target/debug/hindsight node tests/browser/hls_live.mjs
 //
@@ -46,12 +48,15 @@ let base;
 function playInPage({ src, lowLatencyMode, playS, extra }) {
   return new Promise((res) => {
     const v = document.getElementById('v');
-    const out = { fatal: [], nonFatal: [], mediaError: null, events: [], samples: [], startedAt: null };
+    const out = { fatal: [], nonFatal: [], mediaError: null, events: [], samples: [], startedAt: null, codecs: {} };
     const hls = new Hls({ lowLatencyMode, backBufferLength: 10, ...extra });
     window.__hls = hls;
     hls.on(Hls.Events.ERROR, (_, d) => (d.fatal ? out.fatal : out.nonFatal).push(`${d.type}/${d.details}`));
     for (const e of ['playing', 'waiting', 'stalled', 'error']) v.addEventListener(e, () => out.events.push(`${e}@${v.currentTime.toFixed(2)}`));
     v.addEventListener('error', () => (out.mediaError = v.error ? `${v.error.code} ${v.error.message}` : 'error event'));
+    hls.on(Hls.Events.BUFFER_CODECS, (_, d) => {
+      for (const [k, t] of Object.entries(d)) out.codecs[k] = t?.codec ?? t?.levelCodec ?? '?';
+    });
     hls.on(Hls.Events.MANIFEST_PARSED, () => v.play().catch((e) => out.fatal.push(`play() rejected: ${e.name}: ${e.message}`)));
     hls.loadSource(src);
     hls.attachMedia(v);
@@ -67,7 +72,9 @@ function playInPage({ src, lowLatencyMode, playS, extra }) {
     const timer = setInterval(() => {
       if (out.fatal.length || out.mediaError) return finish('error');
       if (out.startedAt === null) {
-        if (v.currentTime > 0 && !v.paused) out.startedAt = { wall: performance.now(), ct: v.currentTime };
+        if (v.currentTime > 0 && !v.paused) {
+          out.startedAt = { wall: performance.now(), ct: v.currentTime, audioBytes: v.webkitAudioDecodedByteCount };
+        }
         else if (performance.now() > 30000) return finish('never started playing within 30 s');
         return;
       }
@@ -79,6 +86,7 @@ function playInPage({ src, lowLatencyMode, playS, extra }) {
         hlsLatency: hls.latency,
         buffered: v.buffered.length ? v.buffered.end(v.buffered.length - 1) - v.currentTime : 0,
       });
+      out.audioBytes = v.webkitAudioDecodedByteCount - out.startedAt.audioBytes;
       if (performance.now() - out.startedAt.wall >= playS * 1000) finish('done');
     }, 200);
   });
@@ -124,6 +132,12 @@ async function runMode(label, lowLatencyMode) {
   });
 
   if (ok) {
+    await check(`${label}: sound (AAC muxed) decoded while playing`, async () => {
+      const detail = `tracks ${JSON.stringify(r.codecs)}, ${r.audioBytes} audio bytes decoded while playing`;
+      if (!/^mp4a\.40/.test(r.codecs.audio ?? r.codecs.audiovideo ?? '')) throw new Error(`no AAC track: ${detail}`);
+      if (!(r.audioBytes > 0)) throw new Error(`no sound decoded: ${detail}`);
+      return detail;
+    });
     await check(`${label}: requests`, async () => {
       const detail = `${requests.playlists} playlist loads (${requests.blocking} blocking), ${requests.parts} parts, ${requests.segments} segments`;
       if (lowLatencyMode && (requests.blocking === 0 || requests.parts === 0))
@@ -158,6 +172,7 @@ id = "cam0"
 source = { kind = "test", width = ${WIDTH}, height = ${HEIGHT}, fps = ${FPS} }
 encoder = "x264enc"
 keyframe_interval_s = ${GOP_S}
+audio = { kind = "test" }
 pre_s = 3
 post_s = 2
 `);
