@@ -277,6 +277,31 @@ fn main() -> ExitCode {
                 for n in &p.missing {
                     println!("MISSING:        {} (for {}; package {})", n.element, n.needed_for, n.package);
                 }
+                println!("ALSA capture devices (audio = {{ kind = \"alsa\", device = ... }}):");
+                if p.audio_devices.is_empty() {
+                    println!("  (none)");
+                }
+                for d in &p.audio_devices {
+                    let list = |v: Vec<String>| if v.is_empty() { "?".to_string() } else { v.join(", ") };
+                    println!("  {} = {} — {} / {}", d.stable, d.device, d.card, d.name);
+                    println!(
+                        "      rates {} Hz, channels {}, formats {}",
+                        list(d.rates.iter().map(|r| r.to_string()).collect()),
+                        list(d.channels.iter().map(|c| c.to_string()).collect()),
+                        list(d.formats.clone())
+                    );
+                }
+                if !p.alsasrc {
+                    println!("MISSING:        alsasrc (for ALSA microphones; package gstreamer1.0-alsa)");
+                }
+                println!(
+                    "AAC encoders:   {}",
+                    if p.aac_encoders.is_empty() {
+                        "(none: sound needs gstreamer1.0-libav or -plugins-bad)".into()
+                    } else {
+                        p.aac_encoders.join(", ")
+                    }
+                );
                 if let Some(m) = &p.model {
                     println!("Board model:    {m}");
                 }

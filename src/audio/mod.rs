@@ -126,9 +126,16 @@ impl AudioSource {
         AudioSource { camera: camera.into(), cfg, preroll, status, stop }
     }
 
-    /// Start the thread (none for `kind = "source"`: the capture reads that).
+    /// Start the thread (none for `kind = "source"`, which is not supported yet: its status
+    /// says so).
     pub fn spawn(self) -> std::io::Result<Option<JoinHandle<()>>> {
         if source_element(&self.cfg).is_none() {
+            // Not built yet: say so where the user looks, rather than stay silent.
+            self.status.audio.failed(
+                "the camera's own sound (kind = \"source\") is not supported yet; use kind = \"alsa\" with a \
+                 microphone"
+                    .into(),
+            );
             return Ok(None);
         }
         let name = format!("audio-{}", self.camera);

@@ -1,6 +1,7 @@
 //! `hindsight probe`: what this machine offers — V4L2 devices with formats, sizes and rates,
 //! the H.264 and JPEG encoders GStreamer has, the GStreamer elements hindsight needs that are
-//! missing (with what each is for and the package that has it) — and which board config fits.
+//! missing (with what each is for and the package that has it), the ALSA capture devices
+//! ([`alsa`]) and AAC encoders for sound — and which board config fits.
 //! The daemon logs the missing elements at start too.
 //!
 //! Read-only: opens devices to query them, never streams. [`url`] (`probe --url`) watches a
@@ -10,6 +11,7 @@ use crate::capture::v4l2::{probe_devices, DeviceInfo};
 use crate::gst::element_exists;
 use serde::Serialize;
 
+pub mod alsa;
 pub mod url;
 
 /// H.264 encoders hindsight knows, hardware first.
@@ -78,6 +80,12 @@ pub struct Probe {
     pub jpeg_encoders: Vec<String>,
     /// Needed elements that are missing.
     pub missing: Vec<Needed>,
+    /// ALSA capture devices (microphones) for `audio = { kind = "alsa", device = ... }`.
+    pub audio_devices: Vec<alsa::CaptureDevice>,
+    /// Whether `alsasrc` (gstreamer1.0-alsa) is installed.
+    pub alsasrc: bool,
+    /// AAC encoder elements present (`audio.encoder = "auto"` takes the first).
+    pub aac_encoders: Vec<String>,
     /// Board model from the device tree, if any.
     pub model: Option<String>,
     /// The board config that fits best.
@@ -115,6 +123,9 @@ pub fn probe() -> Probe {
         devices: probe_devices(),
         jpeg_encoders: present(JPEG_ENCODERS),
         missing: missing_elements(),
+        audio_devices: alsa::capture_devices(std::path::Path::new("/proc/asound")),
+        alsasrc: element_exists("alsasrc"),
+        aac_encoders: present(&crate::config::AUTO_AAC_ENCODERS),
         suggested_board: suggest_board(model.as_deref(), &h264_encoders).into(),
         h264_encoders,
         model,

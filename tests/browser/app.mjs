@@ -2,7 +2,8 @@
 // DPR 2): the daemon with a moving test camera, driven only through the app's pages.
 //
 //   (a) login   — log in through /login when the daemon has auth on (GET /api/session → 401)
-//   (b) live    — Live shows the camera's MJPEG preview, and two shots of it a second apart differ
+//   (b) live    — Live shows the camera's MJPEG preview, and two shots of it a second apart differ;
+//                 the camera has sound (test beep): its card says "sound in clips"
 //   (c) save    — "Save clip" → REC + the clip id; the clip appears in Clips and plays there
 //                 (currentTime advances, duration ≈ duration_s)
 //   (d) upload  — a real ~4 MB H.264 MP4 with 1 MB tus chunks (?chunk=): progress bar visible; every
@@ -179,6 +180,9 @@ async function stepLive() {
   const state = await card.getAttribute('data-state');
   if (state !== 'running') throw new Error(`camera state shown: ${state}`);
   const m = await moving(img);
+  // The camera has sound: MJPEG is silent, and the card says the clips have it.
+  await page.waitForFunction((sel) => /sound in clips/.test(document.querySelector(sel)?.textContent || ''),
+    `.card.camera[data-camera="${CAM}"] .small-info`, { timeout: 15000 });
   await shot('live');
   // A hidden tab drops the preview: the daemon sees its MJPEG viewer leave; visible again → back.
   const viewers = async () => (await api(`/api/cameras/${CAM}`)).body?.viewers;
@@ -195,7 +199,7 @@ async function stepLive() {
   await waitFor('viewers 0 while the tab is hidden', 10, async () => ((await viewers()) === 0 ? true : undefined));
   await setHidden(false);
   await waitFor('one viewer again when visible', 10, async () => ((await viewers()) === 1 ? true : undefined));
-  return `${src} running; ${m}; MJPEG viewers ${before} → 0 while hidden → back when visible`;
+  return `${src} running; ${m}; "sound in clips" shown; MJPEG viewers ${before} → 0 while hidden → back when visible`;
 }
 
 let savedClip;
@@ -487,6 +491,7 @@ id = "${CAM}"
 source = { kind = "test", width = 640, height = 360, fps = 15 }
 encoder = "x264enc"
 keyframe_interval_s = 1
+audio = { kind = "test" }
 pre_s = 2
 post_s = 2
 ${!SKIP.has('phone') && !/^\[phone\]/m.test(EXTRA) ? '[phone]\npre_s = 3\npost_s = 3\n' : ''}

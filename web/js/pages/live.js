@@ -1,6 +1,8 @@
 // Live page (#/live): one card per camera with its preview (MJPEG, or native HLS on iOS Safari),
 // state, REC badge and "Save clip"; also trigger() (save a clip and announce it when ready),
-// which the Phone page uses too.
+// which the Phone page uses too. A camera with sound: the HLS preview starts muted (autoplay
+// rules) with a Sound button to unmute; MJPEG is silent, and the info line says whether the
+// microphone is delivering (clips have its sound either way).
 
 import { LS, h, enc, toast, sleep } from '../dom.js';
 import { api } from '../api.js';
@@ -109,17 +111,25 @@ function cameraCard(cam, hls) {
     btn.disabled = false;
   } }, '● Save clip');
   const info = h('span', { class: 'muted small-info' });
+  const sound = hls && cam.audio ? h('button', { class: 'sound', 'aria-pressed': 'false', onclick: () => {
+    media.muted = !media.muted;
+    sound.textContent = media.muted ? '🔇 Sound off' : '🔊 Sound on';
+    sound.setAttribute('aria-pressed', String(!media.muted));
+    if (!media.muted) media.play?.().catch(() => {});
+  } }, '🔇 Sound off') : null;
   const card = h('section', { class: 'card camera', dataset: { camera: id } },
     h('div', { class: 'row between' }, h('h2', {}, id), stateEl),
     h('div', { class: 'preview-box' }, media, rec),
-    info, btn, result);
+    info, sound, btn, result);
   const update = (c) => {
     stateEl.textContent = c.state;
     stateEl.className = `state ${c.state}`;
     rec.hidden = !isRecording(c);
     const size = c.width && c.height ? `${c.width}×${c.height}` : '';
-    info.textContent = [size, c.fps ? `${c.fps} fps` : '', c.buffered_s !== undefined ? `pre-roll ${Number(c.buffered_s).toFixed(1)} s` : '']
+    const heard = c.audio ? (c.audio.live ? (hls ? 'sound' : 'sound in clips') : 'no sound: microphone not delivering') : '';
+    info.textContent = [size, c.fps ? `${c.fps} fps` : '', c.buffered_s !== undefined ? `pre-roll ${Number(c.buffered_s).toFixed(1)} s` : '', heard]
       .filter(Boolean).join(' · ');
+    info.title = c.audio?.last_error || '';
     card.dataset.state = c.state;
     card.dataset.recording = String(!rec.hidden);
   };

@@ -87,4 +87,8 @@ RDEPENDS:${PN} = "gstreamer1.0 gstreamer1.0-plugins-bad-videoparsersbad \
 # souphttpsrc (HTTP MJPEG cameras) exists only where gst-plugins-good is built with its soup
 # PACKAGECONFIG: recommended. glib-networking (OE-core) is GIO's TLS backend: rtsps:// and
 # https:// cameras need it.
-RRECOMMENDS:${PN} = "${HINDSIGHT_ENCODER_PLUGINS} gstreamer1.0-libav gstreamer1.0-plugins-good-soup glib-networking"
+# Sound (camera.audio): alsasrc, audioconvert/audioresample (plugins-base), aacparse
+# (plugins-good audioparsers); the AAC encoder is avenc_aac from gstreamer1.0-libav above.
+RRECOMMENDS:${PN} = "${HINDSIGHT_ENCODER_PLUGINS} gstreamer1.0-libav gstreamer1.0-plugins-good-soup glib-networking \
+                     gstreamer1.0-plugins-base-alsa gstreamer1.0-plugins-base-audioconvert \
+                     gstreamer1.0-plugins-base-audioresample gstreamer1.0-plugins-good-audioparsers"
