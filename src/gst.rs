@@ -181,3 +181,18 @@ pub fn running_time(segment: Option<&gst::Segment>, ts: Option<gst::ClockTime>) 
         None => Some(ts),
     }
 }
+
+/// The format of raw AAC caps (`audio/mpeg,mpegversion=4,stream-format=raw` with
+/// `codec_data`); rate and channels 0 when the caps do not say. None without `codec_data`.
+pub fn aac_format(caps: &gst::CapsRef) -> Option<crate::frame::AudioFormat> {
+    let s = caps.structure(0)?;
+    let config = s.get::<gst::Buffer>("codec_data").ok()?;
+    let config = bytes::Bytes::copy_from_slice(&config.map_readable().ok()?);
+    let rate = s.get::<i32>("rate").ok().and_then(|r| u32::try_from(r).ok()).unwrap_or(0);
+    let channels = s.get::<i32>("channels").ok().and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
+    Some(crate::frame::AudioFormat { config, rate, channels })
+}
+
+/// Parsed raw AAC frames, one per buffer, with `codec_data` in the caps (what follows an AAC
+/// encoder or depayloader).
+pub const AAC_FRAMES: &str = "aacparse ! audio/mpeg,mpegversion=4,stream-format=raw";

@@ -3,7 +3,8 @@
 //! beep is heard at the media time of the frame captured with it (the `test` video source
 //! flashes at the same whole seconds of the monotonic clock); live HLS carries the sound and
 //! ffmpeg decodes both tracks; a camera whose microphone fails records video without sound and
-//! says why.
+//! says why; an RTSP camera's own sound (gst-rtsp-server): AAC kept bit for bit, G.711 encoded
+//! to AAC once, none said so.
 
 mod common;
 
@@ -124,12 +125,7 @@ async fn a_clip_has_sound_of_its_length_heard_with_its_picture() {
         (Some(1), Some("voaacenc"), Some(true))
     );
 
-    let (status, acc) = post_json(d.http_addr, "/api/cameras/cam0/trigger").await;
-    assert_eq!(status, 202, "{acc}");
-    let meta = wait_clip(d.http_addr, acc["clip_id"].as_str().unwrap(), Duration::from_secs(30)).await;
-    let file = storage.join(meta["path"].as_str().unwrap());
-
-    let s = streams(&file);
+    let (file, s) = triggered_clip(&d, &storage).await;
     assert_eq!(s.len(), 2, "{s:?}");
     assert_eq!((s[0].0.as_str(), s[0].1.as_str(), s[1].0.as_str(), s[1].1.as_str()), ("video", "h264", "audio", "aac"));
     let aac_frame = 1024.0 / RATE as f64;
@@ -163,10 +159,7 @@ async fn a_camera_whose_microphone_fails_records_video_and_says_why() {
     let d = start(cfg).await;
     let p = d.cameras[0].preroll.clone();
     wait_for("2 s buffered", Duration::from_secs(60), || p.stats().buffered >= Duration::from_secs(2)).await;
-    let (status, acc) = post_json(d.http_addr, "/api/cameras/cam0/trigger").await;
-    assert_eq!(status, 202, "{acc}");
-    let meta = wait_clip(d.http_addr, acc["clip_id"].as_str().unwrap(), Duration::from_secs(30)).await;
-    let s = streams(&storage.join(meta["path"].as_str().unwrap()));
+    let (_, s) = triggered_clip(&d, &storage).await;
     assert_eq!(s.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["video"]);
     let (_, cams) = get_json(d.http_addr, "/api/cameras").await;
     assert_eq!(cams[0]["state"], "running", "{cams}");
@@ -209,5 +202,125 @@ async fn live_hls_carries_the_sound_and_ffmpeg_decodes_both_tracks() {
     for w in audio.windows(2) {
         assert_eq!(w[1].0, w[0].0 + w[0].1, "sound back to back: {w:?}");
     }
+    d.shutdown().await;
+}
+
+/// An RTSP server (tests/rtsp_server.py, 320x240@10, 1 s GOP, `extra` arguments) and the
+/// config of a camera reading it with `audio = { kind = "source" }`.
+fn rtsp_with_sound(dir: &Path, extra: &[&str]) -> (common::rtsp::RtspServer, hindsight::config::Config) {
+    let mut args = vec!["--width", "320", "--height", "240", "--fps", "10", "--gop-s", "1"];
+    args.extend_from_slice(extra);
+    let server = common::rtsp::RtspServer::start(common::bin::free_port(), &args);
+    let url = format!("rtsp://127.0.0.1:{}/cam", server.port);
+    let mut cam = common::rtsp::rtsp_camera("cam0", &url, hindsight::config::RtspTransport::Tcp);
+    cam.audio = Some(AudioConfig::of_kind(AudioKind::Source));
+    (server, config(dir, vec![cam]))
+}
+
+/// Trigger a clip of cam0 and wait for it: its file and the streams ffprobe sees in it.
+async fn triggered_clip(
+    d: &hindsight::daemon::Daemon,
+    storage: &Path,
+) -> (std::path::PathBuf, Vec<(String, String, f64, f64)>) {
+    let (status, acc) = post_json(d.http_addr, "/api/cameras/cam0/trigger").await;
+    assert_eq!(status, 202, "{acc}");
+    let meta = wait_clip(d.http_addr, acc["clip_id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    let file = storage.join(meta["path"].as_str().unwrap());
+    let s = streams(&file);
+    (file, s)
+}
+
+/// The payloads of the ADTS frames in `adts` (each header gives its frame's length).
+fn adts_payloads(adts: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 7 <= adts.len() {
+        assert_eq!((adts[at], adts[at + 1] & 0xf0), (0xff, 0xf0), "ADTS sync at {at}");
+        let header = if adts[at + 1] & 1 == 1 { 7 } else { 9 };
+        let len =
+            (usize::from(adts[at + 3] & 3) << 11) | (usize::from(adts[at + 4]) << 3) | usize::from(adts[at + 5] >> 5);
+        if at + len > adts.len() {
+            break; // the file is still being written
+        }
+        out.push(&adts[at + header..at + len]);
+        at += len;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtsp_cameras_aac_goes_into_its_clip_bit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = dir.path().join("sent.aac");
+    let (_server, cfg) = rtsp_with_sound(dir.path(), &["--aac", sent.to_str().unwrap()]);
+    let storage = cfg.storage.path.clone();
+    let d = start(cfg).await;
+    buffered_with_sound(&d, 3).await;
+    let (_, cams) = get_json(d.http_addr, "/api/cameras").await;
+    let a = &cams[0]["audio"];
+    assert_eq!(
+        (a["kind"].as_str(), a["codec"].as_str(), a["encoder"].as_str()),
+        (Some("source"), Some("aac"), Some("passthrough")),
+        "{a}"
+    );
+    assert_eq!(
+        (a["rate"].as_u64(), a["channels"].as_u64(), a["live"].as_bool()),
+        (Some(48_000), Some(1), Some(true)),
+        "{a}"
+    );
+
+    let (file, s) = triggered_clip(&d, &storage).await;
+    assert_eq!(
+        s.iter().map(|x| (x.0.as_str(), x.1.as_str())).collect::<Vec<_>>(),
+        [("video", "h264"), ("audio", "aac")]
+    );
+    assert!((s[1].3 - s[0].3).abs() <= 1024.0 / RATE as f64 + 0.001, "sound lasts as long as the video: {s:?}");
+    // Every AAC frame of the clip, in order, is a run of the frames the camera sent.
+    let kept = ffmpeg(&file, &["-map", "0:a", "-c", "copy", "-f", "adts", "-"]);
+    let kept = adts_payloads(&kept);
+    let sent = std::fs::read(&sent).unwrap();
+    let sent = adts_payloads(&sent);
+    assert!(kept.len() > 150, "{} AAC frames in the clip", kept.len());
+    let at = sent.windows(kept.len()).position(|w| w == kept.as_slice());
+    assert!(at.is_some(), "the clip's {} AAC frames are not a run of the {} sent", kept.len(), sent.len());
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtsp_cameras_g711_is_encoded_to_aac_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, cfg) = rtsp_with_sound(dir.path(), &["--audio"]);
+    let storage = cfg.storage.path.clone();
+    let d = start(cfg).await;
+    buffered_with_sound(&d, 3).await;
+    let (_, cams) = get_json(d.http_addr, "/api/cameras").await;
+    let a = &cams[0]["audio"];
+    // PCMA at 8 kHz from the camera, AAC at the configured 48 kHz by the encoder `auto` picks.
+    assert_eq!(
+        (a["codec"].as_str(), a["encoder"].as_str(), a["rate"].as_u64()),
+        (Some("aac"), Some("voaacenc"), Some(48_000)),
+        "{a}"
+    );
+    let (_, s) = triggered_clip(&d, &storage).await;
+    assert_eq!(
+        s.iter().map(|x| (x.0.as_str(), x.1.as_str())).collect::<Vec<_>>(),
+        [("video", "h264"), ("audio", "aac")]
+    );
+    assert!((s[1].3 - s[0].3).abs() <= 1024.0 / RATE as f64 + 0.001, "sound lasts as long as the video: {s:?}");
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtsp_camera_without_sound_says_so_and_records_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, cfg) = rtsp_with_sound(dir.path(), &[]);
+    let d = start(cfg).await;
+    common::rtsp::running_with(&d, 1.0).await;
+    let status = d.cameras[0].status.clone();
+    wait_for("the missing sound reported", Duration::from_secs(20), || status.audio.last_error().is_some()).await;
+    let (_, cams) = get_json(d.http_addr, "/api/cameras").await;
+    let e = cams[0]["audio"]["last_error"].as_str().unwrap_or_default();
+    assert!(e.contains("the camera sends no sound"), "{}", cams[0]["audio"]);
+    assert_eq!((cams[0]["state"].as_str(), cams[0]["audio"]["frames"].as_u64()), (Some("running"), Some(0)));
     d.shutdown().await;
 }

@@ -64,6 +64,8 @@ def main():
     a.add_argument("--password")
     a.add_argument("--auth", choices=["basic", "digest"], default="digest")
     a.add_argument("--audio", action="store_true", help="add a G.711 A-law audio track (pay1)")
+    a.add_argument("--aac", metavar="FILE",
+                   help="add an AAC track (pay1, 48 kHz mono, voaacenc) and write the AAC frames sent as ADTS to FILE")
     a.add_argument("--sub", help="also serve WxH on /sub")
     a.add_argument("--tls", action="store_true", help="rtsps:// with a self-signed certificate")
     args = a.parse_args()
@@ -81,7 +83,11 @@ def main():
         else:
             enc = (f"x265enc tune=zerolatency speed-preset=ultrafast bitrate={args.bitrate} key-int-max={gop} ! "
                    "rtph265pay name=pay0 pt=96 config-interval=-1")
-        if audio:
+        if audio and args.aac:
+            enc += (" audiotestsrc is-live=true wave=ticks ! audio/x-raw,rate=48000,channels=1 ! voaacenc bitrate=64000 ! "
+                    "tee name=aac ! queue ! rtpmp4gpay name=pay1 pt=97 aac. ! queue ! aacparse ! "
+                    f"audio/mpeg,stream-format=adts ! filesink buffer-mode=unbuffered location={args.aac}")
+        elif audio:
             enc += (" audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! alawenc ! "
                     "rtppcmapay name=pay1 pt=8")
         return f"( {src}{enc} )"
@@ -90,7 +96,7 @@ def main():
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(launch(args.width, args.height, args.audio))
+    factory.set_launch(launch(args.width, args.height, args.audio or bool(args.aac)))
     factory.set_shared(True)
     factories = [(args.path, factory)]
     if args.sub:

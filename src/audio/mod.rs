@@ -22,7 +22,7 @@
 
 use crate::config::{AudioConfig, AudioKind, AUTO_AAC_ENCODERS};
 use crate::frame::{AudioFormat, AudioFrame};
-use crate::gst::{element_exists, running_time, GstError, Pipeline};
+use crate::gst::{element_exists, running_time, GstError, Pipeline, AAC_FRAMES};
 use crate::preroll::PreRoll;
 use crate::shutdown::{Backoff, StopToken};
 use crate::status::CameraStatus;
@@ -90,28 +90,37 @@ pub fn source_element(cfg: &AudioConfig) -> Option<String> {
     }
 }
 
-/// The pipeline from `source` to raw AAC frames in an appsink named `sink`.
-pub fn description(source: &str, cfg: &AudioConfig, encoder: &str) -> String {
+/// Raw sound to AAC frames as `cfg` says, with `encoder`: convert, resample, encode, parse
+/// (also what a network camera's decoded G.711/Opus goes through).
+pub fn encode_chain(cfg: &AudioConfig, encoder: &str) -> String {
     format!(
-        "{source} ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=500000000 leaky=downstream \
-         ! audioconvert ! audioresample ! audio/x-raw,rate={rate},channels={ch} \
-         ! {encoder} bitrate={bps} ! aacparse ! audio/mpeg,mpegversion=4,stream-format=raw \
-         ! appsink name=sink sync=false max-buffers=64 drop=true",
+        "audioconvert ! audioresample ! audio/x-raw,rate={rate},channels={ch} \
+         ! {encoder} bitrate={bps} ! {AAC_FRAMES}",
         rate = cfg.rate,
         ch = cfg.channels,
         bps = u64::from(cfg.bitrate_kbps) * 1000,
     )
 }
 
+/// The pipeline from `source` to raw AAC frames in an appsink named `sink`.
+pub fn description(source: &str, cfg: &AudioConfig, encoder: &str) -> String {
+    format!(
+        "{source} ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=500000000 leaky=downstream \
+         ! {} ! appsink name=sink sync=false max-buffers=64 drop=true",
+        encode_chain(cfg, encoder)
+    )
+}
+
 /// What the caps of raw AAC say (`codec_data`, rate, channels).
 pub fn format_of(caps: &gst::CapsRef) -> Option<AudioFormat> {
-    let s = caps.structure(0)?;
-    let config = s.get::<gst::Buffer>("codec_data").ok()?;
-    let config = Bytes::copy_from_slice(&config.map_readable().ok()?);
-    let parsed = crate::mp4::AudioConfig::parse(&config)?;
-    let rate = s.get::<i32>("rate").ok().and_then(|r| u32::try_from(r).ok()).unwrap_or(parsed.rate);
-    let channels = s.get::<i32>("channels").ok().and_then(|c| u16::try_from(c).ok()).unwrap_or(parsed.channels);
-    Some(AudioFormat { config, rate, channels })
+    let f = crate::gst::aac_format(caps)?;
+    // aacparse sets rate and channels; else they come from the AudioSpecificConfig.
+    let parsed = crate::mp4::AudioConfig::parse(&f.config)?;
+    Some(AudioFormat {
+        rate: if f.rate == 0 { parsed.rate } else { f.rate },
+        channels: if f.channels == 0 { parsed.channels } else { f.channels },
+        ..f
+    })
 }
 
 impl AudioSource {
@@ -126,16 +135,15 @@ impl AudioSource {
         AudioSource { camera: camera.into(), cfg, preroll, status, stop }
     }
 
-    /// Start the thread (none for `kind = "source"`, which is not supported yet: its status
-    /// says so).
+    /// Start the thread (none for `kind = "source"`: an RTSP camera's sound comes with its
+    /// stream, a phone's is not supported yet and its status says so).
     pub fn spawn(self) -> std::io::Result<Option<JoinHandle<()>>> {
         if source_element(&self.cfg).is_none() {
-            // Not built yet: say so where the user looks, rather than stay silent.
-            self.status.audio.failed(
-                "the camera's own sound (kind = \"source\") is not supported yet; use kind = \"alsa\" with a \
-                 microphone"
-                    .into(),
-            );
+            // RTSP cameras bring theirs with the stream (the capture's sound tap); a phone's is
+            // not taken yet: say so where the user looks, rather than stay silent.
+            self.status
+                .audio
+                .failed("a phone camera's own sound (kind = \"source\") is not supported yet; RTSP cameras' is".into());
             return Ok(None);
         }
         let name = format!("audio-{}", self.camera);

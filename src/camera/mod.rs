@@ -11,11 +11,11 @@ pub mod registry;
 
 use crate::audio::AudioSource;
 use crate::capture::phone::PhoneFeed;
-use crate::capture::Capture;
+use crate::capture::{Capture, SoundEvent, SoundTap};
 use crate::clip::recorder::RecorderInput;
 use crate::clip::state::Limits;
 use crate::config::SourceConfig;
-use crate::config::{CameraConfig, Config, SourceKind};
+use crate::config::{AudioKind, CameraConfig, Config, SourceKind};
 use crate::encode::{Encoder, EncoderConfig, PassStage};
 use crate::live::hls::Hls;
 use crate::live::mjpeg::{Preview, PreviewSettings};
@@ -227,6 +227,7 @@ impl Camera {
                 .with_tap(self.tap.clone())
                 .with_feed(self.feed.clone())
                 .with_bypass(bypass)
+                .with_sound(self.sound_tap())
                 .spawn()?;
         let encode =
             match Encoder::new(enc_cfg, self.ring.clone(), self.preroll.clone(), self.status.clone(), stop.clone())
@@ -244,6 +245,8 @@ impl Camera {
                 }
             };
         let audio = match &self.cfg.audio {
+            // The camera's own sound comes with its stream (the capture's sound tap).
+            Some(a) if self.sound_from_stream() && a.kind == AudioKind::Source => None,
             Some(a) => {
                 let source =
                     AudioSource::new(&self.cfg.id, a.clone(), self.preroll.clone(), self.status.clone(), stop.clone());
@@ -257,6 +260,37 @@ impl Camera {
         };
         *run = Some(Running { stop, capture, encode, audio });
         Ok(())
+    }
+
+    /// Whether this camera's own sound can come with its stream (RTSP cameras).
+    fn sound_from_stream(&self) -> bool {
+        self.cfg.source.kind == SourceKind::Rtsp
+    }
+
+    /// Where an RTSP camera's own sound goes (`audio = { kind = "source" }`): AAC frames into
+    /// the pre-roll, what it is and what went wrong into the camera's audio status.
+    fn sound_tap(&self) -> Option<SoundTap> {
+        let cfg = self.cfg.audio.as_ref().filter(|a| a.kind == AudioKind::Source && self.sound_from_stream())?;
+        // The encoder only matters for G.711/Opus; AAC passes through without one.
+        let encoder = crate::audio::resolve_encoder(cfg, crate::gst::element_exists).unwrap_or_default();
+        let (preroll, status) = (self.preroll.clone(), self.status.clone());
+        Some(SoundTap {
+            encode: crate::audio::encode_chain(cfg, if encoder.is_empty() { "voaacenc" } else { &encoder }),
+            primed: crate::audio::priming(&encoder),
+            encoder,
+            deliver: std::sync::Arc::new(move |event| match event {
+                SoundEvent::Frame(a) => {
+                    if preroll.push_audio(a) {
+                        status.audio.frame();
+                    }
+                }
+                SoundEvent::Format(f, made_by) => {
+                    status.audio.set_format(f);
+                    status.audio.set_encoder(&made_by);
+                }
+                SoundEvent::Failed(e) => status.audio.failed(e),
+            }),
+        })
     }
 
     /// Stop capture, drain the encoder (EOS), join both threads. Blocks.

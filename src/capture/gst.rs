@@ -35,6 +35,8 @@ pub struct GstSource {
     first: Option<Frame>,
     /// Monotonic time minus pipeline running time, fixed at the first frame.
     offset: Option<Duration>,
+    /// The offset as others read it (a camera's sound branch dates its frames by it).
+    shared_offset: Option<SharedOffset>,
     /// Running time of the previous frame, to spot frames the appsink dropped.
     last_rt: Option<Duration>,
     seq: u64,
@@ -46,6 +48,39 @@ pub struct GstSource {
     anchor_to_now: bool,
     /// Capture time of the previous frame (frames stay strictly increasing).
     last_captured: Option<Duration>,
+}
+
+/// A source's media-to-monotonic offset (running time + offset = capture time) shared with
+/// another branch of its pipeline; unknown until its first video frame.
+#[derive(Clone)]
+pub struct SharedOffset(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Default for SharedOffset {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SharedOffset {
+    const UNKNOWN: u64 = u64::MAX;
+
+    /// Not known yet.
+    pub fn new() -> Self {
+        SharedOffset(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(Self::UNKNOWN)))
+    }
+
+    fn set(&self, off: Duration) {
+        let ns = u64::try_from(off.as_nanos()).unwrap_or(Self::UNKNOWN - 1);
+        self.0.store(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The offset, once the first video frame set it.
+    pub fn get(&self) -> Option<Duration> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            Self::UNKNOWN => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
 }
 
 /// How far a browser feed's media time may lag behind now before it is re-anchored (longer than
@@ -109,6 +144,7 @@ impl GstSource {
             format: VideoFormat { pixel: PixelFormat::I420, width: 0, height: 0, fps: 0 },
             first: None,
             offset: None,
+            shared_offset: None,
             last_rt: None,
             seq: 0,
             description: description.into(),
@@ -131,6 +167,14 @@ impl GstSource {
             }
         }
         Ok(src)
+    }
+
+    /// Keep `shared` at this source's media-to-monotonic offset (from now on, and now if known).
+    pub fn share_offset(&mut self, shared: SharedOffset) {
+        if let Some(off) = self.offset {
+            shared.set(off);
+        }
+        self.shared_offset = Some(shared);
     }
 
     fn pull(&mut self, wait: Duration) -> Result<Option<Frame>, CaptureError> {
@@ -163,14 +207,18 @@ impl GstSource {
                 }
                 self.last_rt = Some(rt);
                 let off = *self.offset.get_or_insert_with(|| now.saturating_sub(rt));
-                if self.anchor_to_now {
+                let (captured, off) = if self.anchor_to_now {
                     let (captured, off) = anchored(off, rt, now, self.last_captured);
                     self.offset = Some(off);
                     self.last_captured = Some(captured);
-                    captured
+                    (captured, off)
                 } else {
-                    off + rt
+                    (off + rt, off)
+                };
+                if let Some(shared) = &self.shared_offset {
+                    shared.set(off);
                 }
+                captured
             }
             None => now,
         };

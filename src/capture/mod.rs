@@ -19,7 +19,7 @@ pub mod test_pattern;
 pub mod v4l2;
 
 use crate::config::{SourceConfig, SourceKind};
-use crate::frame::{Frame, VideoFormat};
+use crate::frame::{AudioFormat, AudioFrame, Frame, VideoFormat};
 use crate::gst::GstError;
 use crate::ring::FrameRing;
 use crate::shutdown::{Backoff, StopToken};
@@ -109,8 +109,41 @@ pub trait Source: Send {
     fn describe(&self) -> String;
 }
 
+/// A camera's own sound, taken from its stream (`audio = { kind = "source" }`, RTSP cameras):
+/// AAC passed through bit for bit, G.711 and Opus decoded and encoded once.
+#[derive(Clone)]
+pub struct SoundTap {
+    /// What decoded sound goes through to become AAC frames (`audio::encode_chain`).
+    pub encode: String,
+    /// The name of that chain's encoder, and the samples it primes with (`audio::priming`).
+    pub encoder: String,
+    pub primed: u64,
+    /// Where the sound goes, from the pipeline's streaming thread.
+    pub deliver: Arc<dyn Fn(SoundEvent) + Send + Sync>,
+}
+
+/// What a [`SoundTap`] is told.
+pub enum SoundEvent {
+    /// The sound's format, and `passthrough` or the encoder making it (on the first frame and
+    /// whenever it changes).
+    Format(AudioFormat, String),
+    /// An AAC frame, dated on the video's capture clock.
+    Frame(AudioFrame),
+    /// Why there is no sound (the camera sends none, or a kind hindsight cannot take).
+    Failed(String),
+}
+
 /// Open the source a camera is configured with (`feed`: a browser camera's chunks).
 pub fn open(cfg: &SourceConfig, feed: Option<&Arc<PhoneFeed>>) -> Result<Box<dyn Source>, CaptureError> {
+    open_with_sound(cfg, feed, None)
+}
+
+/// [`open`], with the camera's own sound to `sound` (RTSP cameras; others ignore it).
+pub fn open_with_sound(
+    cfg: &SourceConfig,
+    feed: Option<&Arc<PhoneFeed>>,
+    sound: Option<&SoundTap>,
+) -> Result<Box<dyn Source>, CaptureError> {
     let w = cfg.width.unwrap_or(1280);
     let h = cfg.height.unwrap_or(720);
     let fps = cfg.fps.unwrap_or(30);
@@ -128,7 +161,13 @@ pub fn open(cfg: &SourceConfig, feed: Option<&Arc<PhoneFeed>>) -> Result<Box<dyn
         },
         SourceKind::Rtsp => {
             let url = cfg.url.as_deref().unwrap_or("");
-            Box::new(network::open_rtsp(url, cfg.transport.unwrap_or_default(), cfg.tls_fingerprint.as_deref())?)
+            let (src, _) = network::open_rtsp_listing(
+                url,
+                cfg.transport.unwrap_or_default(),
+                cfg.tls_fingerprint.as_deref(),
+                sound.cloned(),
+            )?;
+            Box::new(src)
         }
         SourceKind::HttpMjpeg => Box::new(network::open_http_mjpeg(cfg.url.as_deref().unwrap_or(""))?),
         SourceKind::V4l2 if cfg.delivers_h264() => {
@@ -163,6 +202,7 @@ pub struct Capture {
     tap: Option<Arc<FrameTap>>,
     feed: Option<Arc<PhoneFeed>>,
     bypass: Option<Bypass>,
+    sound: Option<SoundTap>,
 }
 
 /// Takes a frame before the ring (`None`: taken) or gives it back: the camera's pass-through,
@@ -178,7 +218,18 @@ impl Capture {
         status: Arc<CameraStatus>,
         stop: StopToken,
     ) -> Self {
-        Capture { id: id.into(), source, ring, status, stop, next_seq: 0, tap: None, feed: None, bypass: None }
+        Capture {
+            id: id.into(),
+            source,
+            ring,
+            status,
+            stop,
+            next_seq: 0,
+            tap: None,
+            feed: None,
+            bypass: None,
+            sound: None,
+        }
     }
 
     /// Also publish every frame into `tap` (the live preview's latest-frame slot).
@@ -190,6 +241,12 @@ impl Capture {
     /// Offer every frame to `bypass` before the ring.
     pub fn with_bypass(mut self, bypass: Option<Bypass>) -> Self {
         self.bypass = bypass;
+        self
+    }
+
+    /// Take the camera's own sound from its stream into `sound` (RTSP cameras).
+    pub fn with_sound(mut self, sound: Option<SoundTap>) -> Self {
+        self.sound = sound;
         self
     }
 
@@ -229,7 +286,7 @@ impl Capture {
 
     /// Open the source and pump frames until it fails (`Err`) or the camera stops (`Ok`).
     fn run_once(&mut self) -> Result<(), CaptureError> {
-        let mut source = open(&self.source, self.feed.as_ref())?;
+        let mut source = open_with_sound(&self.source, self.feed.as_ref(), self.sound.as_ref())?;
         let mut format = source.format();
         log::info!(
             "camera {}: {} delivers {}x{} {} @ {} fps",

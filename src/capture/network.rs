@@ -3,9 +3,12 @@
 //!
 //! - `rtsp`: `rtspsrc` → `rtph264depay` → `h264parse` (SPS/PPS before every IDR) → H.264 access
 //!   units, passed through by the encode stage without decoding. The camera's streams are
-//!   linked by hand as `rtspsrc` announces them: the first H.264 video stream is taken, audio and
-//!   any other stream go to a `fakesink`, and an H.265 camera is refused with an error that says
-//!   so (hindsight stores and serves H.264 only).
+//!   linked by hand as `rtspsrc` announces them: the first H.264 video stream is taken; with
+//!   `audio = { kind = "source" }` the first audio stream too ([`link_sound`]: AAC passed
+//!   through, G.711 and Opus decoded and encoded to AAC once), dated on the video's capture
+//!   clock (the jitter buffers put both streams on one running time, from the camera's RTCP);
+//!   any other stream goes to a `fakesink`, and an H.265 camera is refused with an error that
+//!   says so (hindsight stores and serves H.264 only).
 //! - `http_mjpeg`: `souphttpsrc` → `multipartdemux` → `jpegparse`: JPEGs, passed through to the
 //!   MJPEG preview and encoded once to H.264 for the pre-roll.
 //! - `v4l2` with `format = "H264"` (UVC webcams that encode): `v4l2src` → `h264parse`.
@@ -14,12 +17,14 @@
 //! description (no quoting to get wrong, and descriptions reach logs); what logs and errors show
 //! is the redacted URL.
 
-use super::gst::{GstSource, Guard};
-use super::CaptureError;
+use super::gst::{GstSource, Guard, SharedOffset};
+use super::{CaptureError, SoundEvent, SoundTap};
 use crate::config::RtspTransport;
 use crate::gst::{GstError, Pipeline};
 use gst::prelude::*;
 use gstreamer as gst;
+use gstreamer_app as gst_app;
+use std::time::Duration;
 
 /// What follows a camera's depayloader: access units with SPS/PPS before every IDR.
 const H264_TAIL: &str = "h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au";
@@ -36,15 +41,16 @@ pub type OtherStreams = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 /// fingerprint (`source.tls_fingerprint`) of the certificate an `rtsps://` camera may present
 /// though no authority vouches for it.
 pub fn open_rtsp(url: &str, transport: RtspTransport, pinned: Option<&str>) -> Result<GstSource, CaptureError> {
-    open_rtsp_listing(url, transport, pinned).map(|(src, _)| src)
+    open_rtsp_listing(url, transport, pinned, None).map(|(src, _)| src)
 }
 
 /// As [`open_rtsp`], also returning the other streams the camera announces (`hindsight probe
-/// --url` lists its audio tracks).
+/// --url` lists its audio tracks); the camera's sound goes to `sound` when given.
 pub fn open_rtsp_listing(
     url: &str,
     transport: RtspTransport,
     pinned: Option<&str>,
+    sound: Option<SoundTap>,
 ) -> Result<(GstSource, OtherStreams), CaptureError> {
     let protocols = match transport {
         RtspTransport::Tcp => "tcp",
@@ -63,14 +69,17 @@ pub fn open_rtsp_listing(
     let others = OtherStreams::default();
     let listed = others.clone();
     let pinned = pinned.and_then(crate::config::fingerprint::parse);
-    let src = GstSource::open_prepared(&description, &shown, move |p| {
+    let offset = SharedOffset::new();
+    let sound = sound.map(|tap| (tap, offset.clone()));
+    let mut src = GstSource::open_prepared(&description, &shown, move |p| {
         let cam: gst::Element = p.by_name("cam")?;
         let depay: gst::Element = p.by_name("depay")?;
         cam.set_property("location", url.as_str());
         accept_pinned_certificate(&cam, pinned);
-        link_rtsp_streams(p, &cam, &depay, listed)?;
+        link_rtsp_streams(p, &cam, &depay, listed, sound)?;
         Ok(Box::new(()) as Guard)
     })?;
+    src.share_offset(offset);
     Ok((src, others))
 }
 
@@ -112,10 +121,14 @@ fn link_rtsp_streams(
     cam: &gst::Element,
     depay: &gst::Element,
     others: OtherStreams,
+    sound: Option<(SoundTap, SharedOffset)>,
 ) -> Result<(), CaptureError> {
     let depay_sink = depay.static_pad("sink").ok_or_else(|| GstError::MissingElement("rtph264depay sink".into()))?;
     let bin = p.inner().downgrade();
     let seen = others.clone();
+    let heard = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sound_linked = heard.clone();
+    let wanted = sound.as_ref().map(|(tap, _)| tap.deliver.clone());
     cam.connect_pad_added(move |_, pad| {
         let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
         let (media, encoding) = caps
@@ -134,8 +147,16 @@ fn link_rtsp_streams(
             return;
         }
         seen.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{media} {encoding}"));
-        // Not ours: drained by a fakesink so rtspsrc never sees not-linked.
         let Some(bin) = bin.upgrade() else { return };
+        if let Some((tap, offset)) = sound.as_ref().filter(|_| media == "audio") {
+            if !sound_linked.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                match link_sound(&bin, pad, &encoding, tap, offset.clone()) {
+                    Ok(()) => return,
+                    Err(e) => (tap.deliver)(SoundEvent::Failed(e)),
+                }
+            }
+        }
+        // Not ours: drained by a fakesink so rtspsrc never sees not-linked.
         let Ok(sink) = gst::ElementFactory::make("fakesink").property("sync", false).property("async", false).build()
         else {
             return;
@@ -149,6 +170,10 @@ fn link_rtsp_streams(
     });
     let depay_sink = depay.static_pad("sink").ok_or_else(|| GstError::MissingElement("rtph264depay sink".into()))?;
     cam.connect_no_more_pads(move |src| {
+        if let Some(deliver) = wanted.as_ref().filter(|_| !heard.load(std::sync::atomic::Ordering::Relaxed)) {
+            let streams = others.lock().unwrap_or_else(|e| e.into_inner()).join(", ");
+            deliver(SoundEvent::Failed(format!("the camera sends no sound (its other streams: {streams:?})")));
+        }
         if depay_sink.is_linked() {
             return;
         }
@@ -163,6 +188,87 @@ fn link_rtsp_streams(
         };
         src.post_error_message(gst::error_msg!(gst::StreamError::CodecNotFound, ["{}", msg]));
     });
+    Ok(())
+}
+
+/// Link the camera's audio stream `pad` (RTP `encoding`) through a branch that ends in raw AAC
+/// frames handed to `tap`, dated by `offset` like the video. AAC (MPEG4-GENERIC, MP4A-LATM) is
+/// depayloaded and passed through bit for bit; G.711 (PCMA, PCMU) and Opus are decoded and
+/// encoded once by `tap.encode`. A leaky queue keeps a slow encoder from holding `rtspsrc`.
+fn link_sound(
+    bin: &gst::Pipeline,
+    pad: &gst::Pad,
+    encoding: &str,
+    tap: &SoundTap,
+    offset: SharedOffset,
+) -> Result<(), String> {
+    let aac = crate::gst::AAC_FRAMES;
+    let (chain, primed, made_by) = match encoding {
+        "MPEG4-GENERIC" => (format!("rtpmp4gdepay ! {aac}"), 0, "passthrough".to_string()),
+        "MP4A-LATM" => (format!("rtpmp4adepay ! {aac}"), 0, "passthrough".to_string()),
+        "PCMA" => (format!("rtppcmadepay ! alawdec ! {}", tap.encode), tap.primed, tap.encoder.clone()),
+        "PCMU" => (format!("rtppcmudepay ! mulawdec ! {}", tap.encode), tap.primed, tap.encoder.clone()),
+        "OPUS" => (format!("rtpopusdepay ! opusdec ! {}", tap.encode), tap.primed, tap.encoder.clone()),
+        other => return Err(format!("the camera's sound is {other}; hindsight takes AAC, G.711 (PCMA, PCMU) or Opus")),
+    };
+    let description = format!(
+        "queue max-size-buffers=0 max-size-bytes=0 max-size-time=500000000 leaky=downstream ! {chain} \
+         ! appsink name=hindsight_sound sync=false max-buffers=64 drop=true"
+    );
+    let branch = gst::parse::bin_from_description(&description, true).map_err(|e| {
+        format!("cannot take the camera's {encoding} sound: {e} ({})", description.split(" ! ").nth(1).unwrap_or(""))
+    })?;
+    let sink = branch
+        .by_name("hindsight_sound")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or("the sound branch has no appsink")?;
+    let deliver = tap.deliver.clone();
+    let mut known: Option<(gst::Caps, crate::frame::AudioFormat)> = None;
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                if known.as_ref().is_none_or(|(c, _)| c.as_ref() != caps) {
+                    match crate::gst::aac_format(caps).filter(|f| f.rate > 0 && f.channels > 0) {
+                        Some(f) => {
+                            deliver(SoundEvent::Format(f.clone(), made_by.clone()));
+                            known = Some((caps.to_owned(), f));
+                        }
+                        None => {
+                            deliver(SoundEvent::Failed(format!(
+                                "the camera's sound came without its AAC config: {caps}"
+                            )));
+                            return Err(gst::FlowError::NotNegotiated);
+                        }
+                    }
+                }
+                let Some((_, format)) = &known else { return Ok(gst::FlowSuccess::Ok) };
+                // Dated like the video (running time + its offset), less the encoder's priming
+                // when hindsight encoded it; nothing before the first video frame.
+                let (Some(rt), Some(off)) = (crate::gst::running_time(sample.segment(), buffer.pts()), offset.get())
+                else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let per = |n: u64| Duration::from_nanos(n * 1_000_000_000 / u64::from(format.rate));
+                let pts = (off + Duration::from_nanos(rt.nseconds())).saturating_sub(per(primed));
+                let Ok(map) = buffer.map_readable() else { return Ok(gst::FlowSuccess::Ok) };
+                deliver(SoundEvent::Frame(crate::frame::AudioFrame {
+                    data: bytes::Bytes::copy_from_slice(&map),
+                    pts,
+                    duration: buffer.duration().map_or(per(1024), |d| Duration::from_nanos(d.nseconds())),
+                    format: format.clone(),
+                }));
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    bin.add(&branch).map_err(|e| format!("sound branch: {e}"))?;
+    branch.sync_state_with_parent().map_err(|e| format!("sound branch: {e}"))?;
+    let sink_pad = branch.static_pad("sink").ok_or("the sound branch has no sink pad")?;
+    pad.link(&sink_pad).map_err(|e| format!("cannot link the camera's sound: {e:?}"))?;
     Ok(())
 }
 

@@ -55,7 +55,7 @@ pub fn probe_url(
     let lower = url.to_ascii_lowercase();
     let (kind, mut source, others): (&'static str, Box<dyn Source>, OtherStreams) =
         if lower.starts_with("rtsp://") || lower.starts_with("rtsps://") {
-            let (s, o) = open_rtsp_listing(url, transport, pinned).map_err(|e| error_chain(&e))?;
+            let (s, o) = open_rtsp_listing(url, transport, pinned, None).map_err(|e| error_chain(&e))?;
             ("rtsp", Box::new(s), o)
         } else if lower.starts_with("http://") || lower.starts_with("https://") {
             ("http_mjpeg", Box::new(open_http_mjpeg(url).map_err(|e| error_chain(&e))?), OtherStreams::default())
