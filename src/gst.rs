@@ -193,6 +193,11 @@ pub fn aac_format(caps: &gst::CapsRef) -> Option<crate::frame::AudioFormat> {
     Some(crate::frame::AudioFormat { config, rate, channels })
 }
 
+/// The bytes of `sample`'s buffer without a copy (they keep the buffer mapped).
+pub fn sample_bytes(sample: &gst::Sample) -> Option<bytes::Bytes> {
+    sample.buffer_owned()?.into_mapped_buffer_readable().ok().map(bytes::Bytes::from_owner)
+}
+
 /// Parsed raw AAC frames, one per buffer, with `codec_data` in the caps (what follows an AAC
 /// encoder or depayloader).
 pub const AAC_FRAMES: &str = "aacparse ! audio/mpeg,mpegversion=4,stream-format=raw";

@@ -66,6 +66,16 @@ pub fn rfc3339_ms(ms: i64) -> String {
 /// RTP/MPEG.
 pub const TIMESCALE: u32 = 90_000;
 
+/// `d` in samples at `rate` (Hz), rounded to the nearest.
+pub fn samples(d: Duration, rate: u32) -> u64 {
+    ((d.as_nanos() * u128::from(rate) + 500_000_000) / 1_000_000_000) as u64
+}
+
+/// How long `n` samples at `rate` (Hz) last.
+pub fn of_samples(n: u64, rate: u32) -> Duration {
+    Duration::from_nanos((u128::from(n) * 1_000_000_000 / u128::from(rate.max(1))) as u64)
+}
+
 /// A duration in [`TIMESCALE`] units.
 pub fn ticks(d: Duration) -> u64 {
     (d.as_nanos() * u128::from(TIMESCALE) / 1_000_000_000) as u64

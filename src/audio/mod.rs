@@ -26,7 +26,6 @@ use crate::gst::{element_exists, running_time, GstError, Pipeline, AAC_FRAMES};
 use crate::preroll::PreRoll;
 use crate::shutdown::{Backoff, StopToken};
 use crate::status::CameraStatus;
-use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -244,16 +243,10 @@ impl AudioSource {
             if pts > crate::time::mono_now() + Duration::from_secs(10) {
                 continue; // a timestamp from before the start, wrapped around
             }
-            let per_ns = |n: u64| Duration::from_nanos(n * 1_000_000_000 / u64::from(fmt.rate.max(1)));
-            let pts = pts.saturating_sub(per_ns(primed));
-            let Ok(map) = buffer.map_readable() else { continue };
-            let samples = per_ns(1024);
-            let frame = AudioFrame {
-                data: Bytes::copy_from_slice(&map),
-                pts,
-                duration: buffer.duration().map_or(samples, |d| Duration::from_nanos(d.nseconds())),
-                format: fmt.clone(),
-            };
+            let pts = pts.saturating_sub(crate::time::of_samples(primed, fmt.rate));
+            let duration = buffer.duration().map_or(crate::time::of_samples(1024, fmt.rate), |d| d.into());
+            let Some(data) = crate::gst::sample_bytes(&sample) else { continue };
+            let frame = AudioFrame { data, pts, duration, format: fmt.clone() };
             if self.preroll.push_audio(frame) {
                 self.status.audio.frame();
             }

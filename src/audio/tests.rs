@@ -5,6 +5,7 @@
 use super::*;
 use crate::frame::EncodedFrame;
 use crate::preroll::PreRoll;
+use bytes::Bytes;
 
 #[test]
 fn encoder_choice_and_pipeline_text() {

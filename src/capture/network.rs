@@ -252,15 +252,10 @@ fn link_sound(
                 else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                let per = |n: u64| Duration::from_nanos(n * 1_000_000_000 / u64::from(format.rate));
-                let pts = (off + Duration::from_nanos(rt.nseconds())).saturating_sub(per(primed));
-                let Ok(map) = buffer.map_readable() else { return Ok(gst::FlowSuccess::Ok) };
-                deliver(SoundEvent::Frame(crate::frame::AudioFrame {
-                    data: bytes::Bytes::copy_from_slice(&map),
-                    pts,
-                    duration: buffer.duration().map_or(per(1024), |d| Duration::from_nanos(d.nseconds())),
-                    format: format.clone(),
-                }));
+                let pts = (off + Duration::from(rt)).saturating_sub(crate::time::of_samples(primed, format.rate));
+                let duration = buffer.duration().map_or(crate::time::of_samples(1024, format.rate), |d| d.into());
+                let Some(data) = crate::gst::sample_bytes(&sample) else { return Ok(gst::FlowSuccess::Ok) };
+                deliver(SoundEvent::Frame(crate::frame::AudioFrame { data, pts, duration, format: format.clone() }));
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),

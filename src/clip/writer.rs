@@ -48,11 +48,6 @@ pub(super) fn flush(
     Ok(())
 }
 
-/// `d` in samples at `rate`, rounded.
-fn samples(d: Duration, rate: u32) -> u64 {
-    ((d.as_nanos() * u128::from(rate) + 500_000_000) / 1_000_000_000) as u64
-}
-
 /// The clip's sound track as it is written.
 struct Sound {
     /// Capture time of the track's first sample (its first frame's).
@@ -64,7 +59,7 @@ struct Sound {
 impl Sound {
     /// The track's sample position of capture time `pts`.
     fn sample_of(&self, pts: Duration) -> u64 {
-        samples(pts.saturating_sub(self.first_pts), self.rate)
+        crate::time::samples(pts.saturating_sub(self.first_pts), self.rate)
     }
 
     /// The track for a clip presented from `presented`, from the sound collected so far
@@ -78,7 +73,7 @@ impl Sound {
         let (delay, edit_media_time) = if first.pts > presented {
             (((first.pts - presented).as_micros() + 500) as u64 / 1000, 0)
         } else {
-            (0, samples(presented - first.pts, f.rate))
+            (0, crate::time::samples(presented - first.pts, f.rate))
         };
         let track =
             AudioTrack { config: f.config.to_vec(), rate: f.rate, channels: f.channels, delay, edit_media_time };
@@ -215,7 +210,7 @@ impl Writer {
             let at = sound.sample_of(audio[n].pts);
             let duration = match audio.get(n + 1) {
                 Some(next) => sound.sample_of(next.pts).saturating_sub(at),
-                None if last => samples(audio[n].duration, sound.rate),
+                None if last => crate::time::samples(audio[n].duration, sound.rate),
                 None => break,
             };
             out.push((n, duration.clamp(1, u64::from(u32::MAX)) as u32));

@@ -77,11 +77,6 @@ impl CutConfig {
 /// AAC frames held for the next part at most (~10 s at 48 kHz): beyond, the oldest go.
 const MAX_AUDIO: usize = 512;
 
-/// Capture time `t` in samples at `rate`.
-fn in_samples(t: Duration, rate: u32) -> u64 {
-    ((t.as_nanos() * u128::from(rate) + 500_000_000) / 1_000_000_000) as u64
-}
-
 fn from_ticks(t: u64) -> Duration {
     Duration::from_nanos((u128::from(t) * 1_000_000_000 / u128::from(TIMESCALE)) as u64)
 }
@@ -269,7 +264,7 @@ impl Cutter {
             let n = self.audio.iter().take_while(|a| a.pts < end).count();
             let (sound, audio_base) = match &self.sound {
                 Some(fmt) if n > 0 => {
-                    let at = |a: &AudioFrame| in_samples(a.pts, fmt.rate);
+                    let at = |a: &AudioFrame| crate::time::samples(a.pts, fmt.rate);
                     let taken = &self.audio[..n];
                     let sound: Vec<AudioSample> = taken
                         .iter()
@@ -277,7 +272,7 @@ impl Cutter {
                         .map(|(i, a)| {
                             let d = match taken.get(i + 1) {
                                 Some(next) => at(next).saturating_sub(at(a)),
-                                None => in_samples(a.duration, fmt.rate),
+                                None => crate::time::samples(a.duration, fmt.rate),
                             };
                             AudioSample { data: &a.data, duration: d.clamp(1, u64::from(u32::MAX)) as u32 }
                         })

@@ -310,7 +310,7 @@ fn sound_goes_into_the_parts_as_a_second_track_on_capture_time() {
         // The sound before the keyframe is dropped; then back to back, in samples.
         let first = next_audio.unwrap_or_else(|| {
             let k0 = (BASE - t0).as_nanos().div_ceil(21_333_334) as u64; // first frame at or after BASE
-            in_samples(aac(t0, k0, &[]).pts, 48_000)
+            crate::time::samples(aac(t0, k0, &[]).pts, 48_000)
         });
         assert_eq!(tfdt, first, "part {m}.{p}");
         assert_eq!(sum, n * 1024);
