@@ -18,75 +18,6 @@ const W: usize = 320;
 const H: usize = 240;
 const RATE: usize = 48_000;
 
-/// The streams ffprobe sees: (codec_type, codec_name, start_time, duration).
-fn streams(path: &Path) -> Vec<(String, String, f64, f64)> {
-    let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json", "-show_entries", "stream=codec_type,codec_name,start_time,duration"])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs");
-    assert!(out.status.success() && out.stderr.is_empty(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let num = |s: &serde_json::Value, k: &str| s[k].as_str().and_then(|x| x.parse().ok()).unwrap_or(f64::NAN);
-    v["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
-            (text("codec_type"), text("codec_name"), num(s, "start_time"), num(s, "duration"))
-        })
-        .collect()
-}
-
-fn ffmpeg(path: &Path, args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(args).output().unwrap();
-    assert!(out.status.success() && out.stderr.is_empty(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
-
-/// Media times (s) of the frames whose bottom quarter is white (the flashes), by their
-/// timestamps (a frame the encoder dropped under load leaves a gap, not a shift).
-fn flashes(path: &Path) -> Vec<f64> {
-    let gray = ffmpeg(path, &["-map", "0:v", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-"]);
-    let frames: Vec<&[u8]> = gray.chunks_exact(W * H).collect();
-    let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v", "-show_entries", "frame=pts_time", "-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs");
-    let times: Vec<f64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
-    assert!(frames.len() > 4 * FPS && times.len() == frames.len(), "{} frames, {} times", frames.len(), times.len());
-    frames
-        .iter()
-        .zip(times)
-        .filter(|(f, _)| {
-            let bottom = &f[W * (H - H / 8)..];
-            bottom.iter().map(|&v| u64::from(v)).sum::<u64>() / bottom.len() as u64 > 200
-        })
-        .map(|(_, t)| t)
-        .collect()
-}
-
-/// Media times (s) where a beep starts: loud after at least 300 ms of quiet.
-fn beeps(path: &Path) -> Vec<f64> {
-    let pcm = ffmpeg(path, &["-map", "0:a", "-f", "s16le", "-ac", "1", "-ar", "48000", "-"]);
-    let mut out = Vec::new();
-    let mut quiet = usize::MAX / 2;
-    for (i, s) in pcm.chunks_exact(2).enumerate() {
-        let v = i16::from_le_bytes([s[0], s[1]]).unsigned_abs();
-        if v > 3000 {
-            if quiet > RATE * 3 / 10 {
-                out.push(i as f64 / RATE as f64);
-            }
-            quiet = 0;
-        } else {
-            quiet += 1;
-        }
-    }
-    out
-}
-
 /// A `test` camera of `pre_s` with the `test` sound.
 fn with_sound(pre_s: f64) -> hindsight::config::CameraConfig {
     let mut cam = test_camera("cam0", W as u32, H as u32, FPS as u32, pre_s);
@@ -134,7 +65,7 @@ async fn a_clip_has_sound_of_its_length_heard_with_its_picture() {
     assert!((s[1].3 - s[0].3).abs() <= aac_frame + 0.001, "sound lasts as long as the video: {s:?}");
 
     // Every flash inside the clip has its beep within 40 ms.
-    let (seen, heard) = (flashes(&file), beeps(&file));
+    let (seen, heard) = (av::flashes(&file, W, H, 4 * FPS), av::beeps(&file));
     let inner: Vec<f64> = seen.iter().copied().filter(|&t| t > 0.1 && t < s[0].3 - 0.2).collect();
     assert!(inner.len() >= 4, "flashes at {seen:?}");
     let mut worst = 0f64;
@@ -226,7 +157,7 @@ async fn triggered_clip(
     assert_eq!(status, 202, "{acc}");
     let meta = wait_clip(d.http_addr, acc["clip_id"].as_str().unwrap(), Duration::from_secs(30)).await;
     let file = storage.join(meta["path"].as_str().unwrap());
-    let s = streams(&file);
+    let s = av::streams(&file);
     (file, s)
 }
 
@@ -276,7 +207,7 @@ async fn an_rtsp_cameras_aac_goes_into_its_clip_bit_exact() {
     );
     assert!((s[1].3 - s[0].3).abs() <= 1024.0 / RATE as f64 + 0.001, "sound lasts as long as the video: {s:?}");
     // Every AAC frame of the clip, in order, is a run of the frames the camera sent.
-    let kept = ffmpeg(&file, &["-map", "0:a", "-c", "copy", "-f", "adts", "-"]);
+    let kept = av::ffmpeg(&file, &["-map", "0:a", "-c", "copy", "-f", "adts", "-"]);
     let kept = adts_payloads(&kept);
     let sent = std::fs::read(&sent).unwrap();
     let sent = adts_payloads(&sent);

@@ -18,19 +18,49 @@ use tokio_tungstenite::tungstenite::Message;
 /// How often the producer hands a chunk to the socket, like MediaRecorder's timeslice.
 const TIMESLICE: Duration = Duration::from_millis(250);
 
-/// A live WebM stream: blue background with a white ball, 640×360@30, VP8. Chunks (the first
-/// holding the EBML header, Segment and Tracks) arrive on the returned channel in real time.
-/// Dropping the receiver stops the producer.
-fn produce_webm() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+/// A live WebM stream: blue background with a white ball, 640×360@30, VP8, no sound.
+const WEBM: &str = "videotestsrc is-live=true pattern=ball background-color=0xff0000ff \
+                    ! video/x-raw,width=640,height=360,framerate=30/1 \
+                    ! vp8enc deadline=1 keyframe-max-dist=30 ! webmmux streamable=true";
+
+/// A live WebM stream with sound, as Chromium and Firefox record it (VP8 + Opus), and a way to
+/// check their sync: 320×240@30 black frames, the bottom eighth white on the frame at each
+/// whole second of the stream (the element `flash` does it); a 100 ms 1 kHz beep starting at
+/// each whole second.
+const WEBM_SOUND: &str = "audiotestsrc is-live=true wave=ticks freq=1000 sine-periods-per-tick=100 \
+                          ! audio/x-raw,rate=48000,channels=1 ! opusenc ! mux. \
+                          videotestsrc is-live=true pattern=black ! video/x-raw,width=320,height=240,framerate=30/1 \
+                          ! identity name=flash ! vp8enc deadline=1 keyframe-max-dist=30 ! webmmux streamable=true name=mux";
+
+/// Whiten the bottom eighth of the frame nearest each whole second passing `flash`'s src pad.
+fn flash_on_whole_seconds(pipeline: &gst::Pipeline) {
+    let Some(pad) = pipeline.by_name("flash").and_then(|e| e.static_pad("src")) else { return };
+    pad.add_probe(gst::PadProbeType::BUFFER, |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
+            let ms = buffer.pts().map_or(u64::MAX, |t| t.mseconds() % 1000);
+            if !(17..=983).contains(&ms) {
+                let b = buffer.make_mut();
+                if let Ok(mut map) = b.map_writable() {
+                    // I420: the luma plane's last eighth of rows.
+                    let (w, h) = (320, 240);
+                    map[w * (h - h / 8)..w * h].fill(235);
+                }
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// The live stream `description` makes (a muxer's output: an appsink is appended), in
+/// MediaRecorder-like chunks (the first holding the container's init segment) on the returned
+/// channel in real time. Dropping the receiver stops the producer.
+fn produce(description: &str) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
     gst::init().unwrap();
-    let pipeline = gst::parse::launch(
-        "videotestsrc is-live=true pattern=ball background-color=0xff0000ff \
-         ! video/x-raw,width=640,height=360,framerate=30/1 \
-         ! vp8enc deadline=1 keyframe-max-dist=30 ! webmmux streamable=true ! appsink name=sink sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let pipeline = gst::parse::launch(&format!("{description} ! appsink name=sink sync=false"))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    flash_on_whole_seconds(&pipeline);
     let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -73,10 +103,14 @@ type Hold = std::sync::Arc<std::sync::Mutex<Option<Instant>>>;
 
 /// Pushes the producer's chunks into the socket and collects the server's JSON messages, until
 /// the returned sender is dropped (then it closes the socket) or the server closes.
-fn pump(mut ws: Ws, hold: Hold) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Vec<serde_json::Value>>) {
+fn pump(
+    mut ws: Ws,
+    hold: Hold,
+    description: &'static str,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Vec<serde_json::Value>>) {
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let mut chunks = produce_webm();
+        let mut chunks = produce(description);
         let mut got = Vec::new();
         let mut held = Vec::new();
         loop {
@@ -186,12 +220,19 @@ async fn a_phone_stream_becomes_a_camera_with_clips() {
 
     let ws = connect(addr, "phone1").await.expect("push socket for a new camera");
     let hold = Hold::default();
-    let (stop, task) = pump(ws, hold.clone());
+    let (stop, task) = pump(ws, hold.clone(), WEBM);
     let first = wait_camera(addr, "phone1", "phone1 running with frames", |c| {
         c["state"] == "running" && c["frames_captured"].as_u64().unwrap_or(0) > 0
     })
     .await;
     assert_eq!(first["source"], "browser");
+    // Phone cameras take the phone's sound (phone.audio): this stream has none, and says so.
+    let silent = wait_camera(addr, "phone1", "audio.last_error", |c| !c["audio"]["last_error"].is_null()).await;
+    assert!(
+        silent["audio"]["last_error"].as_str().unwrap().starts_with("the phone sends no sound")
+            && silent["audio"]["live"] == false,
+        "{silent}"
+    );
     // /metrics counts what the phone's stream lost, per phone camera.
     let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
     let dropped = metrics
@@ -273,7 +314,7 @@ async fn a_phone_stream_becomes_a_camera_with_clips() {
     // Reconnect: runs again with new frames.
     let before = camera(addr, "phone1").await["frames_captured"].as_u64().unwrap();
     let ws = connect(addr, "phone1").await.expect("reconnect");
-    let (stop, task) = pump(ws, Hold::default());
+    let (stop, task) = pump(ws, Hold::default(), WEBM);
     wait_camera(addr, "phone1", "phone1 running again", |c| {
         c["state"] == "running" && c["frames_captured"].as_u64().unwrap_or(0) > before + 15
     })
@@ -392,4 +433,61 @@ async fn a_stream_without_init_segment_is_refused() {
     .await
     .expect("the phone's socket ends");
     assert!(!matches!(end, Some(Ok(Message::Binary(_)))), "{end:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phones_sound_is_in_its_clips_heard_with_its_picture() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), vec![test_camera("cam0", 160, 120, 5, 1.0)]);
+    cfg.phone.encoder = "x264enc".into();
+    (cfg.phone.pre_s, cfg.phone.post_s) = (2.5, 2.5);
+    let storage = cfg.storage.path.clone();
+    let d = start(cfg).await;
+    let addr = d.http_addr;
+    let ws = connect(addr, "phone1").await.expect("push socket");
+    let (stop, task) = pump(ws, Hold::default(), WEBM_SOUND);
+    // The phone's Opus is decoded and encoded to AAC once.
+    let c = wait_camera(addr, "phone1", "sound delivering and 3 s buffered", |c| {
+        c["audio"]["live"] == true && c["buffered_s"].as_f64().unwrap_or(0.0) >= 3.0
+    })
+    .await;
+    let a = &c["audio"];
+    assert_eq!(
+        (a["kind"].as_str(), a["codec"].as_str(), a["rate"].as_u64()),
+        (Some("source"), Some("aac"), Some(48_000))
+    );
+    assert!(a["encoder"].as_str().is_some_and(|e| e != "passthrough"), "{a}");
+
+    let (status, acc) = post_body(addr, "/api/cameras/phone1/trigger", "").await;
+    assert_eq!(status, 202, "{acc}");
+    let meta = wait_clip(addr, acc["clip_id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    let file = storage.join(meta["path"].as_str().unwrap());
+    let s = av::streams(&file);
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert_eq!((s[0].1.as_str(), s[1].1.as_str()), ("h264", "aac"), "{s:?}");
+    assert!(s[0].2.abs() < 0.001 && s[1].2.abs() < 0.001, "both start at 0: {s:?}");
+    assert!((s[0].3 - 5.0).abs() <= 0.25, "video lasts pre + post: {s:?}");
+    assert!((s[1].3 - s[0].3).abs() <= 1024.0 / 48_000.0 + 0.001, "sound lasts as long as the video: {s:?}");
+
+    // Every flash inside the clip has its beep within 40 ms.
+    let (seen, heard) = (av::flashes(&file, 320, 240, 100), av::beeps(&file));
+    let inner: Vec<f64> = seen.iter().copied().filter(|&t| t > 0.1 && t < s[0].3 - 0.2).collect();
+    assert!(inner.len() >= 4, "flashes at {seen:?}");
+    let mut worst = 0f64;
+    let mut signed = Vec::new();
+    for t in &inner {
+        let near = heard.iter().map(|b| b - t).fold(f64::MAX, |a, d| if d.abs() < a.abs() { d } else { a });
+        assert!(near.abs() <= 0.040, "flash at {t:.3} s, beeps at {heard:?}");
+        worst = worst.max(near.abs());
+        signed.push(format!("{:+.1}", near * 1000.0));
+    }
+    println!(
+        "PHONE-AV-SYNC {} flashes, beep within {:.1} ms of each (beep − flash: {} ms)",
+        inner.len(),
+        worst * 1000.0,
+        signed.join(" ")
+    );
+    drop(stop);
+    task.await.unwrap();
+    d.shutdown().await;
 }

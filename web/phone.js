@@ -15,22 +15,45 @@
 /** MediaRecorder types in order of preference: H.264 first (no transcode on the way to a clip). */
 export const MIME_TYPES = ['video/mp4;codecs=avc1', 'video/webm;codecs=h264', 'video/webm;codecs=vp8', 'video/webm'];
 
+/**
+ * The same with the microphone's sound: AAC in MP4 (Safari), Opus in MP4 (Chromium), Opus in
+ * WebM (Firefox, older Chromium). The server decodes either and encodes AAC once.
+ */
+export const MIME_TYPES_SOUND = ['video/mp4;codecs=avc1,mp4a.40.2', 'video/mp4;codecs=avc1,opus',
+  'video/webm;codecs=h264,opus', 'video/webm;codecs=vp8,opus'];
+
 /** Bytes the socket may hold unsent before streaming is given up (a stalled network). */
 const MAX_BUFFERED = 16 * 1024 * 1024;
 
-/** The first of MIME_TYPES this browser can record, or undefined. */
-export function pickMimeType() {
+/** The first of MIME_TYPES (MIME_TYPES_SOUND with `sound`) this browser can record, or undefined. */
+export function pickMimeType(sound = false) {
   if (typeof MediaRecorder === 'undefined') return undefined;
-  return MIME_TYPES.find((t) => MediaRecorder.isTypeSupported(t));
+  return (sound ? MIME_TYPES_SOUND : MIME_TYPES).find((t) => MediaRecorder.isTypeSupported(t));
+}
+
+/** The camera, and the microphone when `sound` and this browser can record it; says why not. */
+async function openDevices(video, sound) {
+  const wantSound = sound && !!pickMimeType(true);
+  try {
+    return { stream: await navigator.mediaDevices.getUserMedia({ audio: wantSound, video }),
+      soundOff: sound && !wantSound ? 'this browser cannot record sound with video' : undefined };
+  } catch (e) {
+    if (!wantSound) throw e;
+    // Microphone refused or missing: the picture alone is still a camera.
+    return { stream: await navigator.mediaDevices.getUserMedia({ audio: false, video }),
+      soundOff: `no microphone: ${e?.message ?? e}` };
+  }
 }
 
 /**
  * Start streaming this device's camera as hindsight camera `id`, asking for `width`×`height`
- * (ideal, the camera picks the nearest it has).
+ * (ideal, the camera picks the nearest it has), with the microphone's sound when `sound` (if the
+ * microphone is refused or missing, the picture alone; `soundOff` says why).
  * Resolves once the socket is open and recording runs; rejects when the camera, the recorder or
- * the connection cannot be had. Returns `{ stop(), mimeType }`.
+ * the connection cannot be had. Returns `{ stop(), mimeType, sound, soundOff }`.
  */
-export async function startPhoneCamera({ id, video, onStatus = () => {}, timesliceMs = 250, width = 1280, height = 720 }) {
+export async function startPhoneCamera({ id, video, onStatus = () => {}, timesliceMs = 250, width = 1280, height = 720,
+  sound = true }) {
   const report = (obj) => {
     try {
       onStatus(obj);
@@ -42,16 +65,15 @@ export async function startPhoneCamera({ id, video, onStatus = () => {}, timesli
   if (!navigator.mediaDevices?.getUserMedia) {
     throw new Error('the camera needs a secure page (https://, or http://localhost)');
   }
-  const mimeType = pickMimeType();
-  if (!mimeType) throw new Error('this browser cannot record video (no MediaRecorder for MP4 or WebM)');
+  if (!pickMimeType()) throw new Error('this browser cannot record video (no MediaRecorder for MP4 or WebM)');
 
-  const stream = await navigator.mediaDevices.getUserMedia({
-    audio: false,
-    video: { facingMode: { ideal: 'environment' }, width: { ideal: width }, height: { ideal: height } },
-  });
+  const { stream, soundOff } = await openDevices(
+    { facingMode: { ideal: 'environment' }, width: { ideal: width }, height: { ideal: height } }, sound);
+  const withSound = stream.getAudioTracks().length > 0;
+  const mimeType = pickMimeType(withSound);
   const stopTracks = () => stream.getTracks().forEach((t) => t.stop());
   if (video) {
-    video.muted = true;
+    video.muted = true; // the phone's own preview stays silent (no echo)
     video.playsInline = true;
     video.srcObject = stream;
     video.play().catch(() => {});
@@ -134,6 +156,6 @@ export async function startPhoneCamera({ id, video, onStatus = () => {}, timesli
     };
   }
   recorder.start(timesliceMs);
-  report({ state: 'recording', mimeType, camera: id });
-  return { stop, mimeType };
+  report({ state: 'recording', mimeType, camera: id, sound: withSound, soundOff });
+  return { stop, mimeType, sound: withSound, soundOff };
 }

@@ -134,15 +134,12 @@ impl AudioSource {
         AudioSource { camera: camera.into(), cfg, preroll, status, stop }
     }
 
-    /// Start the thread (none for `kind = "source"`: an RTSP camera's sound comes with its
-    /// stream, a phone's is not supported yet and its status says so).
+    /// Start the thread (none for `kind = "source"`: an RTSP or phone camera's sound comes with
+    /// its stream, through the capture's sound tap; the camera never starts this for those).
     pub fn spawn(self) -> std::io::Result<Option<JoinHandle<()>>> {
         if source_element(&self.cfg).is_none() {
-            // RTSP cameras bring theirs with the stream (the capture's sound tap); a phone's is
-            // not taken yet: say so where the user looks, rather than stay silent.
-            self.status
-                .audio
-                .failed("a phone camera's own sound (kind = \"source\") is not supported yet; RTSP cameras' is".into());
+            // Only reachable for a source that brings no sound (validation refuses the config).
+            self.status.audio.failed("this camera's source brings no sound of its own (kind = \"source\")".into());
             return Ok(None);
         }
         let name = format!("audio-{}", self.camera);

@@ -262,12 +262,12 @@ impl Camera {
         Ok(())
     }
 
-    /// Whether this camera's own sound can come with its stream (RTSP cameras).
+    /// Whether this camera's own sound can come with its stream (RTSP and phone cameras).
     fn sound_from_stream(&self) -> bool {
-        self.cfg.source.kind == SourceKind::Rtsp
+        matches!(self.cfg.source.kind, SourceKind::Rtsp | SourceKind::Browser)
     }
 
-    /// Where an RTSP camera's own sound goes (`audio = { kind = "source" }`): AAC frames into
+    /// Where an RTSP or phone camera's own sound goes (`audio = { kind = "source" }`): AAC frames into
     /// the pre-roll, what it is and what went wrong into the camera's audio status.
     fn sound_tap(&self) -> Option<SoundTap> {
         let cfg = self.cfg.audio.as_ref().filter(|a| a.kind == AudioKind::Source && self.sound_from_stream())?;

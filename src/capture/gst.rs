@@ -51,35 +51,45 @@ pub struct GstSource {
 }
 
 /// A source's media-to-monotonic offset (running time + offset = capture time) shared with
-/// another branch of its pipeline; unknown until its first video frame.
-#[derive(Clone)]
-pub struct SharedOffset(std::sync::Arc<std::sync::atomic::AtomicU64>);
+/// another branch of its pipeline (a camera's sound); unknown until its first video frame.
+///
+/// A fed source (a phone) moves its offset as the sender's chunks arrive early or late, so the
+/// offset is kept with the running time from which it applies (its last [`CHANGES`] values): a
+/// sound frame is dated with the offset its picture of the same media time got, not with the
+/// one in force when the encoder let it out (an AAC encoder holds ~50 ms, a 250 ms chunk more).
+#[derive(Clone, Default)]
+pub struct SharedOffset(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(Duration, Duration)>>>);
 
-impl Default for SharedOffset {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// Offset changes a [`SharedOffset`] remembers (a phone's settles after a few).
+const CHANGES: usize = 64;
 
 impl SharedOffset {
-    const UNKNOWN: u64 = u64::MAX;
-
     /// Not known yet.
     pub fn new() -> Self {
-        SharedOffset(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(Self::UNKNOWN)))
+        Self::default()
     }
 
-    fn set(&self, off: Duration) {
-        let ns = u64::try_from(off.as_nanos()).unwrap_or(Self::UNKNOWN - 1);
-        self.0.store(ns, std::sync::atomic::Ordering::Relaxed);
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(Duration, Duration)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The offset, once the first video frame set it.
-    pub fn get(&self) -> Option<Duration> {
-        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
-            Self::UNKNOWN => None,
-            ns => Some(Duration::from_nanos(ns)),
+    /// `off` applies from running time `rt` on. No allocation once the history is full.
+    fn set(&self, rt: Duration, off: Duration) {
+        let mut h = self.lock();
+        if h.back().is_some_and(|&(_, last)| last == off) {
+            return;
         }
+        if h.len() == CHANGES {
+            h.pop_front();
+        }
+        h.push_back((rt, off));
+    }
+
+    /// The offset the video used at running time `rt` (the oldest known before that), once the
+    /// first video frame set one.
+    pub fn at(&self, rt: Duration) -> Option<Duration> {
+        let h = self.lock();
+        h.iter().rev().find(|&&(from, _)| from <= rt).or(h.front()).map(|&(_, off)| off)
     }
 }
 
@@ -172,7 +182,7 @@ impl GstSource {
     /// Keep `shared` at this source's media-to-monotonic offset (from now on, and now if known).
     pub fn share_offset(&mut self, shared: SharedOffset) {
         if let Some(off) = self.offset {
-            shared.set(off);
+            shared.set(self.last_rt.unwrap_or_default(), off);
         }
         self.shared_offset = Some(shared);
     }
@@ -216,7 +226,7 @@ impl GstSource {
                     (off + rt, off)
                 };
                 if let Some(shared) = &self.shared_offset {
-                    shared.set(off);
+                    shared.set(rt, off);
                 }
                 captured
             }
@@ -333,6 +343,23 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn sound_is_dated_with_the_offset_its_picture_got() {
+        let s = |ms| Duration::from_millis(ms);
+        let o = SharedOffset::new();
+        assert_eq!(o.at(s(5)), None);
+        o.set(s(100), s(1000));
+        o.set(s(133), s(1000));
+        o.set(s(166), s(990));
+        assert_eq!(o.at(s(50)), Some(s(1000)), "before all: the oldest");
+        assert_eq!((o.at(s(150)), o.at(s(166)), o.at(s(900))), (Some(s(1000)), Some(s(990)), Some(s(990))));
+        for i in 0..2 * CHANGES as u64 {
+            o.set(s(200 + i), s(900 - i));
+        }
+        assert_eq!(o.lock().len(), CHANGES);
+        assert_eq!(o.at(s(0)), Some(s(900 - CHANGES as u64)));
+    }
 
     #[test]
     fn fed_frames_are_never_dated_in_the_future() {

@@ -15,6 +15,7 @@ pub mod check;
 pub mod gst;
 pub mod network;
 pub mod phone;
+pub mod sound;
 pub mod test_pattern;
 pub mod v4l2;
 
@@ -109,8 +110,9 @@ pub trait Source: Send {
     fn describe(&self) -> String;
 }
 
-/// A camera's own sound, taken from its stream (`audio = { kind = "source" }`, RTSP cameras):
-/// AAC passed through bit for bit, G.711 and Opus decoded and encoded once.
+/// A camera's own sound, taken from its stream (`audio = { kind = "source" }`): an RTSP
+/// camera's AAC passed through bit for bit, G.711 and Opus decoded and encoded once; a phone's
+/// Opus or AAC decoded and encoded once ([`sound`]).
 #[derive(Clone)]
 pub struct SoundTap {
     /// What decoded sound goes through to become AAC frames (`audio::encode_chain`).
@@ -138,7 +140,7 @@ pub fn open(cfg: &SourceConfig, feed: Option<&Arc<PhoneFeed>>) -> Result<Box<dyn
     open_with_sound(cfg, feed, None)
 }
 
-/// [`open`], with the camera's own sound to `sound` (RTSP cameras; others ignore it).
+/// [`open`], with the camera's own sound to `sound` (RTSP and phone cameras; others ignore it).
 pub fn open_with_sound(
     cfg: &SourceConfig,
     feed: Option<&Arc<PhoneFeed>>,
@@ -151,7 +153,7 @@ pub fn open_with_sound(
         SourceKind::Test => Box::new(test_pattern::TestPattern::new(w, h, fps)),
         SourceKind::Gstreamer => Box::new(gst::GstSource::open(cfg.pipeline.as_deref().unwrap_or(""))?),
         SourceKind::Browser => match feed {
-            Some(f) => Box::new(f.open()?),
+            Some(f) => Box::new(f.open(sound.cloned())?),
             None => {
                 return Err(CaptureError::Format {
                     device: "browser".into(),

@@ -18,13 +18,12 @@
 //! is the redacted URL.
 
 use super::gst::{GstSource, Guard, SharedOffset};
+use super::sound::{self, Chain};
 use super::{CaptureError, SoundEvent, SoundTap};
 use crate::config::RtspTransport;
 use crate::gst::{GstError, Pipeline};
 use gst::prelude::*;
 use gstreamer as gst;
-use gstreamer_app as gst_app;
-use std::time::Duration;
 
 /// What follows a camera's depayloader: access units with SPS/PPS before every IDR.
 const H264_TAIL: &str = "h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au";
@@ -156,17 +155,8 @@ fn link_rtsp_streams(
                 }
             }
         }
-        // Not ours: drained by a fakesink so rtspsrc never sees not-linked.
-        let Ok(sink) = gst::ElementFactory::make("fakesink").property("sync", false).property("async", false).build()
-        else {
-            return;
-        };
-        if bin.add(&sink).is_ok() {
-            let _ = sink.sync_state_with_parent();
-            if let Some(sinkpad) = sink.static_pad("sink") {
-                let _ = pad.link(&sinkpad);
-            }
-        }
+        // Not ours: drained so rtspsrc never sees not-linked.
+        sound::discard(&bin, pad);
     });
     let depay_sink = depay.static_pad("sink").ok_or_else(|| GstError::MissingElement("rtph264depay sink".into()))?;
     cam.connect_no_more_pads(move |src| {
@@ -191,10 +181,9 @@ fn link_rtsp_streams(
     Ok(())
 }
 
-/// Link the camera's audio stream `pad` (RTP `encoding`) through a branch that ends in raw AAC
-/// frames handed to `tap`, dated by `offset` like the video. AAC (MPEG4-GENERIC, MP4A-LATM) is
-/// depayloaded and passed through bit for bit; G.711 (PCMA, PCMU) and Opus are decoded and
-/// encoded once by `tap.encode`. A leaky queue keeps a slow encoder from holding `rtspsrc`.
+/// Link the camera's audio stream `pad` (RTP `encoding`) to a [`sound`] branch: AAC
+/// (MPEG4-GENERIC, MP4A-LATM) is depayloaded and passed through bit for bit; G.711 (PCMA, PCMU)
+/// and Opus are decoded and encoded once by `tap.encode`.
 fn link_sound(
     bin: &gst::Pipeline,
     pad: &gst::Pad,
@@ -202,69 +191,15 @@ fn link_sound(
     tap: &SoundTap,
     offset: SharedOffset,
 ) -> Result<(), String> {
-    let aac = crate::gst::AAC_FRAMES;
-    let (chain, primed, made_by) = match encoding {
-        "MPEG4-GENERIC" => (format!("rtpmp4gdepay ! {aac}"), 0, "passthrough".to_string()),
-        "MP4A-LATM" => (format!("rtpmp4adepay ! {aac}"), 0, "passthrough".to_string()),
-        "PCMA" => (format!("rtppcmadepay ! alawdec ! {}", tap.encode), tap.primed, tap.encoder.clone()),
-        "PCMU" => (format!("rtppcmudepay ! mulawdec ! {}", tap.encode), tap.primed, tap.encoder.clone()),
-        "OPUS" => (format!("rtpopusdepay ! opusdec ! {}", tap.encode), tap.primed, tap.encoder.clone()),
+    let chain = match encoding {
+        "MPEG4-GENERIC" => Chain::passthrough("rtpmp4gdepay"),
+        "MP4A-LATM" => Chain::passthrough("rtpmp4adepay"),
+        "PCMA" => Chain::encoded(tap, "rtppcmadepay ! alawdec ! "),
+        "PCMU" => Chain::encoded(tap, "rtppcmudepay ! mulawdec ! "),
+        "OPUS" => Chain::encoded(tap, "rtpopusdepay ! opusdec ! "),
         other => return Err(format!("the camera's sound is {other}; hindsight takes AAC, G.711 (PCMA, PCMU) or Opus")),
     };
-    let description = format!(
-        "queue max-size-buffers=0 max-size-bytes=0 max-size-time=500000000 leaky=downstream ! {chain} \
-         ! appsink name=hindsight_sound sync=false max-buffers=64 drop=true"
-    );
-    let branch = gst::parse::bin_from_description(&description, true).map_err(|e| {
-        format!("cannot take the camera's {encoding} sound: {e} ({})", description.split(" ! ").nth(1).unwrap_or(""))
-    })?;
-    let sink = branch
-        .by_name("hindsight_sound")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or("the sound branch has no appsink")?;
-    let deliver = tap.deliver.clone();
-    let mut known: Option<(gst::Caps, crate::frame::AudioFormat)> = None;
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                if known.as_ref().is_none_or(|(c, _)| c.as_ref() != caps) {
-                    match crate::gst::aac_format(caps).filter(|f| f.rate > 0 && f.channels > 0) {
-                        Some(f) => {
-                            deliver(SoundEvent::Format(f.clone(), made_by.clone()));
-                            known = Some((caps.to_owned(), f));
-                        }
-                        None => {
-                            deliver(SoundEvent::Failed(format!(
-                                "the camera's sound came without its AAC config: {caps}"
-                            )));
-                            return Err(gst::FlowError::NotNegotiated);
-                        }
-                    }
-                }
-                let Some((_, format)) = &known else { return Ok(gst::FlowSuccess::Ok) };
-                // Dated like the video (running time + its offset), less the encoder's priming
-                // when hindsight encoded it; nothing before the first video frame.
-                let (Some(rt), Some(off)) = (crate::gst::running_time(sample.segment(), buffer.pts()), offset.get())
-                else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let pts = (off + Duration::from(rt)).saturating_sub(crate::time::of_samples(primed, format.rate));
-                let duration = buffer.duration().map_or(crate::time::of_samples(1024, format.rate), |d| d.into());
-                let Some(data) = crate::gst::sample_bytes(&sample) else { return Ok(gst::FlowSuccess::Ok) };
-                deliver(SoundEvent::Frame(crate::frame::AudioFrame { data, pts, duration, format: format.clone() }));
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-    bin.add(&branch).map_err(|e| format!("sound branch: {e}"))?;
-    branch.sync_state_with_parent().map_err(|e| format!("sound branch: {e}"))?;
-    let sink_pad = branch.static_pad("sink").ok_or("the sound branch has no sink pad")?;
-    pad.link(&sink_pad).map_err(|e| format!("cannot link the camera's sound: {e:?}"))?;
-    Ok(())
+    sound::link(bin, pad, chain, tap, offset, &format!("the camera's {encoding} sound"))
 }
 
 /// Open a multipart MJPEG stream over HTTP(S). `user:password@` in the URL becomes basic auth.

@@ -15,11 +15,12 @@
 //! loop has built a new one, and that one starts again from the init segment. Memory never grows
 //! with a slow pipeline. Also tracks the connected client for `GET /api/clients`.
 
-use super::gst::{GstSource, Guard};
-use super::CaptureError;
+use super::gst::{GstSource, Guard, SharedOffset};
+use super::{CaptureError, SoundEvent, SoundTap};
 use crate::gst::Pipeline;
 use crate::time::{rfc3339_ms, wall_now_ms};
 use bytes::Bytes;
+use gst::prelude::*;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
 use serde::Serialize;
@@ -33,8 +34,12 @@ pub const MAX_QUEUED_BYTES: u64 = 4 << 20;
 const APPSRC: &str = "hindsight_browser";
 
 /// The source pipeline (hindsight appends its appsink).
-pub const PIPELINE: &str =
-    "appsrc name=hindsight_browser is-live=true format=bytes block=false ! decodebin ! videoconvert ! video/x-raw,format=I420";
+pub const PIPELINE: &str = "appsrc name=hindsight_browser is-live=true format=bytes block=false ! decodebin name=dec \
+                            ! videoconvert ! video/x-raw,format=I420";
+
+/// What a phone camera that wants sound says when the phone sends none.
+pub const NO_SOUND: &str = "the phone sends no sound: allow the microphone (the phone page's Microphone switch, \
+                            and the browser's permission), then start the camera again";
 
 /// What the first chunk of a connection must start with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -316,17 +321,54 @@ impl PhoneFeed {
         })
     }
 
-    /// Open a decoding source pipeline fed by this feed.
-    pub fn open(self: &Arc<Self>) -> Result<GstSource, CaptureError> {
+    /// Open a decoding source pipeline fed by this feed; the phone's sound (Opus or AAC, decoded
+    /// and encoded to AAC once) goes to `sound` when given, and is discarded otherwise.
+    pub fn open(self: &Arc<Self>, sound: Option<SoundTap>) -> Result<GstSource, CaptureError> {
         let feed = self.clone();
-        GstSource::open_fed(PIPELINE, move |pipeline: &Pipeline| {
+        let offset = SharedOffset::new();
+        let dated = offset.clone();
+        let mut src = GstSource::open_fed(PIPELINE, move |pipeline: &Pipeline| {
             let src: gst_app::AppSrc = pipeline.by_name(APPSRC)?;
+            let dec: gst::Element = pipeline.by_name("dec")?;
+            take_sound(pipeline, &dec, sound, dated);
             src.set_max_bytes(MAX_QUEUED_BYTES);
             let gen = feed.attach(src);
             let guard: Guard = Box::new(Detach { feed, gen });
             Ok(guard)
-        })
+        })?;
+        src.share_offset(offset);
+        Ok(src)
     }
+}
+
+/// Audio pads of the phone's decoder: the first to `sound` (a [`super::sound`] branch), any
+/// other (or all, without `sound`) drained. Video pads are linked by the description. A phone
+/// that sends no sound to a camera that wants it is told so in the camera's audio status.
+fn take_sound(pipeline: &Pipeline, dec: &gst::Element, sound: Option<SoundTap>, offset: SharedOffset) {
+    let bin = pipeline.inner().downgrade();
+    let heard = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let linked = heard.clone();
+    let wanted = sound.as_ref().map(|tap| tap.deliver.clone());
+    dec.connect_pad_added(move |_, pad| {
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        if !caps.structure(0).is_some_and(|s| s.name().starts_with("audio/")) {
+            return;
+        }
+        let Some(bin) = bin.upgrade() else { return };
+        if let Some(tap) = sound.as_ref().filter(|_| !linked.swap(true, Ordering::Relaxed)) {
+            let chain = super::sound::Chain::encoded(tap, "");
+            match super::sound::link(&bin, pad, chain, tap, offset.clone(), "the phone's sound") {
+                Ok(()) => return,
+                Err(e) => (tap.deliver)(SoundEvent::Failed(e)),
+            }
+        }
+        super::sound::discard(&bin, pad);
+    });
+    dec.connect_no_more_pads(move |_| {
+        if let Some(deliver) = wanted.as_ref().filter(|_| !heard.load(Ordering::Relaxed)) {
+            deliver(SoundEvent::Failed(NO_SOUND.into()));
+        }
+    });
 }
 
 /// Detaches the feed from a pipeline that is being dropped.

@@ -32,6 +32,11 @@ pub struct PhoneConfig {
     /// Seconds recorded after a trigger, for cameras created by phones.
     #[serde(default = "default_post")]
     pub post_s: f64,
+    /// Whether cameras created by phones keep the phone's sound (`audio = { kind = "source" }`):
+    /// the phone page asks for the microphone, and its sound goes into the pre-roll, clips and
+    /// live HLS. The phone can still decline (then the camera says it has no sound).
+    #[serde(default = "default_true")]
+    pub audio: bool,
 }
 
 fn default_phone_max_cameras() -> usize {
@@ -47,6 +52,7 @@ impl Default for PhoneConfig {
             bitrate_kbps: default_bitrate(),
             pre_s: default_pre(),
             post_s: default_post(),
+            audio: true,
         }
     }
 }
@@ -60,6 +66,7 @@ impl PhoneConfig {
         c.pre_s = self.pre_s;
         c.post_s = self.post_s;
         c.max_clip_s = c.max_clip_s.max(self.pre_s + self.post_s);
+        c.audio = self.audio.then(|| super::AudioConfig::of_kind(super::AudioKind::Source));
         c
     }
 }

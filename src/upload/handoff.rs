@@ -96,10 +96,11 @@ impl Uploads {
         }
         remove_quietly(&dest.with_extension("json"));
         log::info!(
-            "upload → clip {clip_id}: {} ({} frames, {:.3} s, {size} bytes)",
+            "upload → clip {clip_id}: {} ({} frames, {:.3} s, {size} bytes; sound: {})",
             if out.remuxed { "remuxed" } else { "transcoded" },
             out.frames,
-            out.duration_s
+            out.duration_s,
+            out.sound.as_deref().unwrap_or("none")
         );
         Ok(clip_id)
     }

@@ -2,9 +2,9 @@
 // `--use-fake-device-for-media-stream --use-fake-ui-for-media-stream` opens a page on the
 // daemon's origin (http://127.0.0.1 is a secure context), loads web/phone.js and starts the
 // phone camera `phone1` — getUserMedia, MediaRecorder (prints which type Chromium picks),
-// WebSocket /api/cameras/phone1/push. Checks: /api/cameras lists phone1 running with growing
-// frames, /api/clients shows the browser, the page gets the server's status messages, a trigger
-// on phone1 gives a clip that ffprobe reads as H.264 of pre + post seconds and whose pictures are
+// WebSocket /api/cameras/phone1/push, with the fake microphone. Checks: /api/cameras lists phone1
+// running with growing frames and the microphone's sound, /api/clients shows the browser, the page gets the server's status messages, a trigger
+// on phone1 gives a clip that ffprobe reads as H.264 of pre + post seconds with an AAC track as long, and whose pictures are
 // not black (the fake camera's moving pattern), a snapshot of the live preview works, and
 // stopping the phone camera stops the camera without making health degraded.
 //
@@ -110,6 +110,14 @@ post_s = 2
       if (body?.frames_captured >= firstFrames + 30) return `frames_captured ${firstFrames} → ${body.frames_captured}, dropped ${body.frames_dropped}`;
     }));
 
+  await check('the phone\'s microphone is the camera\'s sound', () =>
+    waitFor('audio.live', 20, async () => {
+      const { body } = await getJson('/api/cameras/phone1');
+      const a = body?.audio;
+      if (a?.live && a.codec === 'aac' && a.frames > 0) return `${a.codec} ${a.rate} Hz ×${a.channels} by ${a.encoder} (recorded ${mimeType})`;
+      if (a?.last_error) throw new Error(a.last_error);
+    }));
+
   await check('/api/clients shows the browser', async () => {
     const { body } = await getJson('/api/clients');
     const c = body?.find?.((x) => x.camera === 'phone1');
@@ -159,15 +167,17 @@ post_s = 2
     })))) return;
   const file = join(dir, 'storage', meta.path);
 
-  await check('clip is H.264 of pre + post', async () => {
-    const out = execFileSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries',
-      'stream=codec_name,width,height:format=duration', '-of', 'json', file]).toString();
+  await check('clip is H.264 of pre + post, with the microphone as AAC', async () => {
+    const out = execFileSync('ffprobe', ['-v', 'error', '-show_entries',
+      'stream=codec_type,codec_name,width,height,duration:format=duration', '-of', 'json', file]).toString();
     const p = JSON.parse(out);
-    const codec = p.streams[0].codec_name;
+    const [v, a] = p.streams;
     const dur = Number(p.format.duration);
-    if (codec !== 'h264') throw new Error(`codec ${codec}`);
+    if (v?.codec_name !== 'h264') throw new Error(`streams ${JSON.stringify(p.streams)}`);
     if (Math.abs(dur - (PRE_S + POST_S)) > 0.3) throw new Error(`duration ${dur}, want ${PRE_S + POST_S}`);
-    return `${codec} ${p.streams[0].width}×${p.streams[0].height}, ${dur} s`;
+    if (a?.codec_type !== 'audio' || a.codec_name !== 'aac') throw new Error(`no AAC track: ${JSON.stringify(p.streams)}`);
+    if (Math.abs(Number(a.duration) - Number(v.duration)) > 0.03) throw new Error(`sound ${a.duration} s, video ${v.duration} s`);
+    return `${v.codec_name} ${v.width}×${v.height}, ${dur} s; aac ${a.duration} s`;
   });
 
   await check('clip shows the fake camera (not black)', async () => {

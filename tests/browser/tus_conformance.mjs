@@ -3,7 +3,7 @@
 // a real H.264 MP4 (made with gst-launch-1.0) is uploaded in several PATCHes, aborted mid-way,
 // resumed with a new Upload on the stored upload URL — which must continue from the server's
 // offset, not from 0 — and finished; the clip appears (source upload, device) and ffprobe
-// validates it. A raw fetch PATCH with a wrong Upload-Checksum gets 460 and the offset stays.
+// validates it, with the upload's AAC sound kept bit for bit. A raw fetch PATCH with a wrong Upload-Checksum gets 460 and the offset stays.
 // No browser is needed (tus-js-client runs in Node); prints figures.
 
 import { execFileSync } from 'node:child_process';
@@ -20,11 +20,22 @@ const CHUNK = 128 * 1024;
 
 function makeVideo() {
   const out = join(dir, 'walk.mp4');
-  execFileSync('gst-launch-1.0', ['-q', 'videotestsrc', `num-buffers=${FRAMES}`, 'pattern=snow', '!',
+  // What a phone records: H.264 and AAC sound (3 s of a 48 kHz stereo tone).
+  execFileSync('gst-launch-1.0', ['-q', 'audiotestsrc', 'num-buffers=141', 'samplesperbuffer=1024', '!',
+    'audio/x-raw,rate=48000,channels=2', '!', 'voaacenc', '!', 'aacparse', '!', 'm.',
+    'videotestsrc', `num-buffers=${FRAMES}`, 'pattern=snow', '!',
     'video/x-raw,width=320,height=240,framerate=30/1,format=I420', '!', 'x264enc', 'bitrate=3000',
-    'key-int-max=30', '!', 'video/x-h264,profile=main', '!', 'h264parse', '!', 'mp4mux', '!',
+    'key-int-max=30', '!', 'video/x-h264,profile=main', '!', 'h264parse', '!', 'mp4mux', 'name=m', '!',
     'filesink', `location=${out}`]);
   return readFileSync(out);
+}
+
+/** SHA-256 of a file's AAC packets, as ffmpeg copies them out. */
+function soundSha(path) {
+  const aac = execFileSync('ffmpeg', ['-v', 'error', '-i', path, '-map', '0:a', '-c', 'copy', '-f', 'data', '-'],
+    { maxBuffer: 64 << 20 });
+  if (aac.length < 1000) throw new Error(`${path}: ${aac.length} bytes of sound`);
+  return createHash('sha256').update(aac).digest('hex');
 }
 
 function ffprobe(path) {
@@ -135,7 +146,9 @@ post_s = 1
     const p = ffprobe(join(dir, 'storage', clip.path));
     if (p.codec !== 'h264' || p.frames !== FRAMES) throw new Error(`ffprobe: ${JSON.stringify(p)}`);
     if (Math.abs(p.duration - FRAMES / 30) > 0.05) throw new Error(`duration ${p.duration}`);
-    return `ffprobe: ${p.codec}, ${p.frames} frames, ${p.duration.toFixed(3)} s; clip ${clip.size_bytes} bytes`;
+    const sound = soundSha(join(dir, 'storage', clip.path));
+    if (sound !== soundSha(join(dir, 'walk.mp4'))) throw new Error('the clip\'s AAC packets differ from the upload\'s');
+    return `ffprobe: ${p.codec}, ${p.frames} frames, ${p.duration.toFixed(3)} s; AAC kept bit for bit; clip ${clip.size_bytes} bytes`;
   });
 
   await check('PATCH with a wrong Upload-Checksum → 460, offset unchanged; the right one → 204', async () => {

@@ -3,6 +3,7 @@
 //! harness is [`bin`], the MQTT peers are [`mqtt`], network faults are [`net`], the RTSP camera is [`rtsp`].
 #![allow(dead_code)]
 
+pub mod av;
 pub mod bin;
 pub mod mqtt;
 pub mod net;

@@ -4,6 +4,7 @@
 export const LS = {
   device: 'hindsight.device',
   phoneId: 'hindsight.phoneId',
+  phoneMic: 'hindsight.phoneMic',
   chunk: 'hindsight.chunkBytes',
   preview: 'hindsight.preview',
   tusPrefix: 'hindsight.tus::',

@@ -21,6 +21,9 @@ export async function pagePhone(view) {
   }
   const idIn = h('input', { id: 'phone-id', value: phone.id || id, pattern: '[a-z0-9_-]{1,32}', maxlength: '32',
     autocomplete: 'off', autocapitalize: 'none', spellcheck: false });
+  const micIn = h('input', { type: 'checkbox', id: 'phone-mic' });
+  micIn.checked = localStorage.getItem(LS.phoneMic) !== 'off';
+  micIn.addEventListener('change', () => localStorage.setItem(LS.phoneMic, micIn.checked ? 'on' : 'off'));
   const startBtn = h('button', { class: 'primary', id: 'phone-start' }, 'Start camera');
   const stopBtn = h('button', { class: 'danger', id: 'phone-stop' }, 'Stop');
   const statusEl = h('div', { id: 'phone-status', class: 'muted' });
@@ -31,12 +34,14 @@ export async function pagePhone(view) {
     startBtn.hidden = on;
     stopBtn.hidden = !on;
     idIn.disabled = on;
+    micIn.disabled = on;
     saveBtn.disabled = !on;
     const s = phone.status;
     statusEl.classList.toggle('error', !!s?.error);
     statusEl.textContent = !s ? (on ? 'Connecting…' : 'Not streaming.')
       : s.error ? `Error: ${s.error}`
-      : `Camera ${s.camera ?? phone.id}: ${s.state ?? '…'}${s.frames !== undefined ? ` · ${s.frames} frames received` : ''}`;
+      : `Camera ${s.camera ?? phone.id}: ${s.state ?? '…'}${s.frames !== undefined ? ` · ${s.frames} frames received` : ''}`
+        + (phone.session ? (phone.session.sound ? ' · with sound' : ` · no sound${phone.session.soundOff ? ` (${phone.session.soundOff})` : ''}`) : '');
     statusEl.dataset.frames = String(s?.frames ?? 0);
   };
   phone.listeners.add(render);
@@ -52,7 +57,7 @@ export async function pagePhone(view) {
       const mod = await import('/phone.js');
       phone.id = want;
       phone.session = await mod.startPhoneCamera({
-        id: want, video: phoneVideo(),
+        id: want, video: phoneVideo(), sound: micIn.checked,
         onStatus: (s) => {
           phone.status = s;
           for (const f of phone.listeners) f();
@@ -82,6 +87,7 @@ export async function pagePhone(view) {
     h('h2', {}, 'Use this phone as a camera'),
     h('p', { class: 'muted' }, 'The phone streams its camera to the appliance, which keeps a pre-roll and saves clips like any other camera. Keep this page open while streaming.'),
     h('label', {}, 'Camera id', idIn),
+    h('label', { class: 'row' }, micIn, 'Microphone (sound in clips and live view)'),
     h('div', { class: 'row' }, startBtn, stopBtn),
     phoneVideo(),
     statusEl, saveBtn, result));
