@@ -77,6 +77,11 @@ impl CutConfig {
 /// AAC frames held for the next part at most (~10 s at 48 kHz): beyond, the oldest go.
 const MAX_AUDIO: usize = 512;
 
+/// No sound for this long before a keyframe: the next segment's init has no sound track.
+/// Sound arrives ~50 ms after its capture time (the encoder's delay), an RTSP camera's a little
+/// more; 2 s is no sound.
+const SOUND_GONE: Duration = Duration::from_secs(2);
+
 fn from_ticks(t: u64) -> Duration {
     Duration::from_nanos((u128::from(t) * 1_000_000_000 / u128::from(TIMESCALE)) as u64)
 }
@@ -105,6 +110,8 @@ pub struct Cutter {
     /// Sound captured before this is dropped: the start of the first segment after a
     /// discontinuity.
     audio_from: Duration,
+    /// Capture time of the newest AAC frame (or of the segment that first had the track).
+    last_heard: Option<Duration>,
 }
 
 impl Cutter {
@@ -126,6 +133,7 @@ impl Cutter {
             sound: None,
             audio: Vec::new(),
             audio_from: Duration::ZERO,
+            last_heard: None,
         }
     }
 
@@ -140,6 +148,7 @@ impl Cutter {
     /// Take the next AAC frame.
     pub fn push_audio(&mut self, a: AudioFrame) {
         self.hear(&a.format);
+        self.last_heard = self.last_heard.max(Some(a.pts));
         // Before a segment opens, sound waits for the keyframe (start_segment sorts it).
         if self.in_segment && (self.sound.as_ref() != Some(&a.format) || a.pts < self.audio_from) {
             return;
@@ -212,8 +221,15 @@ impl Cutter {
         self.in_segment = false;
     }
 
-    /// Open a segment at keyframe `f`, with a new init segment if its SPS/PPS changed.
+    /// Open a segment at keyframe `f`, with a new init segment if its SPS/PPS changed, or the
+    /// sound came or went.
     fn start_segment(&mut self, f: &EncodedFrame, w: &mut PlaylistWindow, wall_ms: &dyn Fn(Duration) -> i64) {
+        // Sound that stopped (a microphone unplugged) leaves the init: a track without samples
+        // would hold players that wait for it. It joins again with its next frame.
+        if self.heard.is_some() && self.last_heard.is_some_and(|t| f.pts > t + SOUND_GONE) {
+            self.heard = None;
+            self.last_heard = None;
+        }
         // A keyframe without parameter sets keeps the current ones (if any).
         let track = self.heard.as_ref().map(|a| AudioTrack {
             config: a.config.to_vec(),
@@ -229,6 +245,9 @@ impl Cutter {
                 self.init = init;
                 self.mp4 = Some(m);
                 self.sound = self.heard.clone();
+                if self.sound.is_some() {
+                    self.last_heard = self.last_heard.max(Some(f.pts));
+                }
             }
         }
         if self.mp4.is_none() {

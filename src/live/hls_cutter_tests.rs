@@ -334,3 +334,38 @@ fn sound_heard_after_the_first_keyframe_joins_at_the_next_segment() {
     }
     assert!(w.init(None).unwrap().windows(4).any(|b| b == b"mp4a"), "the new init has the sound's track");
 }
+
+#[test]
+fn sound_that_stops_leaves_the_init_and_comes_back_with_its_frames() {
+    let (mut c, mut w) = setup();
+    let t0 = BASE - Duration::from_millis(100);
+    // Sound for the first 0.63 s, then a dead microphone until 3.3 s.
+    let mut k = 0;
+    for i in 0..150 {
+        let f = frame(i, 30);
+        while aac(t0, k, &[0x11, 0x88]).pts + Duration::from_millis(40) <= f.pts && !(20..100).contains(&i) {
+            c.push_audio(aac(t0, k, &[0x11, 0x88]));
+            k += 1;
+        }
+        if i == 20 {
+            // Frames captured while it was dead never come.
+            k = (BASE + Duration::from_millis(3300) - t0).as_nanos().div_ceil(21_333_334) as u64;
+        }
+        c.push(f, &mut w, &wall);
+    }
+    let pl = w.playlist().unwrap();
+    let has_sound = |m: u64| {
+        let Fetch::Ready(d) = w.part(m, 0) else { panic!("part {m}.0 missing") };
+        trafs(&d).len() == 2
+    };
+    // Segments 1 and 2 still have the track (without samples: the microphone may come back);
+    // segment 3 (3–4 s), more than 2 s after the last sound, has none and a new init; segment 4
+    // has it again.
+    assert!(has_sound(0), "{pl}");
+    assert!(!has_sound(3), "{pl}");
+    assert!(has_sound(4), "{pl}");
+    assert_eq!(pl.matches("#EXT-X-DISCONTINUITY").count(), 2, "one for each init change: {pl}");
+    assert!(pl.contains("#EXT-X-MAP:URI=\"init.mp4?v=1\"") && pl.contains("#EXT-X-MAP:URI=\"init.mp4?v=2\""), "{pl}");
+    let mp4a = |v| w.init(Some(v)).unwrap().windows(4).any(|b| b == b"mp4a");
+    assert_eq!((mp4a(0), mp4a(1), mp4a(2)), (true, false, true), "the sound leaves the init, then is back");
+}
