@@ -87,7 +87,7 @@ export async function pagePhone(view) {
     h('h2', {}, 'Use this phone as a camera'),
     h('p', { class: 'muted' }, 'The phone streams its camera to the appliance, which keeps a pre-roll and saves clips like any other camera. Keep this page open while streaming.'),
     h('label', {}, 'Camera id', idIn),
-    h('label', { class: 'row' }, micIn, 'Microphone (sound in clips and live view)'),
+    h('label', { class: 'check' }, micIn, 'Microphone (sound in clips and live view)'),
     h('div', { class: 'row' }, startBtn, stopBtn),
     phoneVideo(),
     statusEl, saveBtn, result));
