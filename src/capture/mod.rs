@@ -3,7 +3,9 @@
 //!
 //! Sources: [`v4l2`] (the v4l crate, MMAP streaming), [`gst`] (any GStreamer source pipeline via
 //! appsink), [`network`] (RTSP and HTTP MJPEG cameras, UVC H.264 webcams: GStreamer pipelines
-//! that hindsight builds) and [`test_pattern`] (a moving pattern that carries its frame number).
+//! that hindsight builds) and [`test_pattern`] (a moving pattern that carries its frame number);
+//! [`phone`] feeds a browser's MediaRecorder stream into a GStreamer source, and [`sound`] takes
+//! an RTSP or phone camera's own sound as a branch of its pipeline.
 //! The loop rebases each source's sequence numbers onto one camera-wide counter (leaving one out
 //! at each reopen: frames were lost there), counts the frames the source skipped, and when the
 //! source fails (device unplugged, pipeline error) marks the camera failed and reopens it with
