@@ -286,6 +286,17 @@ impl Daemon {
         for r in recs {
             let _ = r.await;
         }
+        // Continuous recordings: what is in RAM goes out, the open segments are indexed.
+        let recs: Vec<_> = self
+            .registry
+            .snapshot()
+            .iter()
+            .filter_map(|e| e.continuous.clone())
+            .map(|r| tokio::task::spawn_blocking(move || r.stop()))
+            .collect();
+        for r in recs {
+            let _ = r.await;
+        }
         let stops: Vec<_> = cameras.into_iter().map(|c| tokio::task::spawn_blocking(move || c.stop())).collect();
         for s in stops {
             let _ = s.await;

@@ -3,7 +3,8 @@
 //! Owns the sled database under the storage directory: a `clips` tree (clip id → [`ClipMeta`]
 //! as JSON), two secondary trees `by_camera` (`"{camera}\0{id}"` → empty) and `by_label`
 //! (`"{lowercased label}\0{id}"` → empty) kept consistent with it by sled transactions, and a
-//! `meta` tree holding [`SCHEMA_VERSION`]. Every write is flushed before it returns: a clip is
+//! `meta` tree holding [`SCHEMA_VERSION`]; continuous recording's `segments` tree (one entry
+//! per segment file, not per frame: `index/segments.rs`). Every write is flushed before it returns: a clip is
 //! indexed only after its file is fsynced, and the index entry must be as durable as the file.
 //!
 //! Must never touch clip files (that is [`crate::storage`]), never panic on what it reads from
@@ -92,6 +93,9 @@ pub struct Index {
     clips: sled::Tree,
     by_camera: sled::Tree,
     by_label: sled::Tree,
+    /// Continuous recording: `{camera}\0{start_ms:016}` → [`crate::segment_meta::SegmentMeta`]
+    /// as JSON (`index/segments.rs`).
+    segments: sled::Tree,
 }
 
 impl std::fmt::Debug for Index {
@@ -170,6 +174,7 @@ impl Index {
             clips: db.open_tree("clips")?,
             by_camera: db.open_tree("by_camera")?,
             by_label: db.open_tree("by_label")?,
+            segments: db.open_tree("segments")?,
             db,
         };
         // Opening trees writes their metadata: make that durable now, not later while idle.
@@ -405,6 +410,8 @@ impl Index {
         self.clips.is_empty()
     }
 }
+
+mod segments;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -192,6 +192,26 @@ fn config_errors(e: &ConfigErrors) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
+/// Continuous recording onto the root filesystem (a Pi's SD card) without
+/// `storage.require_mount`: it writes all day, and a card wears out (`check-config` warns).
+fn wear_warnings(c: &Config) -> Vec<String> {
+    let on_card = !c.storage.require_mount && hindsight::storage::on_root_filesystem(&c.storage.path);
+    c.cameras
+        .iter()
+        .enumerate()
+        .filter(|(_, cam)| on_card && cam.continuous.as_ref().is_some_and(|k| k.enabled))
+        .map(|(i, cam)| {
+            format!(
+                "camera[{i}].continuous: camera {} records all the time to {}, which is on the root filesystem \
+                 (on a Raspberry Pi the SD card, which wears out): put storage.path on a USB disk or SSD and set \
+                 storage.require_mount = true",
+                cam.id,
+                c.storage.path.display()
+            )
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -223,6 +243,9 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { path } => match Config::load(&path) {
             Ok(c) => {
+                for w in wear_warnings(&c) {
+                    eprintln!("warning: {w}");
+                }
                 print!("{}", c.to_toml());
                 ExitCode::SUCCESS
             }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 mod fs;
 use fs::{dir_bytes, remove_file_counted, statvfs_stats};
-pub use fs::{is_mount_point, owner_of_dir, write_private};
+pub use fs::{fsync_dir, is_mount_point, on_root_filesystem, owner_of_dir, write_private};
 
 const DAY_MS: i64 = 86_400_000;
 

@@ -252,3 +252,25 @@ fn probe_names_missing_gstreamer_elements_and_their_packages() {
     assert!(poster["needed_for"].as_str().unwrap().contains("posters"), "{poster}");
     assert_eq!(bare["h264_encoders"], serde_json::json!([]), "{bare}");
 }
+
+#[test]
+fn continuous_recording_on_the_root_filesystem_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    // A storage path that does not exist yet, under /var/lib: the root filesystem here, as a
+    // Pi's SD card is.
+    let text = |extra: &str| {
+        format!(
+            "[storage]\npath = \"/var/lib/hindsight-wear-test/x\"\n{extra}{}continuous = {{ segment_s = 10 }}\n",
+            cam!()
+        )
+    };
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text("")).unwrap();
+    let run = check_config(&path, dir.path());
+    assert_eq!(run.code, Some(0), "{}", run.both());
+    assert!(run.stderr.contains("warning: camera[0].continuous: camera cam0 records all the time"), "{}", run.both());
+    assert!(run.stderr.contains("storage.require_mount = true"), "{}", run.both());
+    std::fs::write(&path, text("require_mount = true\n")).unwrap();
+    let run = check_config(&path, dir.path());
+    assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""), "{}", run.both());
+}

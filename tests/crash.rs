@@ -2,7 +2,8 @@
 //! next start and plays; finished clips are untouched; the index matches the files), and a full
 //! disk (a small tmpfs: retention frees space, and when nothing can be freed the clip is refused
 //! with a clear error while the daemon keeps running; filled up mid-clip, that clip fails and
-//! triggers are refused until there is room again).
+//! triggers are refused until there is room again); `kill -9` during continuous recording loses at
+//! most `flush_s` (the torn segment is truncated to its last fragment and indexed at the next start).
 
 mod common;
 
@@ -438,4 +439,48 @@ fn a_disk_full_mid_clip_fails_the_clip_and_refuses_until_there_is_room() {
     let d = Daemon::start(&cfg);
     assert_eq!(d.get(&format!("/api/clips/{dead}")).unwrap().0, 404);
     d.stop();
+}
+
+#[test]
+fn kill_9_while_recording_continuously_loses_at_most_flush_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let cfg = write_config(dir.path(), &storage, r#"{ kind = "test", width = 320, height = 240, fps = 30 }"#, "");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("keyframe_interval_s = 1\ncontinuous = { segment_s = 60, flush_s = 1.0 }\n");
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::start(&cfg);
+    // Recording for a while: the segment file has several flushes (fragments) on disk.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let fragments = || {
+        files_with(&storage.join("recordings"), ".mp4")
+            .first()
+            .and_then(|f| std::fs::read(f).ok())
+            .map_or(0, |b| b.windows(4).filter(|w| w == b"moof").count())
+    };
+    while fragments() < 4 {
+        assert!(Instant::now() < deadline, "no recording on disk");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed_at = hindsight::time::wall_now_ms();
+    d.kill9();
+    // The torn segment is truncated to its last complete fragment and indexed at the next start.
+    let d = Daemon::start(&cfg);
+    d.stop();
+    let index = hindsight::index::Index::open(&storage.join("index")).unwrap();
+    let segs = index.all_segments().unwrap();
+    let torn = segs.first().expect("the torn segment is indexed");
+    let loss = killed_at - torn.end_ms;
+    println!("KILL9-LOSS {loss} ms of recording lost with flush_s = 1 s ({} frames kept)", torn.frames);
+    assert!(loss <= 1000 + 34 + 150, "lost {loss} ms: more than flush_s + a frame (+ encoding latency)");
+    assert!(segs.iter().skip(1).any(|s| s.gap_before.as_deref() == Some("recording started")), "{segs:#?}");
+    let mut indexed: Vec<PathBuf> = segs.iter().map(|s| storage.join(&s.path)).collect();
+    let mut files = files_with(&storage.join("recordings"), ".mp4");
+    indexed.sort();
+    files.sort();
+    assert_eq!(indexed, files, "index == files");
+    for s in &segs {
+        let dur = ffprobe_ok(&storage.join(&s.path));
+        assert!((dur * 1000.0 - (s.end_ms - s.start_ms) as f64).abs() <= 40.0, "{s:?}: ffprobe {dur} s");
+    }
 }

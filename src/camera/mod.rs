@@ -339,6 +339,24 @@ impl Camera {
         }
     }
 
+    /// What this camera's continuous recorder reads, when `continuous` is on: its settings,
+    /// the pre-roll and the status, with `store` and `stats`.
+    pub fn record_input(
+        &self,
+        store: Arc<dyn crate::record::SegmentStore>,
+        stats: Arc<crate::record::RecordStats>,
+    ) -> Option<crate::record::RecordInput> {
+        let cfg = self.cfg.continuous.clone().filter(|c| c.enabled)?;
+        Some(crate::record::RecordInput {
+            camera: self.cfg.id.clone(),
+            cfg,
+            preroll: self.preroll.clone(),
+            status: self.status.clone(),
+            store,
+            stats,
+        })
+    }
+
     /// Snapshot for the API.
     pub fn info(&self) -> CameraInfo {
         let s = &self.status;

@@ -1,5 +1,6 @@
 //! The camera list, which can grow at run time (a phone creating a camera): each entry is a
-//! [`Camera`] and its clip [`Recorder`].
+//! [`Camera`], its clip [`Recorder`] and, with `continuous` on, its continuous recorder
+//! ([`crate::record`]), which runs from the registry's start to the daemon's shutdown.
 //!
 //! Readers (HTTP handlers, the trigger hub, MQTT state publishing, the watchdog) take a cheap
 //! snapshot: an `Arc<Vec<CameraEntry>>` swapped under a short lock on change, never held across I/O.
@@ -20,6 +21,45 @@ pub struct CameraEntry {
     pub camera: Arc<Camera>,
     /// Its clip recorder.
     pub recorder: Arc<Recorder>,
+    /// Its continuous recorder, when `continuous` is on (runs until [`Registry::close`]'s
+    /// caller stops it), and its counters.
+    pub continuous: Option<Arc<crate::record::Recorder>>,
+    /// The continuous recorder's counters (zero without one).
+    pub record_stats: Arc<crate::record::RecordStats>,
+}
+
+/// The clip store as the continuous recorder sees it (the same storage directory and index).
+struct Segments(Arc<ClipStore>);
+
+impl crate::record::SegmentStore for Segments {
+    fn storage(&self) -> &crate::storage::Storage {
+        &self.0.storage
+    }
+    fn index(&self) -> Result<crate::index::Index, crate::storage::StorageError> {
+        self.0.index()
+    }
+}
+
+/// `camera`'s entry: its clip recorder, and its continuous recorder started when configured
+/// (a thread that cannot start leaves the camera without continuous recording, logged).
+fn entry(
+    camera: Arc<Camera>,
+    store: &Arc<ClipStore>,
+    events: &tokio::sync::broadcast::Sender<ClipEvent>,
+) -> CameraEntry {
+    let record_stats = Arc::new(crate::record::RecordStats::default());
+    let continuous = camera.record_input(Arc::new(Segments(store.clone())), record_stats.clone()).and_then(|input| {
+        crate::record::Recorder::spawn(input)
+            .map_err(|e| log::error!("camera {}: continuous recording cannot start: {e}", camera.id()))
+            .ok()
+            .map(Arc::new)
+    });
+    CameraEntry {
+        recorder: Arc::new(Recorder::new(camera.recorder_input(), store.clone(), events.clone())),
+        camera,
+        continuous,
+        record_stats,
+    }
 }
 
 impl CameraEntry {
@@ -92,13 +132,7 @@ impl Registry {
         events: tokio::sync::broadcast::Sender<ClipEvent>,
         config: &Config,
     ) -> Self {
-        let entries = cameras
-            .into_iter()
-            .map(|camera| CameraEntry {
-                recorder: Arc::new(Recorder::new(camera.recorder_input(), store.clone(), events.clone())),
-                camera,
-            })
-            .collect();
+        let entries = cameras.into_iter().map(|camera| entry(camera, &store, &events)).collect();
         Registry {
             list: RwLock::new(List { entries: Arc::new(entries), by_phone: Vec::new(), closed: false }),
             store,
@@ -196,10 +230,7 @@ impl Registry {
             // Waits for its phone.
             camera.status.set_stopped();
         }
-        let entry = CameraEntry {
-            recorder: Arc::new(Recorder::new(camera.recorder_input(), self.store.clone(), self.events.clone())),
-            camera,
-        };
+        let entry = entry(camera, &self.store, &self.events);
         let mut entries: Vec<CameraEntry> = list.entries.as_ref().clone();
         entries.push(entry.clone());
         list.entries = Arc::new(entries);

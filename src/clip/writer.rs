@@ -3,17 +3,15 @@
 //! regular MP4 and indexes it — or, when storage fails, removes what was written.
 //!
 //! Sound: the AAC frames the recorder collected go into the same fragments (track 2), each
-//! fragment taking those that start before its video ends. A frame is written once the next
-//! one is known (its duration is the distance between their capture times, in samples, so a
-//! gap in the sound stays a gap) or at the clip's end. The track starts with the frame that
-//! plays at the clip's first presented frame, trimmed to it by its edit list; sound that
-//! begins later gets an empty edit; a clip with no sound yet when its file is created (at its
+//! fragment taking those that start before its video ends ([`mp4::av::AvFragments`] cuts the
+//! fragments; this file writes them); a clip with no sound yet when its file is created (at its
 //! first GOP's end) has no track.
 //!
 //! Must never leave a failed clip where the index or start-up recovery would take it for a clip,
 //! and never remove a clip once its file is complete (renamed to `.mp4`).
 
 use super::*;
+use crate::mp4::av::AvFragments;
 
 /// Write the frames in `gop` as one fragment, with the sound in `audio` that starts before its
 /// end (taken out of `audio`); `next_pts` gives the last frame's duration. `clip`: the clip as
@@ -48,53 +46,14 @@ pub(super) fn flush(
     Ok(())
 }
 
-/// The clip's sound track as it is written.
-struct Sound {
-    /// Capture time of the track's first sample (its first frame's).
-    first_pts: Duration,
-    rate: u32,
-    config: bytes::Bytes,
-}
-
-impl Sound {
-    /// The track's sample position of capture time `pts`.
-    fn sample_of(&self, pts: Duration) -> u64 {
-        crate::time::samples(pts.saturating_sub(self.first_pts), self.rate)
-    }
-
-    /// The track for a clip presented from `presented`, from the sound collected so far
-    /// (`audio`, in arrival order: the sound up to now); drops what plays before it. None: no
-    /// sound yet.
-    fn start(audio: &mut Vec<AudioFrame>, presented: Duration) -> Option<(Sound, AudioTrack)> {
-        audio.retain(|a| a.pts + a.duration > presented);
-        let first = audio.first()?;
-        let f = &first.format;
-        let sound = Sound { first_pts: first.pts, rate: f.rate, config: f.config.clone() };
-        let (delay, edit_media_time) = if first.pts > presented {
-            (((first.pts - presented).as_micros() + 500) as u64 / 1000, 0)
-        } else {
-            (0, crate::time::samples(presented - first.pts, f.rate))
-        };
-        let track =
-            AudioTrack { config: f.config.to_vec(), rate: f.rate, channels: f.channels, delay, edit_media_time };
-        Some((sound, track))
-    }
-}
-
 /// An open `.part` file.
 pub(super) struct Writer {
     file: std::fs::File,
     part: PathBuf,
     rel: String,
-    mp4: FragmentedMp4,
-    first_pts: Duration,
-    presented_start: Duration,
+    av: AvFragments,
     poster: Vec<u8>,
     sidecar: ClipSidecar,
-    last_end: Duration,
-    /// Capture time of the track's first frame (media time 0 before the edit list).
-    origin: Duration,
-    sound: Option<Sound>,
 }
 
 impl Writer {
@@ -119,12 +78,7 @@ impl Writer {
         );
         let fmt = shared.input.status.format();
         let (w, h) = fmt.map(|f| (f.width, f.height)).unwrap_or((0, 0));
-        let (sound, track) = match Sound::start(audio, presented) {
-            Some((s, t)) => (Some(s), Some(t)),
-            None => (None, None),
-        };
-        let mp4 =
-            FragmentedMp4::new_av(&first.data, w, h, ticks(presented - first.pts), track).map_err(|e| e.to_string())?;
+        let av = AvFragments::start(first, presented, w, h, audio).map_err(|e| e.to_string())?;
         // The triggers known now (the machine's, while the clip is open there).
         let (first_at, label, trigger_ids, source, continues) = {
             let m = lock(&shared.machine);
@@ -171,7 +125,7 @@ impl Writer {
         let created = (|| {
             shared.store.storage.injected_fault(&part)?;
             let mut file = std::fs::File::create(&part)?;
-            file.write_all(&mp4.init_segment())?;
+            file.write_all(&av.mp4().init_segment())?;
             Ok::<_, std::io::Error>(file)
         })();
         let file = created.map_err(|e| {
@@ -180,44 +134,7 @@ impl Writer {
             format!("cannot write {}: {e}", part.display())
         })?;
         fsync_dir(dir);
-        Ok(Writer {
-            file,
-            part,
-            rel,
-            mp4,
-            first_pts: first.pts,
-            presented_start: presented,
-            poster: first.data.to_vec(),
-            sidecar,
-            last_end: first.pts,
-            origin: first.pts,
-            sound,
-        })
-    }
-
-    /// The AAC frames of `audio` that go into the fragment ending at `end` (removed from it),
-    /// with their durations: each written once its successor is known, or at the `last`.
-    fn take_sound(&self, audio: &mut Vec<AudioFrame>, end: Duration, last: bool) -> Vec<(AudioFrame, u32)> {
-        let Some(sound) = &self.sound else {
-            audio.clear();
-            return Vec::new();
-        };
-        // Another stream (the camera's microphone came back differently) is not this track's.
-        audio.retain(|a| a.pts >= sound.first_pts && a.format.config == sound.config && a.format.rate == sound.rate);
-        let mut n = 0;
-        let mut out = Vec::new();
-        while n < audio.len() && audio[n].pts < end {
-            let at = sound.sample_of(audio[n].pts);
-            let duration = match audio.get(n + 1) {
-                Some(next) => sound.sample_of(next.pts).saturating_sub(at),
-                None if last => crate::time::samples(audio[n].duration, sound.rate),
-                None => break,
-            };
-            out.push((n, duration.clamp(1, u64::from(u32::MAX)) as u32));
-            n += 1;
-        }
-        let taken: Vec<AudioFrame> = audio.drain(..n).collect();
-        taken.into_iter().zip(out).map(|(a, (_, d))| (a, d)).collect()
+        Ok(Writer { file, part, rel, av, poster: first.data.to_vec(), sidecar })
     }
 
     fn write_fragment(
@@ -228,27 +145,7 @@ impl Writer {
         next_pts: Option<Duration>,
         last: bool,
     ) -> Result<(), String> {
-        let samples: Vec<Sample> = gop
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let end = gop.get(i + 1).map(|n| n.pts).or(next_pts).unwrap_or(f.pts + f.duration);
-                // Counted from the track's origin, not frame by frame: rounding each duration
-                // down (33.333 ms = 2999.99 ticks) would drift a minute's clip 20 ms early
-                // against its sound and its own edit list.
-                let at = |t: Duration| ticks(t.saturating_sub(self.origin));
-                let duration = at(end).saturating_sub(at(f.pts)).max(1);
-                Sample { data: &f.data, duration: duration.min(u64::from(u32::MAX)) as u32, keyframe: f.keyframe }
-            })
-            .collect();
-        if let Some(last) = gop.last() {
-            self.last_end = next_pts.unwrap_or(last.pts + last.duration);
-        }
-        let end = next_pts.or(gop.last().map(|l| l.pts + l.duration)).unwrap_or(self.last_end);
-        let sound = self.take_sound(audio, end, last);
-        let audio_samples: Vec<AudioSample> =
-            sound.iter().map(|(a, duration)| AudioSample { data: &a.data, duration: *duration }).collect();
-        let frag = self.mp4.fragment_av(&samples, &audio_samples);
+        let frag = self.av.fragment(gop, audio, next_pts, last);
         storage.injected_fault(&self.part).map_err(|e| format!("write {}: {e}", self.part.display()))?;
         self.file.write_all(&frag).map_err(|e| format!("write {}: {e}", self.part.display()))?;
         self.file.sync_data().map_err(|e| format!("fsync {}: {e}", self.part.display()))?;
@@ -258,7 +155,7 @@ impl Writer {
     pub(super) fn finish(mut self, shared: &Shared, closed: &OpenClip) -> Result<ClipMeta, String> {
         // Regular MP4 in place (append moov, sync, retype init moov + moofs as `free`, sync):
         // players then apply the edit list as a trim. A crash here is completed by recovery.
-        let plan = self.mp4.finalize();
+        let plan = self.av.mp4().finalize();
         let final_path = self.part.with_extension("");
         let finalized = shared
             .store
@@ -274,7 +171,7 @@ impl Writer {
                 return Err(e);
             }
         };
-        let expected = self.mp4.bytes_written() + plan.moov.len() as u64;
+        let expected = self.av.mp4().bytes_written() + plan.moov.len() as u64;
         if size != expected {
             log::warn!("clip {}: finalized file is {size} bytes, expected {expected}", self.sidecar.id);
         }
@@ -290,8 +187,7 @@ impl Writer {
             }
             Err(e) => log::warn!("clip {}: no poster: {e}", self.sidecar.id),
         }
-        let _ = self.first_pts;
-        let presented = self.last_end.saturating_sub(self.presented_start);
+        let presented = self.av.presented();
         let sidecar = ClipSidecar {
             trigger_ids: closed.triggers.iter().map(|t| t.id.clone()).collect(),
             trigger_count: closed.trigger_count,
@@ -302,7 +198,7 @@ impl Writer {
             path: self.rel,
             duration: presented,
             size_bytes: size,
-            frames: self.mp4.sample_count(),
+            frames: self.av.mp4().sample_count(),
             partial: false,
         };
         let meta = sidecar.into_meta(file);
@@ -335,9 +231,4 @@ fn remove_quietly(path: &Path) {
     }
 }
 
-/// fsync a directory so a rename or new file in it survives a power cut.
-pub fn fsync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
+pub use crate::storage::fsync_dir;

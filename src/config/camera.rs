@@ -204,6 +204,9 @@ pub struct CameraConfig {
     /// Sound: none by default; see [`super::AudioConfig`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio: Option<super::AudioConfig>,
+    /// 24/7 recording: off by default; see [`super::ContinuousConfig`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuous: Option<super::ContinuousConfig>,
 }
 
 pub(super) fn default_encoder() -> String {
@@ -256,6 +259,7 @@ impl CameraConfig {
             preview_encoder: default_preview_encoder(),
             preview_url: None,
             audio: None,
+            continuous: None,
         }
     }
 

@@ -13,6 +13,7 @@
 mod audio;
 mod bytesize;
 mod camera;
+mod continuous;
 pub mod fingerprint;
 mod http;
 mod mqtt;
@@ -25,6 +26,7 @@ mod validate;
 pub use self::audio::{AudioConfig, AudioKind, AAC_RATES, AUTO_AAC_ENCODERS};
 pub use self::bytesize::ByteSize;
 pub use self::camera::{CameraConfig, RtspTransport, SourceConfig, SourceKind};
+pub use self::continuous::ContinuousConfig;
 pub use self::http::{HttpConfig, Switch};
 pub use self::mqtt::{MqttConfig, MqttUser};
 pub use self::phone::PhoneConfig;

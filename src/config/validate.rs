@@ -10,9 +10,7 @@ pub const UPLOAD_CAMERA: &str = "upload";
 
 /// Whether `id` is a valid camera id: `[a-z0-9_-]{1,32}`, and not [`UPLOAD_CAMERA`].
 pub fn valid_camera_id(id: &str) -> bool {
-    (1..=32).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        && id != UPLOAD_CAMERA
+    crate::segment_meta::camera_id_shape(id) && id != UPLOAD_CAMERA
 }
 
 /// Whether `name` looks like a GStreamer element factory name.
@@ -165,6 +163,11 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         if let Some(audio) = &cam.audio {
             for (key, message) in audio.problems(cam.source.kind) {
                 err(k(&format!("audio.{key}")), message);
+            }
+        }
+        if let Some(c) = &cam.continuous {
+            for (key, message) in c.problems() {
+                err(k(&format!("continuous.{key}")), message);
             }
         }
         if !valid_element_name(&cam.preview_encoder) {

@@ -21,6 +21,7 @@
 //! Annex-B access units; SPS/PPS live in `avcC` only.
 
 pub mod aac;
+pub mod av;
 mod boxes;
 mod finalize;
 #[cfg(test)]

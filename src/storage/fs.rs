@@ -17,6 +17,15 @@ pub fn is_mount_point(path: &Path) -> std::io::Result<bool> {
     Ok(meta.dev() != pmeta.dev() || meta.ino() == pmeta.ino())
 }
 
+/// Whether `path` (or, before it exists, its nearest existing ancestor) is on the root
+/// filesystem — on a Raspberry Pi the boot SD card.
+pub fn on_root_filesystem(path: &Path) -> bool {
+    let abs =
+        if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
+    let dev = abs.ancestors().find_map(|p| std::fs::metadata(p).ok()).map(|m| m.dev());
+    dev.is_some() && dev == std::fs::metadata("/").ok().map(|m| m.dev())
+}
+
 pub(super) fn statvfs_stats(path: &Path) -> Option<FsStats> {
     let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
     abs.ancestors().find_map(|p| {
@@ -96,4 +105,11 @@ pub fn write_private(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()>
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// fsync a directory so a rename or new file in it survives a power cut (best effort).
+pub fn fsync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }

@@ -356,4 +356,16 @@ pub const BAD: &[Bad] = &[
         key: "camera",
         mentions: None,
     },
+    Bad {
+        name: "continuous-segment-too-short",
+        text: concat!(cam!(), "continuous = { segment_s = 1 }\n"),
+        key: "camera[0].continuous.segment_s",
+        mentions: Some("2..=600"),
+    },
+    Bad {
+        name: "continuous-unknown-key",
+        text: concat!(cam!(), "continuous = { segments = 10 }\n"),
+        key: "camera[0].continuous.segments",
+        mentions: Some("segments"),
+    },
 ];
