@@ -26,6 +26,21 @@ fn recording_camera(segment_s: u32, flush_s: f64) -> hindsight::config::CameraCo
     cam
 }
 
+/// ffprobe's format start time and duration in seconds. For a segment, whose timestamps start
+/// at its place in the hour, ffprobe's duration runs from 0 to its last timestamp: the
+/// segment lasts duration − start.
+fn ffprobe_span(path: &Path) -> (f64, f64) {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=start_time,duration", "-of", "default=nw=1:nk=1"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success() && out.stderr.is_empty(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Vec<f64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(v.len(), 2, "{v:?}");
+    (v[0], v[1])
+}
+
 /// Relative paths of the files under `storage/recordings`.
 fn recording_files(storage: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -56,6 +71,7 @@ async fn segments_follow_each_other_frame_for_frame() {
     // The entry holds the clip store (and the index open) until dropped.
     drop(entry);
     wait_for("3 segments", Duration::from_secs(60), || stats.segments.load(Ordering::Relaxed) >= 3).await;
+    hour_playlist_plays_end_to_end(d.http_addr).await;
     d.shutdown().await;
 
     let index = Index::open(&storage.join("index")).unwrap();
@@ -82,7 +98,10 @@ async fn segments_follow_each_other_frame_for_frame() {
         }
         last_seq = seqs.last().copied();
         let len_ms = s.end_ms - s.start_ms;
-        let probed = (ffprobe_duration(&file) * 1000.0) as i64;
+        // The file lies on its hour's timeline: its first timestamp is its place in the hour.
+        let (start, end) = ffprobe_span(&file);
+        assert!((start * 1000.0 - (s.start_ms.rem_euclid(3_600_000)) as f64).abs() <= 2.0, "{start} s: {s:?}");
+        let probed = ((end - start) * 1000.0).round() as i64;
         assert!((probed - len_ms).abs() <= frame_ms, "ffprobe {probed} ms, index {len_ms} ms: {s:?}");
         if i > 0 {
             let prev = &segs[i - 1];
@@ -95,6 +114,58 @@ async fn segments_follow_each_other_frame_for_frame() {
     assert!(stats.flushes.load(Ordering::Relaxed) >= 4 * 3, "about one flush per 0.5 s");
     let lens: Vec<String> = segs.iter().map(|s| format!("{} ms/{} frames", s.end_ms - s.start_ms, s.frames)).collect();
     println!("SEGMENTS {} ({}), last frame {last_seq:?}", segs.len(), lens.join(", "));
+}
+
+/// The listing says what was recorded; ffmpeg reads the hour's VOD playlist (segments by byte
+/// range) end to end: every frame once, in order, for as long as the segments last.
+async fn hour_playlist_plays_end_to_end(addr: std::net::SocketAddr) {
+    let (status, l) = get_json(addr, "/api/cameras/cam0/recordings").await;
+    assert_eq!(status, 200, "{l}");
+    let segs = l["segments"].as_array().unwrap();
+    assert!(segs.len() >= 3, "{l}");
+    let gaps = l["gaps"].as_array().unwrap();
+    assert_eq!(gaps[0]["reason"], "recording started", "{l}");
+    assert!(gaps.len() <= 2, "a gap before the recording and after it (the open segment): {l}");
+    let playlist = l["playlists"][0].as_str().unwrap().to_string();
+    let url = format!("http://{addr}{playlist}");
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD") && text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+    let listed = text.matches("#EXTINF:").count();
+    let hour = playlist.split('/').nth(6).unwrap().to_string();
+    let in_hour: Vec<&serde_json::Value> =
+        segs.iter().filter(|s| s["start"].as_str().unwrap()[11..13] == hour).collect();
+    assert_eq!(listed, in_hour.len(), "{text}");
+    let frames: u64 = in_hour.iter().map(|s| s["frames"].as_u64().unwrap()).sum();
+    let secs: f64 = in_hour.iter().map(|s| s["duration_s"].as_f64().unwrap()).sum();
+    let decoded = tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i", &url, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+            .output()
+            .unwrap();
+        assert!(out.status.success() && out.stderr.is_empty(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+            .chunks_exact(W * H)
+            .map(|f| hindsight::capture::test_pattern::read_seq(f, W, H, W))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(decoded.len() as u64, frames, "every frame of the hour's segments");
+    let seqs: Vec<u64> = decoded.into_iter().map(|q| q.expect("numbered frames")).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "in order, none missing: {seqs:?}");
+    let ffprobe = ffprobe_duration(Path::new(&format!("http://{addr}{playlist}")));
+    assert!((ffprobe - secs).abs() <= 1.0 / f64::from(FPS) + 0.001, "ffprobe {ffprobe} s, segments {secs} s");
+    println!("HOUR-PLAYLIST {listed} segments, {frames} frames, {secs:.3} s (ffprobe {ffprobe:.3} s)");
+    // Bad requests.
+    assert_eq!(get_json(addr, "/api/cameras/nope/recordings").await.0, 404);
+    assert_eq!(get_json(addr, "/api/cameras/cam0/recordings?from=yesterday").await.0, 400);
+    assert_eq!(
+        get_json(addr, "/api/cameras/cam0/recordings?from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z").await.0,
+        400
+    );
+    assert_eq!(get_json(addr, "/api/cameras/cam0/recordings/2026-12-06/25/playlist.m3u8").await.0, 400);
+    assert_eq!(get_json(addr, "/api/cameras/cam0/recordings/2000-01-01/00/playlist.m3u8").await.0, 404);
+    assert_eq!(get_json(addr, "/api/cameras/cam0/recordings/segments/12.mp4").await.0, 404);
 }
 
 #[test]

@@ -82,6 +82,17 @@ impl AvFragments {
         Ok(AvFragments { mp4, origin: first.pts, presented, last_end: first.pts, sound })
     }
 
+    /// Place the file on a longer timeline: its first frame at `offset` (a segment's place in
+    /// its hour), the sound where it lies against that frame. Before the first fragment.
+    pub fn place_at(&mut self, offset: Duration) {
+        let video = ticks(offset);
+        let audio = self.sound.as_ref().map_or(0, |s| {
+            let at = (offset + s.first_pts).saturating_sub(self.origin);
+            crate::time::samples(at, s.rate)
+        });
+        self.mp4.set_decode_base([video, audio]);
+    }
+
     /// The writer underneath (init segment, sizes, counts, finalization).
     pub fn mp4(&self) -> &FragmentedMp4 {
         &self.mp4

@@ -162,6 +162,9 @@ pub struct FragmentedMp4 {
     init_moov_at: u64,
     /// File offset of each fragment's `moof` box.
     moofs: Vec<u64>,
+    /// `tfdt` of the first fragment, per track (video ticks, audio samples): 0 for a clip; a
+    /// continuous recording's segment starts where it lies in its hour.
+    decode_base: [u64; 2],
 }
 
 impl FragmentedMp4 {
@@ -222,6 +225,7 @@ impl FragmentedMp4 {
             written: 0,
             init_moov_at: 0,
             moofs: Vec::new(),
+            decode_base: [0, 0],
         };
         let init = mp4.init_segment();
         mp4.written = init.len() as u64;
@@ -323,6 +327,13 @@ impl FragmentedMp4 {
         w.close(avc1);
     }
 
+    /// Start the tracks' decode times (`tfdt`) at `bases` (video in [`TIMESCALE`], audio in its
+    /// samples) instead of 0, before the first fragment: files cut from one stream then follow
+    /// each other on one timeline (an hour's HLS playlist of segments).
+    pub fn set_decode_base(&mut self, bases: [u64; 2]) {
+        self.decode_base = bases;
+    }
+
     /// One `moof` + `mdat` holding `samples` (empty input: empty output, nothing counted).
     /// NAL units become 4-byte length-prefixed; SPS, PPS and AUD NALs are dropped.
     pub fn fragment(&mut self, samples: &[Sample]) -> Vec<u8> {
@@ -333,7 +344,7 @@ impl FragmentedMp4 {
     /// an audio track ignores them). Either may be empty; both empty: empty output.
     pub fn fragment_av(&mut self, samples: &[Sample], audio: &[AudioSample]) -> Vec<u8> {
         let audio = if self.audio.is_some() { audio } else { &[] };
-        let bases = [self.video.media_duration, self.sound.media_duration];
+        let bases = [self.decode_base[0] + self.video.media_duration, self.decode_base[1] + self.sound.media_duration];
         let Some(f) = write_fragment(self.next_sequence, bases, samples, audio) else { return Vec::new() };
         let moof_at = self.written;
         self.moofs.push(moof_at);

@@ -126,6 +126,9 @@ struct Writer {
     paused_until: Option<Instant>,
     /// Whether [`recovery::reconcile`] ran (at the first moment the index could be opened).
     reconciled: bool,
+    /// The hour being recorded (Unix hours) and the capture time its start maps to: segments
+    /// of one hour share it, so their decode times follow each other on the hour's timeline.
+    hour_anchor: Option<(i64, Duration)>,
 }
 
 impl Writer {
@@ -140,7 +143,24 @@ impl Writer {
             gap: Some("recording started".into()),
             paused_until: None,
             reconciled: false,
+            hour_anchor: None,
         }
+    }
+
+    /// Where a segment whose first frame was captured at `pts` (wall time `start_ms`) lies in
+    /// its hour: from the hour's anchor, so segments of one hour follow each other exactly.
+    fn place(&mut self, pts: Duration, start_ms: i64) -> Duration {
+        let hour = start_ms.div_euclid(3_600_000);
+        let into_hour = Duration::from_millis((start_ms - hour * 3_600_000) as u64);
+        let anchor = match self.hour_anchor {
+            Some((h, a)) if h == hour && a <= pts && pts - a < Duration::from_secs(3660) => a,
+            _ => {
+                let a = pts.saturating_sub(into_hour);
+                self.hour_anchor = Some((hour, a));
+                a
+            }
+        };
+        pts - anchor
     }
 
     /// Reconcile the camera's files with the index once, as soon as the index opens. `open`:
@@ -247,18 +267,20 @@ impl Writer {
         if self.pending.is_empty() {
             return;
         }
-        let storage = self.input.store.storage();
         if self.segment.is_none() {
             let size = self.input.status.format().map_or((0, 0), |f| (f.width, f.height));
             let start_ms = crate::time::wall_ms(self.pending[0].pts);
+            let place = self.place(self.pending[0].pts, start_ms);
+            let storage = self.input.store.storage();
             let camera = &self.input.camera;
-            match Segment::create(storage, camera, &self.pending, &mut self.audio, size, start_ms, self.gap.take()) {
+            let gap = self.gap.take();
+            match Segment::create(storage, camera, &self.pending, &mut self.audio, size, start_ms, place, gap) {
                 Ok(s) => self.segment = Some(s),
                 Err(e) => return self.failed(e),
             }
         }
         let Some(seg) = self.segment.as_mut() else { return };
-        match seg.flush(storage, &self.pending, &mut self.audio, next_pts, last) {
+        match seg.flush(self.input.store.storage(), &self.pending, &mut self.audio, next_pts, last) {
             Ok(done) => {
                 let s = &self.input.stats;
                 s.bytes.fetch_add(done.bytes, Ordering::Relaxed);

@@ -36,8 +36,9 @@ pub struct Flushed {
 
 impl Segment {
     /// Create the file for the segment starting with keyframe `gop[0]` (`start_ms`: its wall
-    /// time), with the sound collected so far, and write its init segment (not synced yet: the
-    /// first fragment's sync covers it).
+    /// time; `place`: where it lies in its hour, its first `tfdt`), with the sound collected so
+    /// far, and write its init segment (not synced yet: the first fragment's sync covers it).
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         storage: &Storage,
         camera: &str,
@@ -45,10 +46,12 @@ impl Segment {
         audio: &mut Vec<AudioFrame>,
         size: (u32, u32),
         start_ms: i64,
+        place: Duration,
         gap_before: Option<String>,
     ) -> Result<Segment, String> {
         let first = gop.first().ok_or("empty segment")?;
-        let av = AvFragments::start(first, first.pts, size.0, size.1, audio).map_err(|e| e.to_string())?;
+        let mut av = AvFragments::start(first, first.pts, size.0, size.1, audio).map_err(|e| e.to_string())?;
+        av.place_at(place);
         let rel = segment_rel_path(camera, start_ms);
         let abs = storage.abs(&rel).ok_or_else(|| format!("bad segment path {rel}"))?;
         let dir = abs.parent().ok_or("segment path has no directory")?;

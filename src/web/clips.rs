@@ -27,7 +27,9 @@ impl From<TriggerRejected> for ApiError {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, Rejection> {
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, Rejection> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::Internal(format!("task failed: {e}")))?
@@ -42,7 +44,7 @@ fn clip_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn json(status: StatusCode, v: &impl serde::Serialize) -> warp::reply::Response {
+pub(super) fn json(status: StatusCode, v: &impl serde::Serialize) -> warp::reply::Response {
     warp::reply::with_status(warp::reply::json(v), status).into_response()
 }
 
@@ -127,7 +129,7 @@ pub(super) fn parse_range(h: Option<&str>, size: u64) -> Result<Option<(u64, u64
     Ok(Some(range))
 }
 
-async fn file_reply(
+pub(super) async fn file_reply(
     path: std::path::PathBuf,
     mime: &'static str,
     range: Option<String>,

@@ -17,6 +17,7 @@ pub mod login;
 pub mod metrics;
 pub mod mjpeg;
 pub mod phone;
+pub mod recordings;
 pub mod serve;
 pub mod tls;
 pub mod tus;
@@ -339,6 +340,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .or(mjpeg_routes)
         .unify()
         .or(hls::routes(st.clone()))
+        .unify()
+        .or(recordings::routes(st.clone()))
         .unify()
         .or(events::routes(st.clone()))
         .unify()
