@@ -31,8 +31,9 @@
 //!   [`frame::Frame`]s; a phone's MediaRecorder stream is a source too), [`encode`] (appsrc →
 //!   encoder, hardware on the board → h264parse → appsink), [`live`] (MJPEG preview and LL-HLS
 //!   from RAM, only while watched), [`clip`] (the clip state machine, the recorder writing
-//!   crash-safe MP4s from the pre-roll, start-up recovery, posters, the clip store), [`auth`]
-//!   (passwords, tokens, sessions, rate limit).
+//!   crash-safe MP4s from the pre-roll, start-up recovery, posters, the clip store), [`record`]
+//!   (opt-in 24/7 recording: segments from the pre-roll into hourly folders, their recovery and
+//!   retention), [`auth`] (passwords, tokens, sessions, rate limit).
 //! - [`storage`]: clip files, disk usage, retention, the mount check.
 //! - hand-offs: [`ring`] (a few raw frames between capture and encoder; never blocks capture; a
 //!   camera's own H.264 skips it: [`encode::PassStage`] stores it from the capture thread),
