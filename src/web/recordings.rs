@@ -19,6 +19,9 @@ use warp::{Filter, Rejection};
 
 /// Longest range one listing covers.
 pub const MAX_RANGE_DAYS: i64 = 31;
+/// Most segments one listing gives (a day of 2 s segments); beyond, `truncated` and the
+/// caller asks for a shorter range.
+pub const MAX_LISTED: usize = 50_000;
 /// Two segments further apart than this (ms) leave a gap on the timeline.
 const GAP_MS: i64 = 250;
 
@@ -71,6 +74,8 @@ pub struct Listing {
     pub gaps: Vec<Gap>,
     /// The hour playlists covering the range (`YYYY-MM-DD/HH` → URL).
     pub playlists: Vec<String>,
+    /// More than [`MAX_LISTED`] segments: the first ones only (ask for a shorter range).
+    pub truncated: bool,
 }
 
 fn segment_url(camera: &str, start_ms: i64) -> String {
@@ -88,6 +93,9 @@ fn hour_path(hour: i64) -> String {
 
 /// The listing of `segs` (a camera's, overlapping `[from, to)`).
 pub fn listing(camera: &str, segs: &[SegmentMeta], from: i64, to: i64) -> Listing {
+    let truncated = segs.len() > MAX_LISTED;
+    let segs = &segs[..segs.len().min(MAX_LISTED)];
+    let to = if truncated { segs.last().map_or(to, |s| s.end_ms) } else { to };
     let mut gaps = Vec::new();
     let mut covered = 0i64;
     let mut at = from;
@@ -126,6 +134,7 @@ pub fn listing(camera: &str, segs: &[SegmentMeta], from: i64, to: i64) -> Listin
             .into_iter()
             .map(|h| format!("/api/cameras/{camera}/recordings/{}/playlist.m3u8", hour_path(h)))
             .collect(),
+        truncated,
     }
 }
 
@@ -207,7 +216,7 @@ pub fn routes(
             known_camera(&s, &id)?;
             let (from, to) = range(&q)?;
             let l = blocking(move || {
-                let segs = s.index()?.segments(&id, from, to).map_err(ApiError::from)?;
+                let segs = s.index()?.segments(&id, from, to, MAX_LISTED + 1).map_err(ApiError::from)?;
                 Ok(listing(&id, &segs, from, to))
             })
             .await?;
@@ -220,7 +229,8 @@ pub fn routes(
             known_camera(&s, &id)?;
             let start = parse_hour(&day, &hour)?;
             let text = blocking(move || {
-                let segs = s.index()?.segments(&id, start, start + 3_600_000).map_err(ApiError::from)?;
+                // An hour holds at most 1800 segments (segment_s ≥ 2).
+                let segs = s.index()?.segments(&id, start, start + 3_600_000, 4000).map_err(ApiError::from)?;
                 let segs: Vec<SegmentMeta> =
                     segs.into_iter().filter(|g| hour_of(g.start_ms) == hour_of(start)).collect();
                 if segs.is_empty() {
@@ -247,7 +257,7 @@ pub fn routes(
                 .ok_or_else(|| ApiError::BadRequest("segments are named {start_ms}.mp4".into()))?;
             let s2 = s.clone();
             let seg = blocking(move || {
-                let segs = s2.index()?.segments(&id, start, start + 1).map_err(ApiError::from)?;
+                let segs = s2.index()?.segments(&id, start, start + 1, 4).map_err(ApiError::from)?;
                 segs.into_iter()
                     .find(|g| g.start_ms == start)
                     .ok_or_else(|| ApiError::NotFound("no such segment".into()))
