@@ -138,13 +138,7 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 }
 
 fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, IndexError> {
-    value
-        .map(|v| {
-            v.parse::<jiff::Timestamp>().map(|t| t.as_millisecond()).map_err(|e| {
-                IndexError::BadQuery(format!("{name}: {v:?} is not an RFC 3339 time like 2026-01-31T12:00:00Z ({e})"))
-            })
-        })
-        .transpose()
+    value.map(|v| crate::time::parse_rfc3339_ms(name, v).map_err(IndexError::BadQuery)).transpose()
 }
 
 impl Index {

@@ -20,8 +20,10 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 mod fs;
+pub use fs::{
+    create_dir_durable, files_at_depth, fsync_dir, is_mount_point, on_root_filesystem, owner_of_dir, write_private,
+};
 use fs::{dir_bytes, remove_file_counted, statvfs_stats};
-pub use fs::{fsync_dir, is_mount_point, on_root_filesystem, owner_of_dir, write_private};
 
 const DAY_MS: i64 = 86_400_000;
 

@@ -37,6 +37,14 @@ pub fn wall_clock_trusted(now_ms: i64) -> bool {
     now_ms >= WALL_CLOCK_FLOOR_MS
 }
 
+/// Unix milliseconds of RFC 3339 text `v`; the error names the parameter `name` and shows the
+/// expected form (query parameters: `from`, `to`, …).
+pub fn parse_rfc3339_ms(name: &str, v: &str) -> Result<i64, String> {
+    v.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|e| format!("{name}: {v:?} is not an RFC 3339 time like 2026-01-31T12:00:00Z ({e})"))
+}
+
 /// Wall-clock now in Unix milliseconds.
 pub fn wall_now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)

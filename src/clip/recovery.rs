@@ -20,7 +20,7 @@ use crate::clip_meta::{valid_clip_id, ClipFile, ClipMeta, ClipSidecar, ClipSourc
 use crate::index::Index;
 use crate::mp4::{self, Bytes};
 use crate::storage::Storage;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What reconciliation did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -41,9 +41,7 @@ pub struct ReconcileReport {
 pub fn reconcile(storage: &Storage, index: &Index) -> ReconcileReport {
     let mut report = ReconcileReport::default();
     let clips_dir = storage.root().join("clips");
-    let mut files = Vec::new();
-    collect(&clips_dir, 0, &mut files);
-    for path in files {
+    for path in crate::storage::files_at_depth(&clips_dir, 2) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
         if let Some(id) = name.strip_suffix(".mp4.part") {
             match recover_part(storage, index, &path, id) {
@@ -84,8 +82,7 @@ pub fn reconcile(storage: &Storage, index: &Index) -> ReconcileReport {
         }
     }
     // Sidecars of indexed clips (crash after indexing) are no longer needed.
-    let mut files = Vec::new();
-    collect(&clips_dir, 0, &mut files);
+    let files = crate::storage::files_at_depth(&clips_dir, 2);
     for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
         let _ = std::fs::remove_file(path);
     }
@@ -118,19 +115,6 @@ fn remake_poster(path: &Path, poster: &Path, id: &str) {
             if std::fs::metadata(poster).is_ok_and(|m| m.len() == 0) {
                 let _ = std::fs::remove_file(poster);
             }
-        }
-    }
-}
-
-/// Files under `dir` (clips/{camera}/{date}/file: depth 2).
-fn collect(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let p = e.path();
-        match e.file_type() {
-            Ok(t) if t.is_dir() && depth < 2 => collect(&p, depth + 1, out),
-            Ok(t) if t.is_file() && depth == 2 => out.push(p),
-            _ => {}
         }
     }
 }

@@ -95,14 +95,8 @@ impl Writer {
         let rel = crate::clip_meta::clip_rel_path(&shared.input.camera, id, start_ms);
         let abs = shared.store.storage.abs(&rel).ok_or_else(|| format!("bad clip path {rel}"))?;
         let dir = abs.parent().ok_or("clip path has no directory")?;
-        let new_dir = !dir.exists();
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        if new_dir {
-            // A new date (or camera) directory: its entry in the parent must survive a power cut.
-            for d in dir.ancestors().skip(1).take(2) {
-                fsync_dir(d);
-            }
-        }
+        // A new date (or camera) directory: its entry in the parent must survive a power cut.
+        crate::storage::create_dir_durable(dir, 2).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let sidecar = ClipSidecar {
             id: id.into(),
             camera: shared.input.camera.clone(),

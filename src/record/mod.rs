@@ -219,8 +219,7 @@ impl Writer {
         if !open && !f.keyframe {
             return;
         }
-        if f.keyframe && open && self.ends_segment(&f) {
-            let changed = self.stream.as_ref().is_some_and(|k| !crate::mp4::h264::same_parameter_sets(k, &f.data));
+        if let Some(changed) = (f.keyframe && open).then(|| self.ends_segment(&f)).flatten() {
             // Before a new stream the last frame lasts its own duration (a reconnection: a gap).
             let next = match self.pending.last() {
                 Some(l) if changed => Some(f.pts.min(l.pts + l.duration)),
@@ -250,18 +249,18 @@ impl Writer {
         }
     }
 
-    /// Whether keyframe `f` starts a new segment: the segment is `segment_s` long, the hour
-    /// changed, or the stream did.
-    fn ends_segment(&self, f: &EncodedFrame) -> bool {
+    /// Whether keyframe `f` starts a new segment — the segment is `segment_s` long, the hour
+    /// changed, or the stream did: `Some(stream changed)`, else `None`.
+    fn ends_segment(&self, f: &EncodedFrame) -> Option<bool> {
         let start = match (&self.segment, self.pending.first()) {
             (Some(s), _) => s.first_pts,
             (None, Some(p)) => p.pts,
-            (None, None) => return false,
+            (None, None) => return None,
         };
         let long = f.pts.saturating_sub(start) + f.duration / 2 >= Duration::from_secs(self.input.cfg.segment_s.into());
         let hour = |pts| crate::time::wall_ms(pts).div_euclid(3_600_000);
         let changed = self.stream.as_ref().is_some_and(|k| !crate::mp4::h264::same_parameter_sets(k, &f.data));
-        long || hour(f.pts) != hour(start) || changed
+        (long || hour(f.pts) != hour(start) || changed).then_some(changed)
     }
 
     /// Write the pending frames as one fragment (creating the segment's file first if needed).

@@ -12,9 +12,9 @@ use crate::config::ContinuousConfig;
 use crate::index::Index;
 use crate::mp4;
 use crate::segment_meta::{parse_segment_path, SegmentMeta};
-use crate::storage::{fsync_dir, Storage};
+use crate::storage::{files_at_depth, fsync_dir, Storage};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What [`reconcile`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -27,19 +27,6 @@ pub struct Reconciled {
     pub removed_entries: Vec<String>,
 }
 
-/// Segment files of `camera` under `recordings/{camera}/{day}/{hour}/`.
-fn files_of(storage: &Storage, camera: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let walk = |p: &Path| std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| e.path()).collect::<Vec<_>>();
-    for day in walk(&storage.root().join("recordings").join(camera)) {
-        for hour in walk(&day) {
-            out.extend(walk(&hour).into_iter().filter(|f| f.is_file()));
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Make the index and `camera`'s segment files agree (see the module docs). `open`: the
 /// segment being written now (not a torn one), if any.
 pub fn reconcile(storage: &Storage, index: &Index, camera: &str, open: Option<&str>) -> Reconciled {
@@ -47,7 +34,8 @@ pub fn reconcile(storage: &Storage, index: &Index, camera: &str, open: Option<&s
     let known: Vec<SegmentMeta> =
         index.all_segments().unwrap_or_default().into_iter().filter(|s| s.camera == camera).collect();
     let paths: HashSet<&str> = known.iter().map(|s| s.path.as_str()).collect();
-    for file in files_of(storage, camera) {
+    // recordings/{camera}/{day}/{hour}/file
+    for file in files_at_depth(&storage.root().join("recordings").join(camera), 2) {
         let Ok(rel) = file.strip_prefix(storage.root()) else { continue };
         let rel = rel.to_string_lossy().into_owned();
         if paths.contains(rel.as_str()) || Some(rel.as_str()) == open {

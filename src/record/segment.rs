@@ -11,7 +11,7 @@
 use crate::frame::{AudioFrame, EncodedFrame};
 use crate::mp4::av::AvFragments;
 use crate::segment_meta::{segment_rel_path, SegmentMeta};
-use crate::storage::{fsync_dir, Storage};
+use crate::storage::{create_dir_durable, fsync_dir, Storage};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -55,14 +55,8 @@ impl Segment {
         let rel = segment_rel_path(camera, start_ms);
         let abs = storage.abs(&rel).ok_or_else(|| format!("bad segment path {rel}"))?;
         let dir = abs.parent().ok_or("segment path has no directory")?;
-        let new_dir = !dir.exists();
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        if new_dir {
-            // A new hour (or day, or camera): its entries in the parents must survive a power cut.
-            for d in dir.ancestors().skip(1).take(3) {
-                fsync_dir(d);
-            }
-        }
+        // A new hour (or day, or camera): its entries in the parents must survive a power cut.
+        create_dir_durable(dir, 3).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let init = av.mp4().init_segment();
         let created = (|| {
             storage.injected_fault(&abs)?;

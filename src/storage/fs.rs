@@ -107,6 +107,38 @@ pub fn write_private(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()>
     Ok(())
 }
 
+/// Create `dir` (and its parents); when it is new, fsync the `levels` directories above it, so
+/// its entries survive a power cut (a clip's date folder, a recording's hour folder).
+pub fn create_dir_durable(dir: &Path, levels: usize) -> std::io::Result<()> {
+    let new_dir = !dir.exists();
+    std::fs::create_dir_all(dir)?;
+    if new_dir {
+        for d in dir.ancestors().skip(1).take(levels) {
+            fsync_dir(d);
+        }
+    }
+    Ok(())
+}
+
+/// The files exactly `depth` directories below `dir` (`clips/{camera}/{date}/file`: 2), sorted;
+/// anything unreadable is skipped.
+pub fn files_at_depth(dir: &Path, depth: usize) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() && depth > 0 => walk(&e.path(), depth - 1, out),
+                Ok(t) if t.is_file() && depth == 0 => out.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, depth, &mut out);
+    out.sort();
+    out
+}
+
 /// fsync a directory so a rename or new file in it survives a power cut (best effort).
 pub fn fsync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {

@@ -172,9 +172,7 @@ pub fn hour_playlist(camera: &str, segs: &[SegmentMeta]) -> String {
 }
 
 fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
-    v.parse::<jiff::Timestamp>().map(|t| t.as_millisecond()).map_err(|e| {
-        ApiError::BadRequest(format!("{name}: {v:?} is not an RFC 3339 time like 2026-01-31T12:00:00Z ({e})"))
-    })
+    crate::time::parse_rfc3339_ms(name, v).map_err(ApiError::BadRequest)
 }
 
 /// `from`/`to` of a listing query (default: the last 24 hours).
@@ -200,10 +198,6 @@ fn parse_hour(day: &str, hour: &str) -> Result<i64, ApiError> {
     parse_time("hour", &format!("{day}T{hour}:00:00Z")).map_err(|_| bad())
 }
 
-fn known_camera(s: &AppState, id: &str) -> Result<(), ApiError> {
-    s.registry.get(id).map(drop).ok_or_else(|| ApiError::NotFound(format!("no camera {id}")))
-}
-
 /// The recording routes.
 pub fn routes(
     st: impl Filter<Extract = (Arc<AppState>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
@@ -213,7 +207,7 @@ pub fn routes(
         .and(st.clone())
         .and(warp::query::<std::collections::HashMap<String, String>>())
         .and_then(|id: String, s: Arc<AppState>, q: std::collections::HashMap<String, String>| async move {
-            known_camera(&s, &id)?;
+            s.control.require(&id).map_err(ApiError::from)?;
             let (from, to) = range(&q)?;
             let l = blocking(move || {
                 let segs = s.index()?.segments(&id, from, to, MAX_LISTED + 1).map_err(ApiError::from)?;
@@ -226,7 +220,7 @@ pub fn routes(
         .and(warp::get())
         .and(st.clone())
         .and_then(|id: String, day: String, hour: String, s: Arc<AppState>| async move {
-            known_camera(&s, &id)?;
+            s.control.require(&id).map_err(ApiError::from)?;
             let start = parse_hour(&day, &hour)?;
             let text = blocking(move || {
                 // An hour holds at most 1800 segments (segment_s ≥ 2).
@@ -250,7 +244,7 @@ pub fn routes(
         .and(st.clone())
         .and(warp::header::optional::<String>("range"))
         .and_then(|id: String, file: String, s: Arc<AppState>, range: Option<String>| async move {
-            known_camera(&s, &id)?;
+            s.control.require(&id).map_err(ApiError::from)?;
             let start: i64 = file
                 .strip_suffix(".mp4")
                 .and_then(|n| n.parse().ok())
