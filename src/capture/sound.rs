@@ -5,7 +5,8 @@
 //! Used by RTSP cameras ([`super::network`]) and phone cameras ([`super::phone`]).
 //!
 //! A leaky queue in front keeps a slow encoder from ever holding the video back; the appsink
-//! drops rather than blocks.
+//! drops rather than blocks. The queue holds 2 s: a phone's sound arrives in bursts (a quarter
+//! second per chunk, more after a stall), and on a loaded box a 0.5 s queue dropped some.
 
 use super::gst::SharedOffset;
 use super::{SoundEvent, SoundTap};
@@ -48,7 +49,7 @@ pub fn link(
     what: &str,
 ) -> Result<(), String> {
     let description = format!(
-        "queue max-size-buffers=0 max-size-bytes=0 max-size-time=500000000 leaky=downstream ! {} \
+        "queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 leaky=downstream ! {} \
          ! appsink name=hindsight_sound sync=false max-buffers=64 drop=true",
         chain.elements
     );

@@ -501,8 +501,9 @@ fn follow_clip(shared: &Arc<Shared>, id: &str, w: &mut Option<Writer>) -> Result
 const AUDIO_LEAD: Duration = Duration::from_secs(1);
 /// Most AAC frames held between fragments (a minute at 48 kHz).
 const MAX_PENDING_AUDIO: usize = 2812;
-/// Longest wait at a clip's end for its last sound (the AAC encoder's delay).
-const SOUND_WAIT: Duration = Duration::from_millis(1500);
+/// Longest wait at a clip's end for its last sound (the AAC encoder's delay; a phone's sound
+/// comes with its next chunk, later on a loaded box).
+const SOUND_WAIT: Duration = Duration::from_secs(3);
 
 /// At a clip's end (video up to `end`): collect the sound up to `end` that is still on its way,
 /// when there is sound at all; waits at most [`SOUND_WAIT`], so a microphone that stops never

@@ -4,9 +4,10 @@
 //!
 //! Video sample durations are counted from the track's origin (its first frame), not frame by
 //! frame: rounding each 33.333 ms down to 2999 ticks would drift a minute 20 ms early against
-//! its sound and its edit list. Sound: a frame is written once the next one is known (its
-//! duration is the distance between their capture times, in samples, so a gap in the sound stays
-//! a gap) or at the end. The track starts with the frame that plays at the first presented
+//! its sound and its edit list. Sound: a frame is written once the next one is known (it lasts
+//! from where it was written up to the next one's capture time, in samples, so a gap in the sound
+//! stays a gap and a clock that steps back never pushes the rest late) or at the end (lasting up
+//! to the video's end when the sound goes on past it, else its own duration). The track starts with the frame that plays at the first presented
 //! picture, trimmed to it by its edit list; sound that begins later gets an empty edit; with no
 //! sound yet at the start there is no track.
 
@@ -22,6 +23,8 @@ struct Sound {
     first_pts: Duration,
     rate: u32,
     config: bytes::Bytes,
+    /// Samples written so far: where the next frame goes.
+    written: u64,
 }
 
 impl Sound {
@@ -37,7 +40,7 @@ impl Sound {
         audio.retain(|a| a.pts + a.duration > presented);
         let first = audio.first()?;
         let f = &first.format;
-        let sound = Sound { first_pts: first.pts, rate: f.rate, config: f.config.clone() };
+        let sound = Sound { first_pts: first.pts, rate: f.rate, config: f.config.clone(), written: 0 };
         let (delay, edit_media_time) = if first.pts > presented {
             (((first.pts - presented).as_micros() + 500) as u64 / 1000, 0)
         } else {
@@ -114,9 +117,12 @@ impl AvFragments {
     }
 
     /// The AAC frames of `audio` that go into the fragment ending at `end` (removed from it),
-    /// with their durations: each written once its successor is known, or at the `last`.
-    fn take_sound(&self, audio: &mut Vec<AudioFrame>, end: Duration, last: bool) -> Vec<(AudioFrame, u32)> {
-        let Some(sound) = &self.sound else {
+    /// with their durations: each written once its successor is known, lasting up to where the
+    /// successor's capture time falls (from where this one was written, so a source whose clock
+    /// steps back never pushes the rest of the track late), or at the `last`: the file's final
+    /// frame lasts up to `end` when the sound goes on after it (else its own duration).
+    fn take_sound(&mut self, audio: &mut Vec<AudioFrame>, end: Duration, last: bool) -> Vec<(AudioFrame, u32)> {
+        let Some(sound) = &mut self.sound else {
             audio.clear();
             return Vec::new();
         };
@@ -125,13 +131,19 @@ impl AvFragments {
         let mut out = Vec::new();
         while out.len() < audio.len() && audio[out.len()].pts < end {
             let n = out.len();
-            let at = sound.sample_of(audio[n].pts);
+            let own = crate::time::samples(audio[n].duration, sound.rate);
             let duration = match audio.get(n + 1) {
-                Some(next) => sound.sample_of(next.pts).saturating_sub(at),
-                None if last => crate::time::samples(audio[n].duration, sound.rate),
+                Some(next) if next.pts < end || !last => sound.sample_of(next.pts).saturating_sub(sound.written),
+                // The sound goes on after the file's end: its last frame lasts up to that end
+                // (a gap there stays a gap), or its own duration when it runs past it.
+                Some(_) => sound.sample_of(end).saturating_sub(sound.written).max(own),
+                // The sound stopped (a microphone lost): the last frame lasts its own.
+                None if last => own,
                 None => break,
             };
-            out.push(duration.clamp(1, u64::from(u32::MAX)) as u32);
+            let duration = duration.clamp(1, u64::from(u32::MAX));
+            sound.written += duration;
+            out.push(duration as u32);
         }
         audio.drain(..out.len()).zip(out).collect()
     }
@@ -160,9 +172,14 @@ impl AvFragments {
         if let Some(l) = gop.last() {
             self.last_end = next_pts.unwrap_or(l.pts + l.duration);
         }
-        let sound = self.take_sound(audio, self.last_end, last);
+        let end = self.last_end;
+        let sound = self.take_sound(audio, end, last);
         let audio_samples: Vec<AudioSample> =
             sound.iter().map(|(a, duration)| AudioSample { data: &a.data, duration: *duration }).collect();
         self.mp4.fragment_av(&samples, &audio_samples)
     }
 }
+
+#[cfg(test)]
+#[path = "av_tests.rs"]
+mod tests;

@@ -169,15 +169,21 @@ post_s = 2
 
   await check('clip is H.264 of pre + post, with the microphone as AAC', async () => {
     const out = execFileSync('ffprobe', ['-v', 'error', '-show_entries',
-      'stream=codec_type,codec_name,width,height,duration:format=duration', '-of', 'json', file]).toString();
+      'stream=codec_type,codec_name,width,height,duration,start_time:format=duration', '-of', 'json', file]).toString();
     const p = JSON.parse(out);
     const [v, a] = p.streams;
     const dur = Number(p.format.duration);
     if (v?.codec_name !== 'h264') throw new Error(`streams ${JSON.stringify(p.streams)}`);
     if (Math.abs(dur - (PRE_S + POST_S)) > 0.3) throw new Error(`duration ${dur}, want ${PRE_S + POST_S}`);
     if (a?.codec_type !== 'audio' || a.codec_name !== 'aac') throw new Error(`no AAC track: ${JSON.stringify(p.streams)}`);
-    if (Math.abs(Number(a.duration) - Number(v.duration)) > 0.03) throw new Error(`sound ${a.duration} s, video ${v.duration} s`);
-    return `${v.codec_name} ${v.width}×${v.height}, ${dur} s; aac ${a.duration} s`;
+    // The sound ends with the picture (± an AAC frame) and starts with it, or up to 0.25 s later:
+    // Chromium's fake microphone skips ~0.1 s now and then on a loaded box, and a skip at the
+    // clip's start stays a gap (an empty edit).
+    const soundEnd = Number(a.start_time) + Number(a.duration);
+    const videoEnd = Number(v.start_time) + Number(v.duration);
+    const detail = `sound ${a.start_time}+${a.duration} s, video ${v.start_time}+${v.duration} s`;
+    if (Math.abs(soundEnd - videoEnd) > 0.03 || Number(a.start_time) > 0.25) throw new Error(detail);
+    return `${v.codec_name} ${v.width}×${v.height}, ${dur} s; ${detail}`;
   });
 
   await check('clip shows the fake camera (not black)', async () => {
