@@ -23,6 +23,9 @@
 pub mod aac;
 pub mod av;
 mod boxes;
+pub mod export;
+#[cfg(test)]
+mod export_tests;
 mod finalize;
 #[cfg(test)]
 mod fuzz_tests;
