@@ -18,7 +18,14 @@ const TICKS_PER_S: u64 = 90_000;
 
 fn frame(i: usize, data: &[u8], key: bool) -> EncodedFrame {
     let pts = FRAME * i as u32;
-    EncodedFrame { data: bytes::Bytes::from(data.to_vec()), pts, dts: pts, duration: FRAME, keyframe: key, seq: i as u64 }
+    EncodedFrame {
+        data: bytes::Bytes::from(data.to_vec()),
+        pts,
+        dts: pts,
+        duration: FRAME,
+        keyframe: key,
+        seq: i as u64,
+    }
 }
 
 /// All of the test stream's AAC frames, 1024 samples apart from 0.

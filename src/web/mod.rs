@@ -12,6 +12,7 @@ pub mod assets;
 pub mod auth;
 pub mod clips;
 pub mod events;
+pub mod export;
 pub mod hls;
 pub mod login;
 pub mod metrics;
@@ -340,6 +341,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .or(mjpeg_routes)
         .unify()
         .or(hls::routes(st.clone()))
+        .unify()
+        .or(export::routes(st.clone()))
         .unify()
         .or(recordings::routes(st.clone()))
         .unify()

@@ -55,6 +55,25 @@ pub struct Gap {
     pub reason: Option<String>,
 }
 
+/// A clip triggered during the range: a mark on the timeline.
+#[derive(Debug, Serialize)]
+pub struct Event {
+    /// The trigger's time, RFC 3339.
+    pub time: String,
+    /// The clip's id.
+    pub clip: String,
+    /// The clip (`GET` gives its metadata; `/video.mp4` the file).
+    pub url: String,
+    /// `trigger` (MQTT, HTTP, the phone's button) or `manual` (record start/stop).
+    pub source: crate::clip_meta::ClipSource,
+    /// The trigger's label, if it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// Most events one listing gives (the newest).
+pub const MAX_EVENTS: usize = 500;
+
 /// `GET /api/cameras/{id}/recordings` answer.
 #[derive(Debug, Serialize)]
 pub struct Listing {
@@ -76,6 +95,8 @@ pub struct Listing {
     pub playlists: Vec<String>,
     /// More than [`MAX_LISTED`] segments: the first ones only (ask for a shorter range).
     pub truncated: bool,
+    /// Clips triggered in the range (at most [`MAX_EVENTS`], the newest), oldest first.
+    pub events: Vec<Event>,
 }
 
 fn segment_url(camera: &str, start_ms: i64) -> String {
@@ -135,7 +156,39 @@ pub fn listing(camera: &str, segs: &[SegmentMeta], from: i64, to: i64) -> Listin
             .map(|h| format!("/api/cameras/{camera}/recordings/{}/playlist.m3u8", hour_path(h)))
             .collect(),
         truncated,
+        events: Vec::new(),
     }
+}
+
+/// The clips of `camera` triggered in `[from, to)` (event clips and manual recordings; uploads
+/// are not the camera's timeline), oldest first.
+fn events(index: &crate::index::Index, camera: &str, from: i64, to: i64) -> Result<Vec<Event>, ApiError> {
+    // A clip starts up to its pre-roll before its trigger; an hour covers the longest.
+    let q = crate::index::ClipQuery {
+        camera: Some(camera.into()),
+        since: Some(rfc3339_ms(from - 3_600_000)),
+        until: Some(rfc3339_ms(to)),
+        limit: Some(MAX_EVENTS),
+        ..Default::default()
+    };
+    let page = index.list(&q).map_err(ApiError::from)?;
+    let mut out: Vec<Event> = page
+        .clips
+        .into_iter()
+        .filter(|c| c.source != crate::clip_meta::ClipSource::Upload)
+        .filter_map(|c| {
+            let t = crate::time::parse_rfc3339_ms("trigger_at", &c.trigger_at).ok()?;
+            (from..to).contains(&t).then(|| Event {
+                time: rfc3339_ms(t),
+                url: format!("/api/clips/{}", c.id),
+                clip: c.id,
+                source: c.source,
+                label: c.label,
+            })
+        })
+        .collect();
+    out.reverse();
+    Ok(out)
 }
 
 /// The VOD playlist of the segments that start in one hour: each segment is one media segment
@@ -210,8 +263,11 @@ pub fn routes(
             s.control.require(&id).map_err(ApiError::from)?;
             let (from, to) = range(&q)?;
             let l = blocking(move || {
-                let segs = s.index()?.segments(&id, from, to, MAX_LISTED + 1).map_err(ApiError::from)?;
-                Ok(listing(&id, &segs, from, to))
+                let index = s.index()?;
+                let segs = index.segments(&id, from, to, MAX_LISTED + 1).map_err(ApiError::from)?;
+                let mut l = listing(&id, &segs, from, to);
+                l.events = events(&index, &id, from, to)?;
+                Ok(l)
             })
             .await?;
             Ok::<_, Rejection>(json(StatusCode::OK, &l))
