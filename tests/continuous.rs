@@ -100,6 +100,7 @@ async fn segments_follow_each_other_frame_for_frame() {
     wait_for("two minutes", Duration::from_secs(120), || stats.segments.load(Ordering::Relaxed) >= 12).await;
     let saved = wait_clip(d.http_addr, &clip, Duration::from_secs(60)).await;
     assert_eq!((saved["camera"].as_str(), saved["source"].as_str()), (Some("cam0"), Some("trigger")), "{saved}");
+    metrics_say_what_was_recorded(d.http_addr).await;
     hour_playlist_plays_end_to_end(d.http_addr, &clip).await;
     export_is_frame_exact(d.http_addr, &storage).await;
     let removed = delete_removes_segments(d.http_addr, &storage).await;
@@ -208,6 +209,37 @@ async fn hour_playlist_plays_end_to_end(addr: std::net::SocketAddr, clip: &str) 
     assert_eq!(get_json(addr, "/api/cameras/cam0/recordings/2026-12-06/25/playlist.m3u8").await.0, 400);
     assert_eq!(get_json(addr, "/api/cameras/cam0/recordings/2000-01-01/00/playlist.m3u8").await.0, 404);
     assert_eq!(get_json(addr, "/api/cameras/cam0/recordings/segments/12.mp4").await.0, 404);
+}
+
+/// `/metrics` carries the recording's counters: segments, bytes, flushes and their latency,
+/// the oldest recording.
+async fn metrics_say_what_was_recorded(addr: std::net::SocketAddr) {
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        let prefix = format!("hindsight_{name}{{camera=\"cam0\"}} ");
+        let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix} in {text}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert!(value("recording_segments_total") >= 12.0);
+    let bytes = value("recording_bytes_written_total");
+    assert!(bytes > 100_000.0, "{bytes}");
+    let flushes = value("recording_flushes_total");
+    assert!(flushes >= 150.0, "two minutes at about one flush per 0.5 s: {flushes}");
+    let flush_s = value("recording_flush_seconds_total");
+    assert!(flush_s > 0.0, "{flush_s}");
+    assert!(value("recording_last_flush_seconds") > 0.0);
+    assert_eq!(value("recording_errors_total"), 0.0);
+    let oldest = value("recording_oldest_timestamp_seconds");
+    let now = hindsight::time::wall_now_ms() as f64 / 1e3;
+    assert!(
+        (now - 200.0..now - 100.0).contains(&oldest),
+        "the recording began about two minutes ago: {oldest} vs {now}"
+    );
+    println!(
+        "METRICS {bytes} bytes, {flushes} flushes, mean flush {:.2} ms, oldest {:.0} s ago",
+        flush_s / flushes * 1e3,
+        now - oldest
+    );
 }
 
 /// Wall times (Unix ms, fractional: the segment's start plus each frame's offset in the file)

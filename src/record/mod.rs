@@ -65,6 +65,8 @@ pub struct RecordStats {
     pub errors: AtomicU64,
     /// The last storage error, kept after recovery.
     pub last_error: Mutex<Option<String>>,
+    /// Unix ms of the oldest indexed segment's start (0: none yet), after each retention pass.
+    pub oldest_ms: std::sync::atomic::AtomicI64,
 }
 
 /// What a camera's recorder reads.
@@ -322,6 +324,9 @@ impl Writer {
                             &self.input.camera,
                             &self.input.cfg,
                         );
+                        let oldest = index.segments(&self.input.camera, 0, i64::MAX, 1).ok();
+                        let oldest = oldest.and_then(|s| s.first().map(|s| s.start_ms)).unwrap_or(0);
+                        self.input.stats.oldest_ms.store(oldest, Ordering::Relaxed);
                     }
                     // The file is complete and synced: the next start indexes it.
                     Err(e) => self.failed(format!("index: {e}")),

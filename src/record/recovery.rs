@@ -113,8 +113,7 @@ pub fn enforce_retention_at(
     cfg: &ContinuousConfig,
     now_ms: i64,
 ) -> Vec<(SegmentMeta, &'static str)> {
-    let segs: Vec<SegmentMeta> =
-        index.all_segments().unwrap_or_default().into_iter().filter(|s| s.camera == camera).collect();
+    let segs: Vec<SegmentMeta> = index.camera_segments(camera).unwrap_or_default();
     let mut total: u64 = segs.iter().map(|s| s.bytes).sum();
     let oldest_allowed = now_ms - i64::from(cfg.retention_days) * 86_400_000;
     // A point above the clips' own limit: recordings make room before clip retention would.

@@ -9,6 +9,7 @@ use crate::status::CameraState;
 use crate::upload::UploadState;
 use std::convert::Infallible;
 use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use warp::{Filter, Reply};
 
@@ -84,6 +85,7 @@ pub fn render(s: &AppState) -> String {
         "Phone stream chunks dropped on the current connection (decoder behind, or between pipelines).",
         &phones,
     );
+    recording_families(&mut out, &entries);
     let uploads = s.uploads.list();
     let by_state: Vec<(String, f64)> =
         [UploadState::Uploading, UploadState::Processing, UploadState::Done, UploadState::Failed]
@@ -96,6 +98,40 @@ pub fn render(s: &AppState) -> String {
             .collect();
     family(&mut out, "uploads", "gauge", "Uploads of this run by state.", &by_state);
     out
+}
+
+type RecordStats = crate::record::RecordStats;
+
+/// Continuous recording's families (cameras that record continuously): name, type, help, value.
+const PER_RECORDING: &[(&str, &str, &str, fn(&RecordStats) -> f64)] = &[
+    ("recording_bytes_written_total", "counter", "Bytes of recording segments written (rate() gives bytes/s).", |r| {
+        r.bytes.load(Relaxed) as f64
+    }),
+    ("recording_segments_total", "counter", "Recording segments closed and indexed.", |r| {
+        r.segments.load(Relaxed) as f64
+    }),
+    ("recording_flushes_total", "counter", "Recording flushes (one fragment and one fdatasync each).", |r| {
+        r.flushes.load(Relaxed) as f64
+    }),
+    ("recording_flush_seconds_total", "counter", "Time spent in recording flushes.", |r| {
+        r.flush_us_total.load(Relaxed) as f64 / 1e6
+    }),
+    ("recording_last_flush_seconds", "gauge", "The last recording flush's duration.", |r| {
+        r.last_flush_us.load(Relaxed) as f64 / 1e6
+    }),
+    ("recording_errors_total", "counter", "Recording storage errors.", |r| r.errors.load(Relaxed) as f64),
+    ("recording_oldest_timestamp_seconds", "gauge", "Unix time of the oldest recording kept (0: none yet).", |r| {
+        r.oldest_ms.load(Relaxed) as f64 / 1e3
+    }),
+];
+
+fn recording_families(out: &mut String, entries: &[crate::camera::registry::CameraEntry]) {
+    let recording: Vec<_> = entries.iter().filter(|e| e.continuous.is_some()).collect();
+    for (name, kind, help, value) in PER_RECORDING {
+        let samples: Vec<(String, f64)> =
+            recording.iter().map(|e| (format!("{{camera=\"{}\"}}", e.camera.id()), value(&e.record_stats))).collect();
+        family(out, name, kind, help, &samples);
+    }
 }
 
 /// `GET /metrics`.
