@@ -20,10 +20,12 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 mod fs;
+mod recordings;
 pub use fs::{
     create_dir_durable, files_at_depth, fsync_dir, is_mount_point, on_root_filesystem, owner_of_dir, write_private,
 };
 use fs::{dir_bytes, remove_file_counted, statvfs_stats};
+pub use recordings::{PlannedSegmentDeletion, RecordingLimits};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -165,6 +167,10 @@ pub struct CleanupReport {
     /// Clips whose files could not be removed (id, why): skipped and reported, never in the
     /// way of the next ones.
     pub failed: Vec<(String, String)>,
+    /// Continuous recording segments removed (they give way before clips), oldest first.
+    pub recordings_deleted: Vec<PlannedSegmentDeletion>,
+    /// Their bytes.
+    pub recordings_freed_bytes: u64,
 }
 
 type FsStatsSource = Arc<dyn Fn(&Path) -> Option<FsStats> + Send + Sync>;
@@ -480,10 +486,17 @@ impl Storage {
     pub fn make_room(&self, index: &Index, incoming: u64, now_ms: i64) -> Result<CleanupReport, StorageError> {
         self.check_writable()?;
         let before = self.fs_stats();
+        // Recordings give way first (tiered retention): down to min_free_percent + 1 %.
+        let recordings = self.recordings_plan(index, &std::collections::HashMap::new(), incoming, now_ms)?;
+        let recordings = self.apply_recordings_plan(index, &recordings);
         // Plan, delete; when a clip cannot be deleted, plan again without it (each round skips
         // at least one more clip, so this ends).
         let mut skip = std::collections::HashSet::new();
-        let mut report = CleanupReport::default();
+        let mut report = CleanupReport {
+            recordings_freed_bytes: recordings.iter().map(|p| p.segment.bytes).sum(),
+            recordings_deleted: recordings,
+            ..CleanupReport::default()
+        };
         loop {
             let plan = self.cleanup_plan_skipping(index, incoming, now_ms, &skip)?;
             let round = self.apply_cleanup(index, &plan)?;
@@ -504,7 +517,8 @@ impl Storage {
         if let Some(after) = self.fs_stats() {
             // Some filesystems (btrfs, files still open by a reader) free blocks lazily: trust
             // the deletions we just made as well as what statvfs says now.
-            let projected = before.map_or(0, |b| b.free_bytes.saturating_add(report.freed_bytes));
+            let freed = report.freed_bytes.saturating_add(report.recordings_freed_bytes);
+            let projected = before.map_or(0, |b| b.free_bytes.saturating_add(freed));
             let free = after.free_bytes.max(projected);
             let needed = incoming.saturating_add(self.reserve(&after));
             if free < needed {

@@ -5,15 +5,16 @@
 //!   (the scan reads box headers only) and indexed, or removed when it has none; an entry whose
 //!   file is gone is removed. Afterwards index == files.
 //! - [`enforce_retention`] (after each segment): the camera's oldest segments go first, for age
-//!   (`retention_days`), size (`max_bytes`) or the storage's free space (`min_free_percent`).
-//!   Event clips are never touched here: recordings make room for themselves.
+//!   (`retention_days`) or size (`max_bytes`), and any camera's oldest while the storage's free
+//!   space is under `min_free_percent + 1` % ([`Storage::recordings_plan`], tiered below the
+//!   clips'). Event clips are never touched here: recordings make room for themselves.
 
 use crate::config::ContinuousConfig;
 use crate::index::Index;
 use crate::mp4;
 use crate::segment_meta::{parse_segment_path, SegmentMeta};
-use crate::storage::{files_at_depth, fsync_dir, Storage};
-use std::collections::HashSet;
+use crate::storage::{files_at_depth, DeletionReason, RecordingLimits, Storage};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// What [`reconcile`] did.
@@ -98,14 +99,15 @@ fn repair(file: &Path, camera: &str, start_ms: i64, rel: &str) -> Result<Option<
     }))
 }
 
-/// Delete `camera`'s oldest segments while they break a limit (see the module docs).
+/// Delete `camera`'s oldest segments while they break its limits, and any camera's oldest while
+/// free space is short ([`Storage::recordings_plan`]).
 pub fn enforce_retention(storage: &Storage, index: &Index, camera: &str, cfg: &ContinuousConfig) {
     let now = crate::time::wall_now_ms();
     enforce_retention_at(storage, index, camera, cfg, now);
 }
 
 /// [`enforce_retention`] at wall time `now_ms` (tests move the clock). Returns the removed
-/// segments with why.
+/// segments with why (`age`, `size`, `free space`).
 pub fn enforce_retention_at(
     storage: &Storage,
     index: &Index,
@@ -113,52 +115,29 @@ pub fn enforce_retention_at(
     cfg: &ContinuousConfig,
     now_ms: i64,
 ) -> Vec<(SegmentMeta, &'static str)> {
-    let segs: Vec<SegmentMeta> = index.camera_segments(camera).unwrap_or_default();
-    let mut total: u64 = segs.iter().map(|s| s.bytes).sum();
-    let oldest_allowed = now_ms - i64::from(cfg.retention_days) * 86_400_000;
-    // A point above the clips' own limit: recordings make room before clip retention would.
-    let min_free = f64::from(storage.config().min_free_percent) + 1.0;
-    let mut removed = Vec::new();
-    // Keep the newest segment whatever the limits say: it is the recording's present.
-    for s in segs.iter().take(segs.len().saturating_sub(1)) {
-        // Age needs a clock to trust (a Pi without RTC boots in 1970 until NTP answers).
-        let why = if s.end_ms < oldest_allowed && crate::time::wall_clock_trusted(now_ms) {
-            "age"
-        } else if cfg.max_bytes.is_some_and(|m| total > m.0) {
-            "size"
-        } else if storage.fs_stats().is_some_and(|f| f.free_percent < min_free) {
-            "free space"
-        } else {
-            break;
-        };
-        if remove(storage, index, s) {
-            total = total.saturating_sub(s.bytes);
-            log::info!("camera {camera}: recording {} removed ({why})", s.path);
-            removed.push((s.clone(), why));
+    let limits = RecordingLimits { retention_days: cfg.retention_days, max_bytes: cfg.max_bytes.map(|m| m.0) };
+    let plan = match storage.recordings_plan(index, &HashMap::from([(camera.to_string(), limits)]), 0, now_ms) {
+        Ok(plan) => plan,
+        Err(e) => {
+            log::warn!("camera {camera}: recording retention: {e}");
+            return Vec::new();
         }
-    }
-    removed
+    };
+    storage
+        .apply_recordings_plan(index, &plan)
+        .into_iter()
+        .map(|p| {
+            let why = match p.reason {
+                DeletionReason::Age => "age",
+                DeletionReason::Size => "size",
+                DeletionReason::FreeSpace => "free space",
+            };
+            (p.segment, why)
+        })
+        .collect()
 }
 
 /// Remove a segment's file and entry (and its hour and day folders once empty).
 pub fn remove(storage: &Storage, index: &Index, s: &SegmentMeta) -> bool {
-    let Some(abs) = storage.abs(&s.path) else { return false };
-    match std::fs::remove_file(&abs) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            log::warn!("recording {}: cannot remove: {e}", s.path);
-            return false;
-        }
-    }
-    let _ = index.remove_segment(&s.camera, s.start_ms);
-    for dir in abs.ancestors().skip(1).take(2) {
-        if std::fs::remove_dir(dir).is_err() {
-            break;
-        }
-    }
-    if let Some(dir) = abs.ancestors().find(|d| d.exists()) {
-        fsync_dir(dir);
-    }
-    true
+    storage.remove_segment(index, s)
 }

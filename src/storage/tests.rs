@@ -3,6 +3,7 @@
 use super::*;
 use crate::config::ByteSize;
 use crate::index::tests::clip;
+use std::collections::HashMap;
 
 const T0: i64 = 1_795_000_000_000;
 
@@ -229,4 +230,76 @@ fn uploads_and_quarantine_count_toward_max_bytes() {
     // 51 more: b goes, and 50 (uploads, quarantine) + 51 is still over 100.
     assert!(matches!(s.make_room(&idx, 51, T0), Err(StorageError::Full { .. })));
     assert_eq!(idx.len(), 0);
+}
+
+/// Bytes of the files under `dir`, at any depth.
+fn tree_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => tree_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Index a recording segment of `camera` and write its file.
+fn add_segment(s: &Storage, idx: &Index, camera: &str, ms: i64, bytes: u64) -> crate::segment_meta::SegmentMeta {
+    let seg = crate::segment_meta::SegmentMeta {
+        camera: camera.into(),
+        start_ms: ms,
+        end_ms: ms + 60_000,
+        path: crate::segment_meta::segment_rel_path(camera, ms),
+        bytes,
+        init_bytes: 1,
+        frames: 1,
+        sound: false,
+        gap_before: None,
+    };
+    let path = s.abs(&seg.path).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, vec![0u8; bytes as usize]).unwrap();
+    idx.insert_segment(&seg).unwrap();
+    seg
+}
+
+#[test]
+fn recordings_give_way_before_clips_and_each_cameras_newest_stays() {
+    let (_d, s, idx) = setup(1 << 30, 0);
+    // A 1000-byte filesystem whose free space is what the storage directory leaves of 181.
+    let s = s.with_fs_stats_override(|root| Some(FsStats::new(1000, 181u64.saturating_sub(tree_bytes(root)))));
+    let a = add(&s, &idx, T0, 20, false);
+    let b = add(&s, &idx, T0 + 1, 20, false);
+    let s1 = add_segment(&s, &idx, "cam0", T0 - 120_000, 10);
+    let s2 = add_segment(&s, &idx, "cam0", T0 - 60_000, 10);
+    let s3 = add_segment(&s, &idx, "cam0", T0, 10);
+    // 76 bytes stored: 105 free. Clips keep 10 % (100) free, recordings 11 % (110).
+    assert_eq!(s.fs_stats().unwrap().free_bytes, 105);
+    let r = s.make_room(&idx, 0, T0).unwrap();
+    let gone: Vec<(i64, DeletionReason)> =
+        r.recordings_deleted.iter().map(|p| (p.segment.start_ms, p.reason)).collect();
+    assert_eq!(gone, [(s1.start_ms, DeletionReason::FreeSpace)], "the oldest recording made room");
+    assert!(r.deleted.is_empty(), "no clip: {:?}", r.deleted);
+    assert_eq!(r.recordings_freed_bytes, 10);
+    assert!(!s.abs(&s1.path).unwrap().exists());
+
+    // 30 bytes coming: the recordings go first down to each camera's newest, then a clip.
+    let r = s.make_room(&idx, 30, T0).unwrap();
+    let gone: Vec<i64> = r.recordings_deleted.iter().map(|p| p.segment.start_ms).collect();
+    assert_eq!(gone, [s2.start_ms]);
+    assert_eq!(r.deleted.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [a.id.as_str()]);
+    assert!(idx.get(&b.id).unwrap().is_some());
+    let left: Vec<i64> = idx.all_segments().unwrap().iter().map(|g| g.start_ms).collect();
+    assert_eq!(left, [s3.start_ms], "the camera's newest segment stays");
+
+    // Per-camera limits: age (with a trusted clock) and size.
+    let old = add_segment(&s, &idx, "cam1", T0 - 9 * 86_400_000, 10);
+    let mid = add_segment(&s, &idx, "cam1", T0 - 3_600_000, 50);
+    let _new = add_segment(&s, &idx, "cam1", T0, 50);
+    let limits = HashMap::from([("cam1".to_string(), RecordingLimits { retention_days: 7, max_bytes: Some(60) })]);
+    let s = s.with_fs_stats_override(|_| Some(FsStats::new(1000, 900)));
+    let plan = s.recordings_plan(&idx, &limits, 0, T0).unwrap();
+    let why: Vec<(i64, DeletionReason)> = plan.iter().map(|p| (p.segment.start_ms, p.reason)).collect();
+    assert_eq!(why, [(old.start_ms, DeletionReason::Age), (mid.start_ms, DeletionReason::Size)]);
 }

@@ -3,9 +3,11 @@
 //! `/` is `index.html`, `/login` is `login.html` (also answered, first, by the auth routes), and
 //! `/app.css`, `/phone.js`, `/favicon.svg` (also answered at `/favicon.ico`) and the app's ES
 //! modules are served as they are: `/app.js` (the entry), `/js/dom.js`, `/js/api.js`,
-//! `/js/router.js`, `/js/events.js`, `/js/tus.js` and
-//! `/js/pages/{live,clips,upload,phone,status,devices}.js` (no build step: the browser follows
-//! the `import`s). Each answer carries
+//! `/js/router.js`, `/js/events.js`, `/js/tus.js`, `/js/timeline.js`, `/js/vodplayer.js` and
+//! `/js/pages/{live,clips,recordings,upload,phone,status,devices}.js` (no build step: the
+//! browser follows the `import`s); `/vendor/hls.light.min.js` (hls.js 1.7.4, unmodified, loaded
+//! by the Recordings page's player when the browser has no HLS of its own) with its license at
+//! `/vendor/hls.js-LICENSE.txt`. Each answer carries
 //! `Cache-Control: no-cache` and a strong `ETag` (a hash of the file, computed once), so a
 //! browser revalidates with `If-None-Match` and gets a 304 until the binary is updated.
 
@@ -35,12 +37,21 @@ const ASSETS: &[Asset] = &[
     Asset { path: "js/router.js", mime: JS, body: include_bytes!("../../web/js/router.js") },
     Asset { path: "js/events.js", mime: JS, body: include_bytes!("../../web/js/events.js") },
     Asset { path: "js/tus.js", mime: JS, body: include_bytes!("../../web/js/tus.js") },
+    Asset { path: "js/timeline.js", mime: JS, body: include_bytes!("../../web/js/timeline.js") },
+    Asset { path: "js/vodplayer.js", mime: JS, body: include_bytes!("../../web/js/vodplayer.js") },
     Asset { path: "js/pages/live.js", mime: JS, body: include_bytes!("../../web/js/pages/live.js") },
     Asset { path: "js/pages/clips.js", mime: JS, body: include_bytes!("../../web/js/pages/clips.js") },
+    Asset { path: "js/pages/recordings.js", mime: JS, body: include_bytes!("../../web/js/pages/recordings.js") },
     Asset { path: "js/pages/upload.js", mime: JS, body: include_bytes!("../../web/js/pages/upload.js") },
     Asset { path: "js/pages/phone.js", mime: JS, body: include_bytes!("../../web/js/pages/phone.js") },
     Asset { path: "js/pages/status.js", mime: JS, body: include_bytes!("../../web/js/pages/status.js") },
     Asset { path: "js/pages/devices.js", mime: JS, body: include_bytes!("../../web/js/pages/devices.js") },
+    Asset { path: "vendor/hls.light.min.js", mime: JS, body: include_bytes!("../../web/vendor/hls.light.min.js") },
+    Asset {
+        path: "vendor/hls.js-LICENSE.txt",
+        mime: "text/plain; charset=utf-8",
+        body: include_bytes!("../../web/vendor/hls.js-LICENSE.txt"),
+    },
     Asset { path: "app.css", mime: "text/css; charset=utf-8", body: include_bytes!("../../web/app.css") },
     Asset { path: "phone.js", mime: JS, body: include_bytes!("../../web/phone.js") },
     Asset { path: "favicon.svg", mime: "image/svg+xml", body: include_bytes!("../../web/favicon.svg") },
@@ -129,7 +140,8 @@ mod tests {
     #[test]
     fn every_imported_module_is_served() {
         let mut imports = 0;
-        for a in ASSETS.iter().filter(|a| a.mime == JS) {
+        // The app's own modules (vendored scripts are not modules, and their text may hold `from '`).
+        for a in ASSETS.iter().filter(|a| a.mime == JS && !a.path.starts_with("vendor/")) {
             let text = std::str::from_utf8(a.body).expect("utf-8 module");
             let dir = a.path.rsplit_once('/').map_or("", |(d, _)| d);
             for spec in text.split("from '").skip(1).filter_map(|rest| rest.split_once('\'')).map(|(s, _)| s) {
@@ -151,5 +163,6 @@ mod tests {
             }
         }
         assert!(imports >= 11, "only {imports} imports found");
+        assert!(answer("vendor/hls.light.min.js", None, true).is_some(), "hls.js for the Recordings page");
     }
 }

@@ -98,6 +98,22 @@ async fn record(s: Arc<AppState>, id: String, verb: String) -> Result<warp::repl
     }
 }
 
+/// Each continuously recording camera's own recording limits.
+fn recording_limits(s: &AppState) -> std::collections::HashMap<String, crate::storage::RecordingLimits> {
+    s.registry
+        .snapshot()
+        .iter()
+        .filter_map(|e| {
+            let c = e.camera.config().continuous.as_ref().filter(|c| c.enabled)?;
+            let limits = crate::storage::RecordingLimits {
+                retention_days: c.retention_days,
+                max_bytes: c.max_bytes.map(|m| m.0),
+            };
+            Some((e.camera.id().to_string(), limits))
+        })
+        .collect()
+}
+
 /// A single byte range resolved against `size`: Ok(None) = whole file.
 pub(super) fn parse_range(h: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(h) = h else { return Ok(None) };
@@ -258,19 +274,32 @@ pub fn routes(
         });
     let preview = warp::path!("api" / "storage" / "cleanup" / "preview").and(warp::get()).and(st.clone()).and_then(
         |s: Arc<AppState>| async move {
-            let p = blocking(move || {
-                s.store.storage.cleanup_plan(&s.index()?, 0, crate::time::wall_now_ms()).map_err(ApiError::from)
+            let (p, r) = blocking(move || {
+                let (index, now) = (s.index()?, crate::time::wall_now_ms());
+                let limits = recording_limits(&s);
+                let r = s.store.storage.recordings_plan(&index, &limits, 0, now).map_err(ApiError::from)?;
+                Ok((s.store.storage.cleanup_plan(&index, 0, now).map_err(ApiError::from)?, r))
             })
             .await?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({"would_delete": p})))
+            Ok::<_, Rejection>(json(
+                StatusCode::OK,
+                &serde_json::json!({"would_delete": p, "recordings_would_delete": r}),
+            ))
         },
     );
     let cleanup =
         warp::path!("api" / "storage" / "cleanup").and(warp::post()).and(st).and_then(|s: Arc<AppState>| async move {
             let r = blocking(move || {
-                let plan =
-                    s.store.storage.cleanup_plan(&s.index()?, 0, crate::time::wall_now_ms()).map_err(ApiError::from)?;
-                s.store.storage.apply_cleanup(&s.index()?, &plan).map_err(ApiError::from)
+                let (index, now) = (s.index()?, crate::time::wall_now_ms());
+                // Recordings first (they give way before clips), then the clips' own rules.
+                let limits = recording_limits(&s);
+                let rec = s.store.storage.recordings_plan(&index, &limits, 0, now).map_err(ApiError::from)?;
+                let rec = s.store.storage.apply_recordings_plan(&index, &rec);
+                let plan = s.store.storage.cleanup_plan(&index, 0, now).map_err(ApiError::from)?;
+                let mut report = s.store.storage.apply_cleanup(&index, &plan).map_err(ApiError::from)?;
+                report.recordings_freed_bytes = rec.iter().map(|p| p.segment.bytes).sum();
+                report.recordings_deleted = rec;
+                Ok(report)
             })
             .await?;
             Ok::<_, Rejection>(json(StatusCode::OK, &r))

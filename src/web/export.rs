@@ -160,7 +160,7 @@ async fn delete(s: Arc<AppState>, id: String, q: HashMap<String, String>) -> Res
         let segs = index.segments(&id, from, to, usize::MAX).map_err(ApiError::from)?;
         let mut d = Deleted { removed: 0, bytes: 0, from: None, to: None };
         for g in &segs {
-            if crate::record::recovery::remove(&s.store.storage, &index, g) {
+            if s.store.storage.remove_segment(&index, g) {
                 d.removed += 1;
                 d.bytes += g.bytes;
             }

@@ -437,7 +437,7 @@ async function stepDevices() {
 /** Screenshots of the pages no step above photographed (e.g. skipped ones, or login with auth off). */
 async function stepShots() {
   const done = [];
-  for (const p of ['live', 'clips', 'upload', 'phone', 'status', 'devices']) {
+  for (const p of ['live', 'clips', 'recordings', 'upload', 'phone', 'status', 'devices']) {
     if (ran.includes({ live: 'live', clips: 'save', upload: 'upload', phone: 'phone', status: 'status', devices: 'devices' }[p])) continue;
     await goto(p);
     await sleep(1500);
@@ -454,7 +454,7 @@ async function stepShots() {
   const vp = page.viewportSize();
   await page.setViewportSize({ width: 360, height: 740 });
   const wide = [];
-  for (const p of ['live', 'clips', 'upload', 'phone', 'status', 'devices']) {
+  for (const p of ['live', 'clips', 'recordings', 'upload', 'phone', 'status', 'devices']) {
     await goto(p);
     await sleep(500);
     const w = await page.evaluate(() => document.documentElement.scrollWidth);
@@ -462,7 +462,7 @@ async function stepShots() {
   }
   await page.setViewportSize(vp);
   if (wide.length) throw new Error(`wider than 360 px: ${wide.join(', ')}`);
-  for (const p of ['live', 'clips', 'upload', 'phone', 'status', 'devices', 'login']) {
+  for (const p of ['live', 'clips', 'recordings', 'upload', 'phone', 'status', 'devices', 'login']) {
     if (SHOTS && !(statSync(join(SHOTS, `${p}.png`), { throwIfNoEntry: false })?.size > 0)) throw new Error(`${p}.png missing`);
   }
   return `${resolve(SHOTS)}: ${done.length ? `also shot ${done.join(', ')}` : 'all shot by their steps'}; every page fits 360 px`;
