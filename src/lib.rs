@@ -34,14 +34,16 @@
 //!   crash-safe MP4s from the pre-roll, start-up recovery, posters, the clip store), [`record`]
 //!   (opt-in 24/7 recording: segments from the pre-roll into hourly folders, their recovery and
 //!   retention), [`auth`] (passwords, tokens, sessions, rate limit).
-//! - [`storage`]: clip files, disk usage, retention, the mount check.
+//! - [`storage`]: clip files, disk usage, retention (recordings' tiered below the clips'), the
+//!   mount check.
 //! - hand-offs: [`ring`] (a few raw frames between capture and encoder; never blocks capture; a
 //!   camera's own H.264 skips it: [`encode::PassStage`] stores it from the capture thread),
 //!   [`tap`] (the latest raw frame for the preview), [`preroll`] (encoded frames in RAM;
 //!   readers snapshot or follow without copying); [`index`] (the sled clip index, all sled
 //!   access); [`trigger`] (trigger payloads and answers, shared by MQTT and HTTP).
 //! - leaves: [`status`] (camera state, counters, error chains), [`clip_meta`] (what a clip is),
-//!   [`gst`] (GStreamer plumbing), [`mp4`] (the MP4 boxes of clips and live HLS), [`frame`],
+//!   [`gst`] (GStreamer plumbing), [`mp4`] (the MP4 boxes of clips, live HLS, recording
+//!   segments and their exports), [`frame`],
 //!   [`time`] (monotonic vs wall clock, RFC 3339, 90 kHz ticks, the injectable clock),
 //!   [`shutdown`] (stop tokens and back-off), [`config`] (the TOML file, boards, validation),
 //!   [`redact`] (credentials out of every source string and error that leaves the process).
