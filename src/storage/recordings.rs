@@ -55,7 +55,7 @@ impl Storage {
         let mut segs = index.all_segments()?;
         // Each camera's newest segment is kept: all_segments is ordered by camera, then time.
         let newest: Vec<bool> =
-            (0..segs.len()).map(|i| segs.get(i + 1).map_or(true, |n| n.camera != segs[i].camera)).collect();
+            (0..segs.len()).map(|i| segs.get(i + 1).is_none_or(|n| n.camera != segs[i].camera)).collect();
         let mut planned: Vec<Option<DeletionReason>> = vec![None; segs.len()];
         let trusted = crate::time::wall_clock_trusted(now_ms);
         let mut freed = 0u64;

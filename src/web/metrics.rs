@@ -102,8 +102,11 @@ pub fn render(s: &AppState) -> String {
 
 type RecordStats = crate::record::RecordStats;
 
-/// Continuous recording's families (cameras that record continuously): name, type, help, value.
-const PER_RECORDING: &[(&str, &str, &str, fn(&RecordStats) -> f64)] = &[
+/// A metric family: name, type, help, value.
+type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> f64);
+
+/// Continuous recording's families (cameras that record continuously).
+const PER_RECORDING: &[Family<RecordStats>] = &[
     ("recording_bytes_written_total", "counter", "Bytes of recording segments written (rate() gives bytes/s).", |r| {
         r.bytes.load(Relaxed) as f64
     }),
