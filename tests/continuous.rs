@@ -313,7 +313,7 @@ async fn export_is_frame_exact(addr: std::net::SocketAddr, storage: &Path) {
     assert_eq!((v.1.as_str(), snd.1.as_str()), ("h264", "aac"), "{streams:?}");
     let aac_frame = 1024.0 / 48_000.0;
     assert!(snd.2.abs() <= aac_frame, "the sound starts with the picture: {streams:?}");
-    assert!(((snd.2 + snd.3) - (v.2 + v.3)).abs() <= aac_frame, "and ends with it: {streams:?}");
+    assert!(((snd.2 + snd.3) - (v.2 + v.3)).abs() <= aac_frame / 2.0 + 0.001, "and ends with it: {streams:?}");
     println!(
         "EXPORT 7.3 s across segments: {} frames (want {}), first #{}, {} bytes, sound {:.3}+{:.3} s, video {:.3}+{:.3} s",
         got.len(),

@@ -7,7 +7,8 @@
 //! Frame-exact at both ends: the video starts at the keyframe at or before the first frame of the
 //! range and its edit list presents from that frame (the frame whose middle lies at or after
 //! `from`), and it ends with the last frame whose middle lies before `to` — the clips' rule. The
-//! sound is trimmed by its own edit list to the same first frame. Segments are placed on one
+//! sound is trimmed by its own edit list to the same first frame and ends with the video within
+//! half an AAC frame. Segments are placed on one
 //! timeline by their start times; a stretch without recording between two of them shows as the
 //! last picture held (its duration runs up to the next frame), the sound as silence.
 //!
@@ -185,7 +186,12 @@ pub fn plan(sources: &[Source], from: u64, to: u64) -> Result<Option<ExportPlan>
         let heard: Vec<&Placed> = a
             .samples
             .iter()
-            .filter(|p| p.at + u64::from(p.duration) * u64::from(TIMESCALE) / rate > start && p.at < end)
+            .filter(|p| {
+                // Heard from the first frame on; the last one is in when its middle lies before
+                // the video's end (the frames' rule), so the sound ends with the video ± half a frame.
+                let d = u64::from(p.duration) * u64::from(TIMESCALE) / rate;
+                p.at + d > start && p.at + d / 2 < end
+            })
             .collect();
         let zero = heard.first().map_or(start, |p| p.at);
         let sample_of = |t: u64| (u128::from(t.saturating_sub(zero)) * u128::from(rate) / u128::from(TIMESCALE)) as u64;

@@ -52,8 +52,22 @@ impl Storage {
         incoming: u64,
         now_ms: i64,
     ) -> Result<Vec<PlannedSegmentDeletion>, StorageError> {
-        let mut segs = index.all_segments()?;
-        // Each camera's newest segment is kept: all_segments is ordered by camera, then time.
+        let fs = self.fs_stats();
+        let short = fs.is_some_and(|fs| fs.free_bytes.saturating_sub(incoming) < self.recordings_reserve(&fs));
+        // Free space short: every camera's segments; else only those of the cameras with limits
+        // (a clip's make_room with room enough reads nothing).
+        let mut segs = if short {
+            index.all_segments()?
+        } else {
+            let mut cameras: Vec<&String> = limits.keys().collect();
+            cameras.sort();
+            let mut segs = Vec::new();
+            for c in cameras {
+                segs.extend(index.camera_segments(c)?);
+            }
+            segs
+        };
+        // Each camera's newest segment is kept: `segs` is ordered by camera, then time.
         let newest: Vec<bool> =
             (0..segs.len()).map(|i| segs.get(i + 1).is_none_or(|n| n.camera != segs[i].camera)).collect();
         let mut planned: Vec<Option<DeletionReason>> = vec![None; segs.len()];
@@ -76,7 +90,7 @@ impl Storage {
                 freed += segs[i].bytes;
             }
         }
-        if let Some(fs) = self.fs_stats() {
+        if let Some(fs) = fs.filter(|_| short) {
             let reserve = self.recordings_reserve(&fs);
             let mut order: Vec<usize> = (0..segs.len()).filter(|&i| planned[i].is_none() && !newest[i]).collect();
             order.sort_by_key(|&i| segs[i].start_ms);

@@ -7,8 +7,9 @@
 //!
 //! Both need `from` and `to` (RFC 3339); an export covers at most [`MAX_EXPORT_S`] (its sample
 //! tables are built in memory), a delete at most the listing's [`super::recordings::MAX_RANGE_DAYS`].
-//! Nothing recorded: 404. Segment files stay open from planning to the last byte, so retention
-//! removing one meanwhile does not tear the download.
+//! Nothing recorded: 404. Segment files are opened one at a time (an hour of 2 s segments would
+//! need 1800 descriptors at once); retention removing one of them mid-download ends the
+//! download with an error, never with wrong bytes.
 
 use super::clips::{blocking, json};
 use super::{ApiError, AppState};
@@ -54,7 +55,7 @@ fn required_range(q: &HashMap<String, String>, max_ms: i64) -> Result<(i64, i64)
 /// An export planned: the plan and the segment files it reads.
 struct Planned {
     plan: ExportPlan,
-    files: Vec<std::fs::File>,
+    files: Vec<std::path::PathBuf>,
 }
 
 /// Plan the export of `[from, to)` of camera `id` (blocking: reads the index and the files).
@@ -68,7 +69,7 @@ fn plan_export(s: &AppState, id: &str, from: i64, to: i64) -> Result<Planned, Ap
         // A segment removed since the index was read (retention) is skipped, not an error.
         let Ok(mut f) = std::fs::File::open(&path) else { continue };
         let view = FileView::read(&mut f).map_err(|e| ApiError::Internal(format!("{}: {e}", g.path)))?;
-        files.push(f);
+        files.push(path);
         views.push(view);
         starts.push(g.start_ms.max(0) as u64 * TICKS_PER_MS);
     }
@@ -89,10 +90,14 @@ fn send_export(p: Planned, tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, st
     if tx.blocking_send(Ok(bytes::Bytes::from(p.plan.head))).is_err() {
         return;
     }
-    let mut files = p.files;
+    let mut open: Option<(usize, std::fs::File)> = None;
     for (src, at, len) in p.plan.ranges {
         let result = (|| {
-            let f = files.get_mut(src).ok_or_else(|| std::io::Error::other("no such source"))?;
+            if open.as_ref().is_none_or(|(i, _)| *i != src) {
+                let path = p.files.get(src).ok_or_else(|| std::io::Error::other("no such source"))?;
+                open = Some((src, std::fs::File::open(path)?));
+            }
+            let Some((_, f)) = open.as_mut() else { return Err(std::io::Error::other("no file")) };
             f.seek(SeekFrom::Start(at))?;
             let mut left = len;
             while left > 0 {
