@@ -6,7 +6,8 @@
 //! overlapping a range.
 //!
 //! Both need `from` and `to` (RFC 3339); an export covers at most [`MAX_EXPORT_S`] (its sample
-//! tables are built in memory), a delete at most the listing's [`super::recordings::MAX_RANGE_DAYS`].
+//! tables are built in memory) and at most [`MAX_EXPORTS`] stream at once (503 beyond), a delete
+//! covers at most the listing's [`super::recordings::MAX_RANGE_DAYS`].
 //! Nothing recorded: 404. Segment files are opened one at a time (an hour of 2 s segments would
 //! need 1800 descriptors at once); retention removing one of them mid-download ends the
 //! download with an error, never with wrong bytes.
@@ -32,6 +33,30 @@ const PIECE: usize = 256 * 1024;
 const IN_FLIGHT: usize = 4;
 /// 90 kHz ticks per ms (the export's timeline is Unix ms × 90).
 const TICKS_PER_MS: u64 = 90;
+/// Exports streaming at once (each holds a blocking thread and its sample tables); beyond, 503.
+pub const MAX_EXPORTS: usize = 4;
+
+/// Exports in progress.
+static EXPORTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One export's place among [`MAX_EXPORTS`], given back when dropped (the stream ended).
+struct ExportSlot;
+
+impl ExportSlot {
+    fn take() -> Result<ExportSlot, ApiError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        EXPORTS
+            .fetch_update(SeqCst, SeqCst, |n| (n < MAX_EXPORTS).then_some(n + 1))
+            .map(|_| ExportSlot)
+            .map_err(|_| ApiError::Unavailable(format!("{MAX_EXPORTS} exports are running; try again when one ends")))
+    }
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        EXPORTS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// The required `from` and `to` of an export or a delete, as Unix ms.
 fn required_range(q: &HashMap<String, String>, max_ms: i64) -> Result<(i64, i64), ApiError> {
@@ -86,7 +111,7 @@ fn plan_export(s: &AppState, id: &str, from: i64, to: i64) -> Result<Planned, Ap
 }
 
 /// Send the export's bytes through `tx` (blocking: reads the files); stops when the client left.
-fn send_export(p: Planned, tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>) {
+fn send_export(p: Planned, tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>, _slot: ExportSlot) {
     if tx.blocking_send(Ok(bytes::Bytes::from(p.plan.head))).is_err() {
         return;
     }
@@ -125,6 +150,7 @@ fn send_export(p: Planned, tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, st
 async fn export(s: Arc<AppState>, id: String, q: HashMap<String, String>) -> Result<warp::reply::Response, Rejection> {
     s.control.require(&id).map_err(ApiError::from)?;
     let (from, to) = required_range(&q, MAX_EXPORT_S * 1000)?;
+    let slot = ExportSlot::take()?;
     let s2 = s.clone();
     let id2 = id.clone();
     let planned = blocking(move || plan_export(&s2, &id2, from, to)).await?;
@@ -140,7 +166,7 @@ async fn export(s: Arc<AppState>, id: String, q: HashMap<String, String>) -> Res
         .header("x-hindsight-end", rfc3339_ms(end_ms))
         .header("x-hindsight-frames", p.frames);
     let (tx, mut rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
-    tokio::task::spawn_blocking(move || send_export(planned, tx));
+    tokio::task::spawn_blocking(move || send_export(planned, tx, slot));
     let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     resp.body(warp::hyper::Body::wrap_stream(body)).map_err(|e| warp::reject::custom(ApiError::Internal(e.to_string())))
 }
@@ -197,4 +223,33 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and_then(|id, s, q| delete(s, id, q));
     exp.or(del).unify().boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_four_exports_stream_at_once_and_a_finished_one_frees_its_place() {
+        let slots: Vec<ExportSlot> = (0..MAX_EXPORTS).map(|_| ExportSlot::take().unwrap()).collect();
+        let refused = ExportSlot::take().err().expect("a fifth export is refused");
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(refused.to_string().contains("exports are running"), "{refused}");
+        drop(slots);
+        let again = ExportSlot::take();
+        assert!(again.is_ok(), "places are given back when the streams end");
+    }
+
+    #[test]
+    fn a_range_must_be_named_ordered_and_short_enough() {
+        let q =
+            |f: &str, t: &str| HashMap::from([("from".to_string(), f.to_string()), ("to".to_string(), t.to_string())]);
+        let hour = MAX_EXPORT_S * 1000;
+        assert!(required_range(&HashMap::new(), hour).unwrap_err().to_string().contains("from is required"));
+        let ok = required_range(&q("2026-12-07T10:00:00Z", "2026-12-07T10:00:07.300Z"), hour).unwrap();
+        assert_eq!(ok.1 - ok.0, 7300);
+        assert!(required_range(&q("2026-12-07T10:00:00Z", "2026-12-07T09:00:00Z"), hour).is_err());
+        let long = required_range(&q("2026-12-07T10:00:00Z", "2026-12-07T11:00:01Z"), hour).unwrap_err();
+        assert!(long.to_string().contains("at most 3600 s"), "{long}");
+    }
 }
