@@ -17,7 +17,8 @@
 //! ([`ExportPlan::sources_used`]). Pure: the caller reads the files (a [`super::FileView`]
 //! each) and streams the ranges.
 
-use super::boxes::{be_u32, child, path, Bytes, Writer};
+use super::boxes::{path, Bytes, Writer};
+use super::finalize::tkhd_size;
 use super::moov::{write_moov, Chunk, Media, SampleEntry, Tables, TrackHeader};
 use super::parse::parse;
 use super::scan::layout;
@@ -86,9 +87,7 @@ fn tracks_of(src: usize, s: &Source) -> Result<(TrackOf, Option<TrackOf>), Mp4Er
     for (t, samples) in l.tracks.iter().zip(&p.tracks) {
         let stsd = path(s.file, &t.trak, &[b"mdia", b"minf", b"stbl", b"stsd"])?;
         let stsd = s.file.at(stsd.start..stsd.end).ok_or(Mp4Error::Truncated("stsd"))?.to_vec();
-        let tkhd = child(s.file, &t.trak, b"tkhd")?;
-        let wh = tkhd.body + if s.file.at(tkhd.body..tkhd.body + 1) == Some(&[1][..]) { 88 } else { 76 };
-        let size = (be_u32(s.file, wh).unwrap_or(0), be_u32(s.file, wh + 4).unwrap_or(0));
+        let size = tkhd_size(s.file, &t.trak)?;
         let ts = t.media_timescale;
         // Where the track's media time 0 lies: the edit presents media time `media_time` at the
         // segment's start, after `empty` ms of nothing.

@@ -12,7 +12,7 @@
 //! pending, and redoing them is idempotent. [`apply_finalize`] is the only function of the
 //! `mp4` module that does file I/O.
 
-use super::boxes::{be_u32, child, path, Bytes, Writer};
+use super::boxes::{be_u32, child, path, BoxRef, Bytes, Writer};
 use super::moov::{write_moov, Media, Tables, TrackHeader};
 use super::parse::{parse, Parsed};
 use super::scan::layout;
@@ -82,6 +82,16 @@ pub(crate) fn pending_flips<D: Bytes + ?Sized>(file: &D, p: &Parsed) -> Vec<u64>
     flips(p).into_iter().filter(|&at| file.at(at as usize..at as usize + 4) != Some(b"free")).collect()
 }
 
+/// A track's `tkhd` width and height (16.16 fixed point, as written), by its version.
+pub(crate) fn tkhd_size<D: Bytes + ?Sized>(file: &D, trak: &BoxRef) -> Result<(u32, u32), Mp4Error> {
+    let tkhd = child(file, trak, b"tkhd")?;
+    let wh = tkhd.body + if file.at(tkhd.body..tkhd.body + 1) == Some(&[1][..]) { 88 } else { 76 };
+    if wh + 8 > tkhd.end {
+        return Err(Mp4Error::Malformed("tkhd too short"));
+    }
+    Ok((be_u32(file, wh)?, be_u32(file, wh + 4)?))
+}
+
 /// The regular `moov` for the fragments `p` found in `file`, exactly as the writer builds it:
 /// each track's `stsd`, `tkhd` dimensions, timescale and edits are copied from the init `moov`.
 pub(crate) fn regular_moov<D: Bytes + ?Sized>(file: &D, p: &Parsed) -> Result<Vec<u8>, Mp4Error> {
@@ -98,15 +108,11 @@ pub(crate) fn regular_moov<D: Bytes + ?Sized>(file: &D, p: &Parsed) -> Result<Ve
         let hdlr = path(file, &t.trak, &[b"mdia", b"hdlr"])?;
         let media = match file.at(hdlr.body + 8..hdlr.body + 12) {
             Some(b"vide") => {
-                let tkhd = child(file, &t.trak, b"tkhd")?;
-                let wh = tkhd.body + if file.at(tkhd.body..tkhd.body + 1) == Some(&[1][..]) { 88 } else { 76 };
-                if wh + 8 > tkhd.end {
-                    return Err(Mp4Error::Malformed("tkhd too short"));
-                }
                 if t.media_timescale != u64::from(TIMESCALE) {
                     return Err(Mp4Error::Malformed("video timescale is not 90 kHz"));
                 }
-                Media::Video { width: be_u32(file, wh)?, height: be_u32(file, wh + 4)? }
+                let (width, height) = tkhd_size(file, &t.trak)?;
+                Media::Video { width, height }
             }
             Some(b"soun") => Media::Audio,
             _ => return Err(Mp4Error::Malformed("a track neither video nor sound")),

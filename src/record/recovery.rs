@@ -136,8 +136,3 @@ pub fn enforce_retention_at(
         })
         .collect()
 }
-
-/// Remove a segment's file and entry (and its hour and day folders once empty).
-pub fn remove(storage: &Storage, index: &Index, s: &SegmentMeta) -> bool {
-    storage.remove_segment(index, s)
-}
