@@ -1,7 +1,7 @@
 //! `hindsight run`: start every camera, bind HTTP, tell systemd, and drain on the first
 //! SIGTERM/SIGINT (a second one exits at once).
 //!
-//! Drain order: STOPPING=1, end live MJPEG streams, stop the HTTP server, stop each camera
+//! Drain order: STOPPING=1, end live MJPEG streams and WebRTC sessions, stop the HTTP server, stop each camera
 //! (capture stops, the encoder gets EOS and flushes, threads are joined), then return.
 
 use crate::camera::registry::Registry;
@@ -82,6 +82,8 @@ pub struct Daemon {
     pub tls_fingerprint: Option<String>,
     /// The plain-HTTP redirect listener's address (`http.redirect_listen`).
     pub redirect_addr: Option<SocketAddr>,
+    /// The WebRTC live view (its UDP port), when it runs.
+    pub webrtc: Option<Arc<crate::live::webrtc::Webrtc>>,
     /// The configured cameras (phones may add more: see `registry`).
     pub cameras: Vec<Arc<Camera>>,
     /// One recorder per configured camera.
@@ -95,6 +97,31 @@ pub struct Daemon {
     redirect: Option<tokio::task::JoinHandle<()>>,
     mqtt: Option<tokio::task::JoinHandle<()>>,
     watchdog: tokio::task::JoinHandle<()>,
+}
+
+/// The WebRTC live view on `http.webrtc_udp`; off when `webrtc_max_viewers` is 0. A port that
+/// cannot be bound is logged and leaves live view to HLS and MJPEG (the rest runs).
+fn start_webrtc(http: &crate::config::HttpConfig) -> Option<Arc<crate::live::webrtc::Webrtc>> {
+    use crate::live::webrtc::{Settings, Webrtc};
+    if http.webrtc_max_viewers == 0 {
+        log::info!("WebRTC live view off (http.webrtc_max_viewers = 0)");
+        return None;
+    }
+    let settings = Settings {
+        udp_port: http.webrtc_udp,
+        max_viewers: http.webrtc_max_viewers,
+        addresses: http.webrtc_addresses.clone(),
+    };
+    match Webrtc::start(settings) {
+        Ok(w) => {
+            log::info!("WebRTC live view on UDP port {}", w.port());
+            Some(w)
+        }
+        Err(e) => {
+            log::error!("WebRTC live view off: UDP port {} (http.webrtc_udp): {e}", http.webrtc_udp);
+            None
+        }
+    }
 }
 
 impl Daemon {
@@ -158,7 +185,9 @@ impl Daemon {
             registry.clone(),
             crate::trigger::RateLimiter::new(config.triggers.rate_per_min, config.triggers.burst),
         ));
+        let webrtc = start_webrtc(&config.http);
         let state = Arc::new(AppState {
+            webrtc: webrtc.clone(),
             registry: registry.clone(),
             control: control.clone(),
             uploads: crate::upload::Uploads::new(&config, store.clone()),
@@ -230,6 +259,7 @@ impl Daemon {
             https: tls.is_some(),
             tls_fingerprint: tls.map(|t| t.fingerprint),
             redirect_addr,
+            webrtc,
             cameras,
             recorders,
             registry,
@@ -270,6 +300,10 @@ impl Daemon {
         // Live MJPEG streams never end by themselves: close them so HTTP can drain.
         for c in &cameras {
             c.preview.close();
+        }
+        // WebRTC viewers get their RTCP BYE and DTLS close now, not an ICE timeout later.
+        if let Some(w) = &self.webrtc {
+            w.shutdown().await;
         }
         self.stop.stop();
         let _ = self.server.await;

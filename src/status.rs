@@ -5,7 +5,7 @@
 
 use crate::frame::{AudioFormat, VideoFormat};
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -42,6 +42,8 @@ pub struct CameraStatus {
     pub force_keyframe: AtomicBool,
     /// Monotonic ms of the last `set_started` (0: never), for the start-up grace.
     pub started_ms: AtomicU64,
+    /// WebRTC (WHEP) sessions of this camera now, set by `live::webrtc`.
+    pub webrtc_viewers: AtomicUsize,
     stopped: AtomicBool,
     capture_ok: AtomicBool,
     encode_ok: AtomicBool,

@@ -125,6 +125,8 @@ pub struct CameraInfo {
     pub jpeg_encodes_per_s: f64,
     /// Camera JPEGs passed through to viewers without decoding (total).
     pub jpeg_passthrough: u64,
+    /// WebRTC (WHEP) sessions now (connecting or playing).
+    pub webrtc_viewers: usize,
     /// HLS clients: distinct addresses with a request in the last 10 s.
     pub hls_clients: usize,
     /// Whether the HLS packager runs (it stops 30 s after the last request).
@@ -393,6 +395,7 @@ impl Camera {
             jpeg_encodes: live.jpeg_encodes,
             jpeg_encodes_per_s: live.jpeg_encodes_per_s,
             jpeg_passthrough: live.jpeg_passthrough,
+            webrtc_viewers: s.webrtc_viewers.load(Ordering::Relaxed),
             hls_clients: self.hls.clients(),
             hls_active: self.hls.active(),
             recording: false,

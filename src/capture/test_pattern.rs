@@ -3,7 +3,10 @@
 //!
 //! The stripe is the top 32 rows: 32 cells across, rows 0–15 hold the sequence number's bits
 //! (MSB first, white = 1), rows 16–31 the inverted bits, so a damaged stripe is detected rather
-//! than misread. Below it a box moves 8 px per frame over a gradient. The frame captured
+//! than misread. The next 32 rows hold, the same way, the frame's capture time in ms on
+//! CLOCK_MONOTONIC (its low 32 bits, [`read_capture_ms`]): a browser on the same machine reads it
+//! from a canvas to measure glass-to-glass latency (frames at least 128 rows high). Below them a box moves 8 px per frame over a
+//! gradient. The frame captured
 //! nearest each whole second of the monotonic clock flashes: its bottom quarter is white (the
 //! `test` audio source beeps at the same instants, so a clip's sync can be measured).
 
@@ -75,17 +78,22 @@ impl TestPattern {
         if self.flashes(seq) {
             buf[w * (h - h / 4)..w * h].fill(WHITE);
         }
-        stamp(&mut buf[..w * h], w, h, seq);
+        stamp(&mut buf[..w * h], w, 0, seq);
+        if h >= 4 * STRIPE_ROWS {
+            // Only where it leaves the flash (the bottom quarter) alone.
+            stamp(&mut buf[..w * h], w, STRIPE_ROWS, self.due(seq).as_millis() as u64);
+        }
         buf.freeze()
     }
 }
 
-/// Write `seq` into the stripe of a luma plane.
-fn stamp(luma: &mut [u8], w: usize, h: usize, seq: u64) {
+/// Write the low 32 bits of `seq` into the stripe starting at row `top` of a luma plane.
+fn stamp(luma: &mut [u8], w: usize, top: usize, seq: u64) {
     let cell = (w / BITS).max(1);
-    for row in 0..STRIPE_ROWS.min(h) {
+    let h = luma.len() / w.max(1);
+    for row in 0..STRIPE_ROWS.min(h.saturating_sub(top)) {
         let inverted = row >= STRIPE_ROWS / 2;
-        let line = &mut luma[row * w..(row + 1) * w];
+        let line = &mut luma[(top + row) * w..(top + row + 1) * w];
         line.fill(BLACK);
         for bit in 0..BITS.min(w) {
             let one = (seq >> (BITS - 1 - bit)) & 1 == 1;
@@ -98,7 +106,16 @@ fn stamp(luma: &mut [u8], w: usize, h: usize, seq: u64) {
 /// Read the frame number back from a decoded luma plane (`stride` bytes per row). `None` when
 /// the stripe is not intact (its inverted half disagrees).
 pub fn read_seq(luma: &[u8], width: usize, height: usize, stride: usize) -> Option<u64> {
-    if height < STRIPE_ROWS || width < BITS {
+    read_stripe(luma, width, height, stride, 0)
+}
+
+/// Read the capture time back (ms on CLOCK_MONOTONIC, low 32 bits); `None` as [`read_seq`].
+pub fn read_capture_ms(luma: &[u8], width: usize, height: usize, stride: usize) -> Option<u64> {
+    read_stripe(luma, width, height, stride, STRIPE_ROWS)
+}
+
+fn read_stripe(luma: &[u8], width: usize, height: usize, stride: usize, top: usize) -> Option<u64> {
+    if height < top + STRIPE_ROWS || width < BITS {
         return None;
     }
     let cell = width / BITS;
@@ -117,8 +134,8 @@ pub fn read_seq(luma: &[u8], width: usize, height: usize, stride: usize) -> Opti
     };
     let mut seq = 0u64;
     for bit in 0..BITS {
-        let one = sample(4..12, bit)?;
-        let inv = sample(20..28, bit)?;
+        let one = sample(top + 4..top + 12, bit)?;
+        let inv = sample(top + 20..top + 28, bit)?;
         if one == inv {
             return None;
         }
@@ -186,6 +203,8 @@ mod tests {
             let f = p.render(seq);
             assert_eq!(f.len(), 1280 * 720 * 3 / 2);
             assert_eq!(read_seq(&f, 1280, 720, 1280), Some(seq));
+            let ms = p.due(seq).as_millis() as u64 & 0xFFFF_FFFF;
+            assert_eq!(read_capture_ms(&f, 1280, 720, 1280), Some(ms), "frame {seq}'s capture time");
         }
     }
 

@@ -76,6 +76,23 @@ pub struct HttpConfig {
     /// Where certificates, sessions and tokens are kept; default `{storage.path}/state`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
+    /// UDP port of the WebRTC live view, one for every session (0 picks a free one).
+    #[serde(default = "default_webrtc_udp")]
+    pub webrtc_udp: u16,
+    /// WebRTC viewers of one camera at once (503 beyond); 0 turns WebRTC off.
+    #[serde(default = "default_webrtc_max_viewers")]
+    pub webrtc_max_viewers: usize,
+    /// Addresses offered to browsers for WebRTC; empty: every IPv4 address of the interfaces
+    /// that are up (set it behind port forwarding, or to leave an interface out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webrtc_addresses: Vec<std::net::IpAddr>,
+}
+
+fn default_webrtc_udp() -> u16 {
+    8189
+}
+fn default_webrtc_max_viewers() -> usize {
+    8
 }
 
 fn default_listen() -> String {
@@ -101,6 +118,9 @@ impl Default for HttpConfig {
             password: None,
             session_days: default_session_days(),
             state_dir: None,
+            webrtc_udp: default_webrtc_udp(),
+            webrtc_max_viewers: default_webrtc_max_viewers(),
+            webrtc_addresses: Vec::new(),
         }
     }
 }

@@ -223,6 +223,19 @@ fn check_http(h: &HttpConfig, err: &mut dyn FnMut(String, String)) {
     if h.state_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
         err("http.state_dir".into(), "must not be empty".into());
     }
+    if h.webrtc_max_viewers > 64 {
+        err("http.webrtc_max_viewers".into(), "must be 0..=64 (0 turns WebRTC off)".into());
+    }
+    for (i, ip) in h.webrtc_addresses.iter().enumerate() {
+        let ok = matches!(ip, std::net::IpAddr::V4(v4) if !(v4.is_unspecified() || v4.is_link_local()
+            || v4.is_broadcast() || v4.is_multicast()));
+        if !ok {
+            err(
+                format!("http.webrtc_addresses[{i}]"),
+                format!("{ip} cannot be offered: an IPv4 unicast address is needed"),
+            );
+        }
+    }
 }
 
 fn check_source(cam: &CameraConfig, k: &dyn Fn(&str) -> String, err: &mut dyn FnMut(String, String)) {

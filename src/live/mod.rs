@@ -9,6 +9,8 @@
 //! - [`hls`]: low-latency HLS cut from the pre-roll buffer's encoded frames, in RAM:
 //!   [`hls_cutter`] cuts frames into CMAF parts and segments, [`hls_playlist`] is the pure
 //!   playlist window, [`hls`] runs one packager per camera while someone watches.
+//! - [`webrtc`]: WebRTC (WHEP) for browsers, the camera's H.264 passed through from the pre-roll
+//!   over one UDP port, from the newest keyframe held.
 //!
 //! Must never write to storage, never block capture or the encoder, and never let a slow
 //! viewer make a producer buffer without bound.
@@ -20,3 +22,4 @@ pub mod hls_playlist;
 pub mod jpeg;
 pub mod mjpeg;
 pub mod substream;
+pub mod webrtc;

@@ -3,7 +3,7 @@
 //! `/` is `index.html`, `/login` is `login.html` (also answered, first, by the auth routes), and
 //! `/app.css`, `/phone.js`, `/favicon.svg` (also answered at `/favicon.ico`) and the app's ES
 //! modules are served as they are: `/app.js` (the entry), `/js/dom.js`, `/js/api.js`,
-//! `/js/router.js`, `/js/events.js`, `/js/tus.js`, `/js/timeline.js`, `/js/vodplayer.js` and
+//! `/js/router.js`, `/js/events.js`, `/js/tus.js`, `/js/timeline.js`, `/js/vodplayer.js`, `/js/liveplayer.js` and
 //! `/js/pages/{live,clips,recordings,upload,phone,status,devices}.js` (no build step: the
 //! browser follows the `import`s); `/vendor/hls.light.min.js` (hls.js 1.7.4, unmodified, loaded
 //! by the Recordings page's player when the browser has no HLS of its own) with its license at
@@ -39,6 +39,7 @@ const ASSETS: &[Asset] = &[
     Asset { path: "js/tus.js", mime: JS, body: include_bytes!("../../web/js/tus.js") },
     Asset { path: "js/timeline.js", mime: JS, body: include_bytes!("../../web/js/timeline.js") },
     Asset { path: "js/vodplayer.js", mime: JS, body: include_bytes!("../../web/js/vodplayer.js") },
+    Asset { path: "js/liveplayer.js", mime: JS, body: include_bytes!("../../web/js/liveplayer.js") },
     Asset { path: "js/pages/live.js", mime: JS, body: include_bytes!("../../web/js/pages/live.js") },
     Asset { path: "js/pages/clips.js", mime: JS, body: include_bytes!("../../web/js/pages/clips.js") },
     Asset { path: "js/pages/recordings.js", mime: JS, body: include_bytes!("../../web/js/pages/recordings.js") },

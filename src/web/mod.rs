@@ -23,6 +23,7 @@ pub mod serve;
 pub mod tls;
 pub mod tus;
 pub mod uploads;
+pub mod whep;
 
 #[cfg(test)]
 mod fuzz_tests;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub storage_path: PathBuf,
     /// tus uploads in progress and recently finished.
     pub uploads: Arc<crate::upload::Uploads>,
+    /// The WebRTC (WHEP) live view; `None` when it is off or its port could not be bound.
+    pub webrtc: Option<Arc<crate::live::webrtc::Webrtc>>,
 }
 
 impl AppState {
@@ -106,6 +109,9 @@ pub enum ApiError {
     /// The body is larger than allowed (uploads over `uploads.max_bytes`).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// None of the formats the client can take is one we can send (WHEP: no common H.264 profile).
+    #[error("{0}")]
+    NotAcceptable(String),
     /// The content is of a kind we do not take (an upload that is not a video).
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -169,6 +175,7 @@ impl ApiError {
             ApiError::TooManyRequests(_) | ApiError::TooManyTriggers(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             // tus checksum extension's "Checksum Mismatch".
             ApiError::ChecksumMismatch(_) => StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
@@ -353,6 +360,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .or(phone::routes(st.clone()))
         .unify()
         .or(uploads::routes(st.clone()))
+        .unify()
+        .or(whep::routes(st.clone()))
         .unify()
         .or(ctl)
         .unify()

@@ -2,8 +2,9 @@
 // DPR 2): the daemon with a moving test camera, driven only through the app's pages.
 //
 //   (a) login   — log in through /login when the daemon has auth on (GET /api/session → 401)
-//   (b) live    — Live shows the camera's MJPEG preview, and two shots of it a second apart differ;
-//                 the camera has sound (test beep): its card says "sound in clips"
+//   (b) live    — Live pinned to MJPEG (?preview=mjpeg; WebRTC/LL-HLS are whep.mjs's) shows the
+//                 camera's MJPEG preview with the badge "MJPEG", and two shots of it a second apart
+//                 differ; the camera has sound (test beep): its card says "sound in clips"
 //   (c) save    — "Save clip" → REC + the clip id; the clip appears in Clips and plays there
 //                 (currentTime advances, duration ≈ duration_s)
 //   (d) upload  — a real ~4 MB H.264 MP4 with 1 MB tus chunks (?chunk=): progress bar visible; every
@@ -169,9 +170,12 @@ async function stepLogin() {
 }
 
 async function stepLive() {
-  await goto('live');
+  // Pinned to MJPEG: without it the page tries WebRTC, then LL-HLS (whep.mjs tests those).
+  await goto('live', '?preview=mjpeg');
   const card = page.locator(`.card.camera[data-camera="${CAM}"]`);
   await card.waitFor({ timeout: 15000 });
+  const badge = await card.locator('.live-mode').evaluate((b) => ({ mode: b.dataset.mode, text: b.textContent.trim() }));
+  if (badge.mode !== 'mjpeg' || badge.text !== 'MJPEG') throw new Error(`preview badge ${JSON.stringify(badge)}, want MJPEG`);
   const img = card.locator('img.preview');
   await page.waitForFunction((sel) => document.querySelector(sel)?.naturalWidth > 0,
     `.card.camera[data-camera="${CAM}"] img.preview`, { timeout: 15000 });
@@ -199,7 +203,7 @@ async function stepLive() {
   await waitFor('viewers 0 while the tab is hidden', 10, async () => ((await viewers()) === 0 ? true : undefined));
   await setHidden(false);
   await waitFor('one viewer again when visible', 10, async () => ((await viewers()) === 1 ? true : undefined));
-  return `${src} running; ${m}; "sound in clips" shown; MJPEG viewers ${before} → 0 while hidden → back when visible`;
+  return `${src} running, badge "${badge.text}"; ${m}; "sound in clips" shown; MJPEG viewers ${before} → 0 while hidden → back when visible`;
 }
 
 let savedClip;
@@ -375,7 +379,8 @@ async function stepUpload() {
 }
 
 async function stepPhone() {
-  await goto('phone');
+  // Live (reached by hash from here) keeps ?preview=mjpeg: the phone camera's <img> preview.
+  await goto('phone', '?preview=mjpeg');
   await page.fill('#phone-id', PHONE_CAM);
   await page.click('#phone-start');
   const frames = await waitFor('phone status shows frames', 60, async () => {

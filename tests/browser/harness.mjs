@@ -204,6 +204,8 @@ export function createHarness({ name, tmpPrefix }) {
     checkBuffered,
     launchChromium,
     run,
+    /** The daemon's process id (for /proc/<pid>/stat and status), once started. */
+    get daemonPid() { return daemon?.pid; },
     get passed() { return passed; },
     get failed() { return failed; },
   };

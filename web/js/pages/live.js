@@ -1,13 +1,16 @@
-// Live page (#/live): one card per camera with its preview (MJPEG, or native HLS on iOS Safari),
-// state, REC badge and "Save clip"; also trigger() (save a clip and announce it when ready),
-// which the Phone page uses too. A camera with sound: the HLS preview starts muted (autoplay
-// rules) with a Sound button to unmute; MJPEG is silent, and the info line says whether the
-// microphone is delivering (clips have its sound either way).
+// Live page (#/live): one card per camera with its preview (liveplayer.js: WebRTC, else LL-HLS,
+// else MJPEG, with a badge naming the transport and its latency), state, REC badge and "Save
+// clip"; also trigger() (save a clip and announce it when ready), which the Phone page uses too.
+// A camera with sound: the HLS preview starts muted (autoplay rules) with a Sound button to
+// unmute; WebRTC and MJPEG are silent (on WebRTC the Sound button switches the card to HLS), and
+// the info line says whether the microphone is delivering (clips have its sound either way).
+// Previews are detached while the tab is hidden (WebRTC: the session is DELETEd).
 
-import { LS, h, enc, toast, sleep } from '../dom.js';
+import { h, enc, toast, sleep } from '../dom.js';
 import { api } from '../api.js';
 import { stillShown, every, onLeave, onVisibility } from '../router.js';
 import { onServerEvent } from '../events.js';
+import { startLive } from '../liveplayer.js';
 
 /** Per camera: wall-clock ms until which we know a clip is being written (from our triggers). */
 const recUntil = new Map();
@@ -23,17 +26,6 @@ function isRecording(cam) {
   if (cam.recording) return true;
   if (cam.recording_clip || cam.current_clip) return true;
   return (recUntil.get(cam.id) || 0) > Date.now();
-}
-
-/** Native HLS only where it is the platform's own player (iPhone/iPad Safari); else MJPEG. */
-function useHls() {
-  const pref = new URLSearchParams(location.search).get('preview') || localStorage.getItem(LS.preview);
-  if (pref === 'mjpeg') return false;
-  const v = document.createElement('video');
-  const native = v.canPlayType('application/vnd.apple.mpegurl') !== '';
-  if (pref === 'hls') return native;
-  const ua = navigator.userAgent;
-  return native && /Safari/.test(ua) && !/Chrome|Chromium|CriOS|Android|Firefox|FxiOS/.test(ua);
 }
 
 /**
@@ -85,23 +77,30 @@ export async function trigger(cameraId, resultEl) {
   }
 }
 
-function cameraCard(cam, hls) {
+function cameraCard(cam) {
   const id = cam.id;
   const stateEl = h('span', { class: `state ${cam.state}` }, cam.state);
   const rec = h('span', { class: 'rec', hidden: !isRecording(cam) }, 'REC');
-  const src = hls ? `/api/cameras/${enc(id)}/hls/live.m3u8` : `/api/cameras/${enc(id)}/mjpeg`;
-  const media = hls
-    ? h('video', { class: 'preview', muted: '', autoplay: '', playsinline: '', 'aria-label': `${id} live` })
-    : h('img', { class: 'preview', alt: `${id} live`, decoding: 'async' });
+  const box = h('div', { class: 'preview-box' }, rec);
+  let player = null;
+  let mode = null;
+  let media = null;
+  // The Sound button switches a WebRTC preview (silent) to HLS with sound; from then on this
+  // card stays on HLS.
+  let start = null;
+  let last = cam;
   const attach = () => {
-    if (hls) { media.src = src; media.play?.().catch(() => {}); } else media.src = src;
+    if (player && !player.stopped) return; // (stopped by itself on pagehide)
+    player = startLive(box, cam, {
+      start,
+      sound: start === 'hls',
+      onMode: (m, el) => { mode = m; media = el; showSound(); update(last); },
+    });
   };
   const detach = () => {
-    // Removing src closes the MJPEG connection (the daemon stops encoding when nobody watches).
-    if (hls) { media.pause(); media.removeAttribute('src'); media.load(); }
-    // Removing the attribute alone may leave Chromium reading the multipart stream: point the
-    // image at an empty resource, which cancels the request.
-    else media.src = 'data:,';
+    player?.stop();
+    player = null;
+    media = null;
   };
   const result = h('div', { class: 'last-clip muted' });
   const btn = h('button', { class: 'big save', onclick: async () => {
@@ -111,28 +110,43 @@ function cameraCard(cam, hls) {
     btn.disabled = false;
   } }, '● Save clip');
   const info = h('span', { class: 'muted small-info' });
-  const sound = hls && cam.audio ? h('button', { class: 'sound', 'aria-pressed': 'false', onclick: () => {
+  const sound = cam.audio ? h('button', { class: 'sound', 'aria-pressed': 'false', hidden: true, onclick: () => {
+    if (mode === 'webrtc' || !media) {
+      start = 'hls';
+      detach();
+      attach();
+      return;
+    }
     media.muted = !media.muted;
-    sound.textContent = media.muted ? '🔇 Sound off' : '🔊 Sound on';
-    sound.setAttribute('aria-pressed', String(!media.muted));
     if (!media.muted) media.play?.().catch(() => {});
-  } }, '🔇 Sound off') : null;
+    showSound();
+  } }) : null;
+  function showSound() {
+    if (!sound) return;
+    sound.hidden = mode !== 'hls' && mode !== 'webrtc';
+    const on = mode === 'hls' && media && !media.muted;
+    sound.textContent = mode === 'webrtc' ? '🔇 Sound (HLS)' : on ? '🔊 Sound on' : '🔇 Sound off';
+    sound.setAttribute('aria-pressed', String(Boolean(on)));
+  }
   const card = h('section', { class: 'card camera', dataset: { camera: id } },
     h('div', { class: 'row between' }, h('h2', {}, id), stateEl),
-    h('div', { class: 'preview-box' }, media, rec),
-    info, sound, btn, result);
-  const update = (c) => {
+    box, info, sound, btn, result);
+  function update(c) {
+    last = c;
     stateEl.textContent = c.state;
     stateEl.className = `state ${c.state}`;
     rec.hidden = !isRecording(c);
     const size = c.width && c.height ? `${c.width}×${c.height}` : '';
-    const heard = c.audio ? (c.audio.live ? (hls ? 'sound' : 'sound in clips') : 'no sound: microphone not delivering') : '';
+    const heard = !c.audio ? ''
+      : !c.audio.live ? 'no sound: microphone not delivering'
+        : mode === 'hls' ? 'sound'
+          : mode === 'webrtc' ? 'WebRTC is silent: sound over HLS' : 'sound in clips';
     info.textContent = [size, c.fps ? `${c.fps} fps` : '', c.buffered_s !== undefined ? `pre-roll ${Number(c.buffered_s).toFixed(1)} s` : '', heard]
       .filter(Boolean).join(' · ');
     info.title = c.audio?.last_error || '';
     card.dataset.state = c.state;
     card.dataset.recording = String(!rec.hidden);
-  };
+  }
   update(cam);
   return { card, attach, detach, update };
 }
@@ -142,7 +156,6 @@ const lastCams = new Map();
 
 export async function pageLive(view) {
   const shown = stillShown();
-  const hls = useHls();
   const grid = h('div', { class: 'grid', id: 'cameras' });
   const empty = h('p', { class: 'muted center', hidden: true }, 'No cameras configured.');
   view.append(grid, empty);
@@ -158,7 +171,7 @@ export async function pageLive(view) {
     for (const cam of cams) {
       let c = cards.get(cam.id);
       if (!c) {
-        c = cameraCard(cam, hls);
+        c = cameraCard(cam);
         cards.set(cam.id, c);
         grid.append(c.card);
         if (!document.hidden) c.attach();

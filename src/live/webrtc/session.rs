@@ -1,0 +1,378 @@
+//! One WHEP viewer: a str0m `Rtc` (ICE-lite, passive DTLS) answering the browser's offer with
+//! the camera's own H.264 profile, and the access units it writes from the camera's current GOP.
+//!
+//! Sans-IO: every method is one mutation of the `Rtc` followed by draining its output to the
+//! next timeout (str0m's rule); datagrams go out through [`Udp::try_send`]. Nothing here waits.
+//!
+//! Must never write a frame the browser cannot decode: a viewer starts at a keyframe and, after
+//! a PLI/FIR or falling behind, skips to the next one.
+
+use super::net::Udp;
+use super::{StartAt, Unit, WhepError};
+use crate::mp4::h264::SpsInfo;
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
+use str0m::format::Codec;
+use str0m::media::{MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::Extension;
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// A session that is not connected this long after its answer is ended (UDP blocked, an
+/// address the browser cannot reach).
+pub const SETUP_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The playout-delay header extension's id in our offer map (str0m maps it to the browser's).
+const PLAYOUT_DELAY_EXT: u8 = 5;
+
+/// The RTP payload type str0m answers for H.264 with packetization-mode 1, and its RTX one (the
+/// answer takes the browser's numbers for a recvonly offer).
+const H264_PT: u8 = 96;
+const H264_RTX_PT: u8 = 97;
+
+/// What the camera sends, for the answer: H.264 `profile-level-id` from its SPS.
+pub fn profile_level_id(sps: &SpsInfo) -> Option<u32> {
+    // The profile as RFC 6184 table 5 classifies it; str0m matches the browser's on it.
+    let profile_iop: u32 = match (sps.profile_idc, sps.constrained) {
+        (66, true) => 0x42e0,
+        (66, false) => 0x4200,
+        (77, _) => 0x4d00,
+        (100, _) => 0x6400,
+        _ => return None,
+    };
+    Some(profile_iop << 8 | u32::from(sps.level_idc))
+}
+
+/// Why a session ended (for the log).
+pub type EndReason = &'static str;
+
+/// One viewer.
+pub struct Session {
+    /// The resource id in the session's URL.
+    pub id: String,
+    /// Its camera.
+    pub camera: Arc<str>,
+    rtc: Rtc,
+    mid: Mid,
+    pt: Pt,
+    created: Instant,
+    start: StartAt,
+    /// Whether ICE, DTLS and SRTP are up (writes before it are dropped).
+    connected: bool,
+    /// The next unit to write; `None` before the first.
+    next: Option<u64>,
+    /// Write nothing until a keyframe.
+    wait_key: bool,
+    /// The next time str0m wants a timeout input.
+    pub wake: Instant,
+    /// Set once the session is over; it is dropped by the server.
+    pub ended: Option<EndReason>,
+    /// Things the server acts on after a call: the camera should make a keyframe.
+    pub wants_keyframe: bool,
+    /// The session just connected (the server hands it the current GOP).
+    pub just_connected: bool,
+    /// The H.264 `profile-level-id` answered.
+    pub profile_level_id: u32,
+    /// Access units written.
+    pub frames: u64,
+    /// Datagrams the socket refused (full buffer).
+    pub send_drops: u64,
+}
+
+impl Session {
+    /// A session answering `offer` (SDP text) for a camera whose newest keyframe carries `sps`.
+    /// The answer announces `addrs` on `port`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        camera: Arc<str>,
+        offer: &str,
+        sps: SpsInfo,
+        start: StartAt,
+        cert: &DtlsCert,
+        addrs: &[IpAddr],
+        port: u16,
+        now: Instant,
+    ) -> Result<(Session, String), WhepError> {
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| WhepError::BadOffer(format!("not an SDP offer: {}", parse_error(&e))))?;
+        let plid = profile_level_id(&sps).ok_or_else(|| {
+            WhepError::NoCodec(format!(
+                "the camera sends H.264 {} (profile_idc {}), which WebRTC browsers do not decode; use HLS",
+                sps.profile(),
+                sps.profile_idc
+            ))
+        })?;
+        let mut cfg = Rtc::builder()
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .set_dtls_cert(cert.clone())
+            .set_extension(PLAYOUT_DELAY_EXT, Extension::PlayoutDelay)
+            .set_stats_interval(None)
+            // ~600 KB of NACK history: a 1080p keyframe and what follows it.
+            .set_send_buffer_video(500);
+        cfg.codec_config().add_h264(Pt::new_with_value(H264_PT), Some(Pt::new_with_value(H264_RTX_PT)), true, plid);
+        let mut rtc = cfg.build(now);
+        for ip in addrs {
+            if let Ok(c) = Candidate::host(SocketAddr::new(*ip, port), "udp") {
+                rtc.add_local_candidate(c);
+            }
+        }
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| WhepError::BadOffer(format!("cannot answer this offer: {e}")))?;
+        // The video m-line str0m accepted (str0m announces it as an event only once the
+        // connection is up), and the one H.264 payload both sides agreed on.
+        let answer = answer.to_sdp_string();
+        let mid = video_mid(&answer).ok_or_else(|| WhepError::BadOffer("the offer has no video to receive".into()))?;
+        let pt = rtc
+            .writer(mid)
+            .and_then(|w| {
+                w.payload_params()
+                    .find(|p| p.spec().codec == Codec::H264 && p.spec().format.packetization_mode == Some(1))
+                    .map(|p| p.pt())
+            })
+            .ok_or_else(|| {
+                WhepError::NoCodec(format!(
+                    "the camera sends H.264 {} (profile-level-id {plid:06x}) and this browser offers no matching \
+                     H.264 profile; use HLS",
+                    sps.profile()
+                ))
+            })?;
+        let session = Session {
+            id,
+            camera,
+            rtc,
+            mid,
+            pt,
+            created: now,
+            start,
+            connected: false,
+            next: None,
+            wait_key: true,
+            wake: now,
+            ended: None,
+            wants_keyframe: false,
+            just_connected: false,
+            profile_level_id: plid,
+            frames: 0,
+            send_drops: 0,
+        };
+        Ok((session, answer))
+    }
+
+    /// Whether a datagram belongs to this session (ICE credentials, or its nominated peer).
+    pub fn accepts(&self, input: &Input) -> bool {
+        self.ended.is_none() && self.rtc.accepts(input)
+    }
+
+    /// Hand str0m a datagram read from `from` to our `to`.
+    pub fn receive(&mut self, udp: &Udp, now: Instant, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        match Receive::new(Protocol::Udp, from, to, data) {
+            Ok(r) => {
+                if let Err(e) = self.rtc.handle_input(Input::Receive(now, r)) {
+                    log::debug!("webrtc {}: input refused: {e}", self.id);
+                }
+            }
+            Err(_) => return,
+        }
+        self.drain(udp, now);
+    }
+
+    /// Whether [`tick`](Self::tick) is due: str0m's timer, or the setup deadline.
+    pub fn due(&self, now: Instant) -> bool {
+        self.wake <= now || (!self.connected && now.duration_since(self.created) >= SETUP_DEADLINE)
+    }
+
+    /// str0m's timers (ICE consent, DTLS, RTCP), and the setup deadline.
+    pub fn tick(&mut self, udp: &Udp, now: Instant) {
+        if !self.connected && now.duration_since(self.created) >= SETUP_DEADLINE {
+            self.end("not connected within 15 s (is the UDP port reachable?)");
+            return;
+        }
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            log::debug!("webrtc {}: timeout: {e}", self.id);
+        }
+        self.drain(udp, now);
+    }
+
+    /// Where the session starts once connected: the newest keyframe held (`Newest`), or the
+    /// next one to come (`Next`, after asking the camera for it).
+    fn begin(&mut self, gop: &VecDeque<Arc<Unit>>) {
+        self.wait_key = true;
+        match (self.start, gop.front()) {
+            (StartAt::Newest, Some(first)) => self.next = Some(first.index),
+            _ => {
+                self.next = gop.back().map(|u| u.index + 1);
+                self.wants_keyframe = true;
+            }
+        }
+    }
+
+    /// Write the units of the camera's current GOP this viewer has not had yet (`gop` starts
+    /// at a keyframe).
+    pub fn write(&mut self, udp: &Udp, gop: &VecDeque<Arc<Unit>>, now: Instant) {
+        if !self.connected || self.ended.is_some() {
+            return;
+        }
+        if self.just_connected {
+            self.just_connected = false;
+            self.begin(gop);
+        }
+        let Some(first) = gop.front() else { return };
+        // Behind the GOP held (the camera moved on to a new keyframe): skip to it.
+        let next = self.next.map_or(first.index, |n| n.max(first.index));
+        let skip = (next - first.index) as usize;
+        let mono = crate::time::mono_now();
+        for u in gop.iter().skip(skip) {
+            self.next = Some(u.index + 1);
+            if self.wait_key && !u.keyframe {
+                continue;
+            }
+            self.wait_key = false;
+            let Some(w) = self.rtc.writer(self.mid) else {
+                self.end("closing");
+                return;
+            };
+            // The capture instant on `Instant`'s clock (both CLOCK_MONOTONIC on Linux).
+            let wallclock = now.checked_sub(mono.saturating_sub(u.pts)).unwrap_or(now);
+            let rtp_time = MediaTime::from_90khz(crate::time::ticks(u.pts));
+            let w = w.playout_delay(MediaTime::ZERO, MediaTime::ZERO);
+            if let Err(e) = w.write(self.pt, wallclock, rtp_time, u.data.clone()) {
+                log::debug!("webrtc {}: write: {e}", self.id);
+                self.wait_key = true;
+            } else {
+                self.frames += 1;
+            }
+            self.drain(udp, now);
+        }
+        if self.next.is_none() {
+            self.next = Some(first.index);
+        }
+    }
+
+    /// The camera's stream skipped frames (the server fell behind the pre-roll): wait for the
+    /// next keyframe.
+    pub fn lost_frames(&mut self) {
+        self.wait_key = true;
+    }
+
+    /// End it from our side (DELETE, shutdown): RTCP BYE and DTLS close_notify go out.
+    pub fn close(&mut self, udp: &Udp, now: Instant, why: EndReason) {
+        if self.ended.is_none() {
+            let _ = self.rtc.close();
+            self.drain(udp, now);
+            self.end(why);
+        }
+    }
+
+    fn end(&mut self, why: EndReason) {
+        if self.ended.is_none() {
+            self.ended = Some(why);
+        }
+    }
+
+    /// Send what str0m has queued and act on its events, up to its next timeout.
+    fn drain(&mut self, udp: &Udp, now: Instant) {
+        loop {
+            let out = match self.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    log::debug!("webrtc {}: {e}", self.id);
+                    self.end("connection error");
+                    return;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    self.wake = t.max(now);
+                    break;
+                }
+                Output::Transmit(t) => {
+                    if udp.try_send(t.source, t.destination, &t.contents).is_err() {
+                        self.send_drops += 1;
+                    }
+                }
+                Output::Event(e) => match e {
+                    Event::Connected => {
+                        self.connected = true;
+                        self.just_connected = true;
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        self.end("the viewer went away (ICE consent lost)")
+                    }
+                    Event::Closed => self.end("closed by the viewer"),
+                    Event::KeyframeRequest(_) => {
+                        self.wait_key = true;
+                        self.wants_keyframe = true;
+                    }
+                    _ => {}
+                },
+            }
+        }
+        if !self.rtc.is_alive() {
+            self.end("closed");
+        }
+    }
+}
+
+/// str0m's parse error without its parser's internals (a pointer offset), on one line.
+fn parse_error(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.contains("PointerOffset")).collect();
+    lines.join("; ")
+}
+
+/// The `a=mid` of the first video m-line of an SDP that is not inactive.
+fn video_mid(sdp: &str) -> Option<Mid> {
+    let mut video = false;
+    let mut mid = None;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            if video && mid.is_some() {
+                break;
+            }
+            // `… 0`: no codec in common; the payload check below answers that.
+            video = m.starts_with("video ");
+            mid = None;
+        } else if video {
+            if let Some(v) = line.strip_prefix("a=mid:") {
+                mid = Some(Mid::from(v));
+            } else if line == "a=inactive" {
+                video = false;
+            }
+        }
+    }
+    mid.filter(|_| video)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_video_mid_of_an_answer() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:1\r\na=sendonly\r\n";
+        assert_eq!(video_mid(sdp), Some(Mid::from("1")));
+        assert_eq!(video_mid("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"), Some(Mid::from("0")), "no codec");
+        assert_eq!(video_mid("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v\r\na=inactive\r\n"), None);
+        assert_eq!(video_mid("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"), None);
+    }
+
+    #[test]
+    fn profile_level_ids_follow_the_sps() {
+        let sps = |profile_idc, constrained, level_idc| SpsInfo { profile_idc, constrained, level_idc };
+        assert_eq!(profile_level_id(&sps(77, false, 31)), Some(0x4d001f), "x264 main 3.1");
+        assert_eq!(profile_level_id(&sps(66, true, 31)), Some(0x42e01f), "constrained baseline");
+        assert_eq!(profile_level_id(&sps(66, false, 30)), Some(0x42001e));
+        assert_eq!(profile_level_id(&sps(100, false, 40)), Some(0x640028), "a camera's high 4.0");
+        assert_eq!(profile_level_id(&sps(122, false, 40)), None, "4:2:2: no browser decodes it");
+    }
+}
