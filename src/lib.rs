@@ -9,7 +9,8 @@
 //!  test /       gst.rs     frames,   mod.rs     in RAM,   │         ▲                 │
 //!  phone        test_pattern.rs drop-oldest)  GOP-indexed)│         │ control         upload::finalize
 //!  (phone.rs ◄─ web::phone WebSocket)                     │   mqtt/ ─┴─ web/           ▲ (remux/
-//!                                                         └──► live::hls (LL-HLS)     │  transcode)
+//!                                                         ├──► live::hls (LL-HLS)     │  transcode)
+//!                                                         └──► live::webrtc (WHEP)    │
 //! capture ──► tap (latest raw frame) ──► live::mjpeg        web::uploads (tus) ─► upload/ ┘
 //! web::serve (TLS, peer) ──► web::auth (guard, login routes over auth/) ──► web routes + web::assets
 //! ```
@@ -29,8 +30,8 @@
 //!   `hindsight probe`.
 //! - the stages: [`capture`] (one thread per camera reads a source and pushes
 //!   [`frame::Frame`]s; a phone's MediaRecorder stream is a source too), [`encode`] (appsrc →
-//!   encoder, hardware on the board → h264parse → appsink), [`live`] (MJPEG preview and LL-HLS
-//!   from RAM, only while watched), [`clip`] (the clip state machine, the recorder writing
+//!   encoder, hardware on the board → h264parse → appsink), [`live`] (MJPEG preview, LL-HLS and
+//!   WebRTC from RAM, only while watched), [`clip`] (the clip state machine, the recorder writing
 //!   crash-safe MP4s from the pre-roll, start-up recovery, posters, the clip store), [`record`]
 //!   (opt-in 24/7 recording: segments from the pre-roll into hourly folders, their recovery and
 //!   retention), [`auth`] (passwords, tokens, sessions, rate limit).

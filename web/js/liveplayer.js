@@ -1,5 +1,6 @@
 // Live preview of one camera (the Live page's cards), trying transports in order:
-//   WebRTC — WHEP: POST /api/cameras/{id}/whep with a video-only, H.264-preferring offer (the
+//   WebRTC — WHEP: POST /api/cameras/{id}/whep with an H.264-preferring offer (plus sound when
+//            the camera has some: Opus, in the same stream as the picture; the
 //            daemon is ICE-lite: the offer goes out without waiting for ICE gathering); DELETE on
 //            the answer's Location ends it. Given up for the next transport when the POST is not
 //            201, no frame shows within 5 s, or the connection fails / stays disconnected > 3 s.
@@ -13,7 +14,8 @@
 // chain at that transport (mjpeg: MJPEG only). A transport that fails after it showed frames
 // restarts the chain once, 2 s later; a second failure moves on. A badge `.live-mode` in the
 // preview box says which transport plays (data-mode, data-state) and the running median latency
-// over the last ~2 s (data-latency-ms). WebRTC is video only: sound stays on HLS.
+// over the last ~2 s (data-latency-ms). Previews start muted (autoplay rules); the card's Sound
+// button unmutes WebRTC and HLS alike.
 
 import { LS, h, enc } from './dom.js';
 import { errorText } from './api.js';
@@ -125,8 +127,13 @@ function webrtc(ctx, cam) {
     if (codecs && tr.setCodecPreferences) {
       try { tr.setCodecPreferences(codecs); } catch { /* the browser's own order then */ }
     }
+    if (cam.audio) pc.addTransceiver('audio', { direction: 'recvonly' });
+    // Picture and sound arrive as one stream (the daemon names one for both, so they play in sync).
     pc.addEventListener('track', (e) => {
-      video.srcObject = e.streams?.[0] ?? new MediaStream([e.track]);
+      const stream = e.streams?.[0];
+      if (stream) { if (video.srcObject !== stream) video.srcObject = stream; }
+      else if (video.srcObject) video.srcObject.addTrack(e.track);
+      else video.srcObject = new MediaStream([e.track]);
       play(video);
     });
     pc.addEventListener('connectionstatechange', onState);

@@ -8,13 +8,16 @@
 //!   H.264 profile (no second encoder; a browser that cannot decode it gets a 406 and uses HLS).
 //! - Per camera with viewers, a feeder task follows the pre-roll from its newest keyframe and
 //!   hands each access unit, copied once into an `Arc<[u8]>` shared by every viewer, to the
-//!   server, which keeps the current GOP: a new viewer starts at its keyframe at once.
+//!   server, which keeps the current GOP: a new viewer starts at its keyframe at once. A
+//!   camera's sound goes out as Opus ([`opus`]: its AAC decoded and encoded once per camera,
+//!   while a viewer takes sound), in the same stream as the picture so the browser syncs them.
 //!
 //! Must never block the runtime (str0m is sans-IO and the socket non-blocking), never let a
 //! viewer grow memory (UDP: a viewer that stops reading costs nothing but its NACK history and
 //! is ended when ICE consent lapses), and never give a viewer a frame it cannot decode.
 
 pub mod net;
+pub mod opus;
 mod server;
 pub mod session;
 

@@ -6,13 +6,16 @@
 //! feeder running without a viewer.
 
 use super::net::{host_addresses, Udp};
+use super::opus::OpusEncoder;
 use super::session::Session;
 use super::{Answer, CameraFeed, Command, Settings, StartAt, Unit, WhepError};
+use crate::frame::AudioFrame;
 use crate::mp4::h264::SpsInfo;
 use crate::preroll::{Followed, Lookup};
+use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::config::DtlsCert;
@@ -33,8 +36,22 @@ const MAX_SLEEP: Duration = Duration::from_millis(500);
 
 /// What a camera's feeder sends.
 enum Fed {
-    Frame { camera: Arc<str>, generation: u64, unit: (Arc<[u8]>, Duration, bool) },
-    Lagged { camera: Arc<str>, generation: u64 },
+    Frame {
+        camera: Arc<str>,
+        generation: u64,
+        unit: (Arc<[u8]>, Duration, bool),
+    },
+    Lagged {
+        camera: Arc<str>,
+        generation: u64,
+    },
+    /// 20 ms of the camera's sound as Opus, captured at the time given.
+    Sound {
+        camera: Arc<str>,
+        generation: u64,
+        opus: Bytes,
+        at: Duration,
+    },
 }
 
 /// A watched camera.
@@ -45,6 +62,8 @@ struct Feed {
     next_index: u64,
     task: JoinHandle<()>,
     last_keyframe_request: Option<Instant>,
+    /// Whether a viewer takes sound (the feeder transcodes only then).
+    sound: Arc<AtomicBool>,
 }
 
 struct State {
@@ -168,8 +187,17 @@ impl State {
         if !self.feeds.contains_key(&feed.id) {
             self.generation += 1;
             let generation = self.generation;
-            let task = tokio::spawn(follow(feed.clone(), generation, self.fed.clone()));
-            let f = Feed { feed, generation, gop: VecDeque::new(), next_index: 0, task, last_keyframe_request: None };
+            let sound = Arc::new(AtomicBool::new(false));
+            let task = tokio::spawn(follow(feed.clone(), generation, self.fed.clone(), sound.clone()));
+            let f = Feed {
+                feed,
+                generation,
+                gop: VecDeque::new(),
+                next_index: 0,
+                task,
+                last_keyframe_request: None,
+                sound,
+            };
             self.feeds.insert(f.feed.id.clone(), f);
         }
         self.count_viewers();
@@ -179,6 +207,7 @@ impl State {
         let now = Instant::now();
         let (camera, generation) = match &f {
             Fed::Frame { camera, generation, .. } | Fed::Lagged { camera, generation } => (camera.clone(), *generation),
+            Fed::Sound { camera, generation, .. } => (camera.clone(), *generation),
         };
         let Some(feed) = self.feeds.get_mut(&camera).filter(|c| c.generation == generation) else { return };
         match f {
@@ -186,6 +215,12 @@ impl State {
                 feed.gop.clear();
                 for s in self.sessions.iter_mut().filter(|s| s.camera == camera) {
                     s.lost_frames();
+                }
+            }
+            Fed::Sound { opus, at, .. } => {
+                let opus: Arc<[u8]> = Arc::from(&opus[..]);
+                for s in self.sessions.iter_mut().filter(|s| s.camera == camera) {
+                    s.write_sound(&self.udp, &opus, at, now);
                 }
             }
             Fed::Frame { unit: (data, pts, keyframe), .. } => {
@@ -299,8 +334,9 @@ impl State {
 
     fn count_viewers(&self) {
         for (cam, f) in &self.feeds {
-            let n = self.sessions.iter().filter(|s| &s.camera == cam && s.ended.is_none()).count();
-            f.feed.status.webrtc_viewers.store(n, Ordering::Relaxed);
+            let watching = || self.sessions.iter().filter(|s| &s.camera == cam && s.ended.is_none());
+            f.feed.status.webrtc_viewers.store(watching().count(), Ordering::Relaxed);
+            f.sound.store(watching().any(|s| s.wants_sound()), Ordering::Relaxed);
         }
     }
 
@@ -334,21 +370,63 @@ fn session_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// A camera's feeder: from the newest keyframe held, every access unit, copied once.
-async fn follow(feed: CameraFeed, generation: u64, tx: mpsc::Sender<Fed>) {
-    let mut f = feed.preroll.follow_from_time(Duration::MAX);
+/// A camera's feeder: from the newest keyframe held, every access unit, copied once; and,
+/// while a viewer takes sound, the camera's AAC transcoded to Opus.
+async fn follow(feed: CameraFeed, generation: u64, tx: mpsc::Sender<Fed>, sound: Arc<AtomicBool>) {
+    let mut f = feed.preroll.follow_from_time(Duration::MAX).with_audio();
     let camera = feed.id.clone();
+    let mut opus: Option<OpusEncoder> = None;
+    let mut no_opus = false;
     loop {
         let msg = match f.next().await {
             Followed::Frame(fr) => {
                 Fed::Frame { camera: camera.clone(), generation, unit: (Arc::from(&fr.data[..]), fr.pts, fr.keyframe) }
             }
             Followed::Lagged { .. } => Fed::Lagged { camera: camera.clone(), generation },
-            Followed::Audio(_) => continue,
+            Followed::Audio(a) => {
+                if !sound.load(Ordering::Relaxed) || no_opus {
+                    opus = None;
+                    continue;
+                }
+                if opus.as_ref().is_none_or(|o| o.format.config != a.format.config) {
+                    opus = start_opus(&camera, generation, &a, tx.clone()).await;
+                    no_opus = opus.is_none();
+                }
+                if let Some(o) = &opus {
+                    o.push(&a);
+                }
+                continue;
+            }
             Followed::Timeout => return,
         };
         if tx.send(msg).await.is_err() {
             return;
         }
+    }
+}
+
+/// The camera's transcoder to Opus, started off the runtime; `None` (logged) when this system
+/// cannot (no AAC decoder or Opus encoder): viewers then get the picture alone.
+async fn start_opus(
+    camera: &Arc<str>,
+    generation: u64,
+    first: &AudioFrame,
+    tx: mpsc::Sender<Fed>,
+) -> Option<OpusEncoder> {
+    let (format, base, cam) = (first.format.clone(), first.pts, camera.clone());
+    let made = tokio::task::spawn_blocking(move || {
+        OpusEncoder::new(format, base, move |opus, at| {
+            // From GStreamer's thread: a full channel drops 20 ms of sound, never blocks.
+            let _ = tx.try_send(Fed::Sound { camera: cam.clone(), generation, opus, at });
+        })
+    })
+    .await;
+    match made {
+        Ok(Ok(o)) => Some(o),
+        Ok(Err(e)) => {
+            log::warn!("webrtc: camera {camera}: no sound for WebRTC viewers: {e}");
+            None
+        }
+        Err(_) => None,
     }
 }

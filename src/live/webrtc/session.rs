@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
-use str0m::media::{MediaTime, Mid, Pt};
+use str0m::media::{Frequency, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::Extension;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
@@ -25,6 +25,9 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 /// A session that is not connected this long after its answer is ended (UDP blocked, an
 /// address the browser cannot reach).
 pub const SETUP_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Sound older than this when it could be sent is dropped (see [`Session::write_sound`]).
+const STALE_SOUND: Duration = Duration::from_millis(250);
 
 /// The playout-delay header extension's id in our offer map (str0m maps it to the browser's).
 const PLAYOUT_DELAY_EXT: u8 = 5;
@@ -59,6 +62,8 @@ pub struct Session {
     rtc: Rtc,
     mid: Mid,
     pt: Pt,
+    /// The audio m-line and Opus payload, when the browser asked for sound.
+    audio: Option<(Mid, Pt)>,
     created: Instant,
     start: StartAt,
     /// Whether ICE, DTLS and SRTP are up (writes before it are dropped).
@@ -98,7 +103,8 @@ impl Session {
         port: u16,
         now: Instant,
     ) -> Result<(Session, String), WhepError> {
-        let offer = SdpOffer::from_sdp_string(offer)
+        let offer = one_stream(offer, &format!("hindsight-{camera}"));
+        let offer = SdpOffer::from_sdp_string(&offer)
             .map_err(|e| WhepError::BadOffer(format!("not an SDP offer: {}", parse_error(&e))))?;
         let plid = profile_level_id(&sps).ok_or_else(|| {
             WhepError::NoCodec(format!(
@@ -130,7 +136,12 @@ impl Session {
         // The video m-line str0m accepted (str0m announces it as an event only once the
         // connection is up), and the one H.264 payload both sides agreed on.
         let answer = answer.to_sdp_string();
-        let mid = video_mid(&answer).ok_or_else(|| WhepError::BadOffer("the offer has no video to receive".into()))?;
+        let mid = media_mid(&answer, "video")
+            .ok_or_else(|| WhepError::BadOffer("the offer has no video to receive".into()))?;
+        let audio = media_mid(&answer, "audio").and_then(|m| {
+            let pt = rtc.writer(m)?.payload_params().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt())?;
+            Some((m, pt))
+        });
         let pt = rtc
             .writer(mid)
             .and_then(|w| {
@@ -151,6 +162,7 @@ impl Session {
             rtc,
             mid,
             pt,
+            audio,
             created: now,
             start,
             connected: false,
@@ -257,6 +269,32 @@ impl Session {
         }
     }
 
+    /// Whether the viewer takes sound (its offer had audio, and Opus was agreed).
+    pub fn wants_sound(&self) -> bool {
+        self.audio.is_some()
+    }
+
+    /// Write one Opus packet of the camera's sound captured at `at` (once its picture runs).
+    pub fn write_sound(&mut self, udp: &Udp, opus: &Arc<[u8]>, at: Duration, now: Instant) {
+        let Some((mid, pt)) = self.audio else { return };
+        if !self.connected || self.ended.is_some() || self.frames == 0 {
+            return;
+        }
+        let mono = crate::time::mono_now();
+        // Sound from before the viewer joined (the GOP's, transcoded in a burst) would fill the
+        // browser's jitter buffer and keep the sound that much behind: fresh packets only.
+        if mono.saturating_sub(at) > STALE_SOUND {
+            return;
+        }
+        let Some(w) = self.rtc.writer(mid) else { return };
+        let wallclock = now.checked_sub(mono.saturating_sub(at)).unwrap_or(now);
+        let rtp_time = MediaTime::new(crate::time::samples(at, 48_000), Frequency::FORTY_EIGHT_KHZ);
+        if let Err(e) = w.write(pt, wallclock, rtp_time, opus.clone()) {
+            log::debug!("webrtc {}: sound: {e}", self.id);
+        }
+        self.drain(udp, now);
+    }
+
     /// The camera's stream skipped frames (the server fell behind the pre-roll): wait for the
     /// next keyframe.
     pub fn lost_frames(&mut self) {
@@ -330,8 +368,43 @@ fn parse_error(e: &dyn std::fmt::Display) -> String {
     lines.join("; ")
 }
 
-/// The `a=mid` of the first video m-line of an SDP that is not inactive.
-fn video_mid(sdp: &str) -> Option<Mid> {
+/// The offer with every m-section's `a=msid` naming `stream`: str0m answers each m-line with the
+/// offer's stream (a random one for `-` or none), and a browser syncs sound and picture only
+/// within one stream.
+fn one_stream(offer: &str, stream: &str) -> String {
+    let mut out = String::with_capacity(offer.len() + 128);
+    let mut section: Vec<&str> = Vec::new();
+    let flush = |section: &mut Vec<&str>, out: &mut String| {
+        let media = section.first().and_then(|l| l.strip_prefix("m=")).map(|m| m.split(' ').next().unwrap_or(""));
+        let has_msid = section.iter().any(|l| l.starts_with("a=msid:"));
+        for line in section.drain(..) {
+            match (media, line.strip_prefix("a=msid:")) {
+                (Some(_), Some(rest)) => {
+                    let track = rest.split_once(' ').map_or(rest, |(_, t)| t);
+                    out.push_str(&format!("a=msid:{stream} {track}\r\n"));
+                }
+                _ => {
+                    out.push_str(line);
+                    out.push_str("\r\n");
+                    if let (Some(kind), false, Some(mid)) = (media, has_msid, line.strip_prefix("a=mid:")) {
+                        out.push_str(&format!("a=msid:{stream} {kind}-{mid}\r\n"));
+                    }
+                }
+            }
+        }
+    };
+    for line in offer.lines().map(str::trim_end) {
+        if line.starts_with("m=") {
+            flush(&mut section, &mut out);
+        }
+        section.push(line);
+    }
+    flush(&mut section, &mut out);
+    out
+}
+
+/// The `a=mid` of the first `kind` (`video`, `audio`) m-line of an SDP that is not inactive.
+fn media_mid(sdp: &str, kind: &str) -> Option<Mid> {
     let mut video = false;
     let mut mid = None;
     for line in sdp.lines().map(str::trim_end) {
@@ -340,7 +413,7 @@ fn video_mid(sdp: &str) -> Option<Mid> {
                 break;
             }
             // `… 0`: no codec in common; the payload check below answers that.
-            video = m.starts_with("video ");
+            video = m.strip_prefix(kind).is_some_and(|r| r.starts_with(' '));
             mid = None;
         } else if video {
             if let Some(v) = line.strip_prefix("a=mid:") {
@@ -360,10 +433,27 @@ mod tests {
     #[test]
     fn the_video_mid_of_an_answer() {
         let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:1\r\na=sendonly\r\n";
-        assert_eq!(video_mid(sdp), Some(Mid::from("1")));
-        assert_eq!(video_mid("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"), Some(Mid::from("0")), "no codec");
-        assert_eq!(video_mid("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v\r\na=inactive\r\n"), None);
-        assert_eq!(video_mid("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"), None);
+        assert_eq!(media_mid(sdp, "video"), Some(Mid::from("1")));
+        assert_eq!(media_mid(sdp, "audio"), Some(Mid::from("0")));
+        assert_eq!(
+            media_mid("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n", "video"),
+            Some(Mid::from("0")),
+            "no codec"
+        );
+        assert_eq!(media_mid("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v\r\na=inactive\r\n", "video"), None);
+        assert_eq!(media_mid("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n", "video"), None);
+    }
+
+    #[test]
+    fn every_m_line_names_one_stream() {
+        let offer = "v=0\r\na=group:BUNDLE 0 1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=recvonly\r\n\
+                     m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=msid:- 7c3e\r\n";
+        let got = one_stream(offer, "hs");
+        assert_eq!(
+            got,
+            "v=0\r\na=group:BUNDLE 0 1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=msid:hs video-0\r\na=recvonly\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=msid:hs 7c3e\r\n"
+        );
     }
 
     #[test]

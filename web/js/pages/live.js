@@ -1,8 +1,8 @@
 // Live page (#/live): one card per camera with its preview (liveplayer.js: WebRTC, else LL-HLS,
 // else MJPEG, with a badge naming the transport and its latency), state, REC badge and "Save
 // clip"; also trigger() (save a clip and announce it when ready), which the Phone page uses too.
-// A camera with sound: the HLS preview starts muted (autoplay rules) with a Sound button to
-// unmute; WebRTC and MJPEG are silent (on WebRTC the Sound button switches the card to HLS), and
+// A camera with sound: the WebRTC or HLS preview starts muted (autoplay rules) with a Sound
+// button to unmute; MJPEG is silent, and
 // the info line says whether the microphone is delivering (clips have its sound either way).
 // Previews are detached while the tab is hidden (WebRTC: the session is DELETEd).
 
@@ -85,15 +85,10 @@ function cameraCard(cam) {
   let player = null;
   let mode = null;
   let media = null;
-  // The Sound button switches a WebRTC preview (silent) to HLS with sound; from then on this
-  // card stays on HLS.
-  let start = null;
   let last = cam;
   const attach = () => {
     if (player && !player.stopped) return; // (stopped by itself on pagehide)
     player = startLive(box, cam, {
-      start,
-      sound: start === 'hls',
       onMode: (m, el) => { mode = m; media = el; showSound(); update(last); },
     });
   };
@@ -111,12 +106,7 @@ function cameraCard(cam) {
   } }, '● Save clip');
   const info = h('span', { class: 'muted small-info' });
   const sound = cam.audio ? h('button', { class: 'sound', 'aria-pressed': 'false', hidden: true, onclick: () => {
-    if (mode === 'webrtc' || !media) {
-      start = 'hls';
-      detach();
-      attach();
-      return;
-    }
+    if (!media) return;
     media.muted = !media.muted;
     if (!media.muted) media.play?.().catch(() => {});
     showSound();
@@ -124,8 +114,8 @@ function cameraCard(cam) {
   function showSound() {
     if (!sound) return;
     sound.hidden = mode !== 'hls' && mode !== 'webrtc';
-    const on = mode === 'hls' && media && !media.muted;
-    sound.textContent = mode === 'webrtc' ? '🔇 Sound (HLS)' : on ? '🔊 Sound on' : '🔇 Sound off';
+    const on = media && !media.muted;
+    sound.textContent = on ? '🔊 Sound on' : '🔇 Sound off';
     sound.setAttribute('aria-pressed', String(Boolean(on)));
   }
   const card = h('section', { class: 'card camera', dataset: { camera: id } },
@@ -139,8 +129,7 @@ function cameraCard(cam) {
     const size = c.width && c.height ? `${c.width}×${c.height}` : '';
     const heard = !c.audio ? ''
       : !c.audio.live ? 'no sound: microphone not delivering'
-        : mode === 'hls' ? 'sound'
-          : mode === 'webrtc' ? 'WebRTC is silent: sound over HLS' : 'sound in clips';
+        : mode === 'hls' || mode === 'webrtc' ? 'sound' : 'sound in clips';
     info.textContent = [size, c.fps ? `${c.fps} fps` : '', c.buffered_s !== undefined ? `pre-roll ${Number(c.buffered_s).toFixed(1)} s` : '', heard]
       .filter(Boolean).join(' · ');
     info.title = c.audio?.last_error || '';
