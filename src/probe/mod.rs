@@ -62,6 +62,8 @@ pub const NEEDED: &[Needed] = &[
     needed("souphttpsrc", "HTTP MJPEG cameras", GOOD),
     needed("multipartdemux", "HTTP MJPEG cameras", GOOD),
     needed("avdec_h264", "posters; H.264 phone streams and uploads without a hardware decoder", "gstreamer1.0-libav"),
+    needed("avdec_aac", "sound for WebRTC viewers (AAC decoded to Opus)", "gstreamer1.0-libav"),
+    needed("opusenc", "sound for WebRTC viewers", BASE),
 ];
 
 /// The elements of [`NEEDED`] this machine lacks.

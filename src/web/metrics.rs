@@ -35,6 +35,7 @@ const PER_CAMERA: &[(&str, &str, &str, fn(&CameraInfo) -> f64)] = &[
     ("recording", "gauge", "1 while a clip is being written.", |c| f64::from(u8::from(c.recording))),
     ("mjpeg_viewers", "gauge", "MJPEG live viewers.", |c| c.viewers as f64),
     ("hls_clients", "gauge", "HLS clients in the last 10 s.", |c| c.hls_clients as f64),
+    ("webrtc_viewers", "gauge", "WebRTC (WHEP) sessions now.", |c| c.webrtc_viewers as f64),
     ("jpeg_encodes_total", "counter", "Preview JPEGs encoded.", |c| c.jpeg_encodes as f64),
 ];
 

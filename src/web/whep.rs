@@ -3,7 +3,7 @@
 //! `Location`; `DELETE` on it ends the session; `PATCH` (trickle ICE) is not needed by an
 //! ICE-lite server and answers 405.
 //!
-//! `?start=newest|next` picks where the picture starts (see [`StartAt`]). The answer carries
+//! `?start=auto|newest|next` picks where the picture starts (see [`StartAt`]). The answer carries
 //! `X-Hindsight-Clock-Offset-Ms`: RTP timestamps are capture times on the daemon's monotonic
 //! clock (90 kHz), and adding this offset to them (in ms) gives wall-clock ms — the web app
 //! shows glass-to-glass latency with it.
@@ -120,7 +120,8 @@ mod tests {
 
     #[test]
     fn start_query() {
-        assert_eq!(start_at("").unwrap(), StartAt::Newest);
+        assert_eq!(start_at("").unwrap(), StartAt::Auto);
+        assert_eq!(start_at("start=auto").unwrap(), StartAt::Auto);
         assert_eq!(start_at("start=next").unwrap(), StartAt::Next);
         assert_eq!(start_at("x=1&start=newest").unwrap(), StartAt::Newest);
         assert!(matches!(start_at("start=soon"), Err(ApiError::BadRequest(_))));

@@ -19,6 +19,14 @@
 //   (g) the app: /#/live at 390×844 picks WebRTC (badge `.live-mode` "WebRTC · N ms" within 10 s),
 //       no horizontal overflow; a hidden tab DELETEs the session, visible starts one; ?preview=hls
 //       shows "LL-HLS"
+//   (h) side by side, before (g) and with no WebRTC viewer left: LL-HLS (the daemon's hls.js,
+//       lowLatencyMode; first, so its packager starts cold), WebRTC (one viewer) and MJPEG (an <img>,
+//       polled each animation frame, at preview_fps) each play 9 s in a fresh page: TTFF, stamp
+//       latency median and p90 over 8 s after the first second, frames; printed as a table. Fails
+//       only without readable, increasing frame numbers or with a median outside 0…5000 ms
+//   (i) sound: a second camera (320×240, the `test` beep; started only for this check) offered
+//       audio + video: Opus arrives in the same MediaStream as the picture, ≥ 5 s decoded, and the
+//       beep is heard (totalAudioEnergy > 0 while played unmuted)
 // Ends with a `SUMMARY` line of the figures, then `whep: N passed, M failed` (exit code 1 on failure).
 //
 //   HINDSIGHT_BIN=target/debug/hindsight node tests/browser/whep.mjs
@@ -34,6 +42,7 @@ import { configHead, createHarness } from './harness.mjs';
 import { pageClient } from './whep_page.mjs';
 
 const CAM = 'cam0';
+const SOUND_CAM = 'cam1';
 const FPS = 30;
 const WIDTH = 640;
 const HEIGHT = 360;
@@ -105,9 +114,9 @@ async function startViewer(p, opts = {}) {
   return r;
 }
 
-/** Waits until viewer `id` has shown a frame (5 s), then `after_s` more seconds; its record. */
-async function played(p, id, after_s) {
-  await waitFor(`viewer ${id}: a frame within 5 s`, 5, async () => ((await p.evaluate((i) => W.count(i), id)) > 0 ? true : undefined))
+/** Waits until viewer `id` has shown a frame (`first_s`), then `after_s` more seconds; its record. */
+async function played(p, id, after_s, first_s = 5) {
+  await waitFor(`viewer ${id}: a frame within ${first_s} s`, first_s, async () => ((await p.evaluate((i) => W.count(i), id)) > 0 ? true : undefined))
     .catch(async (e) => { const f = await p.evaluate((i) => W.frames(i), id); throw new Error(`${e.message}; states ${f?.states.join(' ')}`); });
   if (after_s) {
     const f = await p.evaluate((i) => W.frames(i), id);
@@ -358,6 +367,69 @@ async function goneViewer(ids) {
   await waitFor('webrtc_viewers 0 after stopping all', 10, async () => ((await webrtcViewers()) === 0 ? true : undefined)).catch((e) => console.log(e.message));
 }
 
+// ---------------------------------------------------------------- (h) side by side
+
+const SIDE_S = 8; // the latency window, after the first second
+const p90 = (xs) => {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(s.length * 0.9))] : NaN;
+};
+
+/** Plays one transport in a fresh page for 1 + SIDE_S s; its row (TTFF, latency, frames), or throws. */
+async function sideRow(label, first_s, start) {
+  const p = await clientPage();
+  try {
+    const { id, note } = await start(p);
+    const rec = await played(p, id, SIDE_S + 1, first_s);
+    const info = await p.evaluate((i) => W.info(i), id);
+    await p.evaluate((i) => W.stop(i), id);
+    const first = rec.frames[0].now;
+    const win = rec.frames.filter((f) => f.now >= first + 1000 && f.now <= first + (SIDE_S + 1) * 1000);
+    const lat = latencies(win, { ...(await pageInfo(p)), clockOffset: NaN }).map((l) => l.stamp).filter(Number.isFinite);
+    const seqs = win.map((f) => f.seq).filter(Number.isFinite);
+    let back = 0;
+    for (let i = 1; i < seqs.length; i++) if (seqs[i] < seqs[i - 1]) back++;
+    const row = { ttff: first - rec.t0, median: median(lat), p90: p90(lat), frames: win.length, note };
+    const fps = win.length > 1 ? ((win.length - 1) * 1000) / (win[win.length - 1].now - win[0].now) : 0;
+    const detail = `TTFF ${ms(row.ttff)}, latency median ${ms(row.median)}, p90 ${ms(row.p90)} (min ${ms(Math.min(...lat))}, ` +
+      `max ${ms(Math.max(...lat))}); ${win.length} frames in ${SIDE_S} s (${fps.toFixed(1)} fps), ` +
+      `${seqs.length} with a readable frame number (${seqs[0]} → ${seqs[seqs.length - 1]}, ${back} backwards), ` +
+      `${lat.length} with a capture time; ${win[0]?.w}×${win[0]?.h}${note ? `; ${note}` : ''}` +
+      `${info?.errors?.length ? `; hls.js errors ${info.errors.join(', ')}` : ''}${info?.polls ? `; ${info.unreadable}/${info.polls} polls unreadable` : ''}`;
+    if (seqs.length < 10 || seqs.length < win.length / 2) throw new Error(`too few readable frame numbers: ${detail}`);
+    if (back || !(seqs[seqs.length - 1] > seqs[0])) throw new Error(`frame numbers not increasing: ${detail}`);
+    if (!(row.median >= 0 && row.median <= 5000)) throw new Error(`latency outside 0…5000 ms: ${detail}`);
+    summary.side[label] = row;
+    return detail;
+  } finally {
+    await p.close();
+  }
+}
+
+async function sideBySide() {
+  summary.side = {};
+  if ((await webrtcViewers()) !== 0) console.log('h: webrtc_viewers is not 0 before the side-by-side figures');
+  await check(`h: side by side: LL-HLS (hls.js, lowLatencyMode) plays ${SIDE_S + 1} s, stamps readable and increasing`, () =>
+    sideRow('LL-HLS', 30, async (p) => {
+      const { body } = await getJson(`/api/cameras/${CAM}`);
+      const { id, version } = await p.evaluate(() => W.hls());
+      return { id, note: `${body?.hls_active ? 'warm' : 'cold'} packager (hls_active ${body?.hls_active} before), hls.js ${version}` };
+    }));
+  await check(`h: side by side: WebRTC plays ${SIDE_S + 1} s, stamps readable and increasing`, () =>
+    sideRow('WebRTC', 10, async (p) => ({ id: (await startViewer(p, { stamps: true })).id })));
+  await check(`h: side by side: MJPEG <img> shows ${SIDE_S + 1} s, stamps readable and increasing`, () =>
+    sideRow('MJPEG', 15, async (p) => ({ id: (await p.evaluate((w) => W.mjpeg({ srcWidth: w }), WIDTH)).id })));
+  const pad = (x, n) => String(x).padEnd(n);
+  const lines = ['WebRTC', 'LL-HLS', 'MJPEG'].map((k) => {
+    const r = summary.side[k];
+    return r ? `  ${pad(k, 10)} ${pad(ms(r.ttff), 12)} ${pad(ms(r.median), 15)} ${pad(ms(r.p90), 7)} ${r.frames}` : `  ${pad(k, 10)} failed`;
+  });
+  console.log(`SIDE BY SIDE (same run, ${WIDTH}×${HEIGHT}@${FPS}, loopback; latency over ${SIDE_S} s after the first second)\n` +
+    `  transport  first frame  latency median  p90     frames\n${lines.join('\n')}\n` +
+    `  (in the order LL-HLS (${summary.side['LL-HLS']?.note.split(' ')[0] ?? '?'} packager), WebRTC, MJPEG; the packager lingers 30 s, ` +
+    'so it ran beside the other two; MJPEG at preview_fps, 10 by default)');
+}
+
 async function app() {
   const p = await context.newPage();
   await p.setViewportSize({ width: 390, height: 844 });
@@ -410,6 +482,32 @@ async function app() {
   await p.close();
 }
 
+/** (i) A camera with sound: Opus in the same stream as the picture, and heard. */
+async function sound() {
+  await check('i: sound — Opus in the picture\'s stream, the test beep heard', async () => {
+    const r = await fetch(`${base}/api/cameras/${SOUND_CAM}/start`, { method: 'POST' });
+    if (!r.ok) throw new Error(`start ${SOUND_CAM} → ${r.status}`);
+    await waitFor(`${SOUND_CAM} sound live`, 20, async () => ((await getJson(`/api/cameras/${SOUND_CAM}`)).body?.audio?.live ? true : undefined));
+    const v = await startViewer(page, { cam: SOUND_CAM, audio: true });
+    await played(page, v.id, 6);
+    const a = await page.evaluate((i) => W.sound(i), v.id);
+    await page.evaluate((i) => W.stop(i), v.id);
+    await fetch(`${base}/api/cameras/${SOUND_CAM}/stop`, { method: 'POST' });
+    const streams = new Set(a.tracks.flatMap((t) => t.streams));
+    const kinds = a.tracks.map((t) => t.kind).sort().join('+');
+    summary.sound = a;
+    const detail = `${a.mimeType}, ${a.packets} packets, ${(a.duration ?? 0).toFixed(1)} s decoded, energy ${(a.energy ?? 0).toFixed(4)}, ` +
+      `jitter buffer ${ms(a.jitterBufferMs)}, concealed ${a.concealed} samples; tracks ${kinds} in stream(s) ${[...streams].join(', ')}`;
+    if (!/opus/i.test(a.mimeType ?? '')) throw new Error(`no Opus: ${detail}`);
+    if (kinds !== 'audio+video' || streams.size !== 1) throw new Error(`picture and sound not in one stream: ${detail}`);
+    // ≥ 5 s of the ~6.5 s played, at 50 packets a second.
+    if (!(a.packets >= 250 && a.duration >= 5)) throw new Error(`too little sound: ${detail}`);
+    // A 100 ms 1 kHz beep each second at a third of full scale: silence would be 0.
+    if (!(a.energy > 0.01)) throw new Error(`the beep was not heard: ${detail}`);
+    return detail;
+  });
+}
+
 async function main() {
   const udp = await freeUdpPort();
   base = await startDaemon((port) => `${configHead(dir, port, `webrtc_udp = ${udp}\nwebrtc_max_viewers = ${VIEWERS}\n`)}
@@ -420,8 +518,18 @@ encoder = "x264enc"
 keyframe_interval_s = 1
 pre_s = 3
 post_s = 2
+
+[[camera]]
+id = "${SOUND_CAM}"
+source = { kind = "test", width = 320, height = 240, fps = 15 }
+encoder = "x264enc"
+keyframe_interval_s = 1
+pre_s = 2
+audio = { kind = "test" }
 `);
   if (!(await checkHealthy())) return;
+  // The camera with sound runs only for its check (i): the CPU figures are cam0's alone.
+  await fetch(`${base}/api/cameras/${SOUND_CAM}/stop`, { method: 'POST' });
   if (!(await checkBuffered(CAM, 3))) return;
   context = await launchChromium(['--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
     '--autoplay-policy=no-user-gesture-required']);
@@ -433,6 +541,8 @@ post_s = 2
   await errors();
   const ids = await viewers();
   await goneViewer(ids);
+  await sideBySide(); // before (g): nothing has touched HLS yet, so LL-HLS starts cold
+  await sound();
   await app();
   await check('no JavaScript errors on the pages', async () => {
     if (pageErrors.length) throw new Error(pageErrors.join(' | '));
@@ -440,12 +550,15 @@ post_s = 2
   });
 
   const m = summary.modes || {};
+  const side = (r) => (r ? `${ms(r.ttff)}/${ms(r.median)}/${ms(r.p90)}/${r.frames}` : 'n/a');
   const mode = (r) => (r ? `${ms(r.ttff)}/${ms(r.first)}/${ms(r.median2s)}` : 'n/a');
-  console.log(`SUMMARY whep: TTFF ${ms(summary.ttff)} (goal ≤ ${TTFF_GOAL_MS}); latency stamp ${ms(summary.latencyStamp)} / RTP ${ms(summary.latencyRtp)} ` +
+  const snd = summary.sound;
+  console.log(`SUMMARY whep: sound ${snd ? `Opus, jitter buffer ${ms(snd.jitterBufferMs)}` : 'n/a'}; TTFF ${ms(summary.ttff)} (goal ≤ ${TTFF_GOAL_MS}); latency stamp ${ms(summary.latencyStamp)} / RTP ${ms(summary.latencyRtp)} ` +
     `(goal ≤ ${LATENCY_GOAL_MS}); start newest ${mode(m.newest)}, next ${mode(m.next)} (TTFF/first frame/2 s median); ` +
     `CPU(${VIEWERS})/CPU(1) ${summary.cpu ? summary.cpu.ratio.toFixed(2) : 'n/a'} (goal ≤ ${CPU_GOAL}); ` +
     `RSS growth ${Number.isFinite(summary.rssGrowth) ? `${summary.rssGrowth.toFixed(1)} MiB` : 'n/a'}, ` +
-    `gone viewer reaped after ${summary.goneAfter != null ? `${summary.goneAfter.toFixed(1)} s` : 'n/a'}; app badge "${summary.app ?? 'n/a'}"`);
+    `gone viewer reaped after ${summary.goneAfter != null ? `${summary.goneAfter.toFixed(1)} s` : 'n/a'}; app badge "${summary.app ?? 'n/a'}"; ` +
+    `side by side TTFF/median/p90/frames: ${['WebRTC', 'LL-HLS', 'MJPEG'].map((k) => `${k} ${side(summary.side?.[k])}`).join(', ')}`);
 }
 
 await run(main);

@@ -368,4 +368,28 @@ pub const BAD: &[Bad] = &[
         key: "camera[0].continuous.segments",
         mentions: Some("segments"),
     },
+    Bad {
+        name: "webrtc-too-many-viewers",
+        text: concat!("[http]\nwebrtc_max_viewers = 65\n", cam!()),
+        key: "http.webrtc_max_viewers",
+        mentions: Some("0..=64"),
+    },
+    Bad {
+        name: "webrtc-link-local-address",
+        text: concat!("[http]\nwebrtc_addresses = [\"192.168.1.9\", \"169.254.3.4\"]\n", cam!()),
+        key: "http.webrtc_addresses[1]",
+        mentions: Some("169.254.3.4"),
+    },
+    Bad {
+        name: "webrtc-address-not-an-ip",
+        text: concat!("[http]\nwebrtc_addresses = [\"cam.local\"]\n", cam!()),
+        key: "http.webrtc_addresses[0]",
+        mentions: None,
+    },
+    Bad {
+        name: "webrtc-udp-port-out-of-range",
+        text: concat!("[http]\nwebrtc_udp = 70000\n", cam!()),
+        key: "http.webrtc_udp",
+        mentions: None,
+    },
 ];

@@ -31,8 +31,12 @@ use tokio::sync::{mpsc, oneshot};
 /// Where a new viewer starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartAt {
-    /// At the newest keyframe in RAM, sent at once: a picture without waiting for the camera.
+    /// `Next` for a camera hindsight encodes (a live picture ~80 ms after the POST, measured),
+    /// `Newest` for one passed through (which cannot be asked for a keyframe).
     #[default]
+    Auto,
+    /// At the newest keyframe in RAM, sent at once: a picture without waiting for the camera,
+    /// up to a GOP old, live after a catch-up of ~1–2 s.
     Newest,
     /// At the next keyframe, which the camera is asked for (a camera passed through cannot be
     /// asked: the viewer waits for its next one).
@@ -43,9 +47,10 @@ impl std::str::FromStr for StartAt {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(StartAt::Auto),
             "newest" => Ok(StartAt::Newest),
             "next" => Ok(StartAt::Next),
-            _ => Err(format!("start={s:?}: expected \"newest\" or \"next\"")),
+            _ => Err(format!("start={s:?}: expected \"auto\", \"newest\" or \"next\"")),
         }
     }
 }

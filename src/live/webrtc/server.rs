@@ -165,6 +165,11 @@ impl State {
         if addrs.is_empty() {
             return Err(WhepError::Unavailable("no network address to offer (no interface is up)".into()));
         }
+        let start = match start {
+            StartAt::Auto if feed.status.encoder() == "passthrough" => StartAt::Newest,
+            StartAt::Auto => StartAt::Next,
+            s => s,
+        };
         let id = session_id();
         let now = Instant::now();
         let (session, sdp) =

@@ -427,42 +427,5 @@ fn media_mid(sdp: &str, kind: &str) -> Option<Mid> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_video_mid_of_an_answer() {
-        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:1\r\na=sendonly\r\n";
-        assert_eq!(media_mid(sdp, "video"), Some(Mid::from("1")));
-        assert_eq!(media_mid(sdp, "audio"), Some(Mid::from("0")));
-        assert_eq!(
-            media_mid("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n", "video"),
-            Some(Mid::from("0")),
-            "no codec"
-        );
-        assert_eq!(media_mid("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v\r\na=inactive\r\n", "video"), None);
-        assert_eq!(media_mid("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n", "video"), None);
-    }
-
-    #[test]
-    fn every_m_line_names_one_stream() {
-        let offer = "v=0\r\na=group:BUNDLE 0 1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=recvonly\r\n\
-                     m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=msid:- 7c3e\r\n";
-        let got = one_stream(offer, "hs");
-        assert_eq!(
-            got,
-            "v=0\r\na=group:BUNDLE 0 1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=msid:hs video-0\r\na=recvonly\r\n\
-             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=msid:hs 7c3e\r\n"
-        );
-    }
-
-    #[test]
-    fn profile_level_ids_follow_the_sps() {
-        let sps = |profile_idc, constrained, level_idc| SpsInfo { profile_idc, constrained, level_idc };
-        assert_eq!(profile_level_id(&sps(77, false, 31)), Some(0x4d001f), "x264 main 3.1");
-        assert_eq!(profile_level_id(&sps(66, true, 31)), Some(0x42e01f), "constrained baseline");
-        assert_eq!(profile_level_id(&sps(66, false, 30)), Some(0x42001e));
-        assert_eq!(profile_level_id(&sps(100, false, 40)), Some(0x640028), "a camera's high 4.0");
-        assert_eq!(profile_level_id(&sps(122, false, 40)), None, "4:2:2: no browser decodes it");
-    }
-}
+#[path = "session_tests.rs"]
+mod tests;

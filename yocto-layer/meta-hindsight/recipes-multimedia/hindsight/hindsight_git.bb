@@ -90,7 +90,8 @@ RDEPENDS:${PN} = "gstreamer1.0 gstreamer1.0-plugins-bad-videoparsersbad \
 # Sound (camera.audio): alsasrc, audioconvert/audioresample (plugins-base), aacparse
 # (plugins-good audioparsers); an RTSP camera's G.711/Opus: alawdec, mulawdec (plugins-good),
 # opusdec (plugins-base); the AAC encoder is avenc_aac from gstreamer1.0-libav above (voaacenc
-# only where plugins-bad is built with its voaacenc PACKAGECONFIG).
+# only where plugins-bad is built with its voaacenc PACKAGECONFIG). WebRTC viewers' sound: avdec_aac
+# (gstreamer1.0-libav) → opusenc (plugins-base-opus).
 RRECOMMENDS:${PN} = "${HINDSIGHT_ENCODER_PLUGINS} gstreamer1.0-libav gstreamer1.0-plugins-good-soup glib-networking \
                      gstreamer1.0-plugins-base-alsa gstreamer1.0-plugins-base-audioconvert \
                      gstreamer1.0-plugins-base-audioresample gstreamer1.0-plugins-good-audioparsers \
