@@ -13,7 +13,7 @@
 //       (goal ratio ≤ 1.3, fails > 3); an 11th POST → 503 with a JSON error
 //   (e) a viewer gone without DELETE (page closed): VmRSS over ≥ 20 s grows ≤ 10 MiB while 9 others
 //       play; its session leaves `webrtc_viewers` (GET /api/cameras) within ~30 s
-//   (f) DELETE → 204 and `webrtc_viewers` drops; body `hello` → 400, unknown camera → 404,
+//   (f) DELETE → 204 and `webrtc_viewers` drops; body `hello` → 400, > 64 KiB → 400, unknown camera → 404,
 //       text/plain → 415, only H.264 4d001f (Main) offered for the camera's Constrained Baseline
 //       (x264 ultrafast) → 406 (JSON errors)
 //   (g) the app: /#/live at 390×844 picks WebRTC (badge `.live-mode` "WebRTC · N ms" within 10 s),
@@ -264,6 +264,11 @@ async function startModes() {
 async function errors() {
   await check('f: body "hello" → 400 JSON error', async () => {
     const r = await page.evaluate(() => W.post('/api/cameras/cam0/whep', 'hello'));
+    return expectError(r, 400);
+  });
+  await check('f: an offer over 64 KiB → 400 JSON error, not read whole', async () => {
+    const r = await page.evaluate(() => W.post('/api/cameras/cam0/whep', `v=0\r\n${'a=x-padding\r\n'.repeat(8000)}`));
+    if (!/64 KiB/.test(r.body)) throw new Error(`the error does not name the limit: ${r.body}`);
     return expectError(r, 400);
   });
   await check('f: unknown camera → 404 JSON error', async () => {

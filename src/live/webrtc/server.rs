@@ -31,8 +31,10 @@ const MAX_SESSIONS: usize = 64;
 const MAX_GOP_UNITS: usize = 600;
 /// Keyframe requests to a camera at most this often (every viewer's PLI would ask).
 const KEYFRAME_REQUEST_EVERY: Duration = Duration::from_secs(1);
-/// The longest the loop sleeps (the setup deadline is checked then).
+/// The longest the loop sleeps while sessions run (the setup deadline is checked then).
 const MAX_SLEEP: Duration = Duration::from_millis(500);
+/// The loop's sleep without a session.
+const IDLE_SLEEP: Duration = Duration::from_secs(3600);
 
 /// What a camera's feeder sends.
 enum Fed {
@@ -97,7 +99,11 @@ pub(super) async fn run(udp: Udp, cert: DtlsCert, settings: Settings, mut comman
     let mut buf = vec![0u8; 2048];
     loop {
         let now = Instant::now();
-        let wake = st.sessions.iter().map(|s| s.wake).min().unwrap_or(now + MAX_SLEEP).min(now + MAX_SLEEP);
+        // No session: nothing to time (an idle daemon does not wake for WebRTC).
+        let wake = match st.sessions.iter().map(|s| s.wake).min() {
+            Some(w) => w.min(now + MAX_SLEEP),
+            None => now + IDLE_SLEEP,
+        };
         tokio::select! {
             c = commands.recv() => match c {
                 Some(Command::Shutdown { reply }) => {
