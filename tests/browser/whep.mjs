@@ -3,7 +3,8 @@
 // page of the daemon's origin (not the app) plays it, unless said otherwise.
 //   (a) POST offer → 201 + SDP answer + Location + X-Hindsight-Clock-Offset-Ms; time to first frame
 //       (first requestVideoFrameCallback − just before the POST; goal ≤ 300 ms, fails > 1500 ms);
-//       10 s at 30 fps ± 10 % with no gap > 500 ms; getStats (codec, counters, candidate pair)
+//       10 s at 30 fps ± 10 % with no gap > 500 ms; getStats (codec, counters, candidate pair: the
+//       daemon offers only 127.0.0.1 — webrtc_addresses — so media stays on loopback)
 //   (b) glass-to-glass latency from the pixel stamp (rows 32–63 of the test pattern: capture ms on
 //       CLOCK_MONOTONIC, low 32 bits; node's hrtime is the same clock) and from the RTP timestamp
 //       + X-Hindsight-Clock-Offset-Ms; medians over 10 s (goal ≤ 300 ms; fails outside 0…2000 ms)
@@ -202,6 +203,8 @@ async function rawWhep() {
     console.log(`STATS ${detail}`);
     if (!/video\/H264/i.test(s.mimeType ?? '')) throw new Error(`not H.264: ${detail}`);
     if (!(s.framesDecoded > 0)) throw new Error(`nothing decoded: ${detail}`);
+    // The daemon offers only 127.0.0.1 here (webrtc_addresses): media stays on loopback.
+    if (!/^127\.0\.0\.1:\d+ host\/udp$/.test(s.remote)) throw new Error(`the daemon's side of the pair is not 127.0.0.1/udp: ${detail}`);
     return detail;
   });
   if (played_ || rec?.frames.length) {
@@ -515,7 +518,7 @@ async function sound() {
 
 async function main() {
   const udp = await freeUdpPort();
-  base = await startDaemon((port) => `${configHead(dir, port, `webrtc_udp = ${udp}\nwebrtc_max_viewers = ${VIEWERS}\n`)}
+  base = await startDaemon((port) => `${configHead(dir, port, `webrtc_udp = ${udp}\nwebrtc_max_viewers = ${VIEWERS}\nwebrtc_addresses = ["127.0.0.1"]\n`)}
 [[camera]]
 id = "${CAM}"
 source = { kind = "test", width = ${WIDTH}, height = ${HEIGHT}, fps = ${FPS} }

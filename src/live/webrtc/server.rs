@@ -29,8 +29,11 @@ const MAX_SESSIONS: usize = 64;
 /// A GOP longer than this many access units is not kept whole (new viewers wait for the next
 /// keyframe instead): 20 s at 30 fps.
 const MAX_GOP_UNITS: usize = 600;
-/// Keyframe requests to a camera at most this often (every viewer's PLI would ask).
+/// Keyframe requests to a camera at most this often (every viewer's PLI would ask)...
 const KEYFRAME_REQUEST_EVERY: Duration = Duration::from_secs(1);
+/// ... or this often for a viewer that starts at the next keyframe (it would otherwise wait a
+/// GOP behind a request another viewer's PLI made).
+const START_KEYFRAME_EVERY: Duration = Duration::from_millis(250);
 /// The longest the loop sleeps while sessions run (the setup deadline is checked then).
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 /// The loop's sleep without a session.
@@ -260,8 +263,9 @@ impl State {
                 Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
+                    // The next readable event tries again; never spin on an error here.
                     log::debug!("webrtc: receive: {e}");
-                    continue;
+                    break;
                 }
             };
             let data = &buf[..r.len];
@@ -298,8 +302,9 @@ impl State {
     fn keyframe_requests(&mut self, now: Instant) {
         for s in self.sessions.iter_mut().filter(|s| s.wants_keyframe) {
             s.wants_keyframe = false;
+            let every = if std::mem::take(&mut s.starting) { START_KEYFRAME_EVERY } else { KEYFRAME_REQUEST_EVERY };
             if let Some(feed) = self.feeds.get_mut(&s.camera) {
-                if feed.last_keyframe_request.is_none_or(|t| now.duration_since(t) >= KEYFRAME_REQUEST_EVERY) {
+                if feed.last_keyframe_request.is_none_or(|t| now.duration_since(t) >= every) {
                     feed.last_keyframe_request = Some(now);
                     feed.feed.status.request_keyframe();
                 }

@@ -78,6 +78,8 @@ pub struct Session {
     pub ended: Option<EndReason>,
     /// Things the server acts on after a call: the camera should make a keyframe.
     pub wants_keyframe: bool,
+    /// The keyframe wanted is the one this viewer starts at (asked for sooner than a PLI's).
+    pub starting: bool,
     /// The session just connected (the server hands it the current GOP).
     pub just_connected: bool,
     /// The H.264 `profile-level-id` answered.
@@ -171,6 +173,7 @@ impl Session {
             wake: now,
             ended: None,
             wants_keyframe: false,
+            starting: false,
             just_connected: false,
             profile_level_id: plid,
             frames: 0,
@@ -223,6 +226,7 @@ impl Session {
             _ => {
                 self.next = gop.back().map(|u| u.index + 1);
                 self.wants_keyframe = true;
+                self.starting = true;
             }
         }
     }
