@@ -447,7 +447,12 @@ fn kill_9_while_recording_continuously_loses_at_most_flush_s() {
     let storage = dir.path().join("storage");
     // min_free_percent = 0: on a disk under 11 % free (CI's, once) retention for free space
     // would remove the recovered segment (a camera's oldest goes first); not what this tests.
-    let cfg = write_config(dir.path(), &storage, r#"{ kind = "test", width = 320, height = 240, fps = 30 }"#, "min_free_percent = 0");
+    let cfg = write_config(
+        dir.path(),
+        &storage,
+        r#"{ kind = "test", width = 320, height = 240, fps = 30 }"#,
+        "min_free_percent = 0",
+    );
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str("keyframe_interval_s = 1\ncontinuous = { segment_s = 60, flush_s = 1.0 }\n");
     std::fs::write(&cfg, text).unwrap();
