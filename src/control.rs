@@ -15,7 +15,9 @@ use crate::camera::{Camera, CameraInfo};
 use crate::capture::phone::PhoneFeed;
 use crate::clip_meta::{ClipEvent, ClipMeta};
 use crate::config::valid_camera_id;
-use crate::trigger::{RateLimiter, RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest, TriggerTarget};
+use crate::status::CameraState;
+use crate::trigger::{Job, RateLimiter, RejectCode, TriggerAccepted, TriggerRejected, TriggerRequest, TriggerTarget};
+use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -258,6 +260,86 @@ impl Control {
             let _ = tokio::task::spawn_blocking(move || c.stop()).await;
         }
     }
+
+    /// The daemon's health: every camera running (a phone camera may wait for its phone) and
+    /// the storage examinable.
+    pub fn health(&self) -> Health {
+        let mut cameras = serde_json::Map::new();
+        let mut ok = true;
+        for c in self.registry.cameras() {
+            let info = c.info();
+            // A browser camera is stopped while no phone is connected: that is not a fault.
+            ok &= info.state == CameraState::Running || (c.is_phone() && info.state == CameraState::Stopped);
+            cameras.insert(
+                info.id.clone(),
+                serde_json::json!({"state": info.state, "buffered_s": info.buffered_s, "last_error": info.last_error}),
+            );
+        }
+        let storage = storage_health(self.registry.store().storage.root());
+        Health { status: if ok && storage.ok { "ok" } else { "degraded" }, cameras, storage }
+    }
+}
+
+/// Storage figures for health.
+#[derive(Debug, Serialize)]
+pub struct StorageHealth {
+    /// Storage directory.
+    pub path: String,
+    /// Whether the directory (or its nearest existing parent) can be examined.
+    pub ok: bool,
+    /// Bytes free on its filesystem.
+    pub free_bytes: u64,
+    /// Filesystem size.
+    pub total_bytes: u64,
+    /// Free space in percent.
+    pub free_percent: f64,
+}
+
+pub fn storage_health(path: &std::path::Path) -> StorageHealth {
+    // The directory is created lazily (nothing is written while idle): look at the nearest
+    // existing ancestor.
+    let mut p = path.to_path_buf();
+    while !p.exists() {
+        if !p.pop() {
+            p = std::path::PathBuf::from(".");
+            break;
+        }
+    }
+    if p.as_os_str().is_empty() {
+        p = std::path::PathBuf::from(".");
+    }
+    match nix::sys::statvfs::statvfs(&p) {
+        Ok(s) => {
+            let frag = s.fragment_size() as u64;
+            let total = s.blocks() as u64 * frag;
+            let free = s.blocks_available() as u64 * frag;
+            StorageHealth {
+                path: path.display().to_string(),
+                ok: true,
+                free_bytes: free,
+                total_bytes: total,
+                free_percent: if total > 0 { (free as f64 * 1000.0 / total as f64).round() / 10.0 } else { 0.0 },
+            }
+        }
+        Err(_) => StorageHealth {
+            path: path.display().to_string(),
+            ok: false,
+            free_bytes: 0,
+            total_bytes: 0,
+            free_percent: 0.0,
+        },
+    }
+}
+
+/// `GET /api/health` and MQTT `{base_topic}/health`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// `ok`, or `degraded` (a camera not running, storage not examinable).
+    pub status: &'static str,
+    /// Per camera: state, buffered seconds, last error.
+    pub cameras: serde_json::Map<String, serde_json::Value>,
+    /// The storage's filesystem.
+    pub storage: StorageHealth,
 }
 
 /// MQTT's way in.
@@ -281,4 +363,36 @@ impl TriggerTarget for Control {
     fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<ClipEvent> {
         self.registry.events().subscribe()
     }
+
+    fn power(self: Arc<Self>, camera: String, on: bool) -> Job<()> {
+        Box::pin(async move {
+            let verb = if on { CameraVerb::Start } else { CameraVerb::Stop };
+            self.camera(&camera, verb).await.map(|_| ()).map_err(|e| e.to_string())
+        })
+    }
+
+    fn snapshot(self: Arc<Self>, camera: String) -> Job<bytes::Bytes> {
+        Box::pin(async move {
+            let entry = self.registry.get(&camera).ok_or_else(|| format!("no camera {camera:?}"))?;
+            let jpeg = entry.camera.preview.snapshot(SNAPSHOT_WAIT).await.map_err(|e| e.to_string())?;
+            Ok(jpeg.data)
+        })
+    }
+
+    fn health(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(Control::health(self)).ok()
+    }
+
+    fn last_clip(&self, camera: &str) -> Option<ClipMeta> {
+        let store = self.registry.store();
+        // Nothing is created for this: without an index on disk there is no clip yet.
+        if !store.storage.root().join("index").exists() {
+            return None;
+        }
+        let q = crate::index::ClipQuery { camera: Some(camera.to_string()), limit: Some(1), ..Default::default() };
+        store.index().ok()?.list(&q).ok()?.clips.into_iter().next()
+    }
 }
+
+/// How long a snapshot for MQTT waits for a JPEG to be encoded.
+const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);

@@ -239,7 +239,7 @@ impl Daemon {
         let server = tokio::spawn(server);
         let mqtt = if config.mqtt.enabled {
             let target: Arc<dyn TriggerTarget> = control.clone();
-            match crate::mqtt::Mqtt::new(&config.mqtt, target) {
+            match crate::mqtt::Mqtt::new(&config.mqtt, target, config.http.public_url.as_deref()) {
                 Ok(m) => {
                     log::info!("MQTT via {}{}", m.url(), if m.embedded() { " (embedded broker)" } else { "" });
                     Some(tokio::spawn(m.run(stop.clone())))

@@ -330,4 +330,26 @@ pub trait TriggerTarget: Send + Sync + 'static {
     fn clip_url(&self, clip_id: &str) -> String {
         format!("/api/clips/{clip_id}/video.mp4")
     }
+    /// Start (`on`) or stop a camera (Home Assistant's switch); `Err`: why not, for the log.
+    fn power(self: std::sync::Arc<Self>, camera: String, on: bool) -> Job<()> {
+        let _ = (camera, on);
+        Box::pin(async { Err("cameras cannot be switched here".to_string()) })
+    }
+    /// A JPEG of the camera's live picture (Home Assistant's camera entity).
+    fn snapshot(self: std::sync::Arc<Self>, camera: String) -> Job<bytes::Bytes> {
+        let _ = camera;
+        Box::pin(async { Err("no snapshots here".to_string()) })
+    }
+    /// `{base_topic}/health` payload: the `/api/health` body. Cheap (one `statvfs`).
+    fn health(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// The camera's newest saved clip, if the index is open or on disk. Blocks (the index).
+    fn last_clip(&self, _camera: &str) -> Option<crate::clip_meta::ClipMeta> {
+        None
+    }
 }
+
+/// What [`TriggerTarget::power`] and [`TriggerTarget::snapshot`] return: a future that owns
+/// what it needs, so the MQTT session can run it aside.
+pub type Job<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'static>>;

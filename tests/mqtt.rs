@@ -118,7 +118,7 @@ fn config(port: u16) -> MqttConfig {
 
 /// An `Mqtt` that connects to the broker on `port` and triggers `fake`.
 fn mqtt_at(port: u16, fake: Arc<Fake>) -> Mqtt {
-    Mqtt::new(&config(port), fake).unwrap()
+    Mqtt::new(&config(port), fake, None).unwrap()
 }
 
 /// A mosquitto of the test's own on a free loopback port; its config file lives in `_dir`.
@@ -341,7 +341,7 @@ async fn embedded_broker_end_to_end() {
     // Port 0: the broker picks a free port and the URL tells which.
     let cfg = MqttConfig { listen: "127.0.0.1:0".into(), ..MqttConfig::default() };
     let fake = Fake::new();
-    let mqtt = Mqtt::new(&cfg, fake.clone()).unwrap();
+    let mqtt = Mqtt::new(&cfg, fake.clone(), None).unwrap();
     assert!(mqtt.embedded());
     let port: u16 = mqtt.url().strip_prefix("mqtt://127.0.0.1:").and_then(|p| p.parse().ok()).expect("a concrete port");
     assert_ne!(port, 0);
@@ -366,7 +366,7 @@ async fn embedded_port_taken_uses_the_broker_there() {
     let broker = mosquitto().await;
     let port = broker.port;
     let cfg = MqttConfig { listen: format!("127.0.0.1:{port}"), ..MqttConfig::default() };
-    let mqtt = Mqtt::new(&cfg, Fake::new()).unwrap();
+    let mqtt = Mqtt::new(&cfg, Fake::new(), None).unwrap();
     assert!(!mqtt.embedded(), "port {port} is mosquitto's");
     assert_eq!(mqtt.url(), format!("mqtt://127.0.0.1:{port}"));
     let (mut ha, running) = online(mqtt, port, "hindsight/#").await;
@@ -400,7 +400,7 @@ async fn mqtts_with_a_private_ca() {
         ca_file: Some(d.join("ca.pem")),
         ..MqttConfig::default()
     };
-    let mqtt = Mqtt::new(&cfg, Fake::new()).unwrap();
+    let mqtt = Mqtt::new(&cfg, Fake::new(), None).unwrap();
     assert_eq!(mqtt.url(), format!("mqtts://localhost:{tls}"));
     let (mut ha, running) = online(mqtt, plain, "hindsight/#").await;
     assert_eq!(ha.ask("hindsight/cam0/trigger", b"ON").await.json()["accepted"], true);

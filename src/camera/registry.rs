@@ -143,6 +143,11 @@ impl Registry {
         }
     }
 
+    /// The clip store every camera records into.
+    pub fn store(&self) -> &Arc<ClipStore> {
+        &self.store
+    }
+
     /// Every camera now (cheap: one `Arc` clone).
     pub fn snapshot(&self) -> Arc<Vec<CameraEntry>> {
         self.list.read().unwrap_or_else(|p| p.into_inner()).entries.clone()

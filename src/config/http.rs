@@ -86,6 +86,10 @@ pub struct HttpConfig {
     /// that are up (set it behind port forwarding, or to leave an interface out).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webrtc_addresses: Vec<std::net::IpAddr>,
+    /// The address people open the web app at, e.g. `https://cam.lan:8443` (no path): makes
+    /// absolute links for Home Assistant (the device's "visit" link, the last clip's URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 fn default_webrtc_udp() -> u16 {
@@ -121,6 +125,7 @@ impl Default for HttpConfig {
             webrtc_udp: default_webrtc_udp(),
             webrtc_max_viewers: default_webrtc_max_viewers(),
             webrtc_addresses: Vec::new(),
+            public_url: None,
         }
     }
 }

@@ -38,6 +38,17 @@ pub struct MqttConfig {
     /// private CA, e.g. a self-made one for mosquitto).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// Home Assistant MQTT discovery: a device per camera (and one for the appliance) appears
+    /// in Home Assistant by itself.
+    #[serde(default = "default_true")]
+    pub discovery: bool,
+    /// Home Assistant's discovery prefix (its MQTT integration's setting).
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+    /// Seconds between camera snapshots on `{base_topic}/{camera}/snapshot` (Home Assistant's
+    /// camera entity); 0: only after each clip and when Home Assistant starts.
+    #[serde(default = "default_snapshot_interval_s")]
+    pub snapshot_interval_s: u32,
 }
 
 /// `[[mqtt.users]]`: one login of the embedded broker.
@@ -67,6 +78,12 @@ impl MqttConfig {
 fn default_base_topic() -> String {
     "hindsight".into()
 }
+fn default_discovery_prefix() -> String {
+    "homeassistant".into()
+}
+fn default_snapshot_interval_s() -> u32 {
+    10
+}
 fn default_mqtt_listen() -> String {
     "127.0.0.1:1883".into()
 }
@@ -82,6 +99,9 @@ impl Default for MqttConfig {
             password: None,
             users: Vec::new(),
             ca_file: None,
+            discovery: true,
+            discovery_prefix: default_discovery_prefix(),
+            snapshot_interval_s: default_snapshot_interval_s(),
         }
     }
 }

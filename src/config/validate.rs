@@ -79,6 +79,19 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             "must be a non-empty topic without wildcards (#, +) or leading/trailing '/'".into(),
         );
     }
+    if m.discovery_prefix.is_empty()
+        || m.discovery_prefix.contains(['#', '+'])
+        || m.discovery_prefix.starts_with('/')
+        || m.discovery_prefix.ends_with('/')
+    {
+        err(
+            "mqtt.discovery_prefix".into(),
+            "must be a non-empty topic without wildcards (#, +) or leading/trailing '/'".into(),
+        );
+    }
+    if m.snapshot_interval_s > 3600 {
+        err("mqtt.snapshot_interval_s".into(), "must be 0..=3600 (0: snapshots only after clips)".into());
+    }
     if m.ca_file.is_some() && !m.url.as_deref().is_some_and(|u| u.starts_with("mqtts://") || u.starts_with("ssl://")) {
         err("mqtt.ca_file".into(), "is only used with an mqtts:// url".into());
     }
@@ -233,6 +246,16 @@ fn check_http(h: &HttpConfig, err: &mut dyn FnMut(String, String)) {
             err(
                 format!("http.webrtc_addresses[{i}]"),
                 format!("{ip} cannot be offered: an IPv4 unicast address is needed"),
+            );
+        }
+    }
+    if let Some(u) = &h.public_url {
+        let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"));
+        let host = rest.map(|r| r.trim_end_matches('/'));
+        if !host.is_some_and(|h| !h.is_empty() && !h.contains(['/', '?', '#', '@', ' ']) && !h.starts_with(':')) {
+            err(
+                "http.public_url".into(),
+                format!("{u:?} must be http(s)://host[:port], e.g. \"https://cam.lan:8443\" (no path, no login)"),
             );
         }
     }

@@ -8,8 +8,10 @@
 //! - the network loop (here): polls rumqttc's event loop, passes trigger publishes on, announces
 //!   each (re)connection, and after an error sleeps with [`Backoff`] (log once per outage) before
 //!   polling again, which reconnects. It never awaits the session, so it cannot deadlock on it.
-//! - the session ([`session`]): answers triggers, publishes `status`, `state`, `recording` and
-//!   `clip`, and re-publishes everything retained after each reconnection.
+//! - the session ([`session`]): answers triggers and on/off commands, publishes `status`,
+//!   `state`, `recording`, `clip`, `last_clip`, `health`, snapshots and Home Assistant's
+//!   discovery configs ([`discovery`]), and re-publishes everything retained after each
+//!   reconnection.
 //!
 //! Owns the MQTT connection and the embedded broker. Must never: panic or `unwrap` on anything
 //! from the network, block the async reactor (the trigger target is called on the blocking pool),
@@ -18,6 +20,7 @@
 //! disconnects cleanly and stops the embedded broker.
 
 pub mod broker;
+pub mod discovery;
 mod session;
 pub mod topics;
 
@@ -166,14 +169,27 @@ pub struct Mqtt {
     options: MqttOptions,
     url: String,
     broker: Option<broker::EmbeddedBroker>,
+    ha: Option<session::Ha>,
 }
 
 impl Mqtt {
     /// Decide where to connect and, without `mqtt.url`, start the embedded broker (or find the
     /// port taken and plan to use the broker there). Does not connect yet. Blocks only for the
     /// embedded broker's thread start and bind (well under a millisecond).
-    pub fn new(cfg: &MqttConfig, target: Arc<dyn TriggerTarget>) -> Result<Self, MqttError> {
+    ///
+    /// `public_url` (`http.public_url`) makes absolute links for Home Assistant.
+    pub fn new(cfg: &MqttConfig, target: Arc<dyn TriggerTarget>, public_url: Option<&str>) -> Result<Self, MqttError> {
         let topics = Topics::new(&cfg.base_topic);
+        let ha = cfg.discovery.then(|| session::Ha {
+            discovery: discovery::Discovery::new(
+                &cfg.discovery_prefix,
+                &cfg.base_topic,
+                env!("CARGO_PKG_VERSION"),
+                public_url,
+            ),
+            snapshot_every: (cfg.snapshot_interval_s > 0)
+                .then(|| Duration::from_secs(u64::from(cfg.snapshot_interval_s))),
+        });
         let (host, port, transport, url, embedded) = match &cfg.url {
             Some(u) => {
                 let b = parse_url(u).map_err(|why| MqttError::BadUrl { url: u.clone(), why })?;
@@ -217,7 +233,7 @@ impl Mqtt {
         if let Some(user) = &cfg.username {
             options.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
         }
-        Ok(Mqtt { target, topics, options, url, broker: embedded })
+        Ok(Mqtt { target, topics, options, url, broker: embedded, ha })
     }
 
     /// The broker actually used, e.g. `mqtt://127.0.0.1:1883` (for logs and tests).
@@ -232,7 +248,7 @@ impl Mqtt {
 
     /// Run until `stop`; then publish `offline` (retained), disconnect, stop the embedded broker.
     pub async fn run(self, stop: StopToken) {
-        let Mqtt { target, topics, options, url, broker } = self;
+        let Mqtt { target, topics, options, url, broker, ha } = self;
         log::info!(
             "MQTT: connecting to {url} as {:?}, topics under {}/",
             options.client_id(),
@@ -242,7 +258,7 @@ impl Mqtt {
         let (link_tx, link_rx) = watch::channel(Link::default());
         let (in_tx, in_rx) = mpsc::channel(INCOMING_CAPACITY);
         let (drain_tx, drain_rx) = watch::channel(false);
-        let session = session::Session::new(target, topics, client);
+        let session = session::Session::new(target, topics, client, ha);
         tokio::join!(
             network_loop(eventloop, &url, link_tx, in_tx, drain_rx),
             session.run(link_rx, in_rx, stop, drain_tx),

@@ -46,6 +46,22 @@ impl Topics {
         [format!("{}/+/trigger", self.base), format!("{}/trigger", self.base)]
     }
 
+    /// The filter of the cameras' on/off commands: `{base}/+/power/set`.
+    pub fn power_filter(&self) -> String {
+        format!("{}/+/power/set", self.base)
+    }
+
+    /// The camera segment of a `{base}/{camera}/power/set` topic (not yet checked).
+    pub fn parse_power<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        let seg = topic.strip_prefix(&self.base)?.strip_prefix('/')?.strip_suffix("/power/set")?;
+        (!seg.is_empty() && !seg.contains('/')).then_some(seg)
+    }
+
+    /// `{base}/health`: the `/api/health` body, retained.
+    pub fn health(&self) -> String {
+        format!("{}/health", self.base)
+    }
+
     /// Which cameras `topic` addresses, or `None` if it is not a trigger topic of ours.
     pub fn parse_trigger(&self, topic: &str) -> Option<TriggerTopic> {
         let rest = topic.strip_prefix(&self.base)?.strip_prefix('/')?;
@@ -84,19 +100,26 @@ pub fn rejected_json(camera: &str, r: &TriggerRejected) -> Vec<u8> {
     v.to_string().into_bytes()
 }
 
-/// `clip` payload of a saved clip: the `/api/clips/{id}` metadata plus `"url"`.
-pub fn clip_json(meta: &ClipMeta, url: &str) -> Vec<u8> {
+/// `clip` (and retained `last_clip`) payload of a saved clip: the `/api/clips/{id}` metadata
+/// plus `"url"` (the video's path), `"web_url"` (absolute with `http.public_url`, else the
+/// path) and `"event_type":"clip_saved"` (Home Assistant's event entity).
+pub fn clip_json(meta: &ClipMeta, url: &str, web_url: &str) -> Vec<u8> {
     let mut v = serde_json::to_value(meta).unwrap_or_else(|_| json!({}));
     if let Value::Object(m) = &mut v {
         m.insert("url".into(), Value::String(url.to_string()));
+        m.insert("web_url".into(), Value::String(web_url.to_string()));
+        m.insert("event_type".into(), Value::String("clip_saved".into()));
     }
     v.to_string().into_bytes()
 }
 
-/// `clip` payload of a clip that could not be saved: `{"camera","clip_id","error"}`. Consumers
-/// tell it from a saved clip by the `error` key (a saved clip never has one).
+/// `clip` payload of a clip that could not be saved:
+/// `{"camera","clip_id","error","event_type":"clip_failed"}`. Consumers tell it from a saved
+/// clip by the `error` key (a saved clip never has one).
 pub fn clip_failed_json(camera: &str, clip_id: &str, error: &str) -> Vec<u8> {
-    json!({ "camera": camera, "clip_id": clip_id, "error": error }).to_string().into_bytes()
+    json!({ "camera": camera, "clip_id": clip_id, "error": error, "event_type": "clip_failed" })
+        .to_string()
+        .into_bytes()
 }
 
 /// The part of a `state` payload whose change warrants an immediate publish: everything but
@@ -264,6 +287,11 @@ mod tests {
             assert_eq!(t.parse_trigger(bad), None, "{bad}");
         }
         assert_eq!(t.trigger_filters(), ["home/hs/+/trigger".to_string(), "home/hs/trigger".to_string()]);
+        assert_eq!(t.power_filter(), "home/hs/+/power/set");
+        assert_eq!(t.parse_power("home/hs/cam0/power/set"), Some("cam0"));
+        for bad in ["home/hs/power/set", "home/hs//power/set", "home/hs/a/b/power/set", "home/hs/cam0/power"] {
+            assert_eq!(t.parse_power(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub fn render(s: &AppState) -> String {
     for (name, kind, help, value) in PER_CAMERA {
         family(&mut out, name, kind, help, &per(value));
     }
-    let st = super::storage_health(&s.storage_path);
+    let st = crate::control::storage_health(&s.storage_path);
     family(
         &mut out,
         "storage_free_bytes",

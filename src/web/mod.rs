@@ -35,7 +35,6 @@ use crate::camera::Camera;
 use crate::clip::store::ClipStore;
 use crate::control::{CameraVerb, Control, ControlError};
 use crate::index::{Index, IndexError};
-use crate::status::CameraState;
 use crate::storage::StorageError;
 use serde::Serialize;
 use std::convert::Infallible;
@@ -232,80 +231,6 @@ pub(crate) async fn recover(r: Rejection) -> Result<warp::reply::Response, Infal
     Ok(resp)
 }
 
-/// Storage figures for health.
-#[derive(Debug, Serialize)]
-pub struct StorageHealth {
-    /// Storage directory.
-    pub path: String,
-    /// Whether the directory (or its nearest existing parent) can be examined.
-    pub ok: bool,
-    /// Bytes free on its filesystem.
-    pub free_bytes: u64,
-    /// Filesystem size.
-    pub total_bytes: u64,
-    /// Free space in percent.
-    pub free_percent: f64,
-}
-
-fn storage_health(path: &std::path::Path) -> StorageHealth {
-    // The directory is created lazily (nothing is written while idle): look at the nearest
-    // existing ancestor.
-    let mut p = path.to_path_buf();
-    while !p.exists() {
-        if !p.pop() {
-            p = PathBuf::from(".");
-            break;
-        }
-    }
-    if p.as_os_str().is_empty() {
-        p = PathBuf::from(".");
-    }
-    match nix::sys::statvfs::statvfs(&p) {
-        Ok(s) => {
-            let frag = s.fragment_size() as u64;
-            let total = s.blocks() as u64 * frag;
-            let free = s.blocks_available() as u64 * frag;
-            StorageHealth {
-                path: path.display().to_string(),
-                ok: true,
-                free_bytes: free,
-                total_bytes: total,
-                free_percent: if total > 0 { (free as f64 * 1000.0 / total as f64).round() / 10.0 } else { 0.0 },
-            }
-        }
-        Err(_) => StorageHealth {
-            path: path.display().to_string(),
-            ok: false,
-            free_bytes: 0,
-            total_bytes: 0,
-            free_percent: 0.0,
-        },
-    }
-}
-
-#[derive(Serialize)]
-struct Health {
-    status: &'static str,
-    cameras: serde_json::Map<String, serde_json::Value>,
-    storage: StorageHealth,
-}
-
-fn health(state: &AppState) -> Health {
-    let mut cameras = serde_json::Map::new();
-    let mut ok = true;
-    for c in state.registry.cameras() {
-        let info = c.info();
-        // A browser camera is stopped while no phone is connected: that is not a fault.
-        ok &= info.state == CameraState::Running || (c.is_phone() && info.state == CameraState::Stopped);
-        cameras.insert(
-            info.id.clone(),
-            serde_json::json!({"state": info.state, "buffered_s": info.buffered_s, "last_error": info.last_error}),
-        );
-    }
-    let storage = storage_health(&state.storage_path);
-    Health { status: if ok && storage.ok { "ok" } else { "degraded" }, cameras, storage }
-}
-
 /// Camera control verbs.
 /// All routes, with JSON errors.
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
@@ -314,7 +239,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
     let health = warp::path!("api" / "health")
         .and(warp::get())
         .and(st.clone())
-        .map(|s: Arc<AppState>| warp::reply::json(&health(&s)).into_response());
+        .map(|s: Arc<AppState>| warp::reply::json(&s.control.health()).into_response());
 
     let list = warp::path!("api" / "cameras").and(warp::get()).and(st.clone()).map(|s: Arc<AppState>| {
         let v: Vec<_> = s.registry.snapshot().iter().map(|e| e.info()).collect();

@@ -64,6 +64,8 @@ impl Drop for Mosquitto {
 pub struct Msg {
     pub topic: String,
     pub body: String,
+    /// The payload as it arrived (`body` is its lossy UTF-8).
+    pub raw: Vec<u8>,
     pub retain: bool,
 }
 
@@ -97,7 +99,7 @@ impl Observer {
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let body = String::from_utf8_lossy(&p.payload).into_owned();
-                        let _ = tx.send(Msg { topic: p.topic, body, retain: p.retain });
+                        let _ = tx.send(Msg { topic: p.topic, body, raw: p.payload.to_vec(), retain: p.retain });
                     }
                     Ok(_) => {}
                     // The broker is down (test 2): the client's own retry pace.

@@ -392,4 +392,34 @@ pub const BAD: &[Bad] = &[
         key: "http.webrtc_udp",
         mentions: None,
     },
+    Bad {
+        name: "public-url-with-a-path",
+        text: concat!("[http]\npublic_url = \"https://cam.lan/app\"\n", cam!()),
+        key: "http.public_url",
+        mentions: Some("no path"),
+    },
+    Bad {
+        name: "public-url-not-http",
+        text: concat!("[http]\npublic_url = \"cam.lan:8443\"\n", cam!()),
+        key: "http.public_url",
+        mentions: None,
+    },
+    Bad {
+        name: "discovery-prefix-wildcard",
+        text: concat!("[mqtt]\ndiscovery_prefix = \"homeassistant/#\"\n", cam!()),
+        key: "mqtt.discovery_prefix",
+        mentions: None,
+    },
+    Bad {
+        name: "snapshot-interval-too-long",
+        text: concat!("[mqtt]\nsnapshot_interval_s = 86400\n", cam!()),
+        key: "mqtt.snapshot_interval_s",
+        mentions: Some("0..=3600"),
+    },
+    Bad {
+        name: "discovery-not-a-bool",
+        text: concat!("[mqtt]\ndiscovery = \"yes\"\n", cam!()),
+        key: "mqtt.discovery",
+        mentions: None,
+    },
 ];

@@ -40,8 +40,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections from one IP address.
     pub max_connections_per_ip: usize,
-    /// Filters one connection may subscribe to.
+    /// Filters one connection may subscribe to (Home Assistant alone asks for ~70: two per
+    /// discovery component, then one per entity state topic).
     pub max_subscriptions: usize,
+    /// Filters all connections together may hold.
+    pub max_subscriptions_total: usize,
     /// Retained messages of topics outside the daemon's own prefixes: bytes (topic + payload).
     pub retained_bytes: usize,
     /// … and topics.
@@ -74,7 +77,8 @@ impl Default for Limits {
             max_packet: 256 * 1024,
             max_connections: 64,
             max_connections_per_ip: 16,
-            max_subscriptions: 64,
+            max_subscriptions: 256,
+            max_subscriptions_total: 4096,
             retained_bytes: 1024 * 1024,
             retained_topics: 1000,
             retained_own_bytes: 2 * 1024 * 1024,

@@ -1,9 +1,9 @@
 //! The embedded broker's routing table: who is connected, who subscribed to what, and the
 //! retained messages — every part of it bounded by [`Limits`].
 //!
-//! Owns: client-id takeover, subscriptions (at most `max_subscriptions` per connection), the
-//! retained store (two pools: the daemon's own topic prefixes and everything else, each with a
-//! byte and a topic cap, so LAN clients cannot crowd out the daemon's state), and delivery into
+//! Owns: client-id takeover, subscriptions (at most `max_subscriptions` per connection and
+//! `max_subscriptions_total` in all), the retained store (two pools: the daemon's own topic
+//! prefixes and everything else, each with a byte and a topic cap, so LAN clients cannot crowd out the daemon's state), and delivery into
 //! each connection's bounded mailbox (a subscriber that lags past `queue_bytes`, or the broker
 //! past `queued_total`, misses messages instead of growing memory). Must never block (it runs
 //! under a `std` mutex) or hold a payload twice (payloads are shared `Bytes`).
@@ -129,10 +129,11 @@ impl Router {
     }
 
     /// Subscribe `id` to valid `filters`; returns the granted QoS per filter (`None`: refused,
-    /// over `max_subscriptions`) and the retained messages that match, for the connection to send
+    /// over `max_subscriptions`, or the broker over `max_subscriptions_total`) and the retained messages that match, for the connection to send
     /// after its SUBACK (with back-pressure, never dropped: they share the store's payloads).
     pub fn subscribe(&mut self, id: ConnId, filters: &[(String, QoS)]) -> (Vec<Option<QoS>>, Vec<Publish>) {
         let max = self.limits.max_subscriptions;
+        let mut total: usize = self.conns.values().map(|c| c.subs.len()).sum();
         let Some(conn) = self.conns.get_mut(&id) else { return (vec![None; filters.len()], Vec::new()) };
         let mut granted = Vec::with_capacity(filters.len());
         let mut new = Vec::new();
@@ -140,11 +141,12 @@ impl Router {
             let qos = if *qos == QoS::AtMostOnce { QoS::AtMostOnce } else { QoS::AtLeastOnce };
             if let Some(s) = conn.subs.iter_mut().find(|(f, _)| f == filter) {
                 s.1 = qos;
-            } else if conn.subs.len() >= max {
+            } else if conn.subs.len() >= max || total >= self.limits.max_subscriptions_total {
                 granted.push(None);
                 continue;
             } else {
                 conn.subs.push((filter.clone(), qos));
+                total += 1;
             }
             granted.push(Some(qos));
             new.push((filter.clone(), qos));
@@ -332,5 +334,77 @@ mod tests {
         futures_util::FutureExt::now_or_never(kicked).expect("kicked");
         r.disconnect(id); // the old one leaving does not remove the new one
         assert_eq!(r.connections(), 1);
+    }
+
+    /// Home Assistant 2026.11's subscriptions at start-up (its `discovery.py`): two filters for
+    /// each of its 32 discovery components, two for device discovery, then one per entity
+    /// state topic. All granted under the default limits; the broker-wide cap holds.
+    #[test]
+    fn home_assistant_s_filters_are_all_granted_and_the_total_is_capped() {
+        let components = [
+            "alarm_control_panel",
+            "binary_sensor",
+            "button",
+            "camera",
+            "climate",
+            "cover",
+            "device_automation",
+            "device_tracker",
+            "event",
+            "fan",
+            "humidifier",
+            "image",
+            "lawn_mower",
+            "light",
+            "lock",
+            "notify",
+            "number",
+            "scene",
+            "select",
+            "sensor",
+            "siren",
+            "switch",
+            "tag",
+            "text",
+            "update",
+            "vacuum",
+            "valve",
+            "water_heater",
+            "conversation",
+            "ai_task",
+            "datetime",
+            "date",
+        ];
+        let mut filters: Vec<(String, QoS)> = Vec::new();
+        for c in components {
+            filters.push((format!("homeassistant/{c}/+/config"), QoS::AtLeastOnce));
+            filters.push((format!("homeassistant/{c}/+/+/config"), QoS::AtLeastOnce));
+        }
+        filters.push(("homeassistant/device/+/config".into(), QoS::AtLeastOnce));
+        filters.push(("homeassistant/device/+/+/config".into(), QoS::AtLeastOnce));
+        for e in ["state", "recording", "last_clip", "clip", "snapshot"] {
+            filters.push((format!("hindsight/cam0/{e}"), QoS::AtLeastOnce));
+        }
+        filters.push(("hindsight/health".into(), QoS::AtLeastOnce));
+        filters.push(("hindsight/status".into(), QoS::AtLeastOnce));
+        let mut r = Router::new(Limits::default(), vec![]);
+        let (mb, _rx) = mailbox();
+        let ha = r.connect("homeassistant".into(), mb);
+        let (got, _) = r.subscribe(ha, &filters);
+        assert_eq!(filters.len(), 73);
+        assert!(
+            got.iter().all(|g| g.is_some()),
+            "refused: {:?}",
+            filters.iter().zip(&got).filter(|(_, g)| g.is_none()).collect::<Vec<_>>()
+        );
+
+        let mut r =
+            Router::new(Limits { max_subscriptions: 3, max_subscriptions_total: 5, ..Limits::default() }, vec![]);
+        let many: Vec<(String, QoS)> = (0..4).map(|i| (format!("t/{i}"), QoS::AtMostOnce)).collect();
+        let (a, b) = (r.connect("a".into(), mailbox().0), r.connect("b".into(), mailbox().0));
+        assert_eq!(r.subscribe(a, &many).0.iter().filter(|g| g.is_some()).count(), 3, "per connection");
+        assert_eq!(r.subscribe(b, &many).0.iter().filter(|g| g.is_some()).count(), 2, "broker-wide");
+        // Re-subscribing a held filter is no new subscription.
+        assert_eq!(r.subscribe(a, &many[..1]).0, vec![Some(QoS::AtMostOnce)]);
     }
 }
