@@ -1,6 +1,6 @@
 //! Home Assistant MQTT discovery as data: the retained device payloads that make each camera
 //! (and the appliance) appear in Home Assistant by itself, and which retained config topics are
-//! ours to clear (docs/API.md §4.3).
+//! ours to clear (docs/API.md §4.1).
 //!
 //! Device-based discovery (one retained message per device under
 //! `{prefix}/device/{node}[/{camera}]/config`, Home Assistant 2024.11 and later): one message
