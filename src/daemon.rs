@@ -186,8 +186,21 @@ impl Daemon {
             crate::trigger::RateLimiter::new(config.triggers.rate_per_min, config.triggers.burst),
         ));
         let webrtc = start_webrtc(&config.http);
+        let exporter = config.export.as_ref().and_then(|x| {
+            match crate::offsite::Exporter::start(x, store.clone(), registry.events().subscribe(), stop.clone()) {
+                Ok(e) => {
+                    log::info!("export to bucket {:?} at {}", x.bucket, x.endpoint);
+                    Some(Arc::new(e))
+                }
+                Err(e) => {
+                    log::error!("export off: {e}");
+                    None
+                }
+            }
+        });
         let state = Arc::new(AppState {
             webrtc: webrtc.clone(),
+            exporter,
             registry: registry.clone(),
             control: control.clone(),
             uploads: crate::upload::Uploads::new(&config, store.clone()),

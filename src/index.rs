@@ -96,6 +96,8 @@ pub struct Index {
     /// Continuous recording: `{camera}\0{start_ms:016}` → [`crate::segment_meta::SegmentMeta`]
     /// as JSON (`index/segments.rs`).
     segments: sled::Tree,
+    /// The export queue: clip id → the exporter's entry as JSON (`index/export.rs`).
+    export: sled::Tree,
 }
 
 impl std::fmt::Debug for Index {
@@ -169,6 +171,7 @@ impl Index {
             by_camera: db.open_tree("by_camera")?,
             by_label: db.open_tree("by_label")?,
             segments: db.open_tree("segments")?,
+            export: db.open_tree("export")?,
             db,
         };
         // Opening trees writes their metadata: make that durable now, not later while idle.
@@ -405,6 +408,7 @@ impl Index {
     }
 }
 
+mod export;
 mod segments;
 
 #[cfg(test)]

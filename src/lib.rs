@@ -26,7 +26,8 @@
 //!   phone-camera rules. [`notify`]: systemd readiness and watchdog.
 //! - [`camera`]: one camera's stages wired together, start/stop/restart, its snapshot for the
 //!   API; `camera::registry` holds every camera, including those phones add at run time.
-//! - [`upload`]: resumable uploads on disk and their finalization into clips. [`probe`]:
+//! - [`upload`]: resumable uploads on disk and their finalization into clips. [`offsite`]:
+//!   saved clips copied to S3-compatible storage (a crash-safe queue). [`probe`]:
 //!   `hindsight probe`.
 //! - the stages: [`capture`] (one thread per camera reads a source and pushes
 //!   [`frame::Frame`]s; a phone's MediaRecorder stream is a source too), [`encode`] (appsrc →
@@ -66,6 +67,7 @@ pub mod live;
 pub mod mp4;
 pub mod mqtt;
 pub mod notify;
+pub mod offsite;
 pub mod preroll;
 pub mod probe;
 pub mod record;

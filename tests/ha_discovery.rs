@@ -127,7 +127,7 @@ async fn home_assistant_finds_the_cameras_controls_them_and_loses_a_removed_one(
     // 5. cam1 leaves the config. While the daemon is down, an OFF for cam0 is left retained:
     // replayed at the next subscription, it is ignored (cam0 keeps running and saves clips).
     d.shutdown().await;
-    let mut stale = Observer::connect(port, "nothing/here");
+    let stale = Observer::connect(port, "nothing/here");
     stale.client.publish("hindsight/cam0/power/set", rumqttc::QoS::AtLeastOnce, true, "OFF").await.unwrap();
     ha.next("hindsight/cam0/power/set", |_| true).await;
     drop(stale);

@@ -14,6 +14,7 @@ mod audio;
 mod bytesize;
 mod camera;
 mod continuous;
+mod export;
 pub mod fingerprint;
 mod http;
 mod mqtt;
@@ -27,6 +28,7 @@ pub use self::audio::{AudioConfig, AudioKind, AAC_RATES, AUTO_AAC_ENCODERS};
 pub use self::bytesize::ByteSize;
 pub use self::camera::{CameraConfig, RtspTransport, SourceConfig, SourceKind};
 pub use self::continuous::ContinuousConfig;
+pub use self::export::{ExportConfig, ExportKind};
 pub use self::http::{HttpConfig, Switch};
 pub use self::mqtt::{MqttConfig, MqttUser};
 pub use self::phone::PhoneConfig;
@@ -130,6 +132,9 @@ pub struct Config {
     /// The per-source trigger rate limit.
     #[serde(default)]
     pub triggers: TriggersConfig,
+    /// `[export]`: clips copied to S3-compatible storage; none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportConfig>,
     /// The cameras (`[[camera]]` tables).
     #[serde(default, rename = "camera")]
     pub cameras: Vec<CameraConfig>,
@@ -172,6 +177,7 @@ impl Config {
             mqtt: MqttConfig::default(),
             phone: PhoneConfig::default(),
             uploads: UploadsConfig::default(),
+            export: None,
             triggers: TriggersConfig::default(),
             cameras: vec![CameraConfig::new("cam0", source)],
         }

@@ -99,6 +99,9 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         err("mqtt.password".into(), "is set but mqtt.username is not".into());
     }
     check_broker_users(m, &mut err);
+    if let Some(x) = &config.export {
+        check_export(x, &mut err);
+    }
 
     let ph = &config.phone;
     if ph.max_cameras > 64 {
@@ -444,5 +447,43 @@ fn check_broker_users(m: &crate::config::MqttConfig, err: &mut impl FnMut(String
                 "must be set (at least 8 characters) when the embedded broker listens off loopback".into(),
             );
         }
+    }
+}
+
+fn check_export(x: &super::ExportConfig, err: &mut dyn FnMut(String, String)) {
+    let host = x.endpoint.strip_prefix("https://").or_else(|| x.endpoint.strip_prefix("http://"));
+    if !host.map(|h| h.trim_end_matches('/')).is_some_and(|h| !h.is_empty() && !h.contains(['/', '?', '#', '@', ' '])) {
+        err(
+            "export.endpoint".into(),
+            format!("{:?} must be http(s)://host[:port], e.g. \"https://s3.eu-central-1.amazonaws.com\"", x.endpoint),
+        );
+    }
+    // S3 bucket naming: 3..=63 lowercase letters, digits, dots and hyphens.
+    let b = &x.bucket;
+    if !(3..=63).contains(&b.len())
+        || !b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+    {
+        err("export.bucket".into(), "must be 3..=63 characters: a-z, 0-9, '.' and '-'".into());
+    }
+    if x.prefix.starts_with('/')
+        || x.prefix.ends_with('/')
+        || x.prefix.len() > 512
+        || x.prefix.chars().any(char::is_control)
+    {
+        err("export.prefix".into(), "must not start or end with '/' (at most 512 characters)".into());
+    }
+    if x.region.is_empty() || x.region.len() > 64 || x.region.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        err("export.region".into(), "must be a region name such as \"us-east-1\"".into());
+    }
+    if x.access_key.is_empty() || x.access_key.len() > 256 || x.access_key.chars().any(|c| c.is_control()) {
+        err("export.access_key".into(), "must be 1..=256 printable characters".into());
+    }
+    if x.secret_key.is_empty() || x.secret_key.len() > 256 {
+        err("export.secret_key".into(), "must be 1..=256 characters".into());
+    }
+    // AWS and MinIO need parts of 5 MiB or more (all but the last); smaller suits only servers
+    // that allow it (a test server).
+    if !(64 << 10..=5 << 30).contains(&x.part_size.0) {
+        err("export.part_size".into(), "must be 64KiB..=5GiB (AWS S3 and MinIO need at least 5MiB)".into());
     }
 }

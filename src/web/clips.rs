@@ -7,7 +7,7 @@
 
 use super::{ApiError, AppState};
 use crate::clip_meta::valid_clip_id;
-use crate::index::ClipQuery;
+use crate::index::{ClipQuery, Index};
 use crate::trigger::{self, RejectCode, TriggerRejected, TriggerRequest};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -49,6 +49,14 @@ pub(super) fn json(status: StatusCode, v: &impl serde::Serialize) -> warp::reply
 }
 
 /// A client address as a rate-limit source: an IPv6 host picks addresses within its /64 at will.
+/// Add `"export"` (the clip's export state, `null` when not queued) to a clip's JSON.
+fn with_export(index: &Index, clip: &mut serde_json::Value) {
+    let id = clip.get("id").and_then(|v| v.as_str()).map(str::to_string);
+    if let (Some(id), Some(m)) = (id, clip.as_object_mut()) {
+        m.insert("export".into(), crate::offsite::clip_export(index, &id).unwrap_or(serde_json::Value::Null));
+    }
+}
+
 fn client_of(ip: std::net::IpAddr) -> String {
     match ip {
         std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
@@ -195,14 +203,36 @@ pub fn routes(
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and_then(|s: Arc<AppState>, raw: String| async move {
             let q: ClipQuery = serde_urlencoded_query(&raw)?;
-            let page = blocking(move || s.index()?.list(&q).map_err(ApiError::from)).await?;
+            let page = blocking(move || {
+                let index = s.index()?;
+                let page = index.list(&q).map_err(ApiError::from)?;
+                let mut v = serde_json::to_value(&page).map_err(|e| ApiError::Internal(e.to_string()))?;
+                if s.exporter.is_some() {
+                    if let Some(clips) = v.get_mut("clips").and_then(|c| c.as_array_mut()) {
+                        for c in clips {
+                            with_export(&index, c);
+                        }
+                    }
+                }
+                Ok(v)
+            })
+            .await?;
             Ok::<_, Rejection>(json(StatusCode::OK, &page))
         });
     let meta = warp::path!("api" / "clips" / String).and(warp::get()).and(st.clone()).and_then(
         |id: String, s: Arc<AppState>| async move {
             clip_id(&id)?;
             let m = blocking(move || {
-                s.index()?.get(&id).map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))
+                let index = s.index()?;
+                let m = index
+                    .get(&id)
+                    .map_err(ApiError::from)?
+                    .ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))?;
+                let mut v = serde_json::to_value(&m).map_err(|e| ApiError::Internal(e.to_string()))?;
+                if s.exporter.is_some() {
+                    with_export(&index, &mut v);
+                }
+                Ok(v)
             })
             .await?;
             Ok::<_, Rejection>(json(StatusCode::OK, &m))

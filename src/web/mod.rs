@@ -58,6 +58,8 @@ pub struct AppState {
     pub uploads: Arc<crate::upload::Uploads>,
     /// The WebRTC (WHEP) live view; `None` when it is off or its port could not be bound.
     pub webrtc: Option<Arc<crate::live::webrtc::Webrtc>>,
+    /// The export to S3-compatible storage; `None` without `[export]`.
+    pub exporter: Option<Arc<crate::offsite::Exporter>>,
 }
 
 impl AppState {
@@ -231,6 +233,20 @@ pub(crate) async fn recover(r: Rejection) -> Result<warp::reply::Response, Infal
     Ok(resp)
 }
 
+/// `GET /api/health`: the control's health plus, with `[export]`, the export summary (refused
+/// credentials make it `degraded`).
+fn health(s: &AppState) -> serde_json::Value {
+    let mut v = serde_json::to_value(s.control.health()).unwrap_or_default();
+    if let (Some(x), Some(m)) = (&s.exporter, v.as_object_mut()) {
+        let summary = x.summary();
+        if summary.state == "auth_error" {
+            m.insert("status".into(), "degraded".into());
+        }
+        m.insert("export".into(), serde_json::to_value(summary).unwrap_or_default());
+    }
+    v
+}
+
 /// Camera control verbs.
 /// All routes, with JSON errors.
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
@@ -239,7 +255,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
     let health = warp::path!("api" / "health")
         .and(warp::get())
         .and(st.clone())
-        .map(|s: Arc<AppState>| warp::reply::json(&s.control.health()).into_response());
+        .map(|s: Arc<AppState>| warp::reply::json(&health(&s)).into_response());
 
     let list = warp::path!("api" / "cameras").and(warp::get()).and(st.clone()).map(|s: Arc<AppState>| {
         let v: Vec<_> = s.registry.snapshot().iter().map(|e| e.info()).collect();

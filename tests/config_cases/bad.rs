@@ -422,4 +422,34 @@ pub const BAD: &[Bad] = &[
         key: "mqtt.discovery",
         mentions: None,
     },
+    Bad {
+        name: "export-bad-bucket",
+        text: concat!("[export]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"My_Clips\"\naccess_key = \"k\"\nsecret_key = \"s\"\n", cam!()),
+        key: "export.bucket",
+        mentions: Some("a-z"),
+    },
+    Bad {
+        name: "export-endpoint-with-path",
+        text: concat!("[export]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9000/s3\"\nbucket = \"clips\"\naccess_key = \"k\"\nsecret_key = \"s\"\n", cam!()),
+        key: "export.endpoint",
+        mentions: None,
+    },
+    Bad {
+        name: "export-part-size-too-small",
+        text: concat!("[export]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"clips\"\naccess_key = \"k\"\nsecret_key = \"s\"\npart_size = \"1KiB\"\n", cam!()),
+        key: "export.part_size",
+        mentions: Some("5MiB"),
+    },
+    Bad {
+        name: "export-missing-secret",
+        text: concat!("[export]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"clips\"\naccess_key = \"k\"\n", cam!()),
+        key: "export",
+        mentions: Some("secret_key"),
+    },
+    Bad {
+        name: "export-unknown-kind",
+        text: concat!("[export]\nkind = \"ftp\"\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"clips\"\naccess_key = \"k\"\nsecret_key = \"s\"\n", cam!()),
+        key: "export.kind",
+        mentions: None,
+    },
 ];

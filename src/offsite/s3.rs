@@ -1,0 +1,228 @@
+//! The few S3 calls the exporter makes, signed by `rusty-s3` (presigned URLs, so every
+//! `x-amz-*` header is signed before the request) and sent with `reqwest` on rustls.
+//!
+//! Must never let a URL reach a log or an error: a presigned URL carries the access key and a
+//! signature (errors are built from the status and the service's error code only).
+
+use crate::config::ExportConfig;
+use rusty_s3::actions::{CreateMultipartUpload, ListParts};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use std::time::Duration;
+
+/// How long a signed request stays valid (it is sent at once).
+const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+/// The metadata header with the object's SHA-256 (hex): how a finished object is recognised.
+pub const SHA_HEADER: &str = "x-amz-meta-sha256";
+
+/// What went wrong with one request.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what}: {why}")]
+pub struct S3Error {
+    /// The call (`PUT object`, `upload part 3`, …).
+    pub what: String,
+    /// The HTTP status, if an answer came.
+    pub status: Option<u16>,
+    /// The service's error code (`AccessDenied`, `NoSuchBucket`, …) or the transport error.
+    pub why: String,
+}
+
+impl S3Error {
+    /// The credentials or the permissions were refused: retrying will not help until the
+    /// config changes.
+    pub fn is_auth(&self) -> bool {
+        self.status == Some(403)
+    }
+}
+
+/// A bucket to write to.
+pub struct S3 {
+    bucket: Bucket,
+    creds: Credentials,
+    http: reqwest::Client,
+}
+
+/// A part already uploaded: number, ETag, size.
+pub type Part = (u16, String, u64);
+
+impl S3 {
+    /// From `[export]` (validated).
+    pub fn new(cfg: &ExportConfig) -> Result<S3, String> {
+        let endpoint: reqwest::Url = cfg.endpoint.parse().map_err(|e| format!("export.endpoint: {e}"))?;
+        let style = if cfg.path_style { UrlStyle::Path } else { UrlStyle::VirtualHost };
+        let bucket = Bucket::new(endpoint, style, cfg.bucket.clone(), cfg.region.clone())
+            .map_err(|e| format!("export.bucket: {e}"))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| format!("HTTP client: {}", e.without_url()))?;
+        Ok(S3 { bucket, creds: Credentials::new(cfg.access_key.clone(), cfg.secret_key.clone()), http })
+    }
+
+    async fn send(&self, what: String, req: reqwest::RequestBuilder) -> Result<reqwest::Response, S3Error> {
+        let resp = req.send().await.map_err(|e| S3Error { what: what.clone(), status: None, why: transport(&e) })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        Err(S3Error { what, status: Some(status), why: error_code(status, &body) })
+    }
+
+    /// The object's size and SHA-256 metadata; `None` if there is none.
+    pub async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, S3Error> {
+        let url = self.bucket.head_object(Some(&self.creds), key).sign(SIGNED_FOR);
+        match self.send("HEAD object".into(), self.http.head(url)).await {
+            Ok(r) => {
+                let size = r.content_length().unwrap_or(0);
+                let sha = r.headers().get(SHA_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+                Ok(Some((size, sha)))
+            }
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Upload `body` as `key` in one request.
+    pub async fn put(&self, key: &str, body: Vec<u8>, sha: &str, content_type: &str) -> Result<(), S3Error> {
+        let mut action = self.bucket.put_object(Some(&self.creds), key);
+        action.headers_mut().insert(SHA_HEADER, sha.to_string());
+        action.headers_mut().insert("content-type", content_type.to_string());
+        let url = action.sign(SIGNED_FOR);
+        let req = self
+            .http
+            .put(url)
+            .header(SHA_HEADER, sha)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(reqwest::header::CONTENT_LENGTH, body.len())
+            .body(body);
+        self.send("PUT object".into(), req).await.map(|_| ())
+    }
+
+    /// Start a multipart upload of `key`; its upload id.
+    pub async fn create(&self, key: &str, sha: &str, content_type: &str) -> Result<String, S3Error> {
+        let mut action = self.bucket.create_multipart_upload(Some(&self.creds), key);
+        action.headers_mut().insert(SHA_HEADER, sha.to_string());
+        action.headers_mut().insert("content-type", content_type.to_string());
+        let url = action.sign(SIGNED_FOR);
+        let req = self.http.post(url).header(SHA_HEADER, sha).header(reqwest::header::CONTENT_TYPE, content_type);
+        let what = "create multipart upload".to_string();
+        let body = self.send(what.clone(), req).await?.text().await.map_err(|e| bad(&what, transport(&e)))?;
+        let parsed = CreateMultipartUpload::parse_response(&body).map_err(|e| bad(&what, e.to_string()))?;
+        Ok(parsed.upload_id().to_string())
+    }
+
+    /// Upload part `n` (from 1); its ETag.
+    pub async fn upload_part(&self, key: &str, upload_id: &str, n: u16, body: Vec<u8>) -> Result<String, S3Error> {
+        let url = self.bucket.upload_part(Some(&self.creds), key, n, upload_id).sign(SIGNED_FOR);
+        let what = format!("upload part {n}");
+        let req = self.http.put(url).header(reqwest::header::CONTENT_LENGTH, body.len()).body(body);
+        let resp = self.send(what.clone(), req).await?;
+        let etag = resp.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok());
+        etag.map(str::to_string).ok_or_else(|| bad(&what, "no ETag in the answer".into()))
+    }
+
+    /// The parts uploaded so far; `None` if the upload is gone (completed, aborted, expired).
+    pub async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Option<Vec<Part>>, S3Error> {
+        let mut parts = Vec::new();
+        let mut marker = None;
+        loop {
+            let mut action = self.bucket.list_parts(Some(&self.creds), key, upload_id);
+            if let Some(m) = marker {
+                action.set_part_number_marker(m);
+            }
+            let url = action.sign(SIGNED_FOR);
+            let what = "list parts".to_string();
+            let body = match self.send(what.clone(), self.http.get(url)).await {
+                Ok(r) => r.text().await.map_err(|e| bad(&what, transport(&e)))?,
+                Err(e) if e.status == Some(404) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            // moto (the test server) names the root element `ListPartsResponse`, AWS and MinIO
+            // `ListPartsResult`: accept both.
+            let page = ListParts::parse_response(&body)
+                .or_else(|e| {
+                    let renamed = body.replace("ListPartsResponse", "ListPartsResult");
+                    if renamed == body {
+                        Err(e)
+                    } else {
+                        ListParts::parse_response(&renamed)
+                    }
+                })
+                .map_err(|e| bad(&what, e.to_string()))?;
+            parts.extend(page.parts.iter().map(|p| (p.number, p.etag.clone(), p.size)));
+            match page.next_part_number_marker {
+                Some(m) if !page.parts.is_empty() && marker != Some(m) => marker = Some(m),
+                _ => return Ok(Some(parts)),
+            }
+        }
+    }
+
+    /// Finish a multipart upload from its parts' ETags, in order.
+    pub async fn complete(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<(), S3Error> {
+        let action =
+            self.bucket.complete_multipart_upload(Some(&self.creds), key, upload_id, etags.iter().map(String::as_str));
+        let url = action.sign(SIGNED_FOR);
+        let body = action.body();
+        let req = self.http.post(url).header(reqwest::header::CONTENT_LENGTH, body.len()).body(body);
+        let what = "complete multipart upload".to_string();
+        // S3 may answer 200 with an error document when completion fails late.
+        let text = self.send(what.clone(), req).await?.text().await.map_err(|e| bad(&what, transport(&e)))?;
+        if text.contains("<Error>") {
+            return Err(bad(&what, error_code(200, &text)));
+        }
+        Ok(())
+    }
+}
+
+fn bad(what: &str, why: String) -> S3Error {
+    S3Error { what: what.to_string(), status: None, why }
+}
+
+/// A transport error without its URL (a presigned URL holds the key and the signature).
+fn transport(e: &reqwest::Error) -> String {
+    let mut why = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        why = format!("{why}: {s}");
+        src = s.source();
+    }
+    crate::redact::redact(&why).into_owned()
+}
+
+/// `403 AccessDenied: message` from an S3 error document (at most 200 characters of it).
+fn error_code(status: u16, body: &str) -> String {
+    let tag = |t: &str| {
+        let open = format!("<{t}>");
+        let start = body.find(&open)? + open.len();
+        let end = body[start..].find(&format!("</{t}>"))? + start;
+        Some(body[start..end].chars().take(200).collect::<String>())
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) => format!("{status} {c}: {m}"),
+        (Some(c), None) => format!("{status} {c}"),
+        _ => format!("HTTP {status}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_documents_are_summed_up_without_urls() {
+        let doc = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message></Error>";
+        assert_eq!(
+            error_code(403, doc),
+            "403 SignatureDoesNotMatch: The request signature we calculated does not match"
+        );
+        assert_eq!(error_code(500, "oops"), "HTTP 500");
+        assert!(S3Error { what: "x".into(), status: Some(403), why: String::new() }.is_auth());
+    }
+}

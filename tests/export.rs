@@ -1,0 +1,263 @@
+//! Export to S3-compatible storage against a real S3-protocol server: moto's server mode (PyPI
+//! `moto[server]`, installed by `scripts/deps test` into `.cache/moto`; `HINDSIGHT_MOTO` names
+//! another `moto_server`). Parts of 64 KiB (moto's minimum lowered by `S3_UPLOAD_PART_MIN_SIZE`)
+//! make a small test clip a multipart upload.
+//!
+//! - a saved clip's video, poster and metadata arrive byte-identical (SHA-256 against the file
+//!   `/api/clips/{id}/video.mp4` serves), the video as a multipart object, and `/api/clips/{id}`
+//!   says `done`;
+//! - the daemon (the real binary) killed with SIGKILL in the middle of a multipart upload and
+//!   started again finishes the export from the queue, with no upload left open;
+//! - the server down when a clip is saved: the clip waits (`retrying`, the file kept) and is
+//!   exported once the server is up.
+
+mod common;
+
+use common::bin::{free_port, hindsight, Proc};
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "clips";
+const SNOW: &str = "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1";
+
+/// A moto S3 server of the test's own, killed on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+fn moto_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("HINDSIGHT_MOTO") {
+        return p.into();
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/moto/bin/moto_server");
+    if local.exists() {
+        local
+    } else {
+        "moto_server".into()
+    }
+}
+
+impl Moto {
+    async fn start(port: u16) -> Moto {
+        let child = Command::new(moto_bin())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("S3_UPLOAD_PART_MIN_SIZE", "65536")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server runs (scripts/deps test installs it into .cache/moto)");
+        let m = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reqwest::get(m.url("")).await.is_err() {
+            assert!(Instant::now() < deadline, "moto did not answer on {port}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        m
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("http://127.0.0.1:{}/{key}", self.port)
+    }
+
+    async fn create_bucket(&self) {
+        let r = reqwest::Client::new().put(self.url(BUCKET)).send().await.unwrap();
+        assert!(r.status().is_success(), "create bucket: {}", r.status());
+    }
+
+    /// A presigned GET (objects are private).
+    async fn get(&self, key: &str) -> (u16, Vec<u8>, Option<String>) {
+        use rusty_s3::S3Action;
+        let bucket =
+            rusty_s3::Bucket::new(self.url("").parse().unwrap(), rusty_s3::UrlStyle::Path, BUCKET, "us-east-1")
+                .unwrap();
+        let creds = rusty_s3::Credentials::new("test-key", "test-secret-not-shown");
+        let url = bucket.get_object(Some(&creds), key).sign(Duration::from_secs(60));
+        let r = reqwest::get(url).await.unwrap();
+        let etag = r.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
+        (r.status().as_u16(), r.bytes().await.unwrap().to_vec(), etag)
+    }
+
+    /// Multipart uploads not completed nor aborted.
+    async fn open_uploads(&self) -> usize {
+        let r = reqwest::get(self.url(&format!("{BUCKET}?uploads"))).await.unwrap();
+        assert_eq!(r.status(), 200, "list multipart uploads");
+        let xml = r.text().await.unwrap();
+        assert!(xml.contains("ListMultipartUploadsResult"), "{xml}");
+        xml.matches("<Upload>").count()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sha256(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn export_toml(s3_port: u16, max_kbps: u32) -> String {
+    format!(
+        "[export]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:{s3_port}\"\nbucket = \"{BUCKET}\"\n\
+         prefix = \"site/box1\"\naccess_key = \"test-key\"\nsecret_key = \"test-secret-not-shown\"\n\
+         part_size = \"64KiB\"\nmax_kbps = {max_kbps}\n"
+    )
+}
+
+fn export_config(s3_port: u16) -> hindsight::config::ExportConfig {
+    let t: toml::Value = toml::from_str(&export_toml(s3_port, 0)).unwrap();
+    t["export"].clone().try_into().unwrap()
+}
+
+/// Check every object of `clip` in the bucket against the local files.
+async fn check_objects(moto: &Moto, storage: &Path, clip: &serde_json::Value) {
+    let id = clip["id"].as_str().unwrap();
+    let export = &clip["export"];
+    assert_eq!(export["state"], "done", "{clip}");
+    let key = export["key"].as_str().unwrap();
+    let day = clip["start_at"].as_str().unwrap()[..10].replace('-', "/");
+    assert_eq!(key, format!("site/box1/{}/{day}/{id}.mp4", clip["camera"].as_str().unwrap()));
+    let local = std::fs::read(storage.join(clip["path"].as_str().unwrap())).unwrap();
+    let (status, remote, etag) = moto.get(key).await;
+    assert_eq!(status, 200);
+    assert_eq!(sha256(&remote), sha256(&local), "the video arrived byte-identical");
+    assert!(local.len() > 64 << 10, "the clip spans several parts");
+    assert!(etag.is_some_and(|e| e.contains('-')), "a multipart object's ETag ends in -N");
+    let poster = std::fs::read(storage.join(clip["path"].as_str().unwrap()).with_extension("jpg")).unwrap();
+    let (status, remote, _) = moto.get(&key.replace(".mp4", ".jpg")).await;
+    assert_eq!((status, sha256(&remote)), (200, sha256(&poster)));
+    let (status, remote, _) = moto.get(&key.replace(".mp4", ".json")).await;
+    assert_eq!(status, 200);
+    let meta: serde_json::Value = serde_json::from_slice(&remote).unwrap();
+    assert_eq!((&meta["id"], &meta["size_bytes"]), (&clip["id"], &clip["size_bytes"]));
+    assert_eq!(moto.open_uploads().await, 0, "no multipart upload left open");
+}
+
+async fn wait_export(addr: std::net::SocketAddr, id: &str, want: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, v) = get_json(addr, &format!("/api/clips/{id}")).await;
+        if status == 200 && v["export"]["state"] == want {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "clip {id} export never {want}: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_clip_arrives_byte_identical_and_waits_while_the_server_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3_port = free_port();
+    // Snow at 500 kbit/s: a 4 s clip of ~250 KB, four parts of 64 KiB (the test pattern
+    // compresses to ~50 KB).
+    let mut cam = gst_camera("cam0", SNOW);
+    cam.bitrate_kbps = 500;
+    cam.pre_s = 3.0;
+    cam.post_s = 1.0;
+    let mut cfg = config(dir.path(), vec![cam]);
+    cfg.export = Some(export_config(s3_port));
+    let storage = cfg.storage.path.clone();
+    let d = start(cfg).await;
+    let p = d.cameras[0].preroll.clone();
+    wait_for("3 s buffered", Duration::from_secs(60), || p.stats().buffered >= Duration::from_secs(3)).await;
+
+    // The server is down: the clip is saved and waits.
+    let (status, a) = post_body(d.http_addr, "/api/cameras/cam0/trigger", r#"{"label":"offline"}"#).await;
+    assert_eq!(status, 202, "{a}");
+    let first = a["clip_id"].as_str().unwrap().to_string();
+    let waiting = wait_export(d.http_addr, &first, "retrying").await;
+    assert!(waiting["export"]["error"].as_str().is_some_and(|e| e.contains("cannot connect")), "{waiting}");
+    assert!(!waiting["export"]["error"].as_str().unwrap().contains("X-Amz"), "no URL in errors");
+    let (_, health) = get_json(d.http_addr, "/api/health").await;
+    assert_eq!(health["export"]["state"], "retrying", "{health}");
+    assert!(storage.join(waiting["path"].as_str().unwrap()).exists());
+
+    // Up again (back-off: at most 2 s, 4 s, … after the failures so far).
+    let moto = Moto::start(s3_port).await;
+    moto.create_bucket().await;
+    let done = wait_export(d.http_addr, &first, "done").await;
+    check_objects(&moto, &storage, &done).await;
+
+    // A second clip goes straight through; the list shows the export state too.
+    let (_, b) = post_body(d.http_addr, "/api/cameras/cam0/trigger", r#"{"label":"online"}"#).await;
+    let second = b["clip_id"].as_str().unwrap().to_string();
+    let done = wait_export(d.http_addr, &second, "done").await;
+    check_objects(&moto, &storage, &done).await;
+    let (_, list) = get_json(d.http_addr, "/api/clips").await;
+    assert!(list["clips"].as_array().unwrap().iter().all(|c| c["export"]["state"] == "done"), "{list}");
+    // The secret key is nowhere in what the API answers.
+    assert!(!list.to_string().contains("test-secret-not-shown") && !health.to_string().contains("test-secret"));
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_upload_then_restart_finishes_the_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3_port = free_port();
+    let moto = Moto::start(s3_port).await;
+    moto.create_bucket().await;
+    let http = free_port();
+    let storage = dir.path().join("storage");
+    let cfg = dir.path().join("hindsight.toml");
+    // 400 kbit/s: a part of 64 KiB every ~1.3 s, a clip of ~250 KB in ~5 s: the kill lands mid-upload.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = \"{}\"\nmin_free_percent = 0\n[http]\nlisten = \"127.0.0.1:{http}\"\n[mqtt]\nenabled = false\n{}\
+             [[camera]]\nid = \"cam0\"\nencoder = \"x264enc\"\npre_s = 3\npost_s = 1\n\
+             bitrate_kbps = 500\nsource = {{ kind = \"gstreamer\", pipeline = \"{SNOW}\" }}\n",
+            storage.display(),
+            export_toml(s3_port, 400)
+        ),
+    )
+    .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    let spawn =
+        || Proc::spawn(hindsight().args(["run", "--config"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()));
+    let mut d = spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "the daemon did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = loop {
+        // Triggered as soon as the pre-roll holds 3 s (202 with pre_s_actual ≥ 2.9).
+        if let Ok((202, a)) =
+            tokio::time::timeout(Duration::from_secs(5), post_body(addr, "/api/cameras/cam0/trigger", "")).await
+        {
+            if a["pre_s_actual"].as_f64().unwrap_or(0.0) >= 2.9 {
+                break a["clip_id"].as_str().unwrap().to_string();
+            }
+        }
+        assert!(Instant::now() < deadline, "no trigger accepted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Killed once at least one part is in the bucket and the video is not complete.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, v) = get_json(addr, &format!("/api/clips/{id}")).await;
+        let (x, total) = (&v["export"], v["size_bytes"].as_u64().unwrap_or(0));
+        if status == 200 && x["bytes_done"].as_u64().unwrap_or(0) >= 64 << 10 {
+            assert!(x["bytes_done"].as_u64().unwrap() < total, "the video finished before the kill: {v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the upload never started: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    d.kill9();
+    assert!(moto.open_uploads().await >= 1, "a multipart upload was under way");
+    let _d = spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "the daemon did not listen again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = wait_export(addr, &id, "done").await;
+    check_objects(&moto, &storage, &done).await;
+}
