@@ -94,6 +94,34 @@ pub enum ClipEvent {
         /// Why.
         error: String,
     },
+    /// A clip's export ended: every object in the bucket (`error` none), or given up.
+    Exported {
+        /// Camera id.
+        camera: String,
+        /// Clip id.
+        clip_id: String,
+        /// The object keys (video, poster, metadata).
+        keys: Vec<String>,
+        /// Bytes of all objects.
+        bytes: u64,
+        /// Why it was given up.
+        error: Option<String>,
+    },
+}
+
+/// The JSON of an [`ClipEvent::Exported`] (MQTT `{base}/{camera}/export`, SSE `export`):
+/// `{"event_type":"export_done"|"export_failed","camera","clip_id","keys","bytes","error"?}`;
+/// `null` for any other event.
+pub fn export_json(ev: &ClipEvent) -> serde_json::Value {
+    let ClipEvent::Exported { camera, clip_id, keys, bytes, error } = ev else { return serde_json::Value::Null };
+    let mut v = serde_json::json!({
+        "event_type": if error.is_none() { "export_done" } else { "export_failed" },
+        "camera": camera, "clip_id": clip_id, "keys": keys, "bytes": bytes,
+    });
+    if let (Some(e), Some(m)) = (error, v.as_object_mut()) {
+        m.insert("error".into(), serde_json::Value::String(e.clone()));
+    }
+    v
 }
 
 /// A time-sortable, URL-safe clip id: `YYYYMMDDTHHMMSSmmmZ-` + 6 hex digits of a per-process

@@ -187,7 +187,7 @@ impl Daemon {
         ));
         let webrtc = start_webrtc(&config.http);
         let exporter = config.export.as_ref().and_then(|x| {
-            match crate::offsite::Exporter::start(x, store.clone(), registry.events().subscribe(), stop.clone()) {
+            match crate::offsite::Exporter::start(x, store.clone(), registry.events().clone(), stop.clone()) {
                 Ok(e) => {
                     log::info!("export to bucket {:?} at {}", x.bucket, x.endpoint);
                     Some(Arc::new(e))

@@ -9,7 +9,7 @@
 //! - the daemon (the real binary) killed with SIGKILL in the middle of a multipart upload and
 //!   started again finishes the export from the queue, with no upload left open;
 //! - the server down when a clip is saved: the clip waits (`retrying`, the file kept) and is
-//!   exported once the server is up.
+//!   exported once the server is up, and `export_done` is published on MQTT.
 
 mod common;
 
@@ -162,8 +162,13 @@ async fn a_saved_clip_arrives_byte_identical_and_waits_while_the_server_is_down(
     cam.post_s = 1.0;
     let mut cfg = config(dir.path(), vec![cam]);
     cfg.export = Some(export_config(s3_port));
+    // The export's end is announced on MQTT (the embedded broker).
+    let mqtt_port = free_port();
+    cfg.mqtt.enabled = true;
+    cfg.mqtt.listen = format!("127.0.0.1:{mqtt_port}");
     let storage = cfg.storage.path.clone();
     let d = start(cfg).await;
+    let mut obs = common::mqtt::Observer::connect(mqtt_port, "hindsight/+/export");
     let p = d.cameras[0].preroll.clone();
     wait_for("3 s buffered", Duration::from_secs(60), || p.stats().buffered >= Duration::from_secs(3)).await;
 
@@ -183,6 +188,10 @@ async fn a_saved_clip_arrives_byte_identical_and_waits_while_the_server_is_down(
     moto.create_bucket().await;
     let done = wait_export(d.http_addr, &first, "done").await;
     check_objects(&moto, &storage, &done).await;
+    let ev = obs.next("hindsight/cam0/export", |m| m.json()["clip_id"] == first.as_str()).await.json();
+    assert_eq!(ev["event_type"], "export_done", "{ev}");
+    assert_eq!(ev["keys"][0], done["export"]["key"]);
+    assert_eq!(ev["bytes"], done["export"]["bytes_total"]);
 
     // A second clip goes straight through; the list shows the export state too.
     let (_, b) = post_body(d.http_addr, "/api/cameras/cam0/trigger", r#"{"label":"online"}"#).await;

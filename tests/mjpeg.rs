@@ -324,7 +324,7 @@ async fn failure_shows_no_signal_and_recovery_resumes_live() {
     // No signal: dark frames with text, about once a second, while the camera is failed.
     let mut dark_at = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while dark_at.len() < 3 {
+    while dark_at.len() < 5 {
         assert!(Instant::now() < deadline, "no NO SIGNAL frames within 30 s");
         let j = r.next_within(Duration::from_secs(10)).await;
         let luma = mean_luma(&j);
@@ -337,10 +337,12 @@ async fn failure_shows_no_signal_and_recovery_resumes_live() {
         }
     }
     let state = c.status.state();
-    for w in dark_at.windows(2) {
-        let gap = w[1] - w[0];
-        assert!(gap > Duration::from_millis(600) && gap < Duration::from_millis(1600), "NO SIGNAL every {gap:?}");
-    }
+    // About once a second, not at the camera's 10 fps (5 frames in 0.4 s). Arrival times only
+    // bound it from below: a reader starved of CPU (a loaded CI machine) gets what queued in its
+    // socket back to back, so single gaps can be short; the span of five cannot, unless the
+    // reader stalled for seconds.
+    let span = dark_at[4] - dark_at[0];
+    assert!(span > Duration::from_millis(2000), "5 NO SIGNAL frames within {span:?}");
     assert_eq!(state, CameraState::Failed, "the camera is failed while NO SIGNAL is shown");
     assert_eq!(c.info().viewers, 1, "the viewer stayed connected");
 

@@ -92,7 +92,8 @@ impl Rig {
                 match events.blocking_recv() {
                     Ok(ClipEvent::Saved(m)) => break Some(Ok(*m)),
                     Ok(ClipEvent::Failed { clip_id, error, .. }) => break Some(Err((clip_id, error))),
-                    Ok(ClipEvent::Recording { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Ok(ClipEvent::Recording { .. } | ClipEvent::Exported { .. })
+                    | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => break None,
                 }
             };

@@ -379,6 +379,11 @@ impl Session {
                 self.last_clips.insert(meta.camera.clone(), body);
                 self.snapshots(vec![meta.camera.clone()]);
             }
+            Ok(ev @ ClipEvent::Exported { .. }) => {
+                let ClipEvent::Exported { camera, .. } = &ev else { return };
+                let topic = self.topics.camera(camera, "export");
+                self.publish(topic, false, crate::clip_meta::export_json(&ev).to_string().into_bytes(), stop).await;
+            }
             Ok(ClipEvent::Failed { camera, clip_id, error }) => {
                 log::warn!("clip {clip_id} on {camera} failed: {error}");
                 let topic = self.topics.camera(&camera, "clip");

@@ -68,7 +68,7 @@ impl Exporter {
     pub fn start(
         cfg: &ExportConfig,
         store: Arc<ClipStore>,
-        events: broadcast::Receiver<ClipEvent>,
+        events: broadcast::Sender<ClipEvent>,
         stop: StopToken,
     ) -> Result<Exporter, String> {
         let s3 = S3::new(cfg)?;
@@ -80,8 +80,9 @@ impl Exporter {
             part_size: cfg.part_size.0,
             max_kbps: cfg.max_kbps,
             summary: summary.clone(),
+            events: events.clone(),
         };
-        let task = tokio::spawn(worker.run(events, stop));
+        let task = tokio::spawn(worker.run(events.subscribe(), stop));
         Ok(Exporter { summary, task })
     }
 
@@ -110,6 +111,8 @@ struct Worker {
     part_size: u64,
     max_kbps: u32,
     summary: Arc<Mutex<ExportSummary>>,
+    /// Where the end of each clip's export is announced (MQTT, SSE).
+    events: broadcast::Sender<ClipEvent>,
 }
 
 impl Worker {
@@ -117,7 +120,7 @@ impl Worker {
         let mut queue: Vec<ExportEntry> = self.load().await;
         let mut events_open = true;
         loop {
-            self.publish_summary(&queue, None);
+            self.publish_summary(&queue);
             let now = crate::time::wall_now_ms();
             let due: Option<(i64, String)> = due_key(&queue).map(|(at, id)| (at, id.clone()));
             let wait = match &due {
@@ -141,6 +144,15 @@ impl Worker {
                     tokio::select! {
                         _ = stop.stopped() => return,
                         () = self.attempt(&mut entry) => {}
+                    }
+                    if !entry.state.pending() {
+                        let _ = self.events.send(ClipEvent::Exported {
+                            camera: entry.camera.clone(),
+                            clip_id: entry.clip_id.clone(),
+                            keys: entry.objects.iter().map(|o| o.key.clone()).collect(),
+                            bytes: entry.bytes_total(),
+                            error: if entry.state == ExportState::Done { None } else { entry.error.clone() },
+                        });
                     }
                     queue[i] = entry;
                     queue.retain(|e| e.state.pending() || e.state == ExportState::Failed);
@@ -199,7 +211,6 @@ impl Worker {
     /// recorded after every change.
     async fn attempt(&self, entry: &mut ExportEntry) {
         entry.state = ExportState::Uploading;
-        self.publish_summary(&[entry.clone()], None);
         let result = self.upload_next(entry).await;
         match result {
             Ok(()) => {
@@ -211,6 +222,7 @@ impl Worker {
                 }
                 entry.attempts = 0;
                 entry.next_at_ms = 0;
+                self.set_last_error(None);
             }
             // The clip's file is gone (deleted, or removed by retention): nothing to retry.
             Err(e) if e.what.starts_with("read ") && e.why.contains("No such file") => {
@@ -236,7 +248,7 @@ impl Worker {
                     );
                 }
                 entry.error = Some(why.clone());
-                self.publish_summary(&[], Some(why));
+                self.set_last_error(Some(why));
             }
         }
         self.save(entry).await;
@@ -256,7 +268,7 @@ impl Worker {
                 }
             }
         }
-        if obj.size <= self.part_size {
+        if obj.size <= self.part_size && obj.upload_id.is_none() {
             let body = self.read(entry, &obj, 0, obj.size).await?;
             self.s3.put(&obj.key, body, &obj.sha256, obj.content_type()).await?;
             self.pace(obj.size).await;
@@ -270,7 +282,7 @@ impl Worker {
             Some(id) => match self.s3.list_parts(&obj.key, id).await? {
                 Some(listed) => {
                     let o = &mut entry.objects[i];
-                    o.parts = queue::keep_listed(&o.parts, &listed, self.part_size, o.size);
+                    o.parts = queue::keep_listed(&o.parts, &listed, o.part_size, o.size);
                     o.checked = true;
                     id.clone()
                 }
@@ -285,18 +297,21 @@ impl Worker {
             },
             None => {
                 let id = self.s3.create(&obj.key, &obj.sha256, obj.content_type()).await?;
-                entry.objects[i].upload_id = Some(id);
-                entry.objects[i].checked = true;
+                let o = &mut entry.objects[i];
+                o.upload_id = Some(id);
+                o.part_size = queue::part_size_for(o.size, self.part_size);
+                o.checked = true;
                 return Ok(());
             }
         };
-        let parts = queue::part_count(obj.size, self.part_size);
         let o = entry.objects[i].clone();
+        let part_size = if o.part_size > 0 { o.part_size } else { queue::part_size_for(o.size, self.part_size) };
+        let parts = queue::part_count(obj.size, part_size);
         let next = (1..=parts).find(|n| !o.parts.iter().any(|p| p.0 == *n));
         match next {
             Some(n) => {
-                let off = u64::from(n - 1) * self.part_size;
-                let len = self.part_size.min(obj.size - off);
+                let off = u64::from(n - 1) * part_size;
+                let len = part_size.min(obj.size - off);
                 let body = self.read(entry, &obj, off, len).await?;
                 let etag = self.s3.upload_part(&obj.key, &upload_id, n, body).await?;
                 self.pace(len).await;
@@ -363,24 +378,26 @@ impl Worker {
         }
     }
 
-    fn publish_summary(&self, queue: &[ExportEntry], error: Option<String>) {
+    /// The summary from the queue: `auth_error` or `retrying` if any clip is so, `uploading`
+    /// while clips wait, else `idle`.
+    fn publish_summary(&self, queue: &[ExportEntry]) {
         let mut s = self.summary.lock().unwrap_or_else(|p| p.into_inner());
-        if !queue.is_empty() {
-            s.queued = queue.iter().filter(|e| e.state.pending()).count();
-            s.failed = queue.iter().filter(|e| e.state == ExportState::Failed).count();
-            s.state = match queue.iter().map(|e| e.state).find(|st| *st != ExportState::Pending) {
-                Some(ExportState::Uploading) => "uploading",
-                Some(ExportState::AuthError) => "auth_error",
-                Some(ExportState::Retrying) => "retrying",
-                _ if s.queued > 0 => "uploading",
-                _ => "idle",
-            };
-        } else if queue.is_empty() && error.is_none() && s.queued == 0 {
-            s.state = "idle";
-        }
-        if error.is_some() {
-            s.last_error = error;
-        }
+        s.queued = queue.iter().filter(|e| e.state.pending()).count();
+        s.failed = queue.iter().filter(|e| e.state == ExportState::Failed).count();
+        let any = |st: ExportState| queue.iter().any(|e| e.state == st);
+        s.state = if any(ExportState::AuthError) {
+            "auth_error"
+        } else if any(ExportState::Retrying) {
+            "retrying"
+        } else if s.queued > 0 {
+            "uploading"
+        } else {
+            "idle"
+        };
+    }
+
+    fn set_last_error(&self, error: Option<String>) {
+        self.summary.lock().unwrap_or_else(|p| p.into_inner()).last_error = error;
     }
 }
 

@@ -52,6 +52,10 @@ pub struct Object {
     /// The multipart upload under way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_id: Option<String>,
+    /// The part size of the multipart upload, fixed when it is created (a changed
+    /// `part_size` applies to new uploads only).
+    #[serde(default)]
+    pub part_size: u64,
     /// Its finished parts: number, ETag, size.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<(u16, String, u64)>,
@@ -173,6 +177,7 @@ pub fn entry_for(storage: &Storage, meta: &ClipMeta, prefix: &str) -> Result<Exp
         sha256,
         done: false,
         upload_id: None,
+        part_size: 0,
         parts: Vec::new(),
         checked: false,
     }];
@@ -187,6 +192,7 @@ pub fn entry_for(storage: &Storage, meta: &ClipMeta, prefix: &str) -> Result<Exp
             sha256,
             done: false,
             upload_id: None,
+            part_size: 0,
             parts: Vec::new(),
             checked: false,
         });
@@ -201,6 +207,7 @@ pub fn entry_for(storage: &Storage, meta: &ClipMeta, prefix: &str) -> Result<Exp
         inline: Some(json),
         done: false,
         upload_id: None,
+        part_size: 0,
         parts: Vec::new(),
         checked: false,
     });
@@ -214,6 +221,12 @@ pub fn entry_for(storage: &Storage, meta: &ClipMeta, prefix: &str) -> Result<Exp
         error: None,
         done_at: None,
     })
+}
+
+/// S3 takes at most 10 000 parts: the part size for a file of `size` bytes, `configured` or
+/// larger.
+pub fn part_size_for(size: u64, configured: u64) -> u64 {
+    configured.max(size.div_ceil(10_000)).max(1)
 }
 
 /// Parts of `part_size` a file of `size` bytes takes.
@@ -246,6 +259,11 @@ mod tests {
         assert_eq!(part_count(10, 4), 3);
         assert_eq!(part_count(8, 4), 2);
         assert_eq!(part_count(0, 4), 1);
+        // 1 GB in 64 KiB parts would be 15 259 parts: the parts grow to stay under 10 000.
+        let ps = part_size_for(1_000_000_000, 64 << 10);
+        assert_eq!(ps, 100_000);
+        assert!(part_count(1_000_000_000, ps) <= 10_000);
+        assert_eq!(part_size_for(10 << 20, 8 << 20), 8 << 20);
         let listed = vec![(1, "a".to_string(), 4), (2, "b".to_string(), 3), (3, "c".to_string(), 2)];
         // Part 2 was cut short (3 of 4 bytes): sent again; part 3 is the last (2 bytes): kept.
         assert_eq!(keep_listed(&[], &listed, 4, 10), vec![(1, "a".to_string(), 4), (3, "c".to_string(), 2)]);

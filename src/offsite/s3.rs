@@ -65,7 +65,7 @@ impl S3 {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
+        let body = read_bounded(&what, resp, MAX_ERROR_BODY).await.unwrap_or_default();
         Err(S3Error { what, status: Some(status), why: error_code(status, &body) })
     }
 
@@ -107,7 +107,7 @@ impl S3 {
         let url = action.sign(SIGNED_FOR);
         let req = self.http.post(url).header(SHA_HEADER, sha).header(reqwest::header::CONTENT_TYPE, content_type);
         let what = "create multipart upload".to_string();
-        let body = self.send(what.clone(), req).await?.text().await.map_err(|e| bad(&what, transport(&e)))?;
+        let body = read_bounded(&what, self.send(what.clone(), req).await?, MAX_ANSWER).await?;
         let parsed = CreateMultipartUpload::parse_response(&body).map_err(|e| bad(&what, e.to_string()))?;
         Ok(parsed.upload_id().to_string())
     }
@@ -134,7 +134,7 @@ impl S3 {
             let url = action.sign(SIGNED_FOR);
             let what = "list parts".to_string();
             let body = match self.send(what.clone(), self.http.get(url)).await {
-                Ok(r) => r.text().await.map_err(|e| bad(&what, transport(&e)))?,
+                Ok(r) => read_bounded(&what, r, MAX_ANSWER).await?,
                 Err(e) if e.status == Some(404) => return Ok(None),
                 Err(e) => return Err(e),
             };
@@ -167,12 +167,30 @@ impl S3 {
         let req = self.http.post(url).header(reqwest::header::CONTENT_LENGTH, body.len()).body(body);
         let what = "complete multipart upload".to_string();
         // S3 may answer 200 with an error document when completion fails late.
-        let text = self.send(what.clone(), req).await?.text().await.map_err(|e| bad(&what, transport(&e)))?;
+        let text = read_bounded(&what, self.send(what.clone(), req).await?, MAX_ANSWER).await?;
         if text.contains("<Error>") {
             return Err(bad(&what, error_code(200, &text)));
         }
         Ok(())
     }
+}
+
+/// Largest answer read (a ListParts page of 1000 parts is ~250 KB).
+const MAX_ANSWER: usize = 1 << 20;
+/// Largest error document read.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// The answer's body as text, at most `max` bytes (a service, or something posing as one,
+/// cannot make the exporter hold more).
+async fn read_bounded(what: &str, mut r: reqwest::Response, max: usize) -> Result<String, S3Error> {
+    let mut buf = Vec::new();
+    while let Some(c) = r.chunk().await.map_err(|e| bad(what, transport(&e)))? {
+        if buf.len() + c.len() > max {
+            return Err(bad(what, format!("answer over {} KiB", max >> 10)));
+        }
+        buf.extend_from_slice(&c);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 fn bad(what: &str, why: String) -> S3Error {

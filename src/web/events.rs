@@ -26,6 +26,7 @@ fn to_sse(ev: &ClipEvent) -> Option<warp::sse::Event> {
         ClipEvent::Failed { camera, clip_id, error } => {
             e.event("clip_failed").json_data(serde_json::json!({"camera": camera, "clip_id": clip_id, "error": error}))
         }
+        ClipEvent::Exported { .. } => e.event("export").json_data(crate::clip_meta::export_json(ev)),
     }
     .ok()
 }
