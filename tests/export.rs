@@ -200,6 +200,16 @@ async fn a_saved_clip_arrives_byte_identical_and_waits_while_the_server_is_down(
     check_objects(&moto, &storage, &done).await;
     let (_, list) = get_json(d.http_addr, "/api/clips").await;
     assert!(list["clips"].as_array().unwrap().iter().all(|c| c["export"]["state"] == "done"), "{list}");
+    // Metrics count what went out: every byte of both clips' objects (parts and PUTs).
+    let metrics = reqwest::get(format!("http://{}/metrics", d.http_addr)).await.unwrap().text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let total: u64 =
+        list["clips"].as_array().unwrap().iter().map(|c| c["export"]["bytes_total"].as_u64().unwrap()).sum();
+    assert_eq!(value("hindsight_export_uploaded_bytes_total") as u64, total);
+    assert_eq!(value("hindsight_export_queued_clips"), 0.0);
     // The secret key is nowhere in what the API answers.
     assert!(!list.to_string().contains("test-secret-not-shown") && !health.to_string().contains("test-secret"));
     d.shutdown().await;

@@ -98,6 +98,33 @@ pub fn render(s: &AppState) -> String {
             })
             .collect();
     family(&mut out, "uploads", "gauge", "Uploads of this run by state.", &by_state);
+    if let Some(x) = &s.exporter {
+        let e = x.summary();
+        let one = |v: f64| [(String::new(), v)];
+        family(&mut out, "export_queued_clips", "gauge", "Clips waiting for or in export.", &one(e.queued as f64));
+        family(&mut out, "export_failed_clips", "gauge", "Clips whose export was given up.", &one(e.failed as f64));
+        family(
+            &mut out,
+            "export_auth_error",
+            "gauge",
+            "1 while the storage service refuses the credentials.",
+            &one(f64::from(u8::from(e.state == "auth_error"))),
+        );
+        family(
+            &mut out,
+            "export_uploaded_bytes_total",
+            "counter",
+            "Bytes uploaded by the export since start.",
+            &one(e.uploaded_bytes as f64),
+        );
+        family(
+            &mut out,
+            "export_uploaded_objects_total",
+            "counter",
+            "Objects (or parts) uploaded by the export since start.",
+            &one(e.uploaded_objects as f64),
+        );
+    }
     out
 }
 
