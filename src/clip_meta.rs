@@ -71,6 +71,21 @@ pub struct ClipMeta {
     /// the earlier one was recording, and one MP4 holds one stream format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continues: Option<String>,
+    /// Exported and its video deleted here (`[export] delete_local`): the video is served from
+    /// the bucket, the poster stays. Present only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remote_only: bool,
+}
+
+impl ClipMeta {
+    /// The bytes the clip takes on this disk (0 once only the bucket has its video).
+    pub fn local_bytes(&self) -> u64 {
+        if self.remote_only {
+            0
+        } else {
+            self.size_bytes
+        }
+    }
 }
 
 /// Events the recorder announces (MQTT publishes them).
@@ -227,6 +242,7 @@ impl ClipSidecar {
             trigger_ids: self.trigger_ids,
             device: self.device,
             continues: self.continues,
+            remote_only: false,
         }
     }
 }

@@ -98,6 +98,10 @@ pub struct Index {
     segments: sled::Tree,
     /// The export queue: clip id → the exporter's entry as JSON (`index/export.rs`).
     export: sled::Tree,
+    /// Clip ids whose export is not finished (retention deletes them last).
+    export_pending: sled::Tree,
+    /// Schema version and small settings (`export_since`).
+    meta: sled::Tree,
 }
 
 impl std::fmt::Debug for Index {
@@ -172,6 +176,8 @@ impl Index {
             by_label: db.open_tree("by_label")?,
             segments: db.open_tree("segments")?,
             export: db.open_tree("export")?,
+            export_pending: db.open_tree("export_pending")?,
+            meta,
             db,
         };
         // Opening trees writes their metadata: make that durable now, not later while idle.
@@ -233,6 +239,9 @@ impl Index {
                 Err(_) => Ok(Some(None)),
             }
         }))?;
+        // Its export entry goes with it (the exporter drops a queued clip that is gone).
+        self.export.remove(id.as_bytes())?;
+        self.export_pending.remove(id.as_bytes())?;
         let removed = match removed {
             None => None,
             Some(Some(meta)) => Some(meta),

@@ -336,7 +336,7 @@ impl Storage {
         Ok(StorageUsage {
             path: self.root.display().to_string(),
             clips: clips.len(),
-            clip_bytes: clips.iter().map(|c| c.size_bytes).sum(),
+            clip_bytes: clips.iter().map(ClipMeta::local_bytes).sum(),
             upload_bytes: dir_bytes(&self.root.join("uploads")),
             quarantine_bytes: dir_bytes(&self.root.join("quarantine")),
             pinned: clips.iter().filter(|c| c.pinned).count(),
@@ -362,7 +362,8 @@ impl Storage {
         (fs.total_bytes as u128 * self.cfg.min_free_percent as u128 / 100) as u64
     }
 
-    /// What retention would delete now, oldest first, never pinned clips, given `incoming`
+    /// What retention would delete now, oldest first (clips waiting for their export last: not
+    /// by age at all), never pinned clips, given `incoming`
     /// bytes about to be written: (a) clips older than `retention_days` (if > 0), (b) while
     /// clips + [`other_bytes`](Self::other_bytes) + incoming exceed `max_bytes`, (c) while free space (after deleting) minus
     /// incoming is under `min_free_percent` of the filesystem.
@@ -389,8 +390,11 @@ impl Storage {
         skip: &std::collections::HashSet<String>,
     ) -> Result<Vec<PlannedDeletion>, StorageError> {
         let clips = index.all()?;
+        // Clips still waiting for their export: kept by age, deleted last for room.
+        let exporting = index.export_pending_ids()?;
         // What counts toward max_bytes: the clips and the uploads and quarantine directories.
-        let mut clip_bytes: u64 = clips.iter().map(|c| c.size_bytes).sum::<u64>().saturating_add(self.other_bytes());
+        let mut clip_bytes: u64 =
+            clips.iter().map(ClipMeta::local_bytes).sum::<u64>().saturating_add(self.other_bytes());
         let mut freed: u64 = 0;
         let mut planned: Vec<Option<DeletionReason>> = vec![None; clips.len()];
 
@@ -410,18 +414,28 @@ impl Storage {
             }
             let cutoff = now_ms.saturating_sub(self.cfg.retention_days as i64 * DAY_MS);
             for (i, c) in clips.iter().enumerate() {
-                if !c.pinned && !skip.contains(&c.id) && age_known(c.start_ms, now_ms) && c.start_ms < cutoff {
+                if !c.pinned
+                    && !skip.contains(&c.id)
+                    && !exporting.contains(&c.id)
+                    && age_known(c.start_ms, now_ms)
+                    && c.start_ms < cutoff
+                {
                     planned[i] = Some(DeletionReason::Age);
-                    clip_bytes = clip_bytes.saturating_sub(c.size_bytes);
-                    freed = freed.saturating_add(c.size_bytes);
+                    clip_bytes = clip_bytes.saturating_sub(c.local_bytes());
+                    freed = freed.saturating_add(c.local_bytes());
                 }
             }
         }
 
         let fs = self.fs_stats();
         let max = self.cfg.max_bytes.0;
-        for (i, c) in clips.iter().enumerate() {
-            if c.pinned || planned[i].is_some() || skip.contains(&c.id) {
+        // Oldest first, clips waiting for their export after all the others.
+        let mut order: Vec<usize> = (0..clips.len()).collect();
+        order.sort_by_key(|&i| exporting.contains(&clips[i].id));
+        for i in order {
+            let c = &clips[i];
+            // (A clip only in the bucket frees nothing here: it goes by age only.)
+            if c.pinned || c.remote_only || planned[i].is_some() || skip.contains(&c.id) {
                 continue;
             }
             let reason = if clip_bytes.saturating_add(incoming) > max {
@@ -434,8 +448,8 @@ impl Storage {
                 break;
             };
             planned[i] = Some(reason);
-            clip_bytes = clip_bytes.saturating_sub(c.size_bytes);
-            freed = freed.saturating_add(c.size_bytes);
+            clip_bytes = clip_bytes.saturating_sub(c.local_bytes());
+            freed = freed.saturating_add(c.local_bytes());
         }
 
         Ok(clips
@@ -509,7 +523,8 @@ impl Storage {
             report.failed.extend(round.failed);
         }
 
-        let clip_bytes: u64 = index.all()?.iter().map(|c| c.size_bytes).sum::<u64>().saturating_add(self.other_bytes());
+        let clip_bytes: u64 =
+            index.all()?.iter().map(ClipMeta::local_bytes).sum::<u64>().saturating_add(self.other_bytes());
         let max = self.cfg.max_bytes.0;
         if clip_bytes.saturating_add(incoming) > max {
             return Err(StorageError::Full { needed: incoming, free: max.saturating_sub(clip_bytes) });

@@ -21,7 +21,8 @@ use std::time::Duration;
 const W: usize = 320;
 const H: usize = 240;
 const FPS: u32 = 30;
-const SEGMENT_S: u32 = 10;
+// 5 s segments: 12 of them (the boundaries under test) in a minute of CI time.
+const SEGMENT_S: u32 = 5;
 
 fn recording_camera(segment_s: u32, flush_s: f64) -> hindsight::config::CameraConfig {
     let mut cam = test_camera("cam0", W as u32, H as u32, FPS, 1.0);
@@ -92,12 +93,12 @@ async fn segments_follow_each_other_frame_for_frame() {
     let stats = entry.record_stats.clone();
     // The entry holds the clip store (and the index open) until dropped.
     drop(entry);
-    wait_for("a minute", Duration::from_secs(120), || stats.segments.load(Ordering::Relaxed) >= 6).await;
+    wait_for("30 s", Duration::from_secs(120), || stats.segments.load(Ordering::Relaxed) >= 6).await;
     // A trigger while recording: its clip is saved as ever, and marked on the timeline.
     let (status, t) = post_json(d.http_addr, "/api/cameras/cam0/trigger").await;
     assert_eq!(status, 202, "{t}");
     let clip = t["clip_id"].as_str().expect("a clip id").to_string();
-    wait_for("two minutes", Duration::from_secs(120), || stats.segments.load(Ordering::Relaxed) >= 12).await;
+    wait_for("a minute", Duration::from_secs(120), || stats.segments.load(Ordering::Relaxed) >= 12).await;
     let saved = wait_clip(d.http_addr, &clip, Duration::from_secs(60)).await;
     assert_eq!((saved["camera"].as_str(), saved["source"].as_str()), (Some("cam0"), Some("trigger")), "{saved}");
     metrics_say_what_was_recorded(d.http_addr).await;
@@ -150,7 +151,7 @@ async fn segments_follow_each_other_frame_for_frame() {
             assert!((want - 100..=want + 100).contains(&len_ms), "a {SEGMENT_S} s segment: {s:?}");
         }
     }
-    assert!(stats.flushes.load(Ordering::Relaxed) >= 100, "about one flush per 0.5 s");
+    assert!(stats.flushes.load(Ordering::Relaxed) >= 90, "about one flush per 0.5 s for a minute");
     let lens: Vec<String> = segs.iter().map(|s| format!("{} ms/{} frames", s.end_ms - s.start_ms, s.frames)).collect();
     println!("SEGMENTS {} ({}), last frame {last_seq:?}", segs.len(), lens.join(", "));
 }
@@ -224,17 +225,14 @@ async fn metrics_say_what_was_recorded(addr: std::net::SocketAddr) {
     let bytes = value("recording_bytes_written_total");
     assert!(bytes > 100_000.0, "{bytes}");
     let flushes = value("recording_flushes_total");
-    assert!(flushes >= 150.0, "two minutes at about one flush per 0.5 s: {flushes}");
+    assert!(flushes >= 90.0, "a minute at about one flush per 0.5 s: {flushes}");
     let flush_s = value("recording_flush_seconds_total");
     assert!(flush_s > 0.0, "{flush_s}");
     assert!(value("recording_last_flush_seconds") > 0.0);
     assert_eq!(value("recording_errors_total"), 0.0);
     let oldest = value("recording_oldest_timestamp_seconds");
     let now = hindsight::time::wall_now_ms() as f64 / 1e3;
-    assert!(
-        (now - 200.0..now - 100.0).contains(&oldest),
-        "the recording began about two minutes ago: {oldest} vs {now}"
-    );
+    assert!((now - 100.0..now - 50.0).contains(&oldest), "the recording began about a minute ago: {oldest} vs {now}");
     println!(
         "METRICS {bytes} bytes, {flushes} flushes, mean flush {:.2} ms, oldest {:.0} s ago",
         flush_s / flushes * 1e3,

@@ -9,7 +9,13 @@
 //! - the daemon (the real binary) killed with SIGKILL in the middle of a multipart upload and
 //!   started again finishes the export from the queue, with no upload left open;
 //! - the server down when a clip is saved: the clip waits (`retrying`, the file kept) and is
-//!   exported once the server is up, and `export_done` is published on MQTT.
+//!   exported once the server is up, and `export_done` is published on MQTT;
+//! - the server hung (SIGSTOP) for a minute in the middle of an upload while two more clips are
+//!   saved: `retrying`, every file kept, and all three arrive once it runs again;
+//! - wrong credentials, against s3s-fs (crates.io, run in the test process: unlike moto it checks
+//!   every request's signature): `auth_error` on the clip, `degraded` in `/api/health`, nothing
+//!   in the bucket, the clip kept; restarted with the right key the export completes, byte for
+//!   byte; a clip re-queued with `POST /api/clips/{id}/export`.
 
 mod common;
 
@@ -101,17 +107,54 @@ fn sha256(data: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+const SECRET: &str = "test-secret-not-shown";
+
 fn export_toml(s3_port: u16, max_kbps: u32) -> String {
     format!(
         "[export]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:{s3_port}\"\nbucket = \"{BUCKET}\"\n\
-         prefix = \"site/box1\"\naccess_key = \"test-key\"\nsecret_key = \"test-secret-not-shown\"\n\
+         prefix = \"site/box1\"\naccess_key = \"test-key\"\nsecret_key = \"{SECRET}\"\n\
          part_size = \"64KiB\"\nmax_kbps = {max_kbps}\n"
     )
 }
 
-fn export_config(s3_port: u16) -> hindsight::config::ExportConfig {
-    let t: toml::Value = toml::from_str(&export_toml(s3_port, 0)).unwrap();
+fn export_config(s3_port: u16, max_kbps: u32) -> hindsight::config::ExportConfig {
+    let t: toml::Value = toml::from_str(&export_toml(s3_port, max_kbps)).unwrap();
     t["export"].clone().try_into().unwrap()
+}
+
+/// A daemon with one snow camera (4 s clips of ~250 KB at 500 kbit/s: four parts of 64 KiB)
+/// exporting to `export`.
+async fn snow_daemon(dir: &Path, export: hindsight::config::ExportConfig) -> hindsight::daemon::Daemon {
+    let mut cam = gst_camera("cam0", SNOW);
+    cam.bitrate_kbps = 500;
+    cam.pre_s = 3.0;
+    cam.post_s = 1.0;
+    let mut cfg = config(dir, vec![cam]);
+    cfg.export = Some(export);
+    let d = start(cfg).await;
+    let p = d.cameras[0].preroll.clone();
+    wait_for("3 s buffered", Duration::from_secs(60), || p.stats().buffered >= Duration::from_secs(3)).await;
+    d
+}
+
+/// Trigger a clip and wait until it is saved; its id.
+async fn save_clip(addr: std::net::SocketAddr, label: &str) -> String {
+    let (status, a) = post_body(addr, "/api/cameras/cam0/trigger", &format!(r#"{{"label":"{label}"}}"#)).await;
+    assert_eq!(status, 202, "{a}");
+    let id = a["clip_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get_json(addr, &format!("/api/clips/{id}")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "clip {id} never saved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    id
+}
+
+/// A value of `/metrics`.
+async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}:\n{metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 /// Check every object of `clip` in the bucket against the local files.
@@ -161,7 +204,7 @@ async fn a_saved_clip_arrives_byte_identical_and_waits_while_the_server_is_down(
     cam.pre_s = 3.0;
     cam.post_s = 1.0;
     let mut cfg = config(dir.path(), vec![cam]);
-    cfg.export = Some(export_config(s3_port));
+    cfg.export = Some(export_config(s3_port, 0));
     // The export's end is announced on MQTT (the embedded broker).
     let mqtt_port = free_port();
     cfg.mqtt.enabled = true;
@@ -201,15 +244,15 @@ async fn a_saved_clip_arrives_byte_identical_and_waits_while_the_server_is_down(
     let (_, list) = get_json(d.http_addr, "/api/clips").await;
     assert!(list["clips"].as_array().unwrap().iter().all(|c| c["export"]["state"] == "done"), "{list}");
     // Metrics count what went out: every byte of both clips' objects (parts and PUTs).
-    let metrics = reqwest::get(format!("http://{}/metrics", d.http_addr)).await.unwrap().text().await.unwrap();
-    let value = |name: &str| -> f64 {
-        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}:\n{metrics}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
     let total: u64 =
         list["clips"].as_array().unwrap().iter().map(|c| c["export"]["bytes_total"].as_u64().unwrap()).sum();
-    assert_eq!(value("hindsight_export_uploaded_bytes_total") as u64, total);
-    assert_eq!(value("hindsight_export_queued_clips"), 0.0);
+    assert_eq!(metric(d.http_addr, "hindsight_export_uploaded_bytes_total").await as u64, total);
+    assert_eq!(metric(d.http_addr, "hindsight_export_queued_clips").await, 0.0);
+    // Queued again on request: found in the bucket (same size and SHA-256), nothing sent.
+    let (status, again) = post_json(d.http_addr, &format!("/api/clips/{second}/export")).await;
+    assert_eq!(status, 202, "{again}");
+    wait_export(d.http_addr, &second, "done").await;
+    assert_eq!(metric(d.http_addr, "hindsight_export_uploaded_bytes_total").await as u64, total, "not sent twice");
     // The secret key is nowhere in what the API answers.
     assert!(!list.to_string().contains("test-secret-not-shown") && !health.to_string().contains("test-secret"));
     d.shutdown().await;
@@ -279,4 +322,180 @@ async fn kill_9_mid_upload_then_restart_finishes_the_export() {
     }
     let done = wait_export(addr, &id, "done").await;
     check_objects(&moto, &storage, &done).await;
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_hung_for_a_minute_mid_upload_then_every_queued_clip_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3_port = free_port();
+    let moto = Moto::start(s3_port).await;
+    moto.create_bucket().await;
+    // 400 kbit/s: a part every ~1.3 s, so the server stops in the middle of the first clip.
+    let d = snow_daemon(dir.path(), export_config(s3_port, 400)).await;
+    let storage = dir.path().join("storage");
+    let first = save_clip(d.http_addr, "before").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = get_json(d.http_addr, &format!("/api/clips/{first}")).await;
+        if v["export"]["bytes_done"].as_u64().unwrap_or(0) >= 64 << 10 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the upload never started: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Hung, not gone: connections are accepted by the kernel and never answered.
+    signal(&moto.child, "-STOP");
+    let hung_at = Instant::now();
+    let later = [save_clip(d.http_addr, "during-1").await, save_clip(d.http_addr, "during-2").await];
+    // The request in flight gives up (30 s without a byte read) and the clips wait (the two
+    // saved meanwhile are queued once it has).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, health) = get_json(d.http_addr, "/api/health").await;
+        if health["export"]["state"] == "retrying" && health["export"]["queued"] == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never retrying: {health}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, v) = get_json(d.http_addr, &format!("/api/clips/{first}")).await;
+    assert!(v["export"]["error"].as_str().is_some_and(|e| e.contains("timed out")), "{v}");
+    for id in [&first, &later[0], &later[1]] {
+        let (_, c) = get_json(d.http_addr, &format!("/api/clips/{id}")).await;
+        assert!(storage.join(c["path"].as_str().unwrap()).exists(), "clip {id} kept locally");
+    }
+    // A minute in all (the outage itself: nothing to wait for).
+    tokio::time::sleep(Duration::from_secs(60).saturating_sub(hung_at.elapsed())).await;
+    signal(&moto.child, "-CONT");
+    for id in [&first, &later[0], &later[1]] {
+        let done = wait_export(d.http_addr, id, "done").await;
+        check_objects(&moto, &storage, &done).await;
+    }
+    d.shutdown().await;
+}
+
+/// An s3s-fs server (objects as files under `root`, bucket `clips`) in the test's runtime, one
+/// key pair: every request's SigV4 signature is checked. Its port.
+#[cfg(target_arch = "x86_64")]
+async fn s3s_fs(root: &Path, access_key: &str, secret_key: &str) -> u16 {
+    std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+    let mut b = s3s::service::S3ServiceBuilder::new(s3s_fs::FileSystem::new(root).unwrap());
+    b.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
+    let service = b.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let http = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let _ = http.serve_connection(hyper_util::rt::TokioIo::new(sock), service).await;
+            });
+        }
+    });
+    port
+}
+
+#[cfg(target_arch = "x86_64")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_shown_nothing_is_lost_and_the_right_ones_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s3");
+    let port = s3s_fs(&root, "test-key", SECRET).await;
+    // One PUT per object: s3s-fs, like AWS, refuses parts under 5 MiB (multipart is moto's part).
+    let single = |mut x: hindsight::config::ExportConfig| {
+        x.part_size = hindsight::config::ByteSize(1 << 20);
+        x
+    };
+    let mut wrong = single(export_config(port, 0));
+    wrong.secret_key = "wrong-secret-not-shown".into();
+    let d = snow_daemon(dir.path(), wrong).await;
+    let storage = dir.path().join("storage");
+    let id = save_clip(d.http_addr, "refused").await;
+    let refused = wait_export(d.http_addr, &id, "auth_error").await;
+    let error = refused["export"]["error"].as_str().unwrap();
+    // (HEAD, the first request, has no error document: the status says it.)
+    assert!(error.contains("credentials refused") && error.contains("403"), "{refused}");
+    let (_, health) = get_json(d.http_addr, "/api/health").await;
+    assert_eq!((&health["status"], &health["export"]["state"]), (&"degraded".into(), &"auth_error".into()), "{health}");
+    assert_eq!(metric(d.http_addr, "hindsight_export_auth_error").await, 1.0);
+    // Nothing in the bucket, the clip kept, no secret anywhere.
+    let stored = |sub: &str| walk(&root.join(BUCKET).join(sub));
+    assert!(stored("site").is_empty(), "{:?}", stored("site"));
+    let original = std::fs::read(storage.join(refused["path"].as_str().unwrap())).unwrap();
+    for v in [&refused, &health] {
+        assert!(!v.to_string().contains("secret-not-shown") && !v.to_string().contains("X-Amz"), "{v}");
+    }
+    d.shutdown().await;
+
+    // The key fixed: the queue left by the last run goes out, signed right; with delete_local
+    // the local video goes once the bucket has it.
+    let mut right = single(export_config(port, 0));
+    right.delete_local = true;
+    let d = snow_daemon(dir.path(), right).await;
+    let done = wait_export(d.http_addr, &id, "done").await;
+    let key = done["export"]["key"].as_str().unwrap();
+    let remote = std::fs::read(root.join(BUCKET).join(key)).unwrap();
+    assert_eq!(sha256(&remote), sha256(&original), "the video arrived byte-identical");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let meta = loop {
+        let (_, m) = get_json(d.http_addr, &format!("/api/clips/{id}")).await;
+        if m["remote_only"] == true {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "the local copy was never deleted: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let path = storage.join(meta["path"].as_str().unwrap());
+    assert!(!path.exists() && path.with_extension("jpg").exists(), "the video deleted, the poster kept");
+    let (_, usage) = get_json(d.http_addr, "/api/storage").await;
+    assert_eq!(usage["clip_bytes"], 0, "{usage}");
+    // The API serves the video from the bucket: whole, and by range.
+    let url = format!("http://{}/api/clips/{id}/video.mp4", d.http_addr);
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(sha256(&r.bytes().await.unwrap()), sha256(&original));
+    let r = reqwest::Client::new().get(&url).header("range", "bytes=100-199").send().await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], format!("bytes 100-199/{}", original.len()));
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &original[100..200]);
+    let (_, meta) = get_json(d.http_addr, &format!("/api/clips/{id}")).await;
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join(BUCKET).join(key.replace(".mp4", ".json"))).unwrap()).unwrap();
+    assert_eq!(json["id"], meta["id"]);
+    let (_, health) = get_json(d.http_addr, "/api/health").await;
+    assert_eq!((&health["status"], &health["export"]["state"]), (&"ok".into(), &"idle".into()), "{health}");
+
+    // Asked again (only in the bucket: nothing to send), unknown clips 404.
+    let sent = metric(d.http_addr, "hindsight_export_uploaded_bytes_total").await;
+    let (status, again) = post_json(d.http_addr, &format!("/api/clips/{id}/export")).await;
+    assert_eq!(status, 202, "{again}");
+    wait_export(d.http_addr, &id, "done").await;
+    assert_eq!(
+        metric(d.http_addr, "hindsight_export_uploaded_bytes_total").await,
+        sent,
+        "a finished object is not sent twice"
+    );
+    let (status, e) = post_json(d.http_addr, "/api/clips/20200101T000000000Z-000000/export").await;
+    assert_eq!(status, 404, "{e}");
+    d.shutdown().await;
+}
+
+/// Files under `dir`, recursively (none if it does not exist).
+#[cfg(target_arch = "x86_64")]
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
 }

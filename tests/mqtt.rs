@@ -101,6 +101,7 @@ fn meta(id: &str) -> ClipMeta {
         partial: false,
         device: None,
         continues: None,
+        remote_only: false,
     }
 }
 

@@ -36,6 +36,10 @@ pub struct ExportConfig {
     /// Upload bandwidth limit in kbit/s; 0: none.
     #[serde(default)]
     pub max_kbps: u32,
+    /// Delete a clip's video here once it is in the bucket (the poster and the index entry
+    /// stay; the video is then served from the bucket). Pinned clips stay.
+    #[serde(default)]
+    pub delete_local: bool,
 }
 
 /// Where clips are exported to.
@@ -59,6 +63,7 @@ impl std::fmt::Debug for ExportConfig {
             .field("path_style", &self.path_style)
             .field("part_size", &self.part_size)
             .field("max_kbps", &self.max_kbps)
+            .field("delete_local", &self.delete_local)
             .finish()
     }
 }

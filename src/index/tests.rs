@@ -28,6 +28,7 @@ pub(crate) fn clip(ms: i64, camera: &str, label: Option<&str>, size: u64) -> Cli
         partial: false,
         device: None,
         continues: None,
+        remote_only: false,
     }
 }
 

@@ -13,7 +13,12 @@
 //! - failures are retried with back-off (1 s doubling to 5 min, the queue keeps its order by due
 //!   time, so one stuck clip does not hold newer ones back); refused credentials (403) are shown
 //!   as such on the clip and in `/api/health` and retried every 5 min;
-//! - `max_kbps` paces the uploads (a pause after each request as long as the bytes would take).
+//! - `max_kbps` paces the uploads (a pause after each request as long as the bytes would take);
+//! - clips saved since export was first turned on are queued at start if their entry is missing
+//!   (an event missed in a crash or by a lagging channel), and any clip on request
+//!   (`POST /api/clips/{id}/export`); a queued clip deleted before its export is dropped;
+//! - `delete_local`: an exported clip's video is deleted here once a HEAD finds it in the
+//!   bucket, and [`Exporter::fetch`] streams it back for `/api/clips/{id}/video.mp4`.
 //!
 //! Owns the export task and the queue's format. Must never: log or return a presigned URL (it
 //! holds the access key and a signature), read a whole large file into memory (one part at a
@@ -34,7 +39,7 @@ use s3::S3;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Longest back-off between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -58,9 +63,28 @@ pub struct ExportSummary {
 
 /// A running exporter.
 pub struct Exporter {
+    s3: Arc<S3>,
     summary: Arc<Mutex<ExportSummary>>,
+    requests: mpsc::Sender<Request>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// Why a clip could not be queued on request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// No such clip.
+    #[error("no clip {0}")]
+    NotFound(String),
+    /// Too many requests waiting, or the exporter stopped.
+    #[error("the export queue is busy; try again")]
+    Busy,
+    /// The clip's files could not be read or the queue written.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A request to queue one clip, answered with its export status.
+type Request = (String, oneshot::Sender<Result<serde_json::Value, RequestError>>);
 
 impl Exporter {
     /// Start exporting the clips announced on `events` (and any left in the queue) to the
@@ -71,10 +95,11 @@ impl Exporter {
         events: broadcast::Sender<ClipEvent>,
         stop: StopToken,
     ) -> Result<Exporter, String> {
-        let s3 = S3::new(cfg)?;
+        let s3 = Arc::new(S3::new(cfg)?);
         let summary = Arc::new(Mutex::new(ExportSummary { state: "idle", ..ExportSummary::default() }));
         let worker = Worker {
-            s3,
+            s3: s3.clone(),
+            delete_local: cfg.delete_local,
             store,
             prefix: cfg.prefix.clone(),
             part_size: cfg.part_size.0,
@@ -82,8 +107,23 @@ impl Exporter {
             summary: summary.clone(),
             events: events.clone(),
         };
-        let task = tokio::spawn(worker.run(events.subscribe(), stop));
-        Ok(Exporter { summary, task })
+        let (requests, rx) = mpsc::channel(16);
+        let task = tokio::spawn(worker.run(events.subscribe(), rx, stop));
+        Ok(Exporter { s3, summary, requests, task })
+    }
+
+    /// Queue `clip_id` (again): an older clip, or one whose export failed or finished. A clip
+    /// already waiting keeps its place. Answers the clip's export status.
+    pub async fn request(&self, clip_id: &str) -> Result<serde_json::Value, RequestError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.try_send((clip_id.to_string(), tx)).map_err(|_| RequestError::Busy)?;
+        rx.await.map_err(|_| RequestError::Busy)?
+    }
+
+    /// A clip's video from the bucket (a clip whose local copy was deleted after export):
+    /// `range` passed on, the answer streamed.
+    pub async fn fetch(&self, key: &str, range: Option<&str>) -> Result<Fetched, String> {
+        self.s3.get(key, range).await.map_err(|e| e.to_string())
     }
 
     /// Counters now.
@@ -104,8 +144,12 @@ pub fn clip_export(index: &crate::index::Index, clip_id: &str) -> Option<serde_j
     serde_json::to_value(e.status()).ok()
 }
 
+pub use s3::Fetched;
+
 struct Worker {
-    s3: S3,
+    s3: Arc<S3>,
+    /// `[export] delete_local`.
+    delete_local: bool,
     store: Arc<ClipStore>,
     prefix: String,
     part_size: u64,
@@ -116,8 +160,14 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self, mut events: broadcast::Receiver<ClipEvent>, stop: StopToken) {
+    async fn run(
+        self,
+        mut events: broadcast::Receiver<ClipEvent>,
+        mut requests: mpsc::Receiver<Request>,
+        stop: StopToken,
+    ) {
         let mut queue: Vec<ExportEntry> = self.load().await;
+        self.backfill(&mut queue).await;
         let mut events_open = true;
         loop {
             self.publish_summary(&queue);
@@ -130,12 +180,20 @@ impl Worker {
             tokio::select! {
                 _ = stop.stopped() => return,
                 ev = events.recv(), if events_open => match ev {
-                    Ok(ClipEvent::Saved(meta)) => self.enqueue(&mut queue, &meta).await,
+                    Ok(ClipEvent::Saved(meta)) => {
+                        if !queue.iter().any(|e| e.clip_id == meta.id && e.state.pending()) {
+                            let _ = self.enqueue(&mut queue, &meta).await;
+                        }
+                    }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        log::warn!("export: missed {n} clip events: those clips are not exported");
+                        log::warn!("export: missed {n} clip events: looking for their clips in the index");
+                        self.backfill(&mut queue).await;
                     }
                     Err(broadcast::error::RecvError::Closed) => events_open = false,
+                },
+                Some((id, answer)) = requests.recv() => {
+                    let _ = answer.send(self.requested(&mut queue, &id).await);
                 },
                 _ = tokio::time::sleep(wait) => {
                     let Some((_, id)) = due else { continue };
@@ -144,6 +202,13 @@ impl Worker {
                     tokio::select! {
                         _ = stop.stopped() => return,
                         () = self.attempt(&mut entry) => {}
+                    }
+                    if entry.objects.is_empty() {
+                        queue.remove(i);
+                        continue;
+                    }
+                    if entry.state == ExportState::Done && self.delete_local {
+                        self.drop_local(&entry).await;
                     }
                     if !entry.state.pending() {
                         let _ = self.events.send(ClipEvent::Exported {
@@ -186,24 +251,119 @@ impl Worker {
         q
     }
 
+    /// Queue the clips saved since export was first turned on that have no entry (their
+    /// event was missed: a crash between the save and the queue, a lagging channel).
+    async fn backfill(&self, queue: &mut Vec<ExportEntry>) {
+        let store = self.store.clone();
+        let missing = tokio::task::spawn_blocking(move || {
+            let index = store.index().map_err(|e| e.to_string())?;
+            let since = index.export_since(crate::time::wall_now_ms()).map_err(|e| e.to_string())?;
+            let clips = index.all().map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            for c in clips {
+                let end_ms = c.start_ms + (c.duration_s * 1000.0) as i64;
+                if end_ms >= since && index.export_get(&c.id).map_err(|e| e.to_string())?.is_none() {
+                    out.push(c);
+                }
+            }
+            Ok::<_, String>(out)
+        })
+        .await;
+        let missing = match missing {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => return log::warn!("export: cannot look for clips to export: {e}"),
+            Err(e) => return log::warn!("export: cannot look for clips to export: {e}"),
+        };
+        if !missing.is_empty() {
+            log::info!("export: {} saved clip(s) were not queued: queueing them", missing.len());
+        }
+        for meta in missing {
+            if !queue.iter().any(|e| e.clip_id == meta.id) {
+                let _ = self.enqueue(queue, &meta).await;
+            }
+        }
+    }
+
+    /// `[export] delete_local`: once the bucket holds the clip's video (HEAD: the same size),
+    /// the local copy goes. The index says so first: a crash in between leaves a file that
+    /// retention removes with the clip, never a clip without its video. Pinned clips keep theirs.
+    async fn drop_local(&self, entry: &ExportEntry) {
+        let Some(video) = entry.objects.first() else { return };
+        match self.s3.head(&video.key).await {
+            Ok(Some((size, _))) if size == video.size => {}
+            other => {
+                let why = other.err().map_or("not the same size".to_string(), |e| e.to_string());
+                return log::warn!("export: clip {}: local copy kept: the bucket's copy: {why}", entry.clip_id);
+            }
+        }
+        let (store, id) = (self.store.clone(), entry.clip_id.clone());
+        let dropped = tokio::task::spawn_blocking(move || {
+            let index = store.index().map_err(|e| e.to_string())?;
+            let Some(mut meta) = index.get(&id).map_err(|e| e.to_string())? else { return Ok(None) };
+            if meta.pinned || meta.remote_only {
+                return Ok(None);
+            }
+            let path = store.storage.abs(&meta.path).ok_or("bad path")?;
+            meta.remote_only = true;
+            index.insert(&meta).map_err(|e| e.to_string())?;
+            std::fs::remove_file(&path).map_err(|e| e.to_string())?;
+            Ok::<_, String>(Some(meta.size_bytes))
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match dropped {
+            Ok(Some(bytes)) => {
+                log::info!("export: clip {}: local video deleted ({bytes} bytes; in the bucket)", entry.clip_id)
+            }
+            Ok(None) => {}
+            Err(e) => log::warn!("export: clip {}: local copy not deleted: {e}", entry.clip_id),
+        }
+    }
+
+    /// `POST /api/clips/{id}/export`: queue the clip unless it is waiting already.
+    async fn requested(&self, queue: &mut Vec<ExportEntry>, id: &str) -> Result<serde_json::Value, RequestError> {
+        let status = |e: &ExportEntry| serde_json::to_value(e.status()).unwrap_or_default();
+        if let Some(e) = queue.iter().find(|e| e.clip_id == id && e.state.pending()) {
+            return Ok(status(e));
+        }
+        let (store, clip) = (self.store.clone(), id.to_string());
+        let meta = tokio::task::spawn_blocking(move || store.index().ok()?.get(&clip).ok().flatten())
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| RequestError::NotFound(id.to_string()))?;
+        if meta.remote_only {
+            // Only the bucket has its video: exported, nothing to send.
+            return Ok(clip_export(&self.store.index().map_err(|e| RequestError::Failed(e.to_string()))?, id)
+                .unwrap_or_default());
+        }
+        queue.retain(|e| e.clip_id != id);
+        let entry = self.enqueue(queue, &meta).await.map_err(RequestError::Failed)?;
+        Ok(status(&entry))
+    }
+
     /// Queue a saved clip: its objects' sizes and SHA-256s are taken now (off the runtime).
-    async fn enqueue(&self, queue: &mut Vec<ExportEntry>, meta: &ClipMeta) {
+    async fn enqueue(&self, queue: &mut Vec<ExportEntry>, meta: &ClipMeta) -> Result<ExportEntry, String> {
         let (store, meta, prefix) = (self.store.clone(), meta.clone(), self.prefix.clone());
         let made = tokio::task::spawn_blocking(move || {
             let entry = queue::entry_for(&store.storage, &meta, &prefix)?;
             let index = store.index().map_err(|e| e.to_string())?;
             let raw = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
-            index.export_put(&entry.clip_id, &raw).map_err(|e| e.to_string())?;
+            index.export_put(&entry.clip_id, &raw, true).map_err(|e| e.to_string())?;
             Ok::<_, String>(entry)
         })
-        .await;
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
         match made {
-            Ok(Ok(entry)) => {
+            Ok(entry) => {
                 log::info!("export: clip {} queued ({} bytes)", entry.clip_id, entry.bytes_total());
-                queue.push(entry);
+                queue.push(entry.clone());
+                Ok(entry)
             }
-            Ok(Err(e)) => log::warn!("export: a clip could not be queued: {e}"),
-            Err(e) => log::warn!("export: queueing failed: {e}"),
+            Err(e) => {
+                log::warn!("export: a clip could not be queued: {e}");
+                Err(e)
+            }
         }
     }
 
@@ -224,11 +384,31 @@ impl Worker {
                 entry.next_at_ms = 0;
                 self.set_last_error(None);
             }
-            // The clip's file is gone (deleted, or removed by retention): nothing to retry.
+            // The clip's file is gone: deleted with the clip (its entry went too: nothing to
+            // record), or missing under a clip still listed (given up).
             Err(e) if e.what.starts_with("read ") && e.why.contains("No such file") => {
-                log::warn!("export: clip {}: {e}: given up", entry.clip_id);
+                let (store, id) = (self.store.clone(), entry.clip_id.clone());
+                let listed = tokio::task::spawn_blocking(move || store.index().ok()?.get(&id).ok().flatten())
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some();
                 entry.state = ExportState::Failed;
                 entry.error = Some(e.to_string());
+                if !listed {
+                    log::info!("export: clip {} was deleted before its export", entry.clip_id);
+                    entry.objects.clear(); // dropped from the queue
+                    return;
+                }
+                log::warn!("export: clip {}: {e}: given up", entry.clip_id);
+            }
+            // Parts under the service's minimum (5 MiB on AWS, MinIO, s3s): retrying cannot help.
+            Err(e) if e.why.contains("EntityTooSmall") => {
+                let why = format!("{e}: export.part_size is under this service's minimum part size (5 MiB on AWS and MinIO); raise it and export the clip again");
+                log::warn!("export: clip {}: {why}", entry.clip_id);
+                entry.state = ExportState::Failed;
+                entry.error = Some(why.clone());
+                self.set_last_error(Some(why));
             }
             Err(e) => {
                 entry.attempts += 1;
@@ -370,7 +550,8 @@ impl Worker {
         let (store, entry) = (self.store.clone(), entry.clone());
         let saved = tokio::task::spawn_blocking(move || {
             let raw = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
-            store.index().map_err(|e| e.to_string())?.export_put(&entry.clip_id, &raw).map_err(|e| e.to_string())
+            let index = store.index().map_err(|e| e.to_string())?;
+            index.export_put(&entry.clip_id, &raw, entry.state.pending()).map_err(|e| e.to_string())
         })
         .await;
         if let Ok(Err(e)) = saved {

@@ -11,6 +11,13 @@ use std::time::Duration;
 
 /// How long a signed request stays valid (it is sent at once).
 const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+/// A service that stops answering (hung, paused, a dead NAT mapping) fails a request after
+/// this long without a byte read, then the request is retried with back-off.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The slowest uplink a request's whole-time limit allows for (16 KiB/s, 128 kbit/s): a part of
+/// 8 MiB may take 30 s + 512 s.
+const MIN_RATE: u64 = 16 << 10;
+
 /// The metadata header with the object's SHA-256 (hex): how a finished object is recognised.
 pub const SHA_HEADER: &str = "x-amz-meta-sha256";
 
@@ -41,6 +48,16 @@ pub struct S3 {
     http: reqwest::Client,
 }
 
+/// An object being read from the bucket.
+pub struct Fetched {
+    /// 200, or 206 for a range.
+    pub status: u16,
+    pub content_length: Option<u64>,
+    pub content_range: Option<String>,
+    /// The bytes as they arrive.
+    pub body: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>>,
+}
+
 /// A part already uploaded: number, ETag, size.
 pub type Part = (u16, String, u64);
 
@@ -53,14 +70,20 @@ impl S3 {
             .map_err(|e| format!("export.bucket: {e}"))?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300))
+            .read_timeout(READ_TIMEOUT)
             .build()
             .map_err(|e| format!("HTTP client: {}", e.without_url()))?;
         Ok(S3 { bucket, creds: Credentials::new(cfg.access_key.clone(), cfg.secret_key.clone()), http })
     }
 
-    async fn send(&self, what: String, req: reqwest::RequestBuilder) -> Result<reqwest::Response, S3Error> {
-        let resp = req.send().await.map_err(|e| S3Error { what: what.clone(), status: None, why: transport(&e) })?;
+    /// Send a request carrying `len` bytes.
+    async fn send(&self, what: String, req: reqwest::RequestBuilder, len: u64) -> Result<reqwest::Response, S3Error> {
+        let limit = READ_TIMEOUT + Duration::from_secs(len / MIN_RATE);
+        let resp = req.timeout(limit).send().await.map_err(|e| S3Error {
+            what: what.clone(),
+            status: None,
+            why: transport(&e),
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -72,9 +95,14 @@ impl S3 {
     /// The object's size and SHA-256 metadata; `None` if there is none.
     pub async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, S3Error> {
         let url = self.bucket.head_object(Some(&self.creds), key).sign(SIGNED_FOR);
-        match self.send("HEAD object".into(), self.http.head(url)).await {
+        match self.send("HEAD object".into(), self.http.head(url), 0).await {
             Ok(r) => {
-                let size = r.content_length().unwrap_or(0);
+                // (The header, not `content_length()`: that is the body's length, 0 for HEAD.)
+                let size = r
+                    .headers()
+                    .get(reqwest::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(0);
                 let sha = r.headers().get(SHA_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
                 Ok(Some((size, sha)))
             }
@@ -83,12 +111,37 @@ impl S3 {
         }
     }
 
+    /// Read `key` (`range`: an HTTP `Range` value passed on). No whole-time limit: a phone
+    /// may play a long clip slowly; a service silent for 30 s still fails it.
+    pub async fn get(&self, key: &str, range: Option<&str>) -> Result<Fetched, S3Error> {
+        use futures_util::StreamExt;
+        let url = self.bucket.get_object(Some(&self.creds), key).sign(SIGNED_FOR);
+        let mut req = self.http.get(url);
+        if let Some(r) = range {
+            req = req.header(reqwest::header::RANGE, r);
+        }
+        let what = "GET object".to_string();
+        let resp = req.send().await.map_err(|e| S3Error { what: what.clone(), status: None, why: transport(&e) })?;
+        let status = resp.status().as_u16();
+        if !resp.status().is_success() {
+            let body = read_bounded(&what, resp, MAX_ERROR_BODY).await.unwrap_or_default();
+            return Err(S3Error { what, status: Some(status), why: error_code(status, &body) });
+        }
+        let header =
+            |h: reqwest::header::HeaderName| resp.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let content_range = header(reqwest::header::CONTENT_RANGE);
+        let content_length = resp.content_length();
+        let body = resp.bytes_stream().map(|r| r.map_err(|e| std::io::Error::other(transport(&e))));
+        Ok(Fetched { status, content_length, content_range, body: Box::pin(body) })
+    }
+
     /// Upload `body` as `key` in one request.
     pub async fn put(&self, key: &str, body: Vec<u8>, sha: &str, content_type: &str) -> Result<(), S3Error> {
         let mut action = self.bucket.put_object(Some(&self.creds), key);
         action.headers_mut().insert(SHA_HEADER, sha.to_string());
         action.headers_mut().insert("content-type", content_type.to_string());
         let url = action.sign(SIGNED_FOR);
+        let len = body.len() as u64;
         let req = self
             .http
             .put(url)
@@ -96,7 +149,7 @@ impl S3 {
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .header(reqwest::header::CONTENT_LENGTH, body.len())
             .body(body);
-        self.send("PUT object".into(), req).await.map(|_| ())
+        self.send("PUT object".into(), req, len).await.map(|_| ())
     }
 
     /// Start a multipart upload of `key`; its upload id.
@@ -107,7 +160,7 @@ impl S3 {
         let url = action.sign(SIGNED_FOR);
         let req = self.http.post(url).header(SHA_HEADER, sha).header(reqwest::header::CONTENT_TYPE, content_type);
         let what = "create multipart upload".to_string();
-        let body = read_bounded(&what, self.send(what.clone(), req).await?, MAX_ANSWER).await?;
+        let body = read_bounded(&what, self.send(what.clone(), req, 0).await?, MAX_ANSWER).await?;
         let parsed = CreateMultipartUpload::parse_response(&body).map_err(|e| bad(&what, e.to_string()))?;
         Ok(parsed.upload_id().to_string())
     }
@@ -116,8 +169,9 @@ impl S3 {
     pub async fn upload_part(&self, key: &str, upload_id: &str, n: u16, body: Vec<u8>) -> Result<String, S3Error> {
         let url = self.bucket.upload_part(Some(&self.creds), key, n, upload_id).sign(SIGNED_FOR);
         let what = format!("upload part {n}");
+        let len = body.len() as u64;
         let req = self.http.put(url).header(reqwest::header::CONTENT_LENGTH, body.len()).body(body);
-        let resp = self.send(what.clone(), req).await?;
+        let resp = self.send(what.clone(), req, len).await?;
         let etag = resp.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok());
         etag.map(str::to_string).ok_or_else(|| bad(&what, "no ETag in the answer".into()))
     }
@@ -133,7 +187,7 @@ impl S3 {
             }
             let url = action.sign(SIGNED_FOR);
             let what = "list parts".to_string();
-            let body = match self.send(what.clone(), self.http.get(url)).await {
+            let body = match self.send(what.clone(), self.http.get(url), 0).await {
                 Ok(r) => read_bounded(&what, r, MAX_ANSWER).await?,
                 Err(e) if e.status == Some(404) => return Ok(None),
                 Err(e) => return Err(e),
@@ -167,7 +221,7 @@ impl S3 {
         let req = self.http.post(url).header(reqwest::header::CONTENT_LENGTH, body.len()).body(body);
         let what = "complete multipart upload".to_string();
         // S3 may answer 200 with an error document when completion fails late.
-        let text = read_bounded(&what, self.send(what.clone(), req).await?, MAX_ANSWER).await?;
+        let text = read_bounded(&what, self.send(what.clone(), req, 0).await?, MAX_ANSWER).await?;
         if text.contains("<Error>") {
             return Err(bad(&what, error_code(200, &text)));
         }

@@ -303,3 +303,31 @@ fn recordings_give_way_before_clips_and_each_cameras_newest_stays() {
     let why: Vec<(i64, DeletionReason)> = plan.iter().map(|p| (p.segment.start_ms, p.reason)).collect();
     assert_eq!(why, [(old.start_ms, DeletionReason::Age), (mid.start_ms, DeletionReason::Size)]);
 }
+
+#[test]
+fn clips_waiting_for_their_export_are_kept_by_age_and_go_last_for_room() {
+    let (_d, s, idx) = setup(100, 2);
+    let now = T0 + 10 * DAY_MS;
+    let waiting = add(&s, &idx, T0, 20, false);
+    let b = add(&s, &idx, T0 + 1000, 20, false);
+    let c = add(&s, &idx, now - 1000, 20, false);
+    let _e = add(&s, &idx, now - 500, 20, false);
+    idx.export_put(&waiting.id, b"{}", true).unwrap();
+    // By age: b only (the waiting clip is as old, but not yet exported).
+    let plan = s.cleanup_plan(&idx, 0, now).unwrap();
+    assert_eq!(reasons(&plan), [(b.id.as_str(), DeletionReason::Age)]);
+    // For room: the others first, oldest first, the waiting clip last.
+    let plan = s.cleanup_plan(&idx, 50, now).unwrap();
+    let ids: Vec<&str> = plan.iter().map(|p| p.clip.id.as_str()).collect();
+    assert_eq!(ids, [b.id.as_str(), c.id.as_str()], "60 + 50 > 100 after b: c, not the older waiting one");
+    let plan = s.cleanup_plan(&idx, 100, now).unwrap();
+    assert_eq!(plan.len(), 4, "the disk filling up still wins");
+    assert_eq!(plan.iter().find(|p| p.clip.id == waiting.id).map(|p| p.reason), Some(DeletionReason::Size));
+    // Exported: an ordinary clip again; a deleted clip takes its export entry with it.
+    idx.export_put(&waiting.id, b"{}", false).unwrap();
+    let plan = s.cleanup_plan(&idx, 0, now).unwrap();
+    assert_eq!(plan.len(), 2, "both old clips go by age now");
+    assert!(s.delete_clip(&idx, &waiting.id).unwrap().is_some());
+    assert_eq!(idx.export_get(&waiting.id).unwrap(), None);
+    assert!(idx.export_pending_ids().unwrap().is_empty());
+}

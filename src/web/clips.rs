@@ -180,6 +180,52 @@ pub(super) async fn file_reply(
         .map_err(|e| warp::reject::custom(ApiError::Internal(e.to_string())))
 }
 
+/// The video of a clip only in the bucket (`[export] delete_local`), streamed from there.
+async fn remote_video(s: &Arc<AppState>, id: &str, range: Option<String>) -> Result<warp::reply::Response, Rejection> {
+    let Some(x) = &s.exporter else {
+        return Err(ApiError::Conflict(format!(
+            "clip {id}: its video is only in the export bucket, and [export] is not configured"
+        ))
+        .into());
+    };
+    let (s2, id2) = (s.clone(), id.to_string());
+    let key = blocking(move || Ok(crate::offsite::clip_export(&s2.index()?, &id2)))
+        .await?
+        .and_then(|v| v["key"].as_str().map(str::to_string))
+        .ok_or_else(|| ApiError::NotFound(format!("clip {id}: no export entry")))?;
+    let f = x
+        .fetch(&key, range.as_deref())
+        .await
+        .map_err(|e| ApiError::BadGateway(format!("clip {id}: the bucket: {e}")))?;
+    let mut resp = Response::builder()
+        .status(StatusCode::from_u16(f.status).unwrap_or(StatusCode::OK))
+        .header(header::CONTENT_TYPE, "video/mp4")
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, "private, max-age=3600");
+    if let Some(n) = f.content_length {
+        resp = resp.header(header::CONTENT_LENGTH, n);
+    }
+    if let Some(r) = f.content_range {
+        resp = resp.header(header::CONTENT_RANGE, r);
+    }
+    resp.body(warp::hyper::Body::wrap_stream(f.body))
+        .map_err(|e| warp::reject::custom(ApiError::Internal(e.to_string())))
+}
+
+/// `POST /api/clips/{id}/export`: queue the clip for export (again); 202 with its export status.
+async fn export_clip(s: &AppState, id: &str) -> Result<warp::reply::Response, Rejection> {
+    use crate::offsite::RequestError;
+    let Some(x) = &s.exporter else {
+        return Err(ApiError::Conflict("export is not configured ([export] in the config)".into()).into());
+    };
+    match x.request(id).await {
+        Ok(status) => Ok(json(StatusCode::ACCEPTED, &status)),
+        Err(RequestError::NotFound(id)) => Err(ApiError::NotFound(format!("no clip {id}")).into()),
+        Err(e @ RequestError::Busy) => Err(ApiError::Unavailable(e.to_string()).into()),
+        Err(RequestError::Failed(e)) => Err(ApiError::Internal(e).into()),
+    }
+}
+
 /// Clip, trigger, recording and storage routes.
 pub fn routes(
     st: impl Filter<Extract = (Arc<AppState>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
@@ -258,6 +304,9 @@ pub fn routes(
                     .ok_or_else(|| ApiError::NotFound(format!("no clip {id2}")))
             })
             .await?;
+            if m.remote_only && mime == "video/mp4" {
+                return remote_video(&s, &id, range).await;
+            }
             let mut path =
                 s.store.storage.abs(&m.path).ok_or_else(|| ApiError::Internal("clip path outside storage".into()))?;
             if mime == "image/jpeg" {
@@ -285,6 +334,7 @@ pub fn routes(
             let pinned = match verb.as_str() {
                 "pin" => true,
                 "unpin" => false,
+                "export" => return export_clip(&s, &id).await,
                 _ => return Err(warp::reject::not_found()),
             };
             let m = blocking(move || {

@@ -95,6 +95,9 @@ pub enum ApiError {
     /// shutting down): retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// A service behind the appliance (the export bucket) failed or could not be reached.
+    #[error("{0}")]
+    BadGateway(String),
     /// No or wrong credentials.
     #[error("{0}")]
     Unauthorized(String),
@@ -171,6 +174,7 @@ impl ApiError {
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests(_) | ApiError::TooManyTriggers(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -10,6 +10,18 @@ import { onServerEvent } from '../events.js';
 function dayStart(d) { return d ? new Date(`${d}T00:00:00`).toISOString() : ''; }
 function dayEnd(d) { return d ? new Date(`${d}T23:59:59.999`).toISOString() : ''; }
 
+/** A clip's export ([export] in the config) as a badge: state, progress, the error on hover. */
+const EXPORT_LABEL = {
+  pending: 'export queued', uploading: 'exporting', retrying: 'export retrying',
+  auth_error: 'export refused', done: 'exported', failed: 'export failed',
+};
+function exportBadge(x) {
+  if (!x || !EXPORT_LABEL[x.state]) return null;
+  const pct = x.bytes_total && x.state !== 'done' && x.bytes_done ? ` ${Math.floor(100 * x.bytes_done / x.bytes_total)} %` : '';
+  return h('span', { class: `badge export ${x.state}`, title: x.error || x.key || '', dataset: { export: x.state } },
+    `${EXPORT_LABEL[x.state]}${pct}`);
+}
+
 /** One clip as a card: thumbnail (lazy) → inline player, badges, download, pin, delete. */
 export function clipCard(c, { onDeleted } = {}) {
   const id = c.id;
@@ -21,8 +33,16 @@ export function clipCard(c, { onDeleted } = {}) {
       c.partial ? h('span', { class: 'badge partial', title: 'recovered after a crash' }, 'partial') : null,
       c.source ? h('span', { class: `badge ${c.source}` }, c.source) : null,
       c.device ? h('span', { class: 'badge' }, c.device) : null,
+      exportBadge(c.export),
     ].filter(Boolean));
+    exportBtn.hidden = !['failed', 'auth_error'].includes(c.export?.state);
   };
+  const exportBtn = h('button', { class: 'small', hidden: true, onclick: async () => {
+    try {
+      c.export = await api(`/api/clips/${enc(id)}/export`, { method: 'POST' });
+      setBadges();
+    } catch (e) { toast(e.message, { error: true }); }
+  } }, 'Export again');
   setBadges();
   const player = h('div', { class: 'player', hidden: true });
   const play = () => {
@@ -54,6 +74,7 @@ export function clipCard(c, { onDeleted } = {}) {
       h('button', { class: 'small play', onclick: play }, 'Play'),
       h('a', { class: 'button small', href: video, download: `${id}.mp4` }, 'Download'),
       pinBtn,
+      exportBtn,
       h('button', { class: 'small danger', onclick: async () => {
         if (!confirm(`Delete clip ${c.label || id}?${c.pinned ? ' It is pinned.' : ''}`)) return;
         try {
@@ -64,6 +85,12 @@ export function clipCard(c, { onDeleted } = {}) {
         } catch (e) { toast(e.message, { error: true }); }
       } }, 'Delete')));
   card.play = play;
+  // The end of its export, from the server's `export` event.
+  card.exported = (ev) => {
+    c.export = { ...(c.export || {}), state: ev.event_type === 'export_done' ? 'done' : 'failed',
+      error: ev.error, bytes_done: ev.bytes, bytes_total: ev.bytes };
+    setBadges();
+  };
   return card;
 }
 
@@ -163,6 +190,7 @@ export async function pageClips(view, params) {
   onLeave(() => { io.disconnect(); clearTimeout(debounce); generation++; });
   // A clip saved while the page is open appears at the top at once (server event).
   onServerEvent((type, c) => {
+    if (type === 'export') list.querySelector(`[data-clip="${CSS.escape(c.clip_id)}"]`)?.exported?.(c);
     if (type !== 'clip' || list.querySelector(`[data-clip="${CSS.escape(c.id)}"]`)) return;
     const dayMs = c.start_ms ?? Date.parse(c.start_at);
     const matches = (!f.camera || c.camera === f.camera) && (!f.source || c.source === f.source)
