@@ -13,7 +13,8 @@
 //! - failures are retried with back-off (1 s doubling to 5 min, the queue keeps its order by due
 //!   time, so one stuck clip does not hold newer ones back); refused credentials (403) are shown
 //!   as such on the clip and in `/api/health` and retried every 5 min;
-//! - `max_kbps` paces the uploads (a pause after each request as long as the bytes would take);
+//! - `max_kbps` paces the uploads: each body goes out in 64 KiB pieces, each no sooner than the
+//!   rate allows (no burst at line speed, so the uplink stays usable);
 //! - clips saved since export was first turned on are queued at start if their entry is missing
 //!   (an event missed in a crash or by a lagging channel), and any clip on request
 //!   (`POST /api/clips/{id}/export`); a queued clip deleted before its export is dropped;
@@ -103,7 +104,6 @@ impl Exporter {
             store,
             prefix: cfg.prefix.clone(),
             part_size: cfg.part_size.0,
-            max_kbps: cfg.max_kbps,
             summary: summary.clone(),
             events: events.clone(),
         };
@@ -153,7 +153,6 @@ struct Worker {
     store: Arc<ClipStore>,
     prefix: String,
     part_size: u64,
-    max_kbps: u32,
     summary: Arc<Mutex<ExportSummary>>,
     /// Where the end of each clip's export is announced (MQTT, SSE).
     events: broadcast::Sender<ClipEvent>,
@@ -451,7 +450,6 @@ impl Worker {
         if obj.size <= self.part_size && obj.upload_id.is_none() {
             let body = self.read(entry, &obj, 0, obj.size).await?;
             self.s3.put(&obj.key, body, &obj.sha256, obj.content_type()).await?;
-            self.pace(obj.size).await;
             self.count(obj.size);
             done(&mut entry.objects[i]);
             return Ok(());
@@ -494,7 +492,6 @@ impl Worker {
                 let len = part_size.min(obj.size - off);
                 let body = self.read(entry, &obj, off, len).await?;
                 let etag = self.s3.upload_part(&obj.key, &upload_id, n, body).await?;
-                self.pace(len).await;
                 self.count(len);
                 let o = &mut entry.objects[i];
                 o.parts.push((n, etag, len));
@@ -531,12 +528,6 @@ impl Worker {
             Ok(Ok(buf)) => Ok(buf),
             Ok(Err(e)) => Err(s3::S3Error { what, status: None, why: format!("clip {clip}: {e}") }),
             Err(e) => Err(s3::S3Error { what, status: None, why: e.to_string() }),
-        }
-    }
-
-    async fn pace(&self, bytes: u64) {
-        if self.max_kbps > 0 {
-            tokio::time::sleep(Duration::from_millis(bytes * 8 / u64::from(self.max_kbps))).await;
         }
     }
 

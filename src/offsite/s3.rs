@@ -46,6 +46,31 @@ pub struct S3 {
     bucket: Bucket,
     creds: Credentials,
     http: reqwest::Client,
+    /// `max_kbps`: upload bodies are paced to it (0: not paced).
+    kbps: u32,
+}
+
+/// The piece a paced body is sent in.
+const PACED_CHUNK: usize = 64 << 10;
+
+/// `data` in [`PACED_CHUNK`] pieces, each released no sooner than `kbps` allows from the first
+/// (the average rate holds within one piece, with no burst at line speed).
+fn paced(data: Vec<u8>, kbps: u32) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    let data = bytes::Bytes::from(data);
+    let start = tokio::time::Instant::now();
+    futures_util::stream::unfold(0usize, move |off| {
+        let data = data.clone();
+        async move {
+            if off >= data.len() {
+                return None;
+            }
+            // `off` bytes at `kbps` take off × 8 / (kbps × 1000) s.
+            let due = start + Duration::from_micros(off as u64 * 8000 / u64::from(kbps.max(1)));
+            tokio::time::sleep_until(due).await;
+            let end = (off + PACED_CHUNK).min(data.len());
+            Some((Ok(data.slice(off..end)), end))
+        }
+    })
 }
 
 /// An object being read from the bucket.
@@ -73,12 +98,24 @@ impl S3 {
             .read_timeout(READ_TIMEOUT)
             .build()
             .map_err(|e| format!("HTTP client: {}", e.without_url()))?;
-        Ok(S3 { bucket, creds: Credentials::new(cfg.access_key.clone(), cfg.secret_key.clone()), http })
+        let creds = Credentials::new(cfg.access_key.clone(), cfg.secret_key.clone());
+        Ok(S3 { bucket, creds, http, kbps: cfg.max_kbps })
+    }
+
+    /// A request body of `data`, paced to `max_kbps`.
+    fn body(&self, data: Vec<u8>) -> reqwest::Body {
+        if self.kbps == 0 {
+            data.into()
+        } else {
+            reqwest::Body::wrap_stream(paced(data, self.kbps))
+        }
     }
 
     /// Send a request carrying `len` bytes.
     async fn send(&self, what: String, req: reqwest::RequestBuilder, len: u64) -> Result<reqwest::Response, S3Error> {
-        let limit = READ_TIMEOUT + Duration::from_secs(len / MIN_RATE);
+        // (Paced: twice the time the bytes take at max_kbps, if that is longer.)
+        let paced_ms = if self.kbps > 0 { len * 8 / u64::from(self.kbps) } else { 0 };
+        let limit = READ_TIMEOUT + Duration::from_secs(len / MIN_RATE).max(Duration::from_millis(2 * paced_ms));
         let resp = req.timeout(limit).send().await.map_err(|e| S3Error {
             what: what.clone(),
             status: None,
@@ -148,7 +185,7 @@ impl S3 {
             .header(SHA_HEADER, sha)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .header(reqwest::header::CONTENT_LENGTH, body.len())
-            .body(body);
+            .body(self.body(body));
         self.send("PUT object".into(), req, len).await.map(|_| ())
     }
 
@@ -170,7 +207,7 @@ impl S3 {
         let url = self.bucket.upload_part(Some(&self.creds), key, n, upload_id).sign(SIGNED_FOR);
         let what = format!("upload part {n}");
         let len = body.len() as u64;
-        let req = self.http.put(url).header(reqwest::header::CONTENT_LENGTH, body.len()).body(body);
+        let req = self.http.put(url).header(reqwest::header::CONTENT_LENGTH, body.len()).body(self.body(body));
         let resp = self.send(what.clone(), req, len).await?;
         let etag = resp.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok());
         etag.map(str::to_string).ok_or_else(|| bad(&what, "no ETag in the answer".into()))
@@ -286,6 +323,23 @@ fn error_code(status: u16, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_body_keeps_to_the_rate_piece_by_piece() {
+        use futures_util::StreamExt;
+        // 256 KiB + 1 at 2048 kbit/s: 5 pieces, released at 0, 256, 512, 768, 1024 ms.
+        let data: Vec<u8> = (0..(256 << 10) + 1).map(|i| i as u8).collect();
+        let start = tokio::time::Instant::now();
+        let mut s = std::pin::pin!(paced(data.clone(), 2048));
+        let mut got = Vec::new();
+        let mut at = Vec::new();
+        while let Some(piece) = s.next().await {
+            at.push(start.elapsed().as_millis());
+            got.extend_from_slice(&piece.unwrap());
+        }
+        assert_eq!(got, data);
+        assert_eq!(at, [0, 256, 512, 768, 1024]);
+    }
 
     #[test]
     fn error_documents_are_summed_up_without_urls() {
