@@ -26,6 +26,7 @@
 //! time), block the async runtime (files and the index through `spawn_blocking`), or write
 //! anything while idle (nothing is due: it sleeps).
 
+mod intake;
 mod queue;
 mod s3;
 
@@ -113,11 +114,15 @@ impl Exporter {
     }
 
     /// Queue `clip_id` (again): an older clip, or one whose export failed or finished. A clip
-    /// already waiting keeps its place. Answers the clip's export status.
+    /// already waiting keeps its place. Answers the clip's export status, or `pending` when the
+    /// exporter is busy with a request for more than 2 s (it takes this one up after it).
     pub async fn request(&self, clip_id: &str) -> Result<serde_json::Value, RequestError> {
         let (tx, rx) = oneshot::channel();
         self.requests.try_send((clip_id.to_string(), tx)).map_err(|_| RequestError::Busy)?;
-        rx.await.map_err(|_| RequestError::Busy)?
+        match tokio::time::timeout(Duration::from_secs(2), rx).await {
+            Ok(answer) => answer.map_err(|_| RequestError::Busy)?,
+            Err(_) => Ok(serde_json::json!({ "state": ExportState::Pending })),
+        }
     }
 
     /// A clip's video from the bucket (a clip whose local copy was deleted after export):
@@ -250,103 +255,14 @@ impl Worker {
         q
     }
 
-    /// Queue the clips saved since export was first turned on that have no entry (their
-    /// event was missed: a crash between the save and the queue, a lagging channel).
-    async fn backfill(&self, queue: &mut Vec<ExportEntry>) {
-        let store = self.store.clone();
-        let missing = tokio::task::spawn_blocking(move || {
-            let index = store.index().map_err(|e| e.to_string())?;
-            let since = index.export_since(crate::time::wall_now_ms()).map_err(|e| e.to_string())?;
-            let clips = index.all().map_err(|e| e.to_string())?;
-            let mut out = Vec::new();
-            for c in clips {
-                let end_ms = c.start_ms + (c.duration_s * 1000.0) as i64;
-                if end_ms >= since && index.export_get(&c.id).map_err(|e| e.to_string())?.is_none() {
-                    out.push(c);
-                }
-            }
-            Ok::<_, String>(out)
-        })
-        .await;
-        let missing = match missing {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => return log::warn!("export: cannot look for clips to export: {e}"),
-            Err(e) => return log::warn!("export: cannot look for clips to export: {e}"),
-        };
-        if !missing.is_empty() {
-            log::info!("export: {} saved clip(s) were not queued: queueing them", missing.len());
-        }
-        for meta in missing {
-            if !queue.iter().any(|e| e.clip_id == meta.id) {
-                let _ = self.enqueue(queue, &meta).await;
-            }
-        }
-    }
-
-    /// `[export] delete_local`: once the bucket holds the clip's video (HEAD: the same size),
-    /// the local copy goes. The index says so first: a crash in between leaves a file that
-    /// retention removes with the clip, never a clip without its video. Pinned clips keep theirs.
-    async fn drop_local(&self, entry: &ExportEntry) {
-        let Some(video) = entry.objects.first() else { return };
-        match self.s3.head(&video.key).await {
-            Ok(Some((size, _))) if size == video.size => {}
-            other => {
-                let why = other.err().map_or("not the same size".to_string(), |e| e.to_string());
-                return log::warn!("export: clip {}: local copy kept: the bucket's copy: {why}", entry.clip_id);
-            }
-        }
-        let (store, id) = (self.store.clone(), entry.clip_id.clone());
-        let dropped = tokio::task::spawn_blocking(move || {
-            let index = store.index().map_err(|e| e.to_string())?;
-            let Some(mut meta) = index.get(&id).map_err(|e| e.to_string())? else { return Ok(None) };
-            if meta.pinned || meta.remote_only {
-                return Ok(None);
-            }
-            let path = store.storage.abs(&meta.path).ok_or("bad path")?;
-            meta.remote_only = true;
-            index.insert(&meta).map_err(|e| e.to_string())?;
-            std::fs::remove_file(&path).map_err(|e| e.to_string())?;
-            Ok::<_, String>(Some(meta.size_bytes))
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        match dropped {
-            Ok(Some(bytes)) => {
-                log::info!("export: clip {}: local video deleted ({bytes} bytes; in the bucket)", entry.clip_id)
-            }
-            Ok(None) => {}
-            Err(e) => log::warn!("export: clip {}: local copy not deleted: {e}", entry.clip_id),
-        }
-    }
-
-    /// `POST /api/clips/{id}/export`: queue the clip unless it is waiting already.
-    async fn requested(&self, queue: &mut Vec<ExportEntry>, id: &str) -> Result<serde_json::Value, RequestError> {
-        let status = |e: &ExportEntry| serde_json::to_value(e.status()).unwrap_or_default();
-        if let Some(e) = queue.iter().find(|e| e.clip_id == id && e.state.pending()) {
-            return Ok(status(e));
-        }
-        let (store, clip) = (self.store.clone(), id.to_string());
-        let meta = tokio::task::spawn_blocking(move || store.index().ok()?.get(&clip).ok().flatten())
-            .await
-            .ok()
-            .flatten()
-            .ok_or_else(|| RequestError::NotFound(id.to_string()))?;
-        if meta.remote_only {
-            // Only the bucket has its video: exported, nothing to send.
-            return Ok(clip_export(&self.store.index().map_err(|e| RequestError::Failed(e.to_string()))?, id)
-                .unwrap_or_default());
-        }
-        queue.retain(|e| e.clip_id != id);
-        let entry = self.enqueue(queue, &meta).await.map_err(RequestError::Failed)?;
-        Ok(status(&entry))
-    }
-
     /// Queue a saved clip: its objects' sizes and SHA-256s are taken now (off the runtime).
     async fn enqueue(&self, queue: &mut Vec<ExportEntry>, meta: &ClipMeta) -> Result<ExportEntry, String> {
         let (store, meta, prefix) = (self.store.clone(), meta.clone(), self.prefix.clone());
         let made = tokio::task::spawn_blocking(move || {
             let entry = queue::entry_for(&store.storage, &meta, &prefix)?;
             let index = store.index().map_err(|e| e.to_string())?;
+            // (The first clip queued records when export began, if the start found no index.)
+            index.export_since(crate::time::wall_now_ms()).map_err(|e| e.to_string())?;
             let raw = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
             index.export_put(&entry.clip_id, &raw, true).map_err(|e| e.to_string())?;
             Ok::<_, String>(entry)
@@ -383,15 +299,23 @@ impl Worker {
                 entry.next_at_ms = 0;
                 self.set_last_error(None);
             }
-            // The clip's file is gone: deleted with the clip (its entry went too: nothing to
-            // record), or missing under a clip still listed (given up).
+            // The clip's file is gone: deleted with the clip (its entry goes too: a step that
+            // ended after the deletion may have written it again), or missing under a clip
+            // still listed (given up).
             Err(e) if e.what.starts_with("read ") && e.why.contains("No such file") => {
                 let (store, id) = (self.store.clone(), entry.clip_id.clone());
-                let listed = tokio::task::spawn_blocking(move || store.index().ok()?.get(&id).ok().flatten())
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some();
+                let listed = tokio::task::spawn_blocking(move || {
+                    let index = store.index().ok()?;
+                    let listed = index.get(&id).ok().flatten().is_some();
+                    if !listed {
+                        let _ = index.export_remove(&id);
+                    }
+                    Some(listed)
+                })
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(true);
                 entry.state = ExportState::Failed;
                 entry.error = Some(e.to_string());
                 if !listed {

@@ -213,11 +213,15 @@ async fn remote_video(s: &Arc<AppState>, id: &str, range: Option<String>) -> Res
 }
 
 /// `POST /api/clips/{id}/export`: queue the clip for export (again); 202 with its export status.
-async fn export_clip(s: &AppState, id: &str) -> Result<warp::reply::Response, Rejection> {
+async fn export_clip(s: &Arc<AppState>, id: &str) -> Result<warp::reply::Response, Rejection> {
     use crate::offsite::RequestError;
     let Some(x) = &s.exporter else {
         return Err(ApiError::Conflict("export is not configured ([export] in the config)".into()).into());
     };
+    let (s2, clip) = (s.clone(), id.to_string());
+    if blocking(move || s2.index()?.get(&clip).map_err(ApiError::from)).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no clip {id}")).into());
+    }
     match x.request(id).await {
         Ok(status) => Ok(json(StatusCode::ACCEPTED, &status)),
         Err(RequestError::NotFound(id)) => Err(ApiError::NotFound(format!("no clip {id}")).into()),

@@ -14,6 +14,9 @@
 //   (e) phone   — Phone camera with Chromium's fake camera: a new camera on Live with moving
 //                 frames; its "Save clip" yields a clip of that camera that plays
 //   (f) devices — Devices lists the upload's device; searching uploads by name finds the file
+//   export      — with `[export]` to moto's S3 server (.cache/moto, from scripts/deps test): the
+//                 clip of (visible) gets its "exported" badge on the open page from the server's
+//                 `export` event, and the list shows it after a reload
 //   scroll      — Clips in pages of 1 (?pagesize=1): scrolling loads every clip through `cursor`;
 //                 the label filter narrows to the labelled clip, which is pinned, unpinned, deleted
 //   (s) status  — Status shows health, storage and the cameras (and the phone client when (e) ran)
@@ -34,12 +37,13 @@
 //   CHROMIUM=/usr/bin/chromium, HINDSIGHT_BIN as for the other browser tests.
 // Ends with `app: N passed, M failed` and exits non-zero when anything failed.
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
-import { configHead, createHarness } from './harness.mjs';
+import { configHead, createHarness, freePort } from './harness.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TLS = process.env.APP_TLS === '1';
@@ -62,6 +66,8 @@ let context;
 let page;
 let base;
 const pageErrors = [];
+let visibleClip;
+let moto;
 const ran = [];
 const skipped = [];
 
@@ -254,11 +260,30 @@ async function stepVisible() {
     await sleep(20);
   }
   if (!indexedAt) throw new Error(`clip ${id} not indexed within 60 s`);
+  visibleClip = id;
   await shown;
   const visibleAt = await page.evaluate((id) => window.__cardAt[id], id);
   const first = await page.locator('#clip-list [data-clip]').first().getAttribute('data-clip');
   if (first !== id) throw new Error(`the new clip is not at the top (first: ${first})`);
   return `clip ${id} on the open Clips page ${visibleAt - indexedAt} ms after the API first listed it (no reload, no poll: server event)`;
+}
+
+/** The clip of (visible), on the page still open: its export ends and the badge says so. */
+async function stepExport() {
+  if (!visibleClip) throw new Error('needs step visible');
+  const card = page.locator(`#clip-list [data-clip="${visibleClip}"]`);
+  const t0 = Date.now();
+  await card.locator('.badge.export[data-export="done"]').waitFor({ timeout: 30000 });
+  const live = Date.now() - t0;
+  const text = (await card.locator('.badge.export').textContent()).trim();
+  if (text !== 'exported') throw new Error(`badge "${text}"`);
+  if (await card.locator('button', { hasText: 'Export again' }).isVisible()) throw new Error('"Export again" shown after a successful export');
+  const api1 = await api(`/api/clips/${visibleClip}`);
+  if (api1.body?.export?.state !== 'done') throw new Error(`API export ${JSON.stringify(api1.body?.export)}`);
+  await goto('clips');
+  const again = page.locator(`#clip-list [data-clip="${visibleClip}"] .badge.export[data-export="done"]`);
+  await again.waitFor({ timeout: 10000 });
+  return `"exported" on the open page ${live} ms after the step began (server event), and from the list after a reload; key ${api1.body.export.key}`;
 }
 
 async function stepScroll() {
@@ -478,6 +503,7 @@ const STEPS = [
   ['live', 'Live shows moving frames', stepLive],
   ['save', 'Save clip → the clip in Clips plays', stepSave],
   ['visible', 'a clip saved elsewhere appears on the open Clips page (server event)', stepVisible],
+  ['export', 'export to S3 (moto): the clip card\'s badge', stepExport],
   ['scroll', 'Clips: infinite scroll with cursor, label filter, pin, delete', stepScroll],
   ['upload', 'resumable upload through a dropped connection and a reload', stepUpload],
   ['phone', 'Phone camera (fake device) → live camera → clip plays', stepPhone],
@@ -490,6 +516,20 @@ const STEPS = [
 
 async function main() {
   const login = `tls = "on"\nauth = "on"\nusername = "${USER}"\npassword = "${PASSWORD}"\n`;
+  // The export step's S3 server: moto (scripts/deps test installs it into .cache/moto).
+  let exportToml = '';
+  if (!SKIP.has('export')) {
+    const bin = resolve('../../.cache/moto/bin/moto_server');
+    const motoBin = existsSync(bin) ? bin : resolve('.cache/moto/bin/moto_server');
+    const port = await freePort();
+    moto = spawn(existsSync(motoBin) ? motoBin : 'moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+    moto.on('error', () => {});
+    await waitFor('moto answers', 60, async () => {
+      const r = await fetch(`http://127.0.0.1:${port}/clips`, { method: 'PUT' }).catch(() => null);
+      if (r?.ok) return 'bucket made';
+    });
+    exportToml = `[export]\nkind = "s3"\nendpoint = "http://127.0.0.1:${port}"\nbucket = "clips"\naccess_key = "k"\nsecret_key = "app-test-secret"\n`;
+  }
   const http = await startDaemon((port) => `${configHead(dir, port, TLS ? login : '')}
 [[camera]]
 id = "${CAM}"
@@ -500,6 +540,7 @@ audio = { kind = "test" }
 pre_s = 2
 post_s = 2
 ${!SKIP.has('phone') && !/^\[phone\]/m.test(EXTRA) ? '[phone]\npre_s = 3\npost_s = 3\n' : ''}
+${exportToml}
 ${EXTRA}
 `);
   base = TLS ? http.replace(/^http:/, 'https:') : http;
@@ -551,6 +592,7 @@ ${EXTRA}
   } finally {
     console.log(`steps run: ${ran.join(', ') || 'none'}; skipped: ${skipped.join(', ') || 'none'}`);
     await browser.close().catch(() => {});
+    moto?.kill();
   }
 }
 
