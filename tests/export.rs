@@ -181,6 +181,19 @@ async fn check_objects(moto: &Moto, storage: &Path, clip: &serde_json::Value) {
     assert_eq!(moto.open_uploads().await, 0, "no multipart upload left open");
 }
 
+/// Wait until at least one 64 KiB part of `id` is in the bucket; the clip then.
+async fn part_sent(addr: std::net::SocketAddr, id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, v) = get_json(addr, &format!("/api/clips/{id}")).await;
+        if status == 200 && v["export"]["bytes_done"].as_u64().unwrap_or(0) >= 64 << 10 {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the upload never started: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_export(addr: std::net::SocketAddr, id: &str, want: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -301,17 +314,11 @@ async fn kill_9_mid_upload_then_restart_finishes_the_export() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     // Killed once at least one part is in the bucket and the video is not complete.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (status, v) = get_json(addr, &format!("/api/clips/{id}")).await;
-        let (x, total) = (&v["export"], v["size_bytes"].as_u64().unwrap_or(0));
-        if status == 200 && x["bytes_done"].as_u64().unwrap_or(0) >= 64 << 10 {
-            assert!(x["bytes_done"].as_u64().unwrap() < total, "the video finished before the kill: {v}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the upload never started: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let v = part_sent(addr, &id).await;
+    assert!(
+        v["export"]["bytes_done"].as_u64().unwrap() < v["size_bytes"].as_u64().unwrap(),
+        "the video finished before the kill: {v}"
+    );
     d.kill9();
     assert!(moto.open_uploads().await >= 1, "a multipart upload was under way");
     let _d = spawn();
@@ -339,15 +346,7 @@ async fn the_server_hung_for_a_minute_mid_upload_then_every_queued_clip_arrives(
     let d = snow_daemon(dir.path(), export_config(s3_port, 400)).await;
     let storage = dir.path().join("storage");
     let first = save_clip(d.http_addr, "before").await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, v) = get_json(d.http_addr, &format!("/api/clips/{first}")).await;
-        if v["export"]["bytes_done"].as_u64().unwrap_or(0) >= 64 << 10 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the upload never started: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    part_sent(d.http_addr, &first).await;
     // Hung, not gone: connections are accepted by the kernel and never answered.
     signal(&moto.child, "-STOP");
     let hung_at = Instant::now();

@@ -116,11 +116,13 @@ impl S3 {
         // (Paced: twice the time the bytes take at max_kbps, if that is longer.)
         let paced_ms = if self.kbps > 0 { len * 8 / u64::from(self.kbps) } else { 0 };
         let limit = READ_TIMEOUT + Duration::from_secs(len / MIN_RATE).max(Duration::from_millis(2 * paced_ms));
-        let resp = req.timeout(limit).send().await.map_err(|e| S3Error {
-            what: what.clone(),
-            status: None,
-            why: transport(&e),
-        })?;
+        self.send_within(what, req.timeout(limit)).await
+    }
+
+    /// Send a request (whatever time limit it carries); an error answer becomes an [`S3Error`]
+    /// with the service's error code.
+    async fn send_within(&self, what: String, req: reqwest::RequestBuilder) -> Result<reqwest::Response, S3Error> {
+        let resp = req.send().await.map_err(|e| S3Error { what: what.clone(), status: None, why: transport(&e) })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -157,13 +159,8 @@ impl S3 {
         if let Some(r) = range {
             req = req.header(reqwest::header::RANGE, r);
         }
-        let what = "GET object".to_string();
-        let resp = req.send().await.map_err(|e| S3Error { what: what.clone(), status: None, why: transport(&e) })?;
+        let resp = self.send_within("GET object".into(), req).await?;
         let status = resp.status().as_u16();
-        if !resp.status().is_success() {
-            let body = read_bounded(&what, resp, MAX_ERROR_BODY).await.unwrap_or_default();
-            return Err(S3Error { what, status: Some(status), why: error_code(status, &body) });
-        }
         let header =
             |h: reqwest::header::HeaderName| resp.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
         let content_range = header(reqwest::header::CONTENT_RANGE);
