@@ -313,13 +313,18 @@ async fn kill_9_mid_upload_then_restart_finishes_the_export() {
         assert!(Instant::now() < deadline, "no trigger accepted");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    // Killed once at least one part is in the bucket and the video is not complete.
-    let v = part_sent(addr, &id).await;
+    // Killed once at least one part is in the bucket and the video is not complete. The server
+    // is frozen first, so no part can finish between that check and the kill however slowly this
+    // test gets scheduled (a loaded CI once saw all four parts go between two polls).
+    part_sent(addr, &id).await;
+    signal(&moto.child, "-STOP");
+    let (_, v) = get_json(addr, &format!("/api/clips/{id}")).await;
     assert!(
         v["export"]["bytes_done"].as_u64().unwrap() < v["size_bytes"].as_u64().unwrap(),
         "the video finished before the kill: {v}"
     );
     d.kill9();
+    signal(&moto.child, "-CONT");
     assert!(moto.open_uploads().await >= 1, "a multipart upload was under way");
     let _d = spawn();
     let deadline = Instant::now() + Duration::from_secs(60);
