@@ -8,4 +8,9 @@ LICENSE = "MIT"
 IMAGE_FEATURES += "ssh-server-dropbear"
 IMAGE_INSTALL = "packagegroup-core-boot packagegroup-hindsight ${CORE_IMAGE_EXTRA_INSTALL}"
 
-inherit core-image
+# hindsight runs as a systemd service: without the systemd distro feature BitBake skips this
+# image with "missing required distro feature 'systemd'"; set INIT_MANAGER = "systemd" in
+# local.conf (or your distro).
+REQUIRED_DISTRO_FEATURES = "systemd"
+
+inherit core-image features_check

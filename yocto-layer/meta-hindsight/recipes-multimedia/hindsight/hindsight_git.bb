@@ -24,15 +24,45 @@ SRCREV = "c17597f790c7373477a4f84646b4a6454013be09"
 UNPACKDIR ??= "${WORKDIR}"
 S = "${UNPACKDIR}/${BP}"
 
+# Software H.264: x264enc (the encoder of boards without one in hardware: rpi5, jetson-orin-nano,
+# x86) and gstreamer1.0-libav (avdec_h264 for posters and H.264 phone streams without a hardware
+# decoder; avenc_aac, avdec_aac for sound) come from recipes OE-core marks LICENSE_FLAGS =
+# "commercial". BitBake resolves RRECOMMENDS like RDEPENDS (an unbuildable recommendation fails
+# the build), so they are PACKAGECONFIG options. libav is on by default when the build accepts
+# the flag (LICENSE_FLAGS_ACCEPTED += "commercial" in local.conf). x264 also needs plugins-ugly
+# built with it, which OE-core's default leaves off, so it is asked for explicitly in local.conf:
+#   PACKAGECONFIG:append:pn-gstreamer1.0-plugins-ugly = " x264"
+#   PACKAGECONFIG:append:pn-hindsight = " x264"
+# Without them the image builds; `hindsight probe` and the log then name what is missing.
+PACKAGECONFIG ??= "${@bb.utils.contains('LICENSE_FLAGS_ACCEPTED', 'commercial', 'libav', '', d)}"
+PACKAGECONFIG[x264] = ",,,gstreamer1.0-plugins-ugly-x264"
+PACKAGECONFIG[libav] = ",,,gstreamer1.0-libav"
+
 # The hindsight crate's own dependencies, generated from Cargo.lock by scripts/yocto-crates.
 require ${BPN}-crates.inc
 require ${BPN}-boards.inc
 
 REQUIRED_DISTRO_FEATURES = "systemd"
 
-# Cargo.toml wants Rust >= 1.95 (resolver 3): newer than OE-core's own rust recipes in these
-# releases; add a layer providing newer rust/cargo recipes (the cargo class uses them).
-inherit cargo cargo-update-recipe-crates features_check pkgconfig systemd useradd
+# Cargo.toml wants Rust >= 1.95 (resolver 3); OE-core's own rust is older (scarthgap: 1.75).
+# With meta-rust-bin in the build (Rust 1.95 toolchains, as the Rust project ships them) the
+# recipe builds with its cargo_bin class, offline from the same crate list (below); without it,
+# with OE-core's cargo class, whose rust must then be new enough.
+HINDSIGHT_CARGO_CLASS ?= "${@bb.utils.contains('BBFILE_COLLECTIONS', 'rust-bin-layer', 'cargo_bin', 'cargo', d)}"
+inherit_defer ${HINDSIGHT_CARGO_CLASS}
+inherit cargo-update-recipe-crates features_check pkgconfig systemd useradd
+
+# cargo_bin lets cargo download crates during do_compile; point it at the crates BitBake fetched
+# from SRC_URI instead (unpacked into cargo_home/bitbake), as OE-core's cargo class does.
+# nooelint: oelint.vars.mispell - meta-rust-bin's cargo_bin class reads it
+EXTRA_CARGO_FLAGS = "--locked --offline"
+# nooelint: oelint.task.docstrings - a postfunc of do_configure (cargo_bin only), not a task
+hindsight_vendored_crates() {
+    mkdir -p ${CARGO_HOME}
+    printf '[source.bitbake]\ndirectory = "%s"\n[source.crates-io]\nreplace-with = "bitbake"\nlocal-registry = "/nonexistent"\n' \
+        "${UNPACKDIR}/cargo_home/bitbake" > ${CARGO_HOME}/config.toml
+}
+do_configure[postfuncs] += "${@'hindsight_vendored_crates' if d.getVar('HINDSIGHT_CARGO_CLASS') == 'cargo_bin' else ''}"
 
 # bindgen parses the target's linux/videodev2.h with clang-native against the target sysroot.
 export LIBCLANG_PATH = "${STAGING_LIBDIR_NATIVE}"
@@ -69,8 +99,9 @@ CONFFILES:${PN} = "${sysconfdir}/hindsight/hindsight.toml"
 # The plugins of the GStreamer elements the daemon builds pipelines from (`hindsight probe` lists
 # any that are missing: src/probe/mod.rs NEEDED): core elements (in gstreamer1.0 itself),
 # appsrc/appsink, videoconvert/videoscale, decodebin/parsebin (phone streams, uploads), h264parse,
-# jpeg, qtdemux/mp4mux, matroska, vp8dec, RTSP cameras (rtsp, rtp, rtpmanager, udp) and
-# multipartdemux (HTTP MJPEG cameras); then the board's encoder.
+# jpeg, qtdemux/mp4mux, matroska, RTSP cameras (rtsp, rtp, rtpmanager, udp) and
+# multipartdemux (HTTP MJPEG cameras). OE-core's default PACKAGECONFIGs build every one of these
+# plugins (scripts/yocto-parse checks that with BitBake).
 RDEPENDS:${PN} = "gstreamer1.0 gstreamer1.0-plugins-bad-videoparsersbad \
                   gstreamer1.0-plugins-base-app gstreamer1.0-plugins-base-playback \
                   gstreamer1.0-plugins-base-typefindfunctions \
@@ -79,20 +110,22 @@ RDEPENDS:${PN} = "gstreamer1.0 gstreamer1.0-plugins-bad-videoparsersbad \
                   gstreamer1.0-plugins-good-jpeg gstreamer1.0-plugins-good-matroska \
                   gstreamer1.0-plugins-good-multipart gstreamer1.0-plugins-good-rtp \
                   gstreamer1.0-plugins-good-rtpmanager gstreamer1.0-plugins-good-rtsp \
-                  gstreamer1.0-plugins-good-udp gstreamer1.0-plugins-good-video4linux2 \
-                  gstreamer1.0-plugins-good-vpx"
-# avdec_h264 (posters; H.264 phone streams without a hardware decoder) is in gstreamer1.0-libav,
-# which OE-core marks LICENSE_FLAGS = "commercial", like x264: recommended, so an image without
-# LICENSE_FLAGS_ACCEPTED += "commercial" still builds (probe and the log then name what is missing).
-# souphttpsrc (HTTP MJPEG cameras) exists only where gst-plugins-good is built with its soup
-# PACKAGECONFIG: recommended. glib-networking (OE-core) is GIO's TLS backend: rtsps:// and
-# https:// cameras need it.
-# Sound (camera.audio): alsasrc, audioconvert/audioresample (plugins-base), aacparse
-# (plugins-good audioparsers); an RTSP camera's G.711/Opus: alawdec, mulawdec (plugins-good),
-# opusdec (plugins-base); the AAC encoder is avenc_aac from gstreamer1.0-libav above (voaacenc
-# only where plugins-bad is built with its voaacenc PACKAGECONFIG). WebRTC viewers' sound: avdec_aac
-# (gstreamer1.0-libav) → opusenc (plugins-base-opus).
-RRECOMMENDS:${PN} = "${HINDSIGHT_ENCODER_PLUGINS} gstreamer1.0-libav gstreamer1.0-plugins-good-soup glib-networking \
-                     gstreamer1.0-plugins-base-alsa gstreamer1.0-plugins-base-audioconvert \
+                  gstreamer1.0-plugins-good-udp gstreamer1.0-plugins-good-video4linux2"
+# souphttpsrc (HTTP MJPEG cameras; plugins-good's default soup3). glib-networking (OE-core) is
+# GIO's TLS backend: rtsps:// and https:// cameras need it.
+# Sound (camera.audio): alsasrc (plugins-base, where the distro has the alsa feature),
+# audioconvert/audioresample, aacparse (plugins-good audioparsers); an RTSP camera's G.711/Opus:
+# alawdec, mulawdec (plugins-good). The AAC encoder is avenc_aac (libav above) or voaacenc where
+# plugins-bad is built with its voaacenc PACKAGECONFIG.
+RRECOMMENDS:${PN} = "${HINDSIGHT_ENCODER_PLUGINS} ${HINDSIGHT_OE_PLUGINS} gstreamer1.0-plugins-good-soup \
+                     glib-networking gstreamer1.0-plugins-base-alsa gstreamer1.0-plugins-base-audioconvert \
                      gstreamer1.0-plugins-base-audioresample gstreamer1.0-plugins-good-audioparsers \
-                     gstreamer1.0-plugins-good-alaw gstreamer1.0-plugins-good-mulaw gstreamer1.0-plugins-base-opus"
+                     gstreamer1.0-plugins-good-alaw gstreamer1.0-plugins-good-mulaw"
+# vp8dec (a phone camera's WebM when the browser records neither MP4 nor H.264: the phone page
+# prefers those) and opusenc/opusdec (a WebRTC viewer's sound, an RTSP camera's Opus track) need
+# libvpx and libopus, which are in meta-oe, and PACKAGECONFIGs OE-core leaves off. A layer that
+# changed core recipes would not be Yocto Project compatible, so they are recommended only: with
+# meta-oe, add to local.conf
+#   PACKAGECONFIG:append:pn-gstreamer1.0-plugins-good = " vpx"
+#   PACKAGECONFIG:append:pn-gstreamer1.0-plugins-base = " opus"
+HINDSIGHT_OE_PLUGINS = "gstreamer1.0-plugins-good-vpx gstreamer1.0-plugins-base-opus"
