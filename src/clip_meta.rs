@@ -122,6 +122,18 @@ pub enum ClipEvent {
         /// Why it was given up.
         error: Option<String>,
     },
+    /// An alert of the box or of a camera was raised or cleared (`monitor`).
+    Alert {
+        /// `kind` or `kind/camera` (`temperature`, `camera_failed/cam0`).
+        key: String,
+        /// Raised (true) or cleared.
+        active: bool,
+        /// False when the alert was only seen for the first time (not raised): its state is
+        /// published (MQTT's retained topic) but nothing happened.
+        changed: bool,
+        /// The alert as `/api/health/system` shows it.
+        json: Box<serde_json::Value>,
+    },
 }
 
 /// The JSON of an [`ClipEvent::Exported`] (MQTT `{base}/{camera}/export`, SSE `export`):

@@ -89,12 +89,19 @@ pub struct PhoneSession {
 pub struct Control {
     registry: Arc<Registry>,
     limiter: RateLimiter,
+    monitor: Option<Arc<crate::monitor::Monitor>>,
 }
 
 impl Control {
     /// Control over `registry`'s cameras; triggers limited per source by `limiter`.
     pub fn new(registry: Arc<Registry>, limiter: RateLimiter) -> Self {
-        Control { registry, limiter }
+        Control { registry, limiter, monitor: None }
+    }
+
+    /// With the box's monitor: health lists its raised alerts, MQTT republishes them.
+    pub fn with_monitor(mut self, monitor: Arc<crate::monitor::Monitor>) -> Self {
+        self.monitor = Some(monitor);
+        self
     }
 
     /// Take one trigger from `source` (`http:{address}`, `mqtt:{topic}`) now, before the
@@ -276,7 +283,9 @@ impl Control {
             );
         }
         let storage = storage_health(self.registry.store().storage.root());
-        Health { status: if ok && storage.ok { "ok" } else { "degraded" }, cameras, storage }
+        let alerts =
+            self.monitor.as_ref().map(|m| m.active_alerts().iter().map(|a| a.key()).collect()).unwrap_or_default();
+        Health { status: if ok && storage.ok { "ok" } else { "degraded" }, cameras, storage, alerts }
     }
 }
 
@@ -340,6 +349,8 @@ pub struct Health {
     pub cameras: serde_json::Map<String, serde_json::Value>,
     /// The storage's filesystem.
     pub storage: StorageHealth,
+    /// The keys of the alerts raised now (`/api/health/system` has their details).
+    pub alerts: Vec<String>,
 }
 
 /// MQTT's way in.
@@ -381,6 +392,11 @@ impl TriggerTarget for Control {
 
     fn health(&self) -> Option<serde_json::Value> {
         serde_json::to_value(Control::health(self)).ok()
+    }
+
+    fn alerts(&self) -> Vec<(String, serde_json::Value)> {
+        let all = self.monitor.as_ref().map(|m| m.alerts()).unwrap_or_default();
+        all.iter().map(|a| (a.key(), serde_json::to_value(a).unwrap_or_default())).collect()
     }
 
     fn last_clip(&self, camera: &str) -> Option<ClipMeta> {

@@ -181,10 +181,25 @@ impl Daemon {
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s2.index()).await {
             log::error!("clip storage unavailable: {}; clips are refused until it is", crate::status::error_chain(&e));
         }
-        let control = Arc::new(Control::new(
+        let mut alerts = config.alerts.clone();
+        // Tests only: a directory standing in for /sys (fake thermal zones, throttle flags).
+        if alerts.sysfs_root.is_none() {
+            alerts.sysfs_root = std::env::var_os("HINDSIGHT_SYSFS_ROOT").map(Into::into);
+        }
+        let monitor = Arc::new(crate::monitor::Monitor::new(alerts));
+        let storage_path = config.storage.path.clone();
+        monitor.clone().spawn(
             registry.clone(),
-            crate::trigger::RateLimiter::new(config.triggers.rate_per_min, config.triggers.burst),
-        ));
+            move || Some(crate::control::storage_health(&storage_path)).filter(|s| s.ok).map(|s| s.free_percent),
+            stop.clone(),
+        );
+        let control = Arc::new(
+            Control::new(
+                registry.clone(),
+                crate::trigger::RateLimiter::new(config.triggers.rate_per_min, config.triggers.burst),
+            )
+            .with_monitor(monitor.clone()),
+        );
         let webrtc = start_webrtc(&config.http);
         let exporter = config.export.as_ref().and_then(|x| {
             match crate::offsite::Exporter::start(x, store.clone(), registry.events().clone(), stop.clone()) {
@@ -199,6 +214,7 @@ impl Daemon {
             }
         });
         let state = Arc::new(AppState {
+            monitor,
             webrtc: webrtc.clone(),
             exporter,
             registry: registry.clone(),

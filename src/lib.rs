@@ -24,6 +24,8 @@
 //!   documented in docs/API.md.
 //! - [`control`]: every action — trigger, manual recording, camera start/stop/restart, the
 //!   phone-camera rules. [`notify`]: systemd readiness and watchdog.
+//! - [`monitor`]: the box's health over time (CPU, memory, temperature, throttling, each
+//!   camera's rates) and its alerts, raised and cleared onto the event channel.
 //! - [`camera`]: one camera's stages wired together, start/stop/restart, its snapshot for the
 //!   API; `camera::registry` holds every camera, including those phones add at run time.
 //! - [`upload`]: resumable uploads on disk and their finalization into clips. [`offsite`]:
@@ -42,7 +44,8 @@
 //!   camera's own H.264 skips it: [`encode::PassStage`] stores it from the capture thread),
 //!   [`tap`] (the latest raw frame for the preview), [`preroll`] (encoded frames in RAM;
 //!   readers snapshot or follow without copying); [`index`] (the sled clip index, all sled
-//!   access); [`trigger`] (trigger payloads and answers, shared by MQTT and HTTP).
+//!   access); [`trigger`] (trigger payloads and answers, shared by MQTT and HTTP); [`system`]
+//!   (the box read from `/proc` and `/sys`, and the alerts' thresholds and hysteresis).
 //! - leaves: [`status`] (camera state, counters, error chains), [`clip_meta`] (what a clip is),
 //!   [`gst`] (GStreamer plumbing), [`mp4`] (the MP4 boxes of clips, live HLS, recording
 //!   segments and their exports), [`frame`],
@@ -64,6 +67,7 @@ pub mod frame;
 pub mod gst;
 pub mod index;
 pub mod live;
+pub mod monitor;
 pub mod mp4;
 pub mod mqtt;
 pub mod notify;
@@ -77,6 +81,7 @@ pub mod segment_meta;
 pub mod shutdown;
 pub mod status;
 pub mod storage;
+pub mod system;
 pub mod tap;
 pub mod time;
 pub mod trigger;

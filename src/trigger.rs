@@ -344,6 +344,10 @@ pub trait TriggerTarget: Send + Sync + 'static {
     fn health(&self) -> Option<serde_json::Value> {
         None
     }
+    /// Every alert seen (raised or not) as `(key, JSON)`: MQTT's retained `{base}/alert/{key}`.
+    fn alerts(&self) -> Vec<(String, serde_json::Value)> {
+        Vec::new()
+    }
     /// The camera's newest saved clip, if the index is open or on disk. Blocks (the index).
     fn last_clip(&self, _camera: &str) -> Option<crate::clip_meta::ClipMeta> {
         None

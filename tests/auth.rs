@@ -104,6 +104,7 @@ fn cli(args: &[&str]) -> (bool, String, String) {
 
 /// Every route of the API (and a few pages); none may answer without credentials.
 const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/health/system"),
     ("GET", "/api/cameras"),
     ("GET", "/api/cameras/cam0"),
     ("POST", "/api/cameras/cam0/trigger"),

@@ -92,7 +92,7 @@ impl Rig {
                 match events.blocking_recv() {
                     Ok(ClipEvent::Saved(m)) => break Some(Ok(*m)),
                     Ok(ClipEvent::Failed { clip_id, error, .. }) => break Some(Err((clip_id, error))),
-                    Ok(ClipEvent::Recording { .. } | ClipEvent::Exported { .. })
+                    Ok(ClipEvent::Recording { .. } | ClipEvent::Exported { .. } | ClipEvent::Alert { .. })
                     | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => break None,
                 }

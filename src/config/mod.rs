@@ -10,6 +10,7 @@
 //!
 //! Must never panic on input and never touch the camera or the network: a config is data.
 
+mod alerts;
 mod audio;
 mod bytesize;
 mod camera;
@@ -24,6 +25,7 @@ mod triggers;
 mod uploads;
 mod validate;
 
+pub use self::alerts::AlertsConfig;
 pub use self::audio::{AudioConfig, AudioKind, AAC_RATES, AUTO_AAC_ENCODERS};
 pub use self::bytesize::ByteSize;
 pub use self::camera::{CameraConfig, RtspTransport, SourceConfig, SourceKind};
@@ -132,6 +134,9 @@ pub struct Config {
     /// The per-source trigger rate limit.
     #[serde(default)]
     pub triggers: TriggersConfig,
+    /// `[alerts]`: the box's sampling and alert thresholds.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// `[export]`: clips copied to S3-compatible storage; none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportConfig>,
@@ -179,6 +184,7 @@ impl Config {
             uploads: UploadsConfig::default(),
             export: None,
             triggers: TriggersConfig::default(),
+            alerts: AlertsConfig::default(),
             cameras: vec![CameraConfig::new("cam0", source)],
         }
     }

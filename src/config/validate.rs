@@ -197,6 +197,9 @@ pub fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     for (key, message) in config.triggers.problems() {
         err(key, message);
     }
+    for (key, message) in config.alerts.problems() {
+        err(key, message);
+    }
     errs
 }
 

@@ -112,8 +112,9 @@ impl Discovery {
         d
     }
 
-    /// The appliance device: storage free space and an overall problem sensor, both from the
-    /// retained `{base}/health` (the `/api/health` body).
+    /// The appliance device: storage free space, an overall problem sensor and the number of
+    /// raised alerts from the retained `{base}/health` (the `/api/health` body); overheating and
+    /// throttling from the retained `{base}/alert/temperature` and `{base}/alert/throttled`.
     pub fn appliance(&self) -> Value {
         let health = self.topic("health");
         let mut c = Map::new();
@@ -135,6 +136,28 @@ impl Discovery {
                 "device_class": "problem", "entity_category": "diagnostic", "qos": 1,
             }),
         );
+        c.insert(
+            "alerts".into(),
+            json!({
+                "platform": "sensor", "unique_id": self.uid(None, "alerts"), "name": "Alerts",
+                "state_topic": health, "value_template": "{{ value_json.alerts | length }}",
+                "icon": "mdi:alert", "entity_category": "diagnostic", "qos": 1,
+            }),
+        );
+        // The box's own problems, from the retained `{base}/alert/{kind}` states (`monitor`).
+        for (key, name, class) in
+            [("temperature", "Overheating", "heat"), ("throttled", "Throttled or under-voltage", "problem")]
+        {
+            c.insert(
+                format!("alert_{key}"),
+                json!({
+                    "platform": "binary_sensor", "unique_id": self.uid(None, &format!("alert_{key}")), "name": name,
+                    "state_topic": self.topic(&format!("alert/{key}")),
+                    "value_template": "{{ 'ON' if value_json.active else 'OFF' }}",
+                    "device_class": class, "entity_category": "diagnostic", "qos": 1,
+                }),
+            );
+        }
         let name = if self.base == "hindsight" { "hindsight".to_string() } else { format!("hindsight {}", self.base) };
         self.common(Value::Object(self.device(self.appliance_id(), &name, "hindsight appliance")), c)
     }

@@ -63,6 +63,8 @@ pub(super) struct Session {
     recording: HashMap<String, bool>,
     /// Per camera: the last `last_clip` payload (from the index at the first connection).
     last_clips: HashMap<String, Vec<u8>>,
+    /// Each alert's last state, by key, republished (retained) on every connection.
+    alerts: HashMap<String, Vec<u8>>,
     last_clips_loaded: bool,
     /// The significant part of the last published health, and when.
     health: Option<(Value, Instant)>,
@@ -86,6 +88,7 @@ impl Session {
             states: HashMap::new(),
             recording: HashMap::new(),
             last_clips: HashMap::new(),
+            alerts: HashMap::new(),
             last_clips_loaded: false,
             health: None,
             ha,
@@ -178,6 +181,13 @@ impl Session {
         let last: Vec<(String, Vec<u8>)> = self.last_clips.iter().map(|(c, b)| (c.clone(), b.clone())).collect();
         for (camera, body) in last {
             self.publish(self.topics.camera(&camera, "last_clip"), true, body, stop).await;
+        }
+        for (key, json) in self.target.alerts() {
+            self.alerts.entry(key).or_insert_with(|| json.to_string().into_bytes());
+        }
+        let alerts: Vec<(String, Vec<u8>)> = self.alerts.iter().map(|(k, b)| (k.clone(), b.clone())).collect();
+        for (key, body) in alerts {
+            self.publish(self.topics.alert(&key), true, body, stop).await;
         }
         self.states.clear();
         self.publish_states(true);
@@ -383,6 +393,16 @@ impl Session {
                 let ClipEvent::Exported { camera, .. } = &ev else { return };
                 let topic = self.topics.camera(camera, "export");
                 self.publish(topic, false, crate::clip_meta::export_json(&ev).to_string().into_bytes(), stop).await;
+            }
+            Ok(ClipEvent::Alert { key, json, changed, .. }) => {
+                let body = json.to_string().into_bytes();
+                self.alerts.insert(key.clone(), body.clone());
+                self.publish(self.topics.alert(&key), true, body.clone(), stop).await;
+                if changed {
+                    self.publish(self.topics.alert(""), false, body, stop).await;
+                    // The health body lists the raised alerts.
+                    self.publish_health(true);
+                }
             }
             Ok(ClipEvent::Failed { camera, clip_id, error }) => {
                 log::warn!("clip {clip_id} on {camera} failed: {error}");

@@ -57,6 +57,16 @@ impl Topics {
         (!seg.is_empty() && !seg.contains('/')).then_some(seg)
     }
 
+    /// `{base}/alert/{key}`: one alert's state, retained (`key`: `temperature`,
+    /// `camera_failed/cam0`, …); `{base}/alert` (empty `key`): each change as it happens.
+    pub fn alert(&self, key: &str) -> String {
+        if key.is_empty() {
+            format!("{}/alert", self.base)
+        } else {
+            format!("{}/alert/{key}", self.base)
+        }
+    }
+
     /// `{base}/health`: the `/api/health` body, retained.
     pub fn health(&self) -> String {
         format!("{}/health", self.base)

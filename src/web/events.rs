@@ -2,7 +2,8 @@
 //! instead of at the next poll.
 //!
 //! Events: `clip` (the saved clip's metadata, as `/api/clips/{id}`), `recording`
-//! (`{"camera","on"}`) and `clip_failed` (`{"camera","clip_id","error"}`), plus a keep-alive
+//! (`{"camera","on"}`), `clip_failed` (`{"camera","clip_id","error"}`), `export` and `alert` (an
+//! alert raised or cleared, as in `/api/health/system`), plus a keep-alive
 //! comment every 15 s. A slow browser that falls behind the bounded broadcast channel skips
 //! the events it missed (it re-reads the list on the next page load) — it never makes the
 //! recorder wait. Streams end when the daemon shuts down, so HTTP can drain.
@@ -27,6 +28,9 @@ fn to_sse(ev: &ClipEvent) -> Option<warp::sse::Event> {
             e.event("clip_failed").json_data(serde_json::json!({"camera": camera, "clip_id": clip_id, "error": error}))
         }
         ClipEvent::Exported { .. } => e.event("export").json_data(crate::clip_meta::export_json(ev)),
+        ClipEvent::Alert { json, changed: true, .. } => e.event("alert").json_data(json.as_ref()),
+        // Seen for the first time, not raised: nothing happened.
+        ClipEvent::Alert { changed: false, .. } => return None,
     }
     .ok()
 }

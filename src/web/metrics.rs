@@ -98,6 +98,7 @@ pub fn render(s: &AppState) -> String {
             })
             .collect();
     family(&mut out, "uploads", "gauge", "Uploads of this run by state.", &by_state);
+    system_families(&mut out, &s.monitor.report());
     if let Some(x) = &s.exporter {
         let e = x.summary();
         let one = |v: f64| [(String::new(), v)];
@@ -126,6 +127,38 @@ pub fn render(s: &AppState) -> String {
         );
     }
     out
+}
+
+/// The box (`/api/health/system`): figures that cannot be read are left out, not shown as 0.
+fn system_families(out: &mut String, r: &crate::monitor::SystemReport) {
+    let one = |v: Option<f64>| v.map(|v| vec![(String::new(), v)]).unwrap_or_default();
+    let gauges: [(&str, &str, Option<f64>); 6] = [
+        ("system_cpu_percent", "Busy share of all cores over the last sample interval, %.", r.cpu_percent),
+        (
+            "daemon_cpu_percent",
+            "The daemon's share of all cores over the last sample interval, %.",
+            r.daemon_cpu_percent,
+        ),
+        (
+            "memory_available_bytes",
+            "Memory available to new work (MemAvailable).",
+            Some(r.memory.available_bytes as f64),
+        ),
+        ("daemon_rss_bytes", "The daemon's resident memory.", Some(r.memory.rss_bytes as f64)),
+        ("soc_temperature_celsius", "The hottest thermal zone; absent where the board has none.", r.temperature_c),
+        (
+            "throttled_flags",
+            "The Raspberry Pi firmware's get_throttled word; absent elsewhere.",
+            r.throttled.map(|t| f64::from(t.raw)),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        family(out, name, "gauge", help, &one(v));
+    }
+    // Alert keys are `kind` or `kind/camera`, both `[a-z0-9_/-]`: nothing to escape.
+    let alerts: Vec<(String, f64)> =
+        r.alerts.iter().map(|a| (format!("{{alert=\"{}\"}}", a.key()), f64::from(u8::from(a.active)))).collect();
+    family(out, "alert", "gauge", "1 while the alert is raised (every alert seen since start).", &alerts);
 }
 
 type RecordStats = crate::record::RecordStats;

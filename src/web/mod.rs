@@ -60,6 +60,8 @@ pub struct AppState {
     pub webrtc: Option<Arc<crate::live::webrtc::Webrtc>>,
     /// The export to S3-compatible storage; `None` without `[export]`.
     pub exporter: Option<Arc<crate::offsite::Exporter>>,
+    /// The box's health and alerts (`/api/health/system`).
+    pub monitor: Arc<crate::monitor::Monitor>,
 }
 
 impl AppState {
@@ -261,6 +263,11 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
         .and(st.clone())
         .map(|s: Arc<AppState>| warp::reply::json(&health(&s)).into_response());
 
+    let system = warp::path!("api" / "health" / "system")
+        .and(warp::get())
+        .and(st.clone())
+        .map(|s: Arc<AppState>| warp::reply::json(&s.monitor.report()).into_response());
+
     let list = warp::path!("api" / "cameras").and(warp::get()).and(st.clone()).map(|s: Arc<AppState>| {
         let v: Vec<_> = s.registry.snapshot().iter().map(|e| e.info()).collect();
         warp::reply::json(&v).into_response()
@@ -284,6 +291,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Respo
     let clip_routes = clips::routes(st.clone());
     let mjpeg_routes = mjpeg::routes(st.clone());
     health
+        .or(system)
+        .unify()
         .or(list)
         .unify()
         .or(one)

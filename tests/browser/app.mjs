@@ -19,7 +19,8 @@
 //                 `export` event, and the list shows it after a reload
 //   scroll      — Clips in pages of 1 (?pagesize=1): scrolling loads every clip through `cursor`;
 //                 the label filter narrows to the labelled clip, which is pinned, unpinned, deleted
-//   (s) status  — Status shows health, storage and the cameras (and the phone client when (e) ran)
+//   (s) status  — Status shows health, storage, the cameras (and the phone client when (e) ran), the
+//                 system card; no overflow at 390 px; a temperature alert (fake sysfs) within 2 s
 //   (g) shots   — a full-page screenshot of every page under docs/screenshots/; no page is wider
 //                 than a 360 px screen
 //
@@ -44,6 +45,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 import { configHead, createHarness, freePort } from './harness.mjs';
+import { fakeTemperature, statusStep } from './app_status.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TLS = process.env.APP_TLS === '1';
@@ -434,23 +436,7 @@ async function stepPhone() {
   return `${frames} frames received; on Live: ${m}; clip ${id} of ${meta.camera} (${meta.frames} frames) plays: ${p}`;
 }
 
-async function stepStatus() {
-  await goto('status');
-  const st = await page.locator('#health-status').textContent({ timeout: 10000 });
-  if (st !== 'ok') throw new Error(`health shown: ${st}`);
-  const camsText = await page.locator('#status-cameras').textContent();
-  if (!camsText.includes(CAM)) throw new Error(`cameras card: ${camsText}`);
-  const storage = await page.locator('#status-storage').textContent();
-  if (!/clips/.test(storage)) throw new Error(`storage card: ${storage}`);
-  let phone = '';
-  if (ran.includes('phone')) {
-    await waitFor('the phone client on Status', 10, async () =>
-      ((await page.locator('#status-clients').textContent()).includes(PHONE_CAM) ? true : undefined));
-    phone = `; client ${PHONE_CAM} listed`;
-  }
-  await shot('status');
-  return `health ${st}; ${CAM} listed; storage: ${storage.replace(/\s+/g, ' ').slice(0, 80)}${phone}`;
-}
+const stepStatus = () => statusStep({ page, goto, api, waitFor, shot, ran, dir, CAM, PHONE_CAM });
 
 async function stepDevices() {
   await goto('devices');
@@ -530,6 +516,10 @@ async function main() {
     });
     exportToml = `[export]\nkind = "s3"\nendpoint = "http://127.0.0.1:${port}"\nbucket = "clips"\naccess_key = "k"\nsecret_key = "app-test-secret"\n`;
   }
+  // The Status step's fake sysfs: a thermal zone the test heats (alerts sampled every second).
+  fakeTemperature(dir, 45000);
+  process.env.HINDSIGHT_SYSFS_ROOT = join(dir, 'sys');
+  const alertsToml = /^\[alerts\]/m.test(EXTRA) ? '' : '[alerts]\ninterval_s = 1\ntemperature_c = 70\nrss_mib = 0\nfree_percent = 0\n';
   const http = await startDaemon((port) => `${configHead(dir, port, TLS ? login : '')}
 [[camera]]
 id = "${CAM}"
@@ -541,6 +531,7 @@ pre_s = 2
 post_s = 2
 ${!SKIP.has('phone') && !/^\[phone\]/m.test(EXTRA) ? '[phone]\npre_s = 3\npost_s = 3\n' : ''}
 ${exportToml}
+${alertsToml}
 ${EXTRA}
 `);
   base = TLS ? http.replace(/^http:/, 'https:') : http;

@@ -452,4 +452,22 @@ pub const BAD: &[Bad] = &[
         key: "export.kind",
         mentions: None,
     },
+    Bad {
+        name: "alerts-interval-zero",
+        text: concat!("[alerts]\ninterval_s = 0\n", cam!()),
+        key: "alerts.interval_s",
+        mentions: None,
+    },
+    Bad {
+        name: "alerts-temperature-out-of-range",
+        text: concat!("[alerts]\ntemperature_c = 400\n", cam!()),
+        key: "alerts.temperature_c",
+        mentions: None,
+    },
+    Bad {
+        name: "alerts-sysfs-root-not-a-key",
+        text: concat!("[alerts]\nsysfs_root = \"/tmp\"\n", cam!()),
+        key: "alerts.sysfs_root",
+        mentions: None,
+    },
 ];
