@@ -186,7 +186,7 @@ impl Daemon {
         if alerts.sysfs_root.is_none() {
             alerts.sysfs_root = std::env::var_os("HINDSIGHT_SYSFS_ROOT").map(Into::into);
         }
-        let monitor = Arc::new(crate::monitor::Monitor::new(alerts));
+        let monitor = Arc::new(crate::monitor::Monitor::new(alerts, &config.storage.path));
         let storage_path = config.storage.path.clone();
         monitor.clone().spawn(
             registry.clone(),

@@ -43,6 +43,9 @@ pub struct SystemReport {
     pub throttled: Option<Throttled>,
     /// Free space on the clip filesystem, %.
     pub storage_free_percent: Option<f64>,
+    /// Errors the kernel counted on the clip filesystem (ext4's `errors_count`); `null` for
+    /// another filesystem.
+    pub disk_errors: Option<u64>,
     /// Per camera.
     pub cameras: Vec<CameraHealth>,
     /// Every alert seen, raised (`active`) or not.
@@ -65,6 +68,8 @@ pub struct CameraHealth {
     pub dropped_per_min: Option<f64>,
     /// Seconds it has been `failed` (0 when not).
     pub failed_for_s: f64,
+    /// Capture to encoded frame, ms (smoothed); `null` without an encoder (pass-through).
+    pub encode_latency_ms: Option<f64>,
 }
 
 /// One sparkline point.
@@ -95,16 +100,18 @@ struct State {
 /// The monitor: samples, keeps the report, raises and clears alerts.
 pub struct Monitor {
     cfg: AlertsConfig,
+    storage: std::path::PathBuf,
     reader: SysReader,
     started: Instant,
     state: Mutex<State>,
 }
 
 impl Monitor {
-    /// Over `/sys` (or `cfg.sysfs_root`, tests).
-    pub fn new(cfg: AlertsConfig) -> Monitor {
+    /// Over `/sys` (or `cfg.sysfs_root`, tests); `storage` is the clip directory.
+    pub fn new(cfg: AlertsConfig, storage: &std::path::Path) -> Monitor {
         let reader = SysReader::new(cfg.sysfs_root.as_deref());
-        Monitor { cfg, reader, started: Instant::now(), state: Mutex::new(State::default()) }
+        let storage = storage.to_path_buf();
+        Monitor { cfg, storage, reader, started: Instant::now(), state: Mutex::new(State::default()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -140,6 +147,7 @@ impl Monitor {
         let throttled = self.reader.throttled();
         let memory = self.reader.memory();
         let (uptime_s, load) = (self.reader.uptime_s(), self.reader.load());
+        let disk_errors = self.reader.fs_errors(&self.storage);
         let at = crate::time::rfc3339_ms(crate::time::wall_now_ms());
 
         let mut st = self.lock();
@@ -187,6 +195,7 @@ impl Monitor {
                 fps_out,
                 dropped_per_min,
                 failed_for_s,
+                encode_latency_ms: c.encode_latency_ms,
             });
         }
         let reading = Reading {
@@ -196,9 +205,8 @@ impl Monitor {
             rss_bytes: (memory.rss_bytes > 0).then_some(memory.rss_bytes),
             cameras: readings,
         };
-        let cfg = self.cfg.clone();
         let before: Vec<String> = st.book.all().iter().map(Alert::key).collect();
-        let mut changed = st.book.apply(&cfg, &reading, &at);
+        let mut changed = st.book.apply(&self.cfg, &reading, &at);
         let known: Vec<String> = st.book.all().iter().filter_map(|a| a.camera.clone()).collect();
         for gone in known.iter().filter(|k| !cameras.iter().any(|c| &&c.id == k)) {
             changed.extend(st.book.forget_camera(gone, &at));
@@ -230,6 +238,7 @@ impl Monitor {
             thermal_zones: zones,
             throttled,
             storage_free_percent: free_percent,
+            disk_errors,
             cameras: cams,
             alerts: st.book.all(),
             history: Vec::new(),

@@ -38,6 +38,9 @@ pub struct CameraStatus {
     pub last_capture_ms: AtomicU64,
     /// Monotonic ms of the last encoded frame (0: never).
     pub last_encode_ms: AtomicU64,
+    /// Capture to encoded access unit, µs, smoothed over ~8 frames (0: not measured: no frame
+    /// yet, or a camera's own H.264 passed through without an encoder).
+    pub encode_latency_us: AtomicU64,
     /// Set by the API to request an IDR frame at the next opportunity.
     pub force_keyframe: AtomicBool,
     /// Monotonic ms of the last `set_started` (0: never), for the start-up grace.
@@ -194,6 +197,15 @@ impl CameraStatus {
             self.encode_ok.store(true, Ordering::SeqCst);
             self.errors().encode = None;
         }
+    }
+
+    /// The encoder's latency for one access unit: `captured` is its capture time on
+    /// CLOCK_MONOTONIC (its PTS). One writer (the encoder's appsink thread).
+    pub fn encode_latency(&self, captured: Duration) {
+        let us = crate::time::mono_now().saturating_sub(captured).as_micros().min(u128::from(u32::MAX)) as u64;
+        let old = self.encode_latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 { us.max(1) } else { (old * 7 + us) / 8 };
+        self.encode_latency_us.store(new.max(1), Ordering::Relaxed);
     }
 
     /// Mark started (after `start`/`restart`): clears the stage flags, keeps counters.

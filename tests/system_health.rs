@@ -120,13 +120,18 @@ async fn alerts_raise_and_clear_once_each_on_every_channel() {
     let addr = d.http_addr;
     let mut sse = sse_alerts(addr).await;
 
-    let v = system_when(addr, "sampled", |v| v["temperature_c"] == 45.0).await;
+    let v = system_when(addr, "sampled with a frame encoded", |v| {
+        v["temperature_c"] == 45.0 && v["cameras"][0]["encode_latency_ms"].is_number()
+    })
+    .await;
     assert_eq!(v["thermal_zones"].as_array().unwrap().len(), 2, "{v}");
     assert_eq!(v["throttled"]["raw"], 0, "{v}");
     assert_eq!(alert(&v, "temperature").unwrap()["active"], false, "{v}");
     assert!(v["memory"]["rss_bytes"].as_u64().unwrap() > 0 && v["uptime_s"].as_f64().unwrap() > 0.0, "{v}");
     let cam = &v["cameras"][0];
     assert_eq!(cam["id"], "cam0", "{v}");
+    assert!(cam["encode_latency_ms"].as_f64().unwrap() > 0.0, "capture → encoded frame measured: {v}");
+    assert!(v["disk_errors"].is_null(), "the fake sysfs has no block device: unknown, not 0: {v}");
     // Retained states are there for a client that comes later.
     let m = mqtt.next("hindsight/alert/temperature", |m| m.json()["active"] == false).await;
     assert_eq!(m.json()["threshold"], 70.0);

@@ -113,6 +113,9 @@ pub struct CameraInfo {
     pub frames_dropped: u64,
     /// Access units from the encoder.
     pub frames_encoded: u64,
+    /// Capture to encoded frame, ms (smoothed); `null` for a camera passed through (no encoder)
+    /// or before the first frame.
+    pub encode_latency_ms: Option<f64>,
     /// Seconds the camera keeps before a trigger.
     pub pre_s: f64,
     /// Most recent error, kept after recovery.
@@ -389,6 +392,9 @@ impl Camera {
                 + self.ring.dropped()
                 + s.frames_dropped_encoder.load(Ordering::Relaxed),
             frames_encoded: s.frames_encoded.load(Ordering::Relaxed),
+            encode_latency_ms: Some(s.encode_latency_us.load(Ordering::Relaxed))
+                .filter(|us| *us > 0)
+                .map(|us| us as f64 / 1000.0),
             pre_s: self.cfg.pre_s,
             last_error: s.last_error(),
             viewers: live.viewers,

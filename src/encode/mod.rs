@@ -355,8 +355,10 @@ impl Output {
             keyframe,
             seq,
         };
+        let captured = frame.pts;
         self.preroll.push(frame);
         self.status.frame_encoded();
+        self.status.encode_latency(captured);
         Ok(gst::FlowSuccess::Ok)
     }
 }

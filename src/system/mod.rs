@@ -6,6 +6,7 @@
 //! - throttling: the Raspberry Pi kernel's firmware driver publishes the firmware's
 //!   `get_throttled` word in sysfs (`/sys/devices/platform/soc/soc:firmware/get_throttled`, the
 //!   same bits `vcgencmd get_throttled` prints, without needing vcgencmd); `null` elsewhere.
+//! - disk errors: ext4's `errors_count` of the clip filesystem (`/sys/fs/ext4/{device}/`).
 //! - CPU: `/proc/stat` (the box) and `/proc/self/stat` (the daemon), as shares of the interval
 //!   between two samples; memory from `/proc/meminfo` and `/proc/self/status` (VmRSS).
 //!
@@ -187,6 +188,24 @@ impl SysReader {
         }
     }
 
+    /// Errors the kernel counted on the filesystem holding `path` since it was made: ext4's
+    /// `/sys/fs/ext4/{device}/errors_count` (the device found from `path`'s `st_dev` through
+    /// `/sys/dev/block/MAJOR:MINOR`). `None` for another filesystem (tmpfs, overlay, vfat).
+    pub fn fs_errors(&self, path: &Path) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let mut p = path.to_path_buf();
+        while !p.exists() {
+            if !p.pop() {
+                return None;
+            }
+        }
+        let dev = std::fs::metadata(if p.as_os_str().is_empty() { Path::new(".") } else { &p }).ok()?.dev();
+        let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+        let link = std::fs::read_link(self.sys.join(format!("dev/block/{major}:{minor}"))).ok()?;
+        let name = link.file_name()?.to_str()?.to_string();
+        self.read(&self.sys.join("fs/ext4").join(name).join("errors_count"))?.trim().parse().ok()
+    }
+
     /// Seconds since boot.
     pub fn uptime_s(&self) -> Option<f64> {
         self.read(&self.proc.join("uptime"))?.split_whitespace().next()?.parse().ok()
@@ -264,6 +283,29 @@ mod tests {
         assert_eq!(parse_throttled("throttled=0x80008"), Some(0x80008));
         assert_eq!(parse_throttled("0x0"), Some(0));
         assert_eq!(parse_throttled("zz"), None);
+    }
+
+    #[test]
+    fn ext4_errors_of_the_storage_filesystem() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sys = dir.path().join("sys");
+        let storage = dir.path().join("storage/not-yet-made");
+        let r = SysReader::new(Some(&sys));
+        assert_eq!(r.fs_errors(&storage), None, "no sysfs entry: unknown, not 0");
+        let dev = std::fs::metadata(dir.path()).unwrap().dev();
+        let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+        std::fs::create_dir_all(sys.join("devices/platform/mmc/block/mmcblk0/mmcblk0p2")).unwrap();
+        std::fs::create_dir_all(sys.join("dev/block")).unwrap();
+        std::os::unix::fs::symlink(
+            "../../devices/platform/mmc/block/mmcblk0/mmcblk0p2",
+            sys.join(format!("dev/block/{major}:{minor}")),
+        )
+        .unwrap();
+        assert_eq!(r.fs_errors(&storage), None, "not ext4");
+        std::fs::create_dir_all(sys.join("fs/ext4/mmcblk0p2")).unwrap();
+        std::fs::write(sys.join("fs/ext4/mmcblk0p2/errors_count"), "3\n").unwrap();
+        assert_eq!(r.fs_errors(&storage), Some(3));
     }
 
     #[test]

@@ -85,6 +85,7 @@ export async function pageStatus(view) {
         : h('span', { class: 'muted' }, 'not a Raspberry Pi')],
       ['memory', `${fmtBytes(mem.available_bytes)} free of ${fmtBytes(mem.total_bytes)} · daemon ${fmtBytes(mem.rss_bytes)}`],
       ['load', sy.load ? sy.load.map((x) => x.toFixed(2)).join(' ') : '–'],
+      ['disk errors', sy.disk_errors ?? h('span', { class: 'muted' }, 'not counted (not ext4)')],
       ['up', fmtUptime(sy.uptime_s)],
     ]));
     fill(health, hl.error ? h('p', { class: 'error' }, hl.error) : kv([
@@ -106,7 +107,8 @@ export async function pageStatus(view) {
       return h('li', {}, h('b', {}, c.id), ' ', h('span', { class: `state ${c.state}` }, c.state),
         h('span', { class: 'muted' }, ` · ${fps(m.fps_in)} → ${fps(m.fps_out)} fps · ${c.frames_captured ?? '–'} frames · `
           + `${c.frames_dropped ?? '–'} dropped${Number.isFinite(m.dropped_per_min) ? ` (${m.dropped_per_min.toFixed(0)}/min)` : ''} · `
-          + `${c.buffered_s !== undefined ? `${Number(c.buffered_s).toFixed(1)} s` : '–'} pre-roll · ${c.viewers ?? 0} viewers`));
+          + `${c.buffered_s !== undefined ? `${Number(c.buffered_s).toFixed(1)} s` : '–'} pre-roll · ${c.viewers ?? 0} viewers`
+          + `${Number.isFinite(m.encode_latency_ms) ? ` · encoder ${m.encode_latency_ms.toFixed(0)} ms` : ''}`));
     })));
     fill(clients, cli === null ? h('p', { class: 'muted' }, 'Not available on this appliance.')
       : cli.error ? h('p', { class: 'error' }, cli.error)
