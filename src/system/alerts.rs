@@ -57,10 +57,15 @@ impl Alert {
     /// `kind`, or `kind/camera`: the key in `/api/health/system`, MQTT's `{base}/alert/{key}`
     /// and the `alert` label of `/metrics`.
     pub fn key(&self) -> String {
-        match &self.camera {
-            Some(c) => format!("{}/{c}", self.kind),
-            None => self.kind.clone(),
-        }
+        key_of(&self.kind, self.camera.as_deref())
+    }
+}
+
+/// `kind`, or `kind/camera`: the one spelling of an alert's key.
+fn key_of(kind: &str, camera: Option<&str>) -> String {
+    match camera {
+        Some(c) => format!("{kind}/{c}"),
+        None => kind.to_string(),
     }
 }
 
@@ -197,10 +202,7 @@ impl AlertBook {
     pub fn apply(&mut self, cfg: &AlertsConfig, r: &Reading, now: &str) -> Vec<Alert> {
         let mut changed = Vec::new();
         for c in checks(cfg, r) {
-            let key = match &c.camera {
-                Some(cam) => format!("{}/{cam}", c.kind),
-                None => c.kind.to_string(),
-            };
+            let key = key_of(c.kind, c.camera.as_deref());
             let entry = self.alerts.entry(key).or_insert_with(|| Alert {
                 kind: c.kind.to_string(),
                 camera: c.camera.clone(),

@@ -92,7 +92,10 @@ impl CpuTimes {
         let total = self.total.checked_sub(before.total).filter(|t| *t > 0)? as f64;
         let idle = self.idle.saturating_sub(before.idle) as f64;
         let process = self.process.saturating_sub(before.process) as f64;
-        Some((((total - idle) / total * 100.0).clamp(0.0, 100.0), (process / total * 100.0).clamp(0.0, 100.0)))
+        let busy = ((total - idle) / total * 100.0).clamp(0.0, 100.0);
+        // The two files are read a moment apart and counted differently (per-task ticks vs the
+        // CPUs' own): over a short interval the daemon's count can come out above the box's.
+        Some((busy, (process / total * 100.0).clamp(0.0, busy)))
     }
 }
 
