@@ -9,12 +9,15 @@
 //!   without sending anything (a restart after an upload finished but before it was recorded);
 //! - up to `part_size` in one PUT, larger in parts: the upload id and each finished part are
 //!   recorded, so after a crash the upload resumes at the first part the service does not list
-//!   (ListParts), or starts again if the upload is gone;
+//!   (ListParts), or starts again if the upload is gone; once the object is complete, any other
+//!   upload of its key still open (started by a request that timed out here but reached the
+//!   service, or by a crash before its id was recorded) is aborted, so no orphaned parts stay;
 //! - failures are retried with back-off (1 s doubling to 5 min, the queue keeps its order by due
 //!   time, so one stuck clip does not hold newer ones back); refused credentials (403) are shown
 //!   as such on the clip and in `/api/health` and retried every 5 min;
-//! - `max_kbps` paces the uploads: each body goes out in 64 KiB pieces, each no sooner than the
-//!   rate allows (no burst at line speed, so the uplink stays usable);
+//! - `max_kbps` paces the uploads: every body goes out in 16 KiB pieces on one schedule for
+//!   all parts and objects, each no sooner than the rate allows (no burst at line speed, so the
+//!   uplink stays usable);
 //! - clips saved since export was first turned on are queued at start if their entry is missing
 //!   (an event missed in a crash or by a lagging channel), and any clip on request
 //!   (`POST /api/clips/{id}/export`); a queued clip deleted before its export is dropped;
@@ -425,9 +428,27 @@ impl Worker {
                 let etags: Vec<String> = o.parts.iter().map(|p| p.1.clone()).collect();
                 self.s3.complete(&obj.key, &upload_id, &etags).await?;
                 done(&mut entry.objects[i]);
+                self.abort_strays(&obj.key).await;
             }
         }
         Ok(())
+    }
+
+    /// Abort every other multipart upload of `key` still open: one the service started for a
+    /// request that timed out here (it was answered after the exporter gave up), or one a crash
+    /// left between its start and the record of its id. Their parts cost storage until a
+    /// lifecycle rule (if any) removes them. Best effort: the object itself is complete.
+    async fn abort_strays(&self, key: &str) {
+        let strays = match self.s3.open_uploads(key).await {
+            Ok(ids) => ids,
+            Err(e) => return log::warn!("export: {key}: stray uploads not checked: {e}"),
+        };
+        for id in strays {
+            match self.s3.abort(key, &id).await {
+                Ok(()) => log::info!("export: {key}: aborted a stray multipart upload"),
+                Err(e) => log::warn!("export: {key}: a stray multipart upload not aborted: {e}"),
+            }
+        }
     }
 
     /// `len` bytes at `off` of the object's source (the metadata is kept in the entry).

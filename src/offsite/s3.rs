@@ -48,26 +48,52 @@ pub struct S3 {
     http: reqwest::Client,
     /// `max_kbps`: upload bodies are paced to it (0: not paced).
     kbps: u32,
+    /// The schedule of every paced body.
+    pacer: std::sync::Arc<Pacer>,
 }
 
-/// The piece a paced body is sent in.
-const PACED_CHUNK: usize = 64 << 10;
+/// The piece a paced body is sent in: small enough that a part of 64 KiB is paced too.
+const PACED_CHUNK: usize = 16 << 10;
 
-/// `data` in [`PACED_CHUNK`] pieces, each released no sooner than `kbps` allows from the first
-/// (the average rate holds within one piece, with no burst at line speed).
-fn paced(data: Vec<u8>, kbps: u32) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+/// The uplink's schedule when `max_kbps` is set: one for every body the exporter sends, so the
+/// rate holds across parts and objects, not only within one body.
+struct Pacer {
+    kbps: u32,
+    /// When the next piece may go.
+    next: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(kbps: u32) -> Pacer {
+        Pacer { kbps: kbps.max(1), next: std::sync::Mutex::new(tokio::time::Instant::now()) }
+    }
+
+    /// When a piece of `len` bytes may go: now if the uplink has been idle, else once the
+    /// pieces before it have had their time (`len` bytes at `kbps` take len × 8 / (kbps × 1000) s).
+    fn slot(&self, len: usize) -> tokio::time::Instant {
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let due = (*next).max(tokio::time::Instant::now());
+        *next = due + Duration::from_micros(len as u64 * 8000 / u64::from(self.kbps));
+        due
+    }
+}
+
+/// `data` in [`PACED_CHUNK`] pieces, each released at its slot on `pacer` (the average rate
+/// holds within one piece, with no burst at line speed).
+fn paced(
+    data: Vec<u8>,
+    pacer: std::sync::Arc<Pacer>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     let data = bytes::Bytes::from(data);
-    let start = tokio::time::Instant::now();
     futures_util::stream::unfold(0usize, move |off| {
         let data = data.clone();
+        let pacer = pacer.clone();
         async move {
             if off >= data.len() {
                 return None;
             }
-            // `off` bytes at `kbps` take off × 8 / (kbps × 1000) s.
-            let due = start + Duration::from_micros(off as u64 * 8000 / u64::from(kbps.max(1)));
-            tokio::time::sleep_until(due).await;
             let end = (off + PACED_CHUNK).min(data.len());
+            tokio::time::sleep_until(pacer.slot(end - off)).await;
             Some((Ok(data.slice(off..end)), end))
         }
     })
@@ -99,7 +125,7 @@ impl S3 {
             .build()
             .map_err(|e| format!("HTTP client: {}", e.without_url()))?;
         let creds = Credentials::new(cfg.access_key.clone(), cfg.secret_key.clone());
-        Ok(S3 { bucket, creds, http, kbps: cfg.max_kbps })
+        Ok(S3 { bucket, creds, http, kbps: cfg.max_kbps, pacer: std::sync::Arc::new(Pacer::new(cfg.max_kbps)) })
     }
 
     /// A request body of `data`, paced to `max_kbps`.
@@ -107,7 +133,7 @@ impl S3 {
         if self.kbps == 0 {
             data.into()
         } else {
-            reqwest::Body::wrap_stream(paced(data, self.kbps))
+            reqwest::Body::wrap_stream(paced(data, self.pacer.clone()))
         }
     }
 
@@ -263,6 +289,61 @@ impl S3 {
     }
 }
 
+impl S3 {
+    /// The multipart uploads of exactly `key` still open (neither completed nor aborted): their
+    /// ids, from the first page of ListMultipartUploads (up to 1000).
+    pub async fn open_uploads(&self, key: &str) -> Result<Vec<String>, S3Error> {
+        let query = [("prefix", key), ("uploads", "")];
+        let url = rusty_s3::signing::sign(
+            &jiff::Timestamp::now(),
+            rusty_s3::Method::Get,
+            self.bucket.base_url().clone(),
+            self.creds.key(),
+            self.creds.secret(),
+            self.creds.token(),
+            self.bucket.region(),
+            SIGNED_FOR.as_secs(),
+            query.into_iter(),
+            std::iter::empty(),
+        );
+        let what = "list multipart uploads".to_string();
+        let body = read_bounded(&what, self.send(what.clone(), self.http.get(url), 0).await?, MAX_ANSWER).await?;
+        Ok(uploads_of(&body, key))
+    }
+
+    /// Abort the multipart upload `upload_id` of `key` (its parts are deleted).
+    pub async fn abort(&self, key: &str, upload_id: &str) -> Result<(), S3Error> {
+        let url = self.bucket.abort_multipart_upload(Some(&self.creds), key, upload_id).sign(SIGNED_FOR);
+        match self.send("abort multipart upload".into(), self.http.delete(url), 0).await {
+            Err(e) if e.status == Some(404) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+}
+
+/// The upload ids for exactly `key` in a ListMultipartUploads answer (a prefix also lists
+/// longer keys).
+fn uploads_of(xml: &str, key: &str) -> Vec<String> {
+    let field = |block: &str, tag: &str| -> Option<String> {
+        let open = format!("<{tag}>");
+        let start = block.find(&open)? + open.len();
+        let end = start + block[start..].find(&format!("</{tag}>"))?;
+        Some(unescape(&block[start..end]))
+    };
+    xml.split("<Upload>")
+        .skip(1)
+        .filter_map(|b| {
+            let b = b.split("</Upload>").next()?;
+            (field(b, "Key")? == key).then(|| field(b, "UploadId")).flatten()
+        })
+        .collect()
+}
+
+/// XML text with its five predefined entities replaced.
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+}
+
 /// Largest answer read (a ListParts page of 1000 parts is ~250 KB).
 const MAX_ANSWER: usize = 1 << 20;
 /// Largest error document read.
@@ -322,20 +403,40 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn a_paced_body_keeps_to_the_rate_piece_by_piece() {
+    async fn paced_bodies_keep_to_the_rate_piece_by_piece_and_one_after_another() {
         use futures_util::StreamExt;
-        // 256 KiB + 1 at 2048 kbit/s: 5 pieces, released at 0, 256, 512, 768, 1024 ms.
-        let data: Vec<u8> = (0..(256 << 10) + 1).map(|i| i as u8).collect();
+        // 64 KiB + 1 at 2048 kbit/s: 16 KiB pieces of 64 ms each (the last of 1 byte), released
+        // at 0, 64, 128, 192, 256 ms; a second body sent at once goes on where the first stopped
+        // (no burst per part; the timer rounds 256.004 ms up to 257).
+        let pacer = std::sync::Arc::new(Pacer::new(2048));
+        let data: Vec<u8> = (0..(64 << 10) + 1).map(|i| i as u8).collect();
         let start = tokio::time::Instant::now();
-        let mut s = std::pin::pin!(paced(data.clone(), 2048));
-        let mut got = Vec::new();
         let mut at = Vec::new();
-        while let Some(piece) = s.next().await {
-            at.push(start.elapsed().as_millis());
-            got.extend_from_slice(&piece.unwrap());
+        for _ in 0..2 {
+            let mut s = std::pin::pin!(paced(data.clone(), pacer.clone()));
+            let mut got = Vec::new();
+            while let Some(piece) = s.next().await {
+                at.push(start.elapsed().as_millis());
+                got.extend_from_slice(&piece.unwrap());
+            }
+            assert_eq!(got, data);
         }
-        assert_eq!(got, data);
-        assert_eq!(at, [0, 256, 512, 768, 1024]);
+        assert_eq!(at, [0, 64, 128, 192, 256, 257, 321, 385, 449, 513]);
+        // After a pause longer than the backlog, the next piece goes at once.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle = tokio::time::Instant::now();
+        assert_eq!(pacer.slot(16 << 10), idle);
+        assert_eq!(pacer.slot(16 << 10) - idle, Duration::from_millis(64));
+    }
+
+    #[test]
+    fn open_uploads_of_exactly_the_key_are_found() {
+        let xml = "<?xml version=\"1.0\"?><ListMultipartUploadsResult><Bucket>b</Bucket>\
+            <Upload><Key>a/c.mp4</Key><UploadId>one</UploadId></Upload>\
+            <Upload><Key>a/c.mp4.x</Key><UploadId>longer</UploadId></Upload>\
+            <Upload><UploadId>two&amp;</UploadId><Key>a/c.mp4</Key></Upload></ListMultipartUploadsResult>";
+        assert_eq!(uploads_of(xml, "a/c.mp4"), ["one", "two&"]);
+        assert!(uploads_of("<Error><Code>x</Code></Error>", "a/c.mp4").is_empty());
     }
 
     #[test]
