@@ -12,7 +12,8 @@
 //!
 //! [`SysReader`] takes the sysfs root as a path so tests give it a directory of fake zones and
 //! flags; `/proc` is always the real one. [`alerts`] turns samples into raised/cleared alerts.
-//! Reads files only: no thread, no lock; the monitor task calls it every few seconds.
+//! Reads files only (no thread; one lock, for where `get_throttled` was found); the monitor task
+//! calls it every few seconds.
 
 pub mod alerts;
 
@@ -113,7 +114,22 @@ pub struct Memory {
 pub struct SysReader {
     sys: PathBuf,
     proc: PathBuf,
+    /// Where `get_throttled` is: looked for once, not at every sample.
+    throttled_at: std::sync::Arc<std::sync::Mutex<ThrottledAt>>,
 }
+
+/// Where the firmware's `get_throttled` was found, or when it was last looked for in vain.
+#[derive(Debug, Default)]
+enum ThrottledAt {
+    #[default]
+    Unknown,
+    Found(PathBuf),
+    Absent(std::time::Instant),
+}
+
+/// How long a fruitless search for `get_throttled` stands (a board without the firmware driver
+/// has none; a driver loaded late is found within this).
+const THROTTLED_LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Default for SysReader {
     fn default() -> Self {
@@ -124,7 +140,11 @@ impl Default for SysReader {
 impl SysReader {
     /// Over `/sys`, or over `sysfs_root` (tests).
     pub fn new(sysfs_root: Option<&Path>) -> SysReader {
-        SysReader { sys: sysfs_root.map_or_else(|| PathBuf::from("/sys"), Path::to_path_buf), proc: "/proc".into() }
+        SysReader {
+            sys: sysfs_root.map_or_else(|| PathBuf::from("/sys"), Path::to_path_buf),
+            proc: "/proc".into(),
+            throttled_at: Default::default(),
+        }
     }
 
     fn read(&self, path: &Path) -> Option<String> {
@@ -151,11 +171,31 @@ impl SysReader {
     }
 
     /// The Raspberry Pi firmware's throttling word, where the kernel publishes it.
+    /// (The search under `/sys/devices/platform` runs once; a fruitless one again after
+    /// [`THROTTLED_LOOK_AGAIN`]; a found file that goes away is looked for again.)
     pub fn throttled(&self) -> Option<Throttled> {
-        let platform = self.sys.join("devices/platform");
-        let known = platform.join("soc/soc:firmware/get_throttled");
-        let path = if known.exists() { Some(known) } else { find_named(&platform, "get_throttled", 3) };
-        Some(Throttled::from_raw(parse_throttled(&self.read(&path?)?)?))
+        let mut at = self.throttled_at.lock().unwrap_or_else(|e| e.into_inner());
+        let path = match &*at {
+            ThrottledAt::Found(p) => p.clone(),
+            ThrottledAt::Absent(when) if when.elapsed() < THROTTLED_LOOK_AGAIN => return None,
+            _ => {
+                let platform = self.sys.join("devices/platform");
+                let known = platform.join("soc/soc:firmware/get_throttled");
+                let found = if known.exists() { Some(known) } else { find_named(&platform, "get_throttled", 3) };
+                let Some(p) = found else {
+                    *at = ThrottledAt::Absent(std::time::Instant::now());
+                    return None;
+                };
+                *at = ThrottledAt::Found(p.clone());
+                p
+            }
+        };
+        let Some(text) = self.read(&path) else {
+            *at = ThrottledAt::Unknown;
+            return None;
+        };
+        drop(at);
+        Some(Throttled::from_raw(parse_throttled(&text)?))
     }
 
     /// The box's and the daemon's CPU counters now.
@@ -277,12 +317,21 @@ mod tests {
         let d = dir.path().join("devices/platform/axi/axi:firmware");
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("get_throttled"), "50005\n").unwrap();
+        assert_eq!(r.throttled(), None, "a fruitless search stands for a while (not one per sample)");
+        let r = SysReader::new(Some(dir.path()));
         let t = r.throttled().unwrap();
         assert!(t.under_voltage && t.throttled && !t.freq_capped && !t.soft_temp_limit && t.occurred_since_boot);
         assert!(t.active());
         std::fs::write(d.join("get_throttled"), "50000\n").unwrap();
         let t = r.throttled().unwrap();
         assert!(!t.active() && t.occurred_since_boot);
+        // Gone (the driver unloaded): null, then looked for again and found at its usual place.
+        std::fs::remove_dir_all(dir.path().join("devices/platform/axi")).unwrap();
+        assert_eq!(r.throttled(), None);
+        let d = dir.path().join("devices/platform/soc/soc:firmware");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("get_throttled"), "0\n").unwrap();
+        assert!(!r.throttled().unwrap().occurred_since_boot);
         assert_eq!(parse_throttled("throttled=0x80008"), Some(0x80008));
         assert_eq!(parse_throttled("0x0"), Some(0));
         assert_eq!(parse_throttled("zz"), None);
