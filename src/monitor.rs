@@ -118,12 +118,17 @@ impl Monitor {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The latest report (cheap: a clone).
+    /// The latest report with its 10-minute history (`/api/health/system`).
     pub fn report(&self) -> SystemReport {
         let st = self.lock();
         let mut r = st.report.clone();
         r.history = st.history.iter().cloned().collect();
         r
+    }
+
+    /// The latest report without the history (`/metrics`: figures of now only).
+    pub fn latest(&self) -> SystemReport {
+        self.lock().report.clone()
     }
 
     /// Every alert seen, raised or not.

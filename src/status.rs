@@ -191,18 +191,26 @@ impl CameraStatus {
 
     /// An access unit came out of the encoder: it works.
     pub fn frame_encoded(&self) {
+        self.frame_encoded_at(crate::time::mono_now());
+    }
+
+    /// [`Self::frame_encoded`] at `now` (CLOCK_MONOTONIC).
+    fn frame_encoded_at(&self, now: Duration) {
         self.frames_encoded.fetch_add(1, Ordering::Relaxed);
-        self.last_encode_ms.store(crate::time::mono_ms(), Ordering::Relaxed);
+        self.last_encode_ms.store(now.as_millis() as u64, Ordering::Relaxed);
         if !self.encode_ok.load(Ordering::Relaxed) {
             self.encode_ok.store(true, Ordering::SeqCst);
             self.errors().encode = None;
         }
     }
 
-    /// The encoder's latency for one access unit: `captured` is its capture time on
-    /// CLOCK_MONOTONIC (its PTS). One writer (the encoder's appsink thread).
-    pub fn encode_latency(&self, captured: Duration) {
-        let us = crate::time::mono_now().saturating_sub(captured).as_micros().min(u128::from(u32::MAX)) as u64;
+    /// An access unit captured at `captured` (CLOCK_MONOTONIC: its PTS) came out of the encoder:
+    /// [`Self::frame_encoded`] and the encoder's latency from one clock read. One writer (the
+    /// encoder's appsink thread).
+    pub fn frame_encoded_from(&self, captured: Duration) {
+        let now = crate::time::mono_now();
+        self.frame_encoded_at(now);
+        let us = now.saturating_sub(captured).as_micros().min(u128::from(u32::MAX)) as u64;
         let old = self.encode_latency_us.load(Ordering::Relaxed);
         let new = if old == 0 { us.max(1) } else { (old * 7 + us) / 8 };
         self.encode_latency_us.store(new.max(1), Ordering::Relaxed);

@@ -357,8 +357,7 @@ impl Output {
         };
         let captured = frame.pts;
         self.preroll.push(frame);
-        self.status.frame_encoded();
-        self.status.encode_latency(captured);
+        self.status.frame_encoded_from(captured);
         Ok(gst::FlowSuccess::Ok)
     }
 }

@@ -98,7 +98,7 @@ pub fn render(s: &AppState) -> String {
             })
             .collect();
     family(&mut out, "uploads", "gauge", "Uploads of this run by state.", &by_state);
-    system_families(&mut out, &s.monitor.report());
+    system_families(&mut out, &s.monitor.latest());
     if let Some(x) = &s.exporter {
         let e = x.summary();
         let one = |v: f64| [(String::new(), v)];
